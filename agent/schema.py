@@ -1,0 +1,389 @@
+"""The catalogue: every measurement, tag and field fleetgauge stores or exposes.
+
+This module is the single source of truth for names. The stores, the collectors,
+the push endpoint, the dashboard, the Prometheus exposition and the Grafana JSON
+all take their names from here; nothing else spells a measurement or field name.
+
+Naming rules: a field name carries its unit (``_percent``, ``_bytes``,
+``_bytes_per_second``, ``_celsius``, ``_watts``, ``_cores``); counts and
+dimensionless values carry none. Prometheus names follow Prometheus conventions
+(``fleetgauge_`` prefix, base units, ratios instead of percent), derived by
+:func:`prometheus_name` rather than typed by hand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import NamedTuple
+
+__all__ = [
+    "Family",
+    "Field",
+    "Measurement",
+    "Point",
+    "Tier",
+    "TIERS",
+    "MEASUREMENTS",
+    "RESOURCE_MEASUREMENTS",
+    "measurement",
+    "prometheus_name",
+    "validate_point",
+    "InvalidPoint",
+    "MAX_NAME_LENGTH",
+    "RESERVED_TAG_KEYS",
+]
+
+MAX_NAME_LENGTH = 256
+"""Longest measurement/tag/field name or tag value accepted, in characters."""
+
+
+class Family(StrEnum):
+    """What a measurement describes; decides required tags and default rollups."""
+
+    RESOURCE = "resource"
+    PIPELINE = "pipeline"
+    LIST = "list"
+    EVENT = "event"
+
+
+class Point(NamedTuple):
+    """One timestamped observation: the unit every collector, store and export handles."""
+
+    measurement: str
+    tags: Mapping[str, str]
+    fields: Mapping[str, float | int | str]
+    time_ns: int
+
+
+@dataclass(frozen=True)
+class Field:
+    """A field of a measurement: its name (with unit suffix), unit and meaning."""
+
+    name: str
+    unit: str
+    description: str
+    type: type = float
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """A measurement: its family, identity tags, device tag and fields."""
+
+    name: str
+    family: Family
+    description: str
+    fields: tuple[Field, ...]
+    device_tags: tuple[str, ...] = ()
+    tiered: bool = True
+    field_names: tuple[str, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "field_names", tuple(f.name for f in self.fields))
+
+    @property
+    def required_tags(self) -> tuple[str, ...]:
+        """Tags every point of this measurement must carry."""
+        return REQUIRED_TAGS[self.family] + self.device_tags
+
+    def get_field(self, name: str) -> Field:
+        """The field called ``name``; KeyError when the catalogue has none."""
+        for f in self.fields:
+            if f.name == name:
+                return f
+        raise KeyError(f"measurement {self.name!r} has no field {name!r}")
+
+
+# --- tags -------------------------------------------------------------------
+ENVIRONMENT = "environment"
+WORKER = "worker"
+GPU = "gpu"
+GPU_UUID = "gpu_uuid"
+GPU_NAME = "gpu_name"
+CORE = "core"
+MOUNT = "mount"
+DEVICE = "device"
+INTERFACE = "interface"
+PID = "pid"
+PROCESS = "process"
+PIPELINE = "pipeline"
+DEPLOYMENT = "deployment"
+METRIC = "metric"
+EXECUTION_ID = "execution_id"
+EVENT_NAME = "name"
+EVENT_SOURCE = "source"
+
+REQUIRED_TAGS: dict[Family, tuple[str, ...]] = {
+    Family.RESOURCE: (ENVIRONMENT, WORKER),
+    Family.PIPELINE: (ENVIRONMENT, METRIC),
+    Family.LIST: (ENVIRONMENT, METRIC),
+    Family.EVENT: (ENVIRONMENT, EVENT_NAME),
+}
+
+RESERVED_TAG_KEYS = frozenset({"time", "_measurement", "_field", "_start", "_stop"})
+"""Tag keys no point may use: InfluxDB and the CSV export give them a meaning."""
+
+PIPELINE_TAGS = (ENVIRONMENT, PIPELINE, DEPLOYMENT, METRIC, EXECUTION_ID)
+"""Tags of a pipeline or list metric, in the order exports show them."""
+
+# --- fields -----------------------------------------------------------------
+PERCENT, BYTES, BYTES_PER_SECOND = "percent", "bytes", "bytes_per_second"
+CELSIUS, WATTS, CORES, COUNT, LOAD = "celsius", "watts", "cores", "count", "load"
+
+
+def _f(name: str, unit: str, description: str, type_: type = float) -> Field:
+    return Field(name, unit, description, type_)
+
+
+CPU = Measurement(
+    "cpu",
+    Family.RESOURCE,
+    "Processor use of the whole worker.",
+    (
+        _f("usage_percent", PERCENT, "CPU time in use over the sample interval, all cores"),
+        _f("load1", LOAD, "1-minute load average"),
+        _f("load5", LOAD, "5-minute load average"),
+        _f("load15", LOAD, "15-minute load average"),
+        _f("logical_count", COUNT, "Logical CPUs the worker has"),
+    ),
+)
+CPU_CORE = Measurement(
+    "cpu_core",
+    Family.RESOURCE,
+    "Processor use of one logical core.",
+    (_f("usage_percent", PERCENT, "Time this core was busy over the sample interval"),),
+    device_tags=(CORE,),
+)
+MEMORY = Measurement(
+    "memory",
+    Family.RESOURCE,
+    "Main memory and swap of the worker.",
+    (
+        _f("used_bytes", BYTES, "Memory in use (total minus available)"),
+        _f("available_bytes", BYTES, "Memory available to new processes without swapping"),
+        _f("total_bytes", BYTES, "Installed memory"),
+        _f("used_percent", PERCENT, "Memory in use as a share of total"),
+        _f("swap_used_bytes", BYTES, "Swap in use"),
+        _f("swap_used_percent", PERCENT, "Swap in use as a share of swap total"),
+    ),
+)
+DISK = Measurement(
+    "disk",
+    Family.RESOURCE,
+    "Space of one mounted filesystem.",
+    (
+        _f("used_bytes", BYTES, "Space in use"),
+        _f("total_bytes", BYTES, "Size of the filesystem"),
+        _f("used_percent", PERCENT, "Space in use as a share of the space users can have"),
+    ),
+    device_tags=(MOUNT,),
+)
+DISK_IO = Measurement(
+    "disk_io",
+    Family.RESOURCE,
+    "Throughput of one block device.",
+    (
+        _f("read_bytes_per_second", BYTES_PER_SECOND, "Bytes read per second"),
+        _f("write_bytes_per_second", BYTES_PER_SECOND, "Bytes written per second"),
+    ),
+    device_tags=(DEVICE,),
+)
+NETWORK = Measurement(
+    "network",
+    Family.RESOURCE,
+    "Throughput of one network interface.",
+    (
+        _f("receive_bytes_per_second", BYTES_PER_SECOND, "Bytes received per second"),
+        _f("transmit_bytes_per_second", BYTES_PER_SECOND, "Bytes sent per second"),
+    ),
+    device_tags=(INTERFACE,),
+)
+GPU_MEASUREMENT = Measurement(
+    "gpu",
+    Family.RESOURCE,
+    "One GPU, read through NVML.",
+    (
+        _f("utilization_percent", PERCENT, "Time a kernel ran on the GPU over the last period"),
+        _f("memory_used_bytes", BYTES, "GPU memory in use"),
+        _f("memory_total_bytes", BYTES, "GPU memory installed"),
+        _f("memory_used_percent", PERCENT, "GPU memory in use as a share of total"),
+        _f("temperature_celsius", CELSIUS, "GPU core temperature"),
+        _f("power_draw_watts", WATTS, "Power drawn by the board"),
+        _f("power_limit_watts", WATTS, "Power limit the board enforces"),
+    ),
+    device_tags=(GPU,),
+)
+GPU_PROCESS = Measurement(
+    "gpu_process",
+    Family.RESOURCE,
+    "GPU memory held by one process, where the driver reports it.",
+    (_f("memory_used_bytes", BYTES, "GPU memory used by the process"),),
+    device_tags=(GPU, PID),
+)
+CONTAINER = Measurement(
+    "container",
+    Family.RESOURCE,
+    "Use against the limits of the cgroup the agent runs in.",
+    (
+        _f("cpu_limit_cores", CORES, "CPU quota of the cgroup, in cores"),
+        _f("cpu_used_percent", PERCENT, "CPU use as a share of the cgroup's quota"),
+        _f("memory_limit_bytes", BYTES, "Memory limit of the cgroup"),
+        _f("memory_used_bytes", BYTES, "Memory charged to the cgroup"),
+        _f("memory_used_percent", PERCENT, "Memory use as a share of the cgroup's limit"),
+    ),
+)
+PIPELINE_METRIC = Measurement(
+    "pipeline_metric",
+    Family.PIPELINE,
+    "One value a deployed model or pipeline recorded (for example score=1 per prediction).",
+    (_f("value", "", "The recorded value"),),
+)
+LIST_METRIC = Measurement(
+    "list_metric",
+    Family.LIST,
+    "One element of a list metric: a value per step or epoch.",
+    (_f("value", "", "The recorded value"), _f("step", COUNT, "Step or epoch index", int)),
+    tiered=False,
+)
+EVENT = Measurement(
+    "event",
+    Family.EVENT,
+    "Something that happened at a wall-clock time (checkpoint_started, ...).",
+    (_f("metadata", "", "Small JSON object describing the event", str),),
+    tiered=False,
+)
+
+RESOURCE_MEASUREMENTS: tuple[Measurement, ...] = (
+    CPU,
+    CPU_CORE,
+    MEMORY,
+    DISK,
+    DISK_IO,
+    NETWORK,
+    GPU_MEASUREMENT,
+    GPU_PROCESS,
+    CONTAINER,
+)
+MEASUREMENTS: dict[str, Measurement] = {
+    m.name: m for m in (*RESOURCE_MEASUREMENTS, PIPELINE_METRIC, LIST_METRIC, EVENT)
+}
+
+
+def measurement(name: str) -> Measurement:
+    """The catalogue entry called ``name``; a clear KeyError naming the known ones."""
+    try:
+        return MEASUREMENTS[name]
+    except KeyError:
+        known = ", ".join(MEASUREMENTS)
+        raise KeyError(f"unknown measurement {name!r} (known: {known})") from None
+
+
+# --- rollup tiers -----------------------------------------------------------
+class Tier(NamedTuple):
+    """A rollup tier: per bucket of ``width_ns`` it keeps count, sum, min and max per field."""
+
+    name: str
+    width_ns: int
+
+
+_S = 1_000_000_000
+TIERS: tuple[Tier, ...] = (Tier("1m", 60 * _S), Tier("10m", 600 * _S), Tier("1h", 3600 * _S))
+"""Rollup tiers, finest first. Raw points are the implicit finest level."""
+
+TIER_AGGREGATES = ("count", "sum", "min", "max")
+
+
+def tier_measurement(name: str, tier: Tier) -> str:
+    """Name of the InfluxDB measurement that holds ``tier`` of measurement ``name``."""
+    return f"{name}_{tier.name}"
+
+
+def tier_field(field_name: str, aggregate: str) -> str:
+    """Name of the InfluxDB field that holds one aggregate of a field in a tier."""
+    return f"{field_name}_{aggregate}"
+
+
+# --- Prometheus ---------------------------------------------------------------
+PROMETHEUS_PREFIX = "fleetgauge_"
+_PROMETHEUS_UNITS = {PERCENT: ("ratio", 0.01)}
+
+
+def prometheus_name(m: Measurement, f: Field) -> tuple[str, float]:
+    """Prometheus metric name for a field and the factor that converts its value.
+
+    Percentages become ratios (0-1), as Prometheus conventions ask for base units.
+    """
+    name, factor = f.name, 1.0
+    if f.unit in _PROMETHEUS_UNITS:
+        suffix, factor = _PROMETHEUS_UNITS[f.unit]
+        name = name.removesuffix(f"_{f.unit}") + f"_{suffix}"
+    return f"{PROMETHEUS_PREFIX}{m.name}_{name}", factor
+
+
+# --- validation -------------------------------------------------------------
+class InvalidPoint(ValueError):
+    """A point that breaks the data model; the message names the part at fault."""
+
+
+def validate_name(kind: str, value: object) -> str:
+    """Check one name or tag value: a non-empty string of valid Unicode, bounded length."""
+    if not isinstance(value, str):
+        raise InvalidPoint(f"{kind} must be a string, got {type(value).__name__}")
+    if not value:
+        raise InvalidPoint(f"{kind} must not be empty")
+    if len(value) > MAX_NAME_LENGTH:
+        raise InvalidPoint(f"{kind} is {len(value)} characters long (limit {MAX_NAME_LENGTH})")
+    if "\x00" in value:
+        raise InvalidPoint(f"{kind} contains a NUL character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidPoint(f"{kind} is not valid Unicode (lone surrogate)") from None
+    return value
+
+
+def validate_point(point: Point) -> Measurement:
+    """Check a point against the catalogue before it may reach a store.
+
+    Raises InvalidPoint naming the measurement, tag or field at fault.
+    """
+    m = MEASUREMENTS.get(point.measurement)
+    if m is None:
+        raise InvalidPoint(f"unknown measurement {point.measurement!r}")
+    for key, value in point.tags.items():
+        validate_name("tag key", key)
+        if key in RESERVED_TAG_KEYS or key in m.field_names:
+            raise InvalidPoint(f"tag key {key!r} is reserved in measurement {m.name!r}")
+        validate_name(f"tag {key!r}", value)
+    for key in m.required_tags:
+        if key not in point.tags:
+            raise InvalidPoint(f"{m.name} point lacks the {key!r} tag")
+    if m.family in (Family.PIPELINE, Family.LIST) and not (
+        point.tags.get(DEPLOYMENT) or point.tags.get(PIPELINE)
+    ):
+        raise InvalidPoint(f"{m.name} point needs a 'deployment' or 'pipeline' tag")
+    if not point.fields:
+        raise InvalidPoint(f"{m.name} point has no fields")
+    for key, value in point.fields.items():
+        try:
+            f = m.get_field(key)
+        except KeyError as e:
+            raise InvalidPoint(str(e.args[0])) from None
+        _check_field_value(m, f, value)
+    if not isinstance(point.time_ns, int) or isinstance(point.time_ns, bool):
+        raise InvalidPoint(f"{m.name} point time must be integer nanoseconds")
+    return m
+
+
+def _check_field_value(m: Measurement, f: Field, value: object) -> None:
+    if f.type is str:
+        if not isinstance(value, str):
+            raise InvalidPoint(f"{m.name}.{f.name} must be a string")
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidPoint(f"{m.name}.{f.name} must be a number, got {type(value).__name__}")
+    if f.type is int and not isinstance(value, int):
+        raise InvalidPoint(f"{m.name}.{f.name} must be an integer")
+    if value != value or value in (float("inf"), float("-inf")):
+        raise InvalidPoint(f"{m.name}.{f.name} must be finite, got {value}")

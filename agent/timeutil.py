@@ -1,0 +1,67 @@
+"""Parsing and formatting of times and durations as users type them.
+
+All times inside fleetgauge are integer nanoseconds since the Unix epoch, UTC.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+__all__ = ["parse_time", "parse_duration", "format_time", "NS_PER_S"]
+
+NS_PER_S = 1_000_000_000
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ns|us|ms|s|m|h|d|w)\s*$")
+_UNITS_NS = {
+    "ns": 1,
+    "us": 1_000,
+    "ms": 1_000_000,
+    "s": NS_PER_S,
+    "m": 60 * NS_PER_S,
+    "h": 3600 * NS_PER_S,
+    "d": 86400 * NS_PER_S,
+    "w": 7 * 86400 * NS_PER_S,
+}
+
+
+def parse_time(text: str) -> int:
+    """Parse an ISO-8601 date or date-time (UTC unless it says otherwise) or epoch seconds.
+
+    Raises ValueError with the offending text when it is neither.
+    """
+    value = text.strip()
+    try:
+        return round(float(value) * NS_PER_S)
+    except ValueError:
+        pass
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise ValueError(
+            f"not a time: {text!r} (use ISO 8601 such as 2026-11-22T10:00:00Z, or epoch seconds)"
+        ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return _to_ns(parsed)
+
+
+def _to_ns(moment: datetime) -> int:
+    delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86400 + delta.seconds) * NS_PER_S + delta.microseconds * 1000
+
+
+def parse_duration(text: str) -> int:
+    """Parse a duration such as ``30d``, ``12h``, ``90s`` into nanoseconds."""
+    match = _DURATION.match(text)
+    if not match:
+        raise ValueError(f"not a duration: {text!r} (use a number and one of ns us ms s m h d w)")
+    return round(float(match.group(1)) * _UNITS_NS[match.group(2)])
+
+
+def format_time(time_ns: int) -> str:
+    """ISO-8601 UTC text for a nanosecond timestamp, with as many decimals as it needs."""
+    seconds, ns = divmod(time_ns, NS_PER_S)
+    base = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    if ns == 0:
+        return base + "Z"
+    return f"{base}.{ns:09d}".rstrip("0") + "Z"

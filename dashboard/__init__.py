@@ -1,0 +1,1 @@
+"""fleetgauge dashboard: the Dash site that reads the stores through ``agent.stores``."""
