@@ -1,0 +1,269 @@
+"""The Store interface every backend implements, its result types and read planning.
+
+A store keeps raw points and the rollup tiers beside them (see ``tiers.py``).
+Bucketed reads are planned here, once, so both backends answer the same
+question with the same buckets: the range is snapped outward to whole buckets
+of ``step_ns`` (aligned to the Unix epoch, as InfluxDB's ``GROUP BY time`` is),
+and the data comes from the coarsest tier whose width still divides the step.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import NamedTuple, Protocol
+
+from agent.schema import TIERS, Point, Tier
+
+__all__ = [
+    "Store",
+    "StoreError",
+    "StoreUnavailable",
+    "StoreRejected",
+    "Buckets",
+    "BucketSeries",
+    "FieldBuckets",
+    "ReadPlan",
+    "plan_read",
+    "cover",
+    "Where",
+    "RAW",
+]
+
+RAW = "raw"
+"""Name of the level that reads raw points rather than a rollup tier."""
+RAW_STEP_UNIT_NS = 1_000_000
+"""Bucket widths on raw points are whole milliseconds."""
+
+Where = Mapping[str, Sequence[str]]
+"""Tag filter: a point matches when, for every key, its tag value is one of the values."""
+
+
+class StoreError(Exception):
+    """A store operation failed."""
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot be reached or failed (down, 5xx, timeout, locked): retry later."""
+
+
+class StoreRejected(StoreError):
+    """The store refused the data itself (4xx): retrying the same data cannot succeed."""
+
+
+@dataclass
+class FieldBuckets:
+    """Per-bucket statistics of one field, aligned with ``BucketSeries.times``."""
+
+    count: list[int] = field(default_factory=list)
+    mean: list[float | None] = field(default_factory=list)
+    min: list[float | None] = field(default_factory=list)
+    max: list[float | None] = field(default_factory=list)
+
+
+@dataclass
+class BucketSeries:
+    """One curve: the group-by tags, bucket start times, and statistics per field.
+
+    Buckets without any point are absent (a gap), never zero.
+    """
+
+    tags: dict[str, str]
+    times: list[int]
+    fields: dict[str, FieldBuckets]
+
+
+@dataclass
+class Buckets:
+    """Answer of a bucketed read: which level served it, the step and the curves."""
+
+    measurement: str
+    level: str
+    step_ns: int
+    start_ns: int
+    end_ns: int
+    series: list[BucketSeries]
+
+    def by_tags(self) -> dict[tuple[tuple[str, str], ...], BucketSeries]:
+        """Series keyed by their sorted group-by tags, for lookups in tests and charts."""
+        return {tuple(sorted(s.tags.items())): s for s in self.series}
+
+
+class ReadPlan(NamedTuple):
+    """How a bucketed read is answered: the level, the bucket width and the snapped range."""
+
+    level: str
+    step_ns: int
+    start_ns: int
+    end_ns: int
+
+    @property
+    def buckets(self) -> int:
+        """Number of buckets in the range: never more than the max points asked for."""
+        return (self.end_ns - self.start_ns) // self.step_ns
+
+
+def _snap(start_ns: int, end_ns: int, step_ns: int) -> tuple[int, int]:
+    return (start_ns // step_ns) * step_ns, -((-end_ns) // step_ns) * step_ns
+
+
+def plan_read(
+    start_ns: int, end_ns: int, max_points: int, tiers: Sequence[Tier] = TIERS
+) -> ReadPlan:
+    """Choose the level and step so no series exceeds ``max_points`` buckets.
+
+    The step is the smallest multiple of the chosen level's width whose snapped
+    range has at most ``max_points`` buckets; the level is the coarsest tier
+    not wider than the step the range needs (raw points when none is).
+    """
+    if end_ns <= start_ns:
+        raise ValueError(f"empty time range: start {start_ns} is not before end {end_ns}")
+    if max_points < 1:
+        raise ValueError(f"max_points must be at least 1, got {max_points}")
+    needed = math.ceil((end_ns - start_ns) / max_points)
+    level, unit = RAW, RAW_STEP_UNIT_NS
+    for tier in sorted(tiers, key=lambda t: t.width_ns, reverse=True):
+        if tier.width_ns <= needed:
+            level, unit = tier.name, tier.width_ns
+            break
+    step = max(1, math.ceil(needed / unit)) * unit
+    while True:
+        start, end = _snap(start_ns, end_ns, step)
+        if (end - start) // step <= max_points:
+            return ReadPlan(level, step, start, end)
+        step += unit
+
+
+def level_width(level: str, tiers: Sequence[Tier] = TIERS) -> int:
+    """Width in ns of a tier by name (raw: the raw step unit); ValueError if unknown."""
+    if level == RAW:
+        return RAW_STEP_UNIT_NS
+    for tier in tiers:
+        if tier.name == level:
+            return tier.width_ns
+    raise ValueError(f"unknown level {level!r} (raw or one of {[t.name for t in tiers]})")
+
+
+def cover(
+    start_ns: int, end_ns: int, tiers: Sequence[Tier] = TIERS
+) -> list[tuple[Tier | None, int, int]]:
+    """Split [start, end) into segments, each served by the coarsest tier aligned to it.
+
+    ``None`` marks the raw segments at the edges. Used where any point in the
+    range matters but not its value (for example listing the workers seen).
+    """
+    if start_ns >= end_ns:
+        return []
+    ordered = sorted(tiers, key=lambda t: t.width_ns, reverse=True)
+    for i, tier in enumerate(ordered):
+        w = tier.width_ns
+        a, b = -((-start_ns) // w) * w, (end_ns // w) * w
+        if a < b:
+            finer = ordered[i + 1 :]
+            return [*cover(start_ns, a, finer), (tier, a, b), *cover(b, end_ns, finer)]
+    return [(None, start_ns, end_ns)]
+
+
+def bucket_series_from_rows(
+    rows: Iterator[tuple[tuple[tuple[str, str], ...], str, int, int, float, float, float]],
+    fields: Sequence[str],
+) -> list[BucketSeries]:
+    """Build curves from ``(group key, field, bucket start, count, sum, min, max)`` rows.
+
+    Rows of one group key may come in any order; buckets are sorted by time.
+    Rows for the same group, field and bucket are merged (sum of counts and sums,
+    min of mins, max of maxes), which is how rollup generations and several
+    series in one group combine.
+    """
+    acc: dict[tuple[tuple[str, str], ...], dict[int, dict[str, list[float]]]] = {}
+    for key, fname, bucket, count, total, lo, hi in rows:
+        if not count:
+            continue
+        per_field = acc.setdefault(key, {}).setdefault(bucket, {})
+        cur = per_field.get(fname)
+        if cur is None:
+            per_field[fname] = [count, total, lo, hi]
+        else:
+            cur[0] += count
+            cur[1] += total
+            cur[2] = min(cur[2], lo)
+            cur[3] = max(cur[3], hi)
+    series = []
+    for key in sorted(acc):
+        buckets = acc[key]
+        times = sorted(buckets)
+        out = {f: FieldBuckets() for f in fields}
+        for t in times:
+            per_field = buckets[t]
+            for f in fields:
+                fb, stats = out[f], per_field.get(f)
+                if stats is None:
+                    fb.count.append(0)
+                    fb.mean.append(None)
+                    fb.min.append(None)
+                    fb.max.append(None)
+                else:
+                    fb.count.append(int(stats[0]))
+                    fb.mean.append(stats[1] / stats[0])
+                    fb.min.append(stats[2])
+                    fb.max.append(stats[3])
+        series.append(BucketSeries(dict(key), times, out))
+    return series
+
+
+class Store(Protocol):
+    """What fleetgauge needs from a time-series store. Both backends pass one contract suite."""
+
+    url: str
+
+    def write(self, points: Sequence[Point]) -> None:
+        """Write one batch of points and update the rollup tiers; all or nothing.
+
+        Raises InvalidPoint for a point that breaks the data model (nothing is
+        written), StoreUnavailable when the store may accept it later, and
+        StoreRejected when the store refused the data.
+        """
+
+    def tag_values(
+        self,
+        key: str,
+        start_ns: int,
+        end_ns: int,
+        measurements: Sequence[str],
+        where: Where | None = None,
+    ) -> list[str]:
+        """Sorted values of tag ``key`` on points of ``measurements`` in [start, end)."""
+
+    def read_buckets(
+        self,
+        measurement: str,
+        fields: Sequence[str],
+        start_ns: int,
+        end_ns: int,
+        max_points: int,
+        where: Where | None = None,
+        group_by: Sequence[str] = (),
+        level: str | None = None,
+    ) -> Buckets:
+        """Count, mean, min and max per bucket of each field, one curve per group-by tags.
+
+        The plan comes from :func:`plan_read`; ``level`` forces the source
+        (``"raw"`` or a tier name whose width divides the planned step) so a
+        tier answer can be compared with a raw scan of the same buckets.
+        """
+
+    def stream_points(
+        self,
+        measurement: str,
+        start_ns: int,
+        end_ns: int,
+        where: Where | None = None,
+    ) -> Iterator[Point]:
+        """Raw points in [start, end) in time order, fetched in chunks (memory stays flat)."""
+
+    def delete_before(self, cutoff_ns: int) -> int:
+        """Delete raw points and rollups older than ``cutoff_ns``; returns rows deleted."""
+
+    def close(self) -> None:
+        """Release connections; the store object is unusable afterwards."""

@@ -1,0 +1,79 @@
+"""Text that goes to InfluxDB: line protocol for writes, quoted InfluxQL for reads.
+
+Line protocol cannot carry every tag value: a newline ends the line, and a
+backslash before a comma, space or ``=`` (or at the end of a value) is read as
+an escape, while ``\\\\`` is kept as two characters. So tag keys and values go
+through a small reversible code before line-protocol escaping: ``%``, ``\\``
+and control characters are written as ``%XX`` (their code point in hex), and
+everything else, unicode included, is stored as is. Reads decode ``%XX`` back,
+so every name round-trips exactly. In Grafana such a value shows in its coded
+form (``C:%5Cdata`` for ``C:\\data``).
+
+InfluxQL: identifiers are always double-quoted and values always single-quoted
+string literals with ``\\`` and the quote escaped, so a name such as
+``a' OR '1'='1`` or ``/.*/`` is only ever compared as data.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+from agent.schema import Point
+
+__all__ = ["encode_name", "decode_name", "line", "influxql_string", "influxql_ident"]
+
+_CODE = {c: f"%{c:02X}" for c in [*range(0x20), 0x7F, ord("%"), ord("\\")]}
+_LP_KEY = {ord(","): "\\,", ord("="): "\\=", ord(" "): "\\ "}
+_TAG_TABLE = str.maketrans({**_CODE, **_LP_KEY})
+_NAME_TABLE = str.maketrans(_CODE)
+_MEASUREMENT_TABLE = str.maketrans({ord(","): "\\,", ord(" "): "\\ "})
+_FIELD_STRING_TABLE = str.maketrans({ord('"'): '\\"', ord("\\"): "\\\\"})
+_DECODE = re.compile(r"%([0-9A-F]{2})")
+
+
+def encode_name(value: str) -> str:
+    """The form a tag key or value is stored in (before line-protocol escaping)."""
+    return value.translate(_NAME_TABLE)
+
+
+def decode_name(stored: str) -> str:
+    """The original tag key or value from its stored form."""
+    if "%" not in stored:
+        return stored
+    return _DECODE.sub(lambda m: chr(int(m.group(1), 16)), stored)
+
+
+@lru_cache(maxsize=65536)
+def _tag(value: str) -> str:
+    return value.translate(_TAG_TABLE)
+
+
+def _field_value(value: float | int | str, is_int: bool) -> str:
+    if isinstance(value, str):
+        return '"' + value.translate(_FIELD_STRING_TABLE) + '"'
+    if is_int:
+        return f"{int(value)}i"
+    return repr(float(value))
+
+
+def line(point: Point, int_fields: frozenset[str] = frozenset()) -> str:
+    """One line of line protocol, tags sorted by key, nanosecond timestamp."""
+    head = point.measurement.translate(_MEASUREMENT_TABLE)
+    tags = "".join(f",{_tag(k)}={_tag(v)}" for k, v in sorted(point.tags.items()))
+    fields = ",".join(
+        f"{_tag(k)}={_field_value(v, k in int_fields)}" for k, v in point.fields.items()
+    )
+    return f"{head}{tags} {fields} {point.time_ns}"
+
+
+def influxql_string(value: str) -> str:
+    """A single-quoted InfluxQL string literal for the stored form of ``value``."""
+    stored = encode_name(value)
+    return "'" + stored.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def influxql_ident(name: str) -> str:
+    """A double-quoted InfluxQL identifier for the stored form of ``name``."""
+    stored = encode_name(name)
+    return '"' + stored.replace("\\", "\\\\").replace('"', '\\"') + '"'

@@ -1,0 +1,409 @@
+"""InfluxDB store: writes through influxdb-client to /api/v2/write, reads InfluxQL over /query.
+
+``/api/v2/write`` is served by InfluxDB 1.8+, 2.x, 3.x and Cloud; ``/query``
+(InfluxQL) by 1.x, 2.x (virtual DBRP mapping: bucket ``name`` is database
+``name``, retention policy ``autogen``) and 3.x. Flux is never used.
+
+Each batch is written with the client's *synchronous* call, so the caller
+knows what was acknowledged (the client's batching mode loses data on outages
+and does not flush on close). Rollup tiers go to measurements named
+``<measurement>_<tier>`` (see ``schema.tier_measurement``) with fields
+``<field>_count|sum|min|max``; the point time is bucket start + generation
+(see ``tiers.py``). ``influxdb_client`` is imported only when this store is
+opened: it adds about 27 MiB to a process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Sequence
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import urllib3
+
+from agent.schema import (
+    MEASUREMENTS,
+    TIER_AGGREGATES,
+    TIERS,
+    Point,
+    tier_field,
+    tier_measurement,
+    validate_point,
+)
+from agent.stores.base import (
+    RAW,
+    Buckets,
+    StoreError,
+    StoreRejected,
+    StoreUnavailable,
+    Where,
+    bucket_series_from_rows,
+    cover,
+    level_width,
+    plan_read,
+)
+from agent.stores.influx_text import decode_name, influxql_ident, influxql_string, line
+from agent.stores.tiers import TierAccumulator, TierRow
+
+__all__ = ["InfluxDBStore", "TOKEN_ENV"]
+
+TOKEN_ENV = "FLEETGAUGE_INFLUX_TOKEN"
+_REJECTED_STATUS = {400, 413, 422}
+_TIER_INT_FIELDS = {
+    m.name: frozenset(tier_field(f.name, "count") for f in m.fields) for m in MEASUREMENTS.values()
+}
+_INT_FIELDS = {
+    m.name: frozenset(f.name for f in m.fields if f.type is int) for m in MEASUREMENTS.values()
+}
+
+
+class InfluxDBStore:
+    """Store backed by an InfluxDB bucket; see the module docstring."""
+
+    def __init__(
+        self,
+        base_url: str,
+        bucket: str,
+        org: str = "",
+        token: str | None = None,
+        timeout_s: float = 10.0,
+        url: str = "",
+        chunk_size: int = 10_000,
+    ) -> None:
+        from influxdb_client import InfluxDBClient
+        from influxdb_client.client.write_api import SYNCHRONOUS
+
+        self.url = url or f"influxdb+{base_url}/{bucket}"
+        self._base = base_url.rstrip("/")
+        self.bucket = bucket
+        self.org = org
+        self._database, _, self._rp = bucket.partition("/")
+        self._token = token
+        self._chunk_size = chunk_size
+        self._timeout_s = timeout_s
+        self._client = InfluxDBClient(
+            url=self._base,
+            token=token or "",
+            org=org or "-",
+            timeout=int(timeout_s * 1000),
+            enable_gzip=True,
+        )
+        self._writer = self._client.write_api(write_options=SYNCHRONOUS)
+        self._http = urllib3.PoolManager(
+            timeout=urllib3.Timeout(connect=timeout_s, read=timeout_s * 6), retries=False
+        )
+        self._tiers = TierAccumulator()
+
+    def __repr__(self) -> str:
+        return f"InfluxDBStore({self.url!r})"
+
+    @classmethod
+    def from_url(cls, url: str) -> InfluxDBStore:
+        """Open ``influxdb+http(s)://HOST:PORT/BUCKET?org=ORG``; token from the environment."""
+        parts = urlsplit(url)
+        scheme = parts.scheme.removeprefix("influxdb+")
+        if scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"store URL {url!r}: use influxdb+http://HOST:PORT/BUCKET?org=ORG")
+        if parts.username or parts.password:
+            raise ValueError(
+                f"store URL for {parts.hostname}: do not put credentials in the URL;"
+                f" set {TOKEN_ENV} instead"
+            )
+        bucket = parts.path.strip("/")
+        if not bucket:
+            raise ValueError(f"store URL {url!r} names no bucket: add /BUCKET after the port")
+        query = parse_qs(parts.query)
+        unknown = set(query) - {"org", "timeout"}
+        if unknown:
+            raise ValueError(f"store URL {url!r}: unknown option(s) {sorted(unknown)}")
+        port = f":{parts.port}" if parts.port else ""
+        return cls(
+            f"{scheme}://{parts.hostname}{port}",
+            bucket,
+            org=query.get("org", [""])[0],
+            token=os.environ.get(TOKEN_ENV) or None,
+            timeout_s=float(query.get("timeout", ["10"])[0]),
+            url=url,
+        )
+
+    # --- write -----------------------------------------------------------
+    def write(self, points: Sequence[Point]) -> None:
+        """Write raw points and their tier rows in one synchronous request."""
+        for p in points:
+            validate_point(p)
+        staged = self._tiers.stage(points)
+        lines = [line(p, _INT_FIELDS[p.measurement]) for p in points]
+        lines.extend(self._tier_line(r) for r in self._tiers.rows(staged))
+        if lines:
+            self._post_lines("\n".join(lines))
+        self._tiers.commit(staged)
+
+    def _tier_line(self, row: TierRow) -> str:
+        fields: dict[str, float | int] = {}
+        for name, stats in row.fields.items():
+            for agg, value in zip(TIER_AGGREGATES, stats, strict=True):
+                fields[tier_field(name, agg)] = value
+        point = Point(
+            tier_measurement(row.measurement, row.tier),
+            dict(row.tags),
+            fields,
+            row.bucket_ns + row.generation,
+        )
+        return line(point, _TIER_INT_FIELDS[row.measurement])
+
+    def _post_lines(self, body: str) -> None:
+        from influxdb_client import WritePrecision
+        from influxdb_client.rest import ApiException
+
+        try:
+            self._writer.write(
+                bucket=self.bucket,
+                org=self.org or "-",
+                record=body,
+                write_precision=WritePrecision.NS,
+            )
+        except ApiException as e:
+            message = _error_message(e.body) or e.reason
+            if e.status in _REJECTED_STATUS:
+                raise StoreRejected(f"InfluxDB refused the batch ({e.status}): {message}") from e
+            raise StoreUnavailable(f"InfluxDB write failed ({e.status}): {message}") from e
+        except (urllib3.exceptions.HTTPError, OSError) as e:
+            raise StoreUnavailable(f"InfluxDB at {self._base} unreachable: {e}") from e
+
+    def delete_before(self, cutoff_ns: int) -> int:
+        """Not done by fleetgauge on InfluxDB: the bucket's retention period applies."""
+        return 0
+
+    # --- InfluxQL --------------------------------------------------------
+    def _query_params(self, statement: str, **extra: str) -> dict[str, str]:
+        params = {"db": self._database, "q": statement, "epoch": "ns", **extra}
+        if self._rp:
+            params["rp"] = self._rp
+        return params
+
+    def _post_query(self, params: dict[str, str], stream: bool = False) -> Any:
+        headers = {"Content-Type": "application/x-www-form-urlencoded"}
+        if self._token:
+            headers["Authorization"] = f"Token {self._token}"
+        try:
+            response = self._http.request(
+                "POST",
+                f"{self._base}/query",
+                body=urlencode(params),
+                headers=headers,
+                preload_content=not stream,
+            )
+        except (urllib3.exceptions.HTTPError, OSError) as e:
+            raise StoreUnavailable(f"InfluxDB at {self._base} unreachable: {e}") from e
+        if response.status >= 400:
+            body = response.data.decode("utf-8", "replace")
+            error = StoreUnavailable if response.status >= 500 else StoreError
+            raise error(f"InfluxDB query failed ({response.status}): {_error_message(body)}")
+        return response
+
+    def _query(self, statement: str) -> list[dict]:
+        response = self._post_query(self._query_params(statement))
+        results = json.loads(response.data).get("results", [])
+        for r in results:
+            if "error" in r:
+                raise StoreError(f"InfluxQL error: {r['error']} in: {statement}")
+        return results
+
+    # --- reads -----------------------------------------------------------
+    def tag_values(
+        self,
+        key: str,
+        start_ns: int,
+        end_ns: int,
+        measurements: Sequence[str],
+        where: Where | None = None,
+    ) -> list[str]:
+        """Values of ``key`` on points in [start, end), tiers covering the inner whole buckets."""
+        filters = _where(where)
+        if filters is None or not measurements:
+            return []
+        statements = []
+        tiered = [m for m in measurements if MEASUREMENTS[m].tiered]
+        plain = [m for m in measurements if not MEASUREMENTS[m].tiered]
+        segments = [(tier, a, b, tiered) for tier, a, b in cover(start_ns, end_ns)]
+        if plain:
+            segments.append((None, start_ns, end_ns, plain))
+        for tier, a, b, names in segments:
+            if not names:
+                continue
+            sources = ",".join(
+                influxql_ident(tier_measurement(n, tier) if tier else n) for n in names
+            )
+            statements.append(
+                f"SELECT count(*) FROM {sources} WHERE time >= {a} AND time < {b}{filters}"
+                f" GROUP BY {influxql_ident(key)}"
+            )
+        found: set[str] = set()
+        for result in self._query(";".join(statements)) if statements else []:
+            for s in result.get("series", []):
+                value = (s.get("tags") or {}).get(key) or (s.get("tags") or {}).get(
+                    influxql_ident(key)[1:-1]
+                )
+                if value:
+                    found.add(decode_name(value))
+        return sorted(found)
+
+    def read_buckets(
+        self,
+        measurement: str,
+        fields: Sequence[str],
+        start_ns: int,
+        end_ns: int,
+        max_points: int,
+        where: Where | None = None,
+        group_by: Sequence[str] = (),
+        level: str | None = None,
+    ) -> Buckets:
+        """Bucketed statistics computed by InfluxDB (``GROUP BY time``) on raw points or a tier."""
+        plan = plan_read(start_ns, end_ns, max_points)
+        level = level or plan.level
+        if plan.step_ns % level_width(level):
+            raise ValueError(f"level {level!r} cannot serve buckets of {plan.step_ns} ns")
+        m = MEASUREMENTS[measurement]
+        for f in fields:
+            m.get_field(f)
+        result = Buckets(measurement, level, plan.step_ns, plan.start_ns, plan.end_ns, [])
+        filters = _where(where)
+        if filters is None or not fields:
+            return result
+        if level == RAW:
+            source = measurement
+            selects = [
+                f'{fn}({influxql_ident(f)}) AS "{f}__{fn}"'
+                for f in fields
+                for fn in ("count", "sum", "min", "max")
+            ]
+        else:
+            tier = next(t for t in TIERS if t.name == level)
+            source = tier_measurement(measurement, tier)
+            selects = [
+                f'{fn}({influxql_ident(tier_field(f, agg))}) AS "{f}__{agg}"'
+                for f in fields
+                for fn, agg in (("sum", "count"), ("sum", "sum"), ("min", "min"), ("max", "max"))
+            ]
+        group = "".join(f", {influxql_ident(k)}" for k in group_by)
+        statement = (
+            f"SELECT {', '.join(selects)} FROM {influxql_ident(source)}"
+            f" WHERE time >= {plan.start_ns} AND time < {plan.end_ns}{filters}"
+            f" GROUP BY time({plan.step_ns // 1_000_000}ms){group} fill(none)"
+        )
+        result.series = bucket_series_from_rows(self._bucket_rows(statement, fields), fields)
+        return result
+
+    def _bucket_rows(self, statement: str, fields: Sequence[str]) -> Iterator[tuple]:
+        for res in self._query(statement):
+            for s in res.get("series", []):
+                key = tuple(
+                    sorted(
+                        (decode_name(k), decode_name(v))
+                        for k, v in (s.get("tags") or {}).items()
+                        if v
+                    )
+                )
+                index = {c: i for i, c in enumerate(s["columns"])}
+                for row in s["values"]:
+                    for f in fields:
+                        count = row[index[f"{f}__count"]]
+                        if count:
+                            yield (
+                                key,
+                                f,
+                                row[0],
+                                count,
+                                row[index[f"{f}__sum"]],
+                                row[index[f"{f}__min"]],
+                                row[index[f"{f}__max"]],
+                            )
+
+    def stream_points(
+        self,
+        measurement: str,
+        start_ns: int,
+        end_ns: int,
+        where: Where | None = None,
+    ) -> Iterator[Point]:
+        """Raw points in time order, read as a chunked InfluxQL response line by line."""
+        filters = _where(where)
+        if filters is None:
+            return
+        field_types = {f.name: f.type for f in MEASUREMENTS[measurement].fields}
+        statement = (
+            f"SELECT * FROM {influxql_ident(measurement)}"
+            f" WHERE time >= {start_ns} AND time < {end_ns}{filters}"
+        )
+        params = self._query_params(statement, chunked="true", chunk_size=str(self._chunk_size))
+        response = self._post_query(params, stream=True)
+        try:
+            for chunk in _json_lines(response):
+                for res in chunk.get("results", []):
+                    if "error" in res:
+                        raise StoreError(f"InfluxQL error: {res['error']} in: {statement}")
+                    for s in res.get("series", []):
+                        yield from _points(measurement, s, field_types)
+        finally:
+            response.release_conn()
+
+    def close(self) -> None:
+        """Close the HTTP clients."""
+        self._writer.close()
+        self._client.close()
+        self._http.clear()
+
+
+def _points(measurement: str, series: dict, field_types: dict[str, type]) -> Iterator[Point]:
+    """Points from one InfluxQL answer; JSON numbers get their catalogue type back (50 -> 50.0)."""
+    columns = series["columns"]
+    roles = [(i, c, field_types.get(c)) for i, c in enumerate(columns) if c != "time"]
+    for row in series["values"]:
+        tags, fields = {}, {}
+        for i, column, field_type in roles:
+            value = row[i]
+            if value is None or value == "":
+                continue
+            if field_type is not None:
+                fields[column] = field_type(value)
+            else:
+                tags[decode_name(column)] = decode_name(value)
+        if fields:
+            yield Point(measurement, tags, fields, row[0])
+
+
+def _json_lines(response: Any) -> Iterator[dict]:
+    pending = b""
+    for data in response.stream(65536):
+        pending += data
+        *complete, pending = pending.split(b"\n")
+        for text in complete:
+            if text.strip():
+                yield json.loads(text)
+    if pending.strip():
+        yield json.loads(pending)
+
+
+def _where(where: Where | None) -> str | None:
+    """InfluxQL conditions for a tag filter (with a leading AND), or None if nothing matches."""
+    parts = []
+    for key, values in (where or {}).items():
+        values = list(values)
+        if not values:
+            return None
+        ident = influxql_ident(key)
+        parts.append("(" + " OR ".join(f"{ident} = {influxql_string(v)}" for v in values) + ")")
+    return "".join(f" AND {p}" for p in parts)
+
+
+def _error_message(body: Any) -> str:
+    if not body:
+        return ""
+    try:
+        data = json.loads(body)
+    except (TypeError, ValueError):
+        return str(body)[:500]
+    return str(data.get("message") or data.get("error") or data)[:500]

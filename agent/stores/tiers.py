@@ -1,0 +1,140 @@
+"""Rollup tiers computed by fleetgauge's own write path, identical on every store.
+
+For every tiered measurement and numeric field, each tier keeps per bucket the
+count, sum, min and max of the raw values. The writer holds the buckets that are
+still open in memory and, with every batch, writes their *cumulative* aggregate
+(replacing the row it wrote before), so a tier row is at most one batch behind.
+
+Generations. Each time a bucket is opened in memory it gets a random
+*generation* number (in [0, tier width)); the stored row is keyed by bucket and
+generation (on InfluxDB the point's timestamp is bucket start + generation).
+A bucket is closed (dropped from memory) one tier width after its end. A point
+that arrives later (a late push, a spool replay after an outage, a restarted
+agent) opens the bucket again under a new generation, so it never overwrites
+what was written before. Reads merge all generations of a bucket (sum of counts
+and sums, min of mins, max of maxes): nothing is lost and every value counts
+once. The one exception is a raw point written twice (a batch replayed after
+the store stored it but the acknowledgement was lost): the raw point is
+replaced, but its tiers count it twice.
+
+Staging. :meth:`TierAccumulator.stage` computes the new aggregates without
+changing the accumulator; the store writes them with the raw points and calls
+:meth:`commit` only when the write succeeded, so a failed batch that is spooled
+and replayed is not counted twice.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
+
+from agent.schema import MEASUREMENTS, TIERS, Point, Tier
+
+__all__ = ["TierAccumulator", "TierRow", "Staged"]
+
+TagsKey = tuple[tuple[str, str], ...]
+BucketKey = tuple[int, str, TagsKey, int]  # tier index, measurement, tags, bucket start
+
+
+class _Open(NamedTuple):
+    generation: int
+    fields: dict[str, list[float]]  # field -> [count, sum, min, max]
+
+
+class TierRow(NamedTuple):
+    """One stored rollup row: cumulative aggregates of one bucket generation."""
+
+    tier: Tier
+    measurement: str
+    tags: TagsKey
+    bucket_ns: int
+    generation: int
+    fields: dict[str, list[float]]
+
+
+Staged = dict[BucketKey, _Open]
+
+
+class TierAccumulator:
+    """Keeps the open buckets of every tier and stages their new aggregates per batch."""
+
+    def __init__(
+        self,
+        tiers: Sequence[Tier] = TIERS,
+        clock: Callable[[], int] = time.time_ns,
+        rng: random.Random | None = None,
+        max_open: int = 200_000,
+    ) -> None:
+        self.tiers = tuple(tiers)
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._max_open = max_open
+        self._open: dict[BucketKey, _Open] = {}
+        self._tiered = {name for name, m in MEASUREMENTS.items() if m.tiered}
+        self._numeric = {
+            name: {f.name for f in m.fields if f.type is not str}
+            for name, m in MEASUREMENTS.items()
+        }
+
+    def stage(self, points: Sequence[Point]) -> Staged:
+        """Aggregates of every bucket the batch touches, including what is already open."""
+        staged: Staged = {}
+        widths = [t.width_ns for t in self.tiers]
+        for p in points:
+            if p.measurement not in self._tiered:
+                continue
+            numeric = self._numeric[p.measurement]
+            values = [(k, float(v)) for k, v in p.fields.items() if k in numeric]
+            if not values:
+                continue
+            tags = tuple(sorted(p.tags.items()))
+            for i, width in enumerate(widths):
+                key = (i, p.measurement, tags, p.time_ns - p.time_ns % width)
+                bucket = staged.get(key)
+                if bucket is None:
+                    bucket = self._copy_or_open(key, width)
+                    staged[key] = bucket
+                agg = bucket.fields
+                for name, value in values:
+                    cur = agg.get(name)
+                    if cur is None:
+                        agg[name] = [1, value, value, value]
+                    else:
+                        cur[0] += 1
+                        cur[1] += value
+                        if value < cur[2]:
+                            cur[2] = value
+                        if value > cur[3]:
+                            cur[3] = value
+        return staged
+
+    def _copy_or_open(self, key: BucketKey, width: int) -> _Open:
+        existing = self._open.get(key)
+        if existing is None:
+            return _Open(self._rng.randrange(width), {})
+        return _Open(existing.generation, {k: list(v) for k, v in existing.fields.items()})
+
+    def rows(self, staged: Staged) -> list[TierRow]:
+        """The rows a store must write for a staged batch."""
+        return [
+            TierRow(self.tiers[i], m, tags, bucket, b.generation, b.fields)
+            for (i, m, tags, bucket), b in staged.items()
+        ]
+
+    def commit(self, staged: Staged) -> None:
+        """Make a written batch part of the open buckets, then close buckets past their end."""
+        self._open.update(staged)
+        now = self._clock()
+        closed = [key for key in self._open if key[3] + 2 * self.tiers[key[0]].width_ns < now]
+        for key in closed:
+            del self._open[key]
+        if len(self._open) > self._max_open:
+            for key in sorted(self._open, key=lambda k: k[3])[: len(self._open) - self._max_open]:
+                del self._open[key]
+
+    @property
+    def open_buckets(self) -> int:
+        """How many buckets are held in memory (bounded by ``max_open``)."""
+        return len(self._open)

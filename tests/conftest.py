@@ -1,0 +1,95 @@
+"""Shared fixtures: a real influxd for the session, and one fresh store per test per backend.
+
+The InfluxDB tests never skip silently on CI: when ``influxd`` is missing and
+``CI`` is set they fail with the command that installs it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from influx_server import InfluxServer, V2WriteFront  # noqa: E402
+
+from agent.stores import Store, open_store  # noqa: E402
+
+BACKENDS = ("sqlite", "influxdb")
+INSTALL_HINT = "influxd not found: install it with `apt-get update && apt-get install -y influxdb`"
+
+
+class InfluxHarness:
+    """A running influxd plus its v2 write front; hands out one database per test."""
+
+    def __init__(self, server: InfluxServer, front: V2WriteFront) -> None:
+        self.server = server
+        self.front = front
+
+    def new_database(self) -> str:
+        name = f"t_{uuid.uuid4().hex[:12]}"
+        self.server.create_database(name)
+        return name
+
+    def store_url(self, database: str) -> str:
+        return f"influxdb+{self.front.url}/{database}?org=tests"
+
+
+@pytest.fixture(scope="session")
+def influx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InfluxHarness]:
+    """A real influxd 1.x (Debian package) on free loopback ports, with the v2 write front."""
+    if shutil.which("influxd") is None:
+        if os.environ.get("CI"):
+            pytest.fail(INSTALL_HINT)
+        pytest.skip(INSTALL_HINT)
+    server = InfluxServer(tmp_path_factory.mktemp("influxd"))
+    server.start()
+    front = V2WriteFront(server.url)
+    front.start()
+    try:
+        yield InfluxHarness(server, front)
+    finally:
+        front.stop()
+        server.stop()
+
+
+def make_store(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Store:
+    """A fresh, empty store of the given backend."""
+    if backend == "sqlite":
+        return open_store(f"sqlite:///{tmp_path / 'fleetgauge.db'}")
+    harness: InfluxHarness = request.getfixturevalue("influx")
+    return open_store(harness.store_url(harness.new_database()))
+
+
+@pytest.fixture(params=BACKENDS)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """One empty store per test, parametrized over both backends."""
+    s = make_store(request.param, request, tmp_path)
+    yield s
+    s.close()
+
+
+def pytest_setup_options():  # noqa: ANN201 - hook of dash[testing]
+    """Headless Debian Chromium for dash[testing]'s dash_duo."""
+    from selenium.webdriver.chrome.options import Options
+
+    options = Options()
+    options.binary_location = "/usr/bin/chromium"
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--no-first-run",
+        "--disable-sync",
+    ):
+        options.add_argument(arg)
+    return options

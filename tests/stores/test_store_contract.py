@@ -1,0 +1,190 @@
+"""The store contract: the same tests run against SQLite and the real InfluxDB.
+
+Given points written through ``Store.write``, the user reads back exactly those
+values: as raw points, as tag listings, and as bucketed curves.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from agent.schema import CPU, DISK, EVENT, LIST_METRIC, MEMORY, PIPELINE_METRIC, InvalidPoint, Point
+from agent.stores import Store, StoreUnavailable, open_store
+
+S = 1_000_000_000
+T0 = 1_767_225_600 * S  # 2026-01-01T00:00:00Z
+
+
+def cpu(worker: str, t: int, usage: float, environment: str = "prod", **extra: str) -> Point:
+    return Point(
+        "cpu",
+        {"environment": environment, "worker": worker, **extra},
+        {"usage_percent": usage, "load1": usage / 50},
+        t,
+    )
+
+
+def test_points_round_trip_exactly(store: Store) -> None:
+    points = [
+        cpu("w1", T0, 12.5),
+        cpu("w2", T0 + S, 99.0, team="vision"),
+        Point(
+            "memory",
+            {"environment": "prod", "worker": "w1"},
+            {"used_bytes": 8.0e9, "total_bytes": 1.6e10, "used_percent": 50.0},
+            T0 + 2 * S,
+        ),
+        Point(
+            "disk",
+            {"environment": "prod", "worker": "w1", "mount": "/data"},
+            {"used_bytes": 1.0e11, "total_bytes": 4.0e11, "used_percent": 25.0},
+            T0 + 3 * S,
+        ),
+        Point(
+            "pipeline_metric",
+            {
+                "environment": "prod",
+                "deployment": "fraud-v2",
+                "metric": "score",
+                "execution_id": "run-7",
+            },
+            {"value": 1.0},
+            T0,
+        ),
+        Point(
+            "list_metric",
+            {"environment": "prod", "pipeline": "train", "metric": "accuracy"},
+            {"value": 0.91, "step": 3},
+            T0 + 4 * S,
+        ),
+        Point(
+            "event",
+            {"environment": "prod", "name": "checkpoint_started", "source": "trainer"},
+            {"metadata": json.dumps({"epoch": 3, "note": 'line\nbreak "quoted"'})},
+            T0 + 5 * S,
+        ),
+    ]
+    store.write(points)
+    for m in (CPU, MEMORY, DISK, PIPELINE_METRIC, LIST_METRIC, EVENT):
+        got = list(store.stream_points(m.name, T0, T0 + 60 * S))
+        want = [p for p in points if p.measurement == m.name]
+        assert [(p.time_ns, dict(p.tags), dict(p.fields)) for p in got] == [
+            (p.time_ns, dict(p.tags), dict(p.fields)) for p in want
+        ], m.name
+    (step_point,) = store.stream_points("list_metric", T0, T0 + 60 * S)
+    assert step_point.fields["step"] == 3 and isinstance(step_point.fields["step"], int)
+
+
+def test_same_series_and_time_is_replaced_not_duplicated(store: Store) -> None:
+    store.write([cpu("w1", T0, 10.0)])
+    store.write([cpu("w1", T0, 20.0)])
+    (p,) = store.stream_points("cpu", T0, T0 + S)
+    assert p.fields["usage_percent"] == 20.0
+
+
+def test_stream_is_in_time_order_across_series_and_bounded_by_range(store: Store) -> None:
+    points = [cpu(f"w{i % 3}", T0 + i * S, float(i)) for i in range(30)]
+    store.write(list(reversed(points)))
+    got = list(store.stream_points("cpu", T0 + 5 * S, T0 + 25 * S))
+    assert [p.time_ns for p in got] == [T0 + i * S for i in range(5, 25)]
+    assert [p.fields["usage_percent"] for p in got] == [float(i) for i in range(5, 25)]
+
+
+def test_stream_filters_by_tags(store: Store) -> None:
+    store.write([cpu("a", T0, 1.0), cpu("b", T0, 2.0), cpu("c", T0, 3.0, environment="dev")])
+    got = store.stream_points(
+        "cpu", T0, T0 + S, where={"worker": ["a", "c"], "environment": ["prod"]}
+    )
+    assert [p.tags["worker"] for p in got] == ["a"]
+    assert list(store.stream_points("cpu", T0, T0 + S, where={"worker": []})) == []
+
+
+def test_tag_values_only_lists_what_has_points_in_the_range(store: Store) -> None:
+    day = 86400 * S
+    store.write(
+        [
+            cpu("old", T0 - 2 * day, 1.0),
+            cpu("edge-start", T0 + 17 * S, 1.0),  # inside, in a partial first minute
+            cpu("middle", T0 + day // 2, 1.0),  # inside, in a whole hour
+            cpu("edge-end", T0 + day - 3 * S, 1.0),  # inside, in a partial last minute
+            cpu("after", T0 + day + 5 * S, 1.0),
+            cpu("dev-box", T0 + 100 * S, 1.0, environment="dev"),
+        ]
+    )
+    got = store.tag_values("worker", T0 + 10 * S, T0 + day, ["cpu", "memory"])
+    assert got == ["dev-box", "edge-end", "edge-start", "middle"]
+    prod = store.tag_values("worker", T0, T0 + day, ["cpu"], where={"environment": ["prod"]})
+    assert prod == ["edge-end", "edge-start", "middle"]
+    assert store.tag_values("environment", T0, T0 + day, ["cpu"]) == ["dev", "prod"]
+    assert store.tag_values("worker", T0, T0 + day, ["memory"]) == []
+
+
+def test_tag_values_for_pipeline_metrics(store: Store) -> None:
+    def m(dep: str, metric: str, t: int) -> Point:
+        return Point(
+            "pipeline_metric",
+            {"environment": "e", "deployment": dep, "metric": metric},
+            {"value": 1.0},
+            t,
+        )
+
+    store.write([m("a", "score", T0), m("b", "latency", T0 + S), m("c", "score", T0 - 3600 * S)])
+    assert store.tag_values("deployment", T0, T0 + 60 * S, ["pipeline_metric"]) == ["a", "b"]
+    assert store.tag_values(
+        "metric", T0, T0 + 60 * S, ["pipeline_metric"], where={"deployment": ["a"]}
+    ) == ["score"]
+
+
+def test_invalid_points_are_refused_whole(store: Store) -> None:
+    good = cpu("w1", T0, 1.0)
+    bad_batches = [
+        [good, Point("cpu", {"environment": "prod"}, {"usage_percent": 1.0}, T0)],
+        [good, Point("cpu", {"environment": "prod", "worker": "w"}, {"nope": 1.0}, T0)],
+        [
+            good,
+            Point(
+                "cpu", {"environment": "prod", "worker": "w"}, {"usage_percent": float("nan")}, T0
+            ),
+        ],
+        [good, Point("cpu", {"environment": "prod", "worker": ""}, {"usage_percent": 1.0}, T0)],
+        [good, Point("nope", {"environment": "prod", "worker": "w"}, {"usage_percent": 1.0}, T0)],
+        [good, Point("pipeline_metric", {"environment": "e", "metric": "m"}, {"value": 1.0}, T0)],
+    ]
+    for batch in bad_batches:
+        with pytest.raises(InvalidPoint):
+            store.write(batch)
+    assert list(store.stream_points("cpu", T0 - S, T0 + S)) == []
+
+
+def test_bucketed_read_of_a_short_range_comes_from_raw_points(store: Store) -> None:
+    store.write([cpu("w1", T0 + i * S, float(i)) for i in range(100)])
+    b = store.read_buckets(
+        "cpu", ["usage_percent"], T0, T0 + 100 * S, max_points=10, group_by=["worker"]
+    )
+    assert b.level == "raw" and b.step_ns == 10 * S
+    (series,) = b.series
+    assert series.tags == {"worker": "w1"}
+    assert series.times == [T0 + k * 10 * S for k in range(10)]
+    f = series.fields["usage_percent"]
+    assert f.count == [10] * 10
+    assert f.mean == [k * 10 + 4.5 for k in range(10)]
+    assert f.min == [float(k * 10) for k in range(10)]
+    assert f.max == [float(k * 10 + 9) for k in range(10)]
+
+
+def test_bucketed_read_leaves_gaps_where_nothing_was_sent(store: Store) -> None:
+    store.write([cpu("w1", T0 + i * S, 5.0) for i in range(100) if not 30 <= i < 60])
+    b = store.read_buckets(
+        "cpu", ["usage_percent"], T0, T0 + 100 * S, max_points=10, group_by=["worker"]
+    )
+    assert b.series[0].times == [T0 + k * 10 * S for k in (0, 1, 2, 6, 7, 8, 9)]
+
+
+def test_unreachable_influxdb_is_reported_as_unavailable() -> None:
+    s = open_store("influxdb+http://127.0.0.1:9/nothing?org=o&timeout=2")
+    with pytest.raises(StoreUnavailable):
+        s.write([cpu("w1", T0, 1.0)])
+    with pytest.raises(StoreUnavailable):
+        s.tag_values("worker", T0, T0 + S, ["cpu"])
