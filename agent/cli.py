@@ -1,0 +1,200 @@
+"""The ``fleetgauge`` command: argument parsing only; the work is done by the modules it calls."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from agent import __version__
+from agent.stores import STORE_ENV, StoreError, default_store_url, open_store
+from agent.timeutil import format_time, parse_time
+
+__all__ = ["main", "build_parser"]
+
+_STORE_HELP = (
+    "where the data lives: sqlite:///PATH (embedded, the default; sqlite:////abs/path for an"
+    " absolute path, ?retention=30d to delete older rows) or"
+    " influxdb+http://HOST:PORT/BUCKET?org=ORG (token from FLEETGAUGE_INFLUX_TOKEN)."
+    f" Default: ${STORE_ENV}, else %(default)s"
+)
+
+
+def _add_store(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--store", metavar="URL", default=default_store_url(), help=_STORE_HELP)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full command-line interface, every flag with its help."""
+    parser = argparse.ArgumentParser(
+        prog="fleetgauge",
+        description="Self-hosted monitoring for the machines that train and serve ML models.",
+        epilog="Run 'fleetgauge COMMAND --help' for the flags of a command.",
+    )
+    parser.add_argument("--version", action="version", version=f"fleetgauge {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    agent = sub.add_parser(
+        "agent",
+        help="per-worker daemon (not in this release yet)",
+        description="The per-worker daemon that samples CPU, memory, GPU, disk and network."
+        " It is not part of this release yet: this command only says so.",
+    )
+    _add_store(agent)
+
+    dash = sub.add_parser(
+        "dashboard",
+        help="the web site (not in this release yet)",
+        description="The Dash monitoring site. It is not part of this release yet:"
+        " this command only says so.",
+    )
+    _add_store(dash)
+
+    demo = sub.add_parser(
+        "demo",
+        help="fill a store with a few hours of demo data and say where it is",
+        description="Create the store (the embedded SQLite file unless --store says otherwise)"
+        " and write a few hours of synthetic samples for a small fleet and two deployed"
+        " models, ending now, so the other commands have something to show.",
+    )
+    _add_store(demo)
+    demo.add_argument(
+        "--hours",
+        type=float,
+        default=6.0,
+        help="hours of data to write, ending now (default: %(default)s)",
+    )
+    demo.add_argument(
+        "--workers", type=int, default=4, help="number of demo workers (default: %(default)s)"
+    )
+
+    export = sub.add_parser(
+        "export",
+        help="stream raw rows from the store into a CSV file",
+        description="Stream every raw row in [--start, --end) into CSV: one header row (also"
+        " when nothing matches), ISO-8601 UTC times, one column per tag and per field. Memory"
+        " stays flat whatever the number of rows. Text cells that a spreadsheet would run as a"
+        " formula are prefixed with a quote.",
+    )
+    export.add_argument(
+        "kind",
+        choices=["resources", "metrics"],
+        help="resources: worker samples (CPU, memory, disk, network, GPU);"
+        " metrics: values recorded by deployed models and pipelines",
+    )
+    _add_store(export)
+    export.add_argument(
+        "--start",
+        metavar="TIME",
+        help="first instant, ISO 8601 (UTC unless an offset is given) or epoch"
+        " seconds (default: 24 hours before --end)",
+    )
+    export.add_argument(
+        "--end", metavar="TIME", help="instant after the last row, same forms (default: now)"
+    )
+    export.add_argument(
+        "--out",
+        metavar="FILE",
+        default="-",
+        help="CSV file to write, '-' for standard output (default: %(default)s);"
+        " a file appears only once the export is complete",
+    )
+    export.add_argument(
+        "--environment", action="append", metavar="NAME", help="only this environment (repeatable)"
+    )
+    export.add_argument(
+        "--worker",
+        action="append",
+        metavar="NAME",
+        help="resources only: only this worker (repeatable)",
+    )
+    export.add_argument(
+        "--deployment",
+        action="append",
+        metavar="NAME",
+        help="metrics only: only this deployment (repeatable)",
+    )
+    return parser
+
+
+def _fail(message: str, code: int = 1) -> int:
+    print(f"fleetgauge: error: {message}", file=sys.stderr)
+    return code
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from agent.demo import seed
+
+    store = open_store(args.store)
+    try:
+        points = seed(store, time.time_ns(), hours=args.hours, workers=args.workers)
+    finally:
+        store.close()
+    print(f"Demo store ready: {args.store}")
+    print(f"  {points} points: {args.workers} workers and 2 deployments, last {args.hours:g} h")
+    print("Export what it holds:")
+    print(f"  fleetgauge export resources --store '{args.store}' --out resources.csv")
+    print(f"  fleetgauge export metrics --store '{args.store}' --out metrics.csv")
+    return 0
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from agent.export import export_csv
+
+    end = parse_time(args.end) if args.end else time.time_ns()
+    start = parse_time(args.start) if args.start else end - 86400 * 1_000_000_000
+    if start >= end:
+        raise ValueError(f"--start {format_time(start)} is not before --end {format_time(end)}")
+    where = {}
+    if args.environment:
+        where["environment"] = args.environment
+    if args.worker:
+        if args.kind != "resources":
+            raise ValueError("--worker applies to 'export resources' only")
+        where["worker"] = args.worker
+    if args.deployment:
+        if args.kind != "metrics":
+            raise ValueError("--deployment applies to 'export metrics' only")
+        where["deployment"] = args.deployment
+    store = open_store(args.store, create=False)
+    try:
+        if args.out == "-":
+            rows = export_csv(store, args.kind, start, end, sys.stdout, where)
+        else:
+            target = Path(args.out)
+            partial = target.with_name(target.name + ".partial")
+            with open(partial, "w", newline="", encoding="utf-8") as out:
+                rows = export_csv(store, args.kind, start, end, out, where)
+            os.replace(partial, target)
+    finally:
+        store.close()
+    where_to = "standard output" if args.out == "-" else args.out
+    print(
+        f"{rows} rows of {args.kind} from {format_time(start)} to {format_time(end)}"
+        f" written to {where_to}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``fleetgauge`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "demo":
+            return _run_demo(args)
+        if args.command == "export":
+            return _run_export(args)
+        return _fail(f"'fleetgauge {args.command}' is not part of this release yet", 2)
+    except ValueError as e:
+        return _fail(str(e), 2)
+    except StoreError as e:
+        return _fail(str(e))
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
+    except BrokenPipeError:  # the reader went away (| head): stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
