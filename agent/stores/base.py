@@ -176,14 +176,16 @@ def bucket_series_from_rows(
     min of mins, max of maxes), which is how rollup generations and several
     series in one group combine.
     """
-    acc: dict[tuple[tuple[str, str], ...], dict[int, dict[str, list[float]]]] = {}
+    acc: dict[tuple, dict[tuple[str, int], list[float]]] = {}
     for key, fname, bucket, count, total, lo, hi in rows:
         if not count:
             continue
-        per_field = acc.setdefault(key, {}).setdefault(bucket, {})
-        cur = per_field.get(fname)
+        per_key = acc.get(key)
+        if per_key is None:
+            per_key = acc[key] = {}
+        cur = per_key.get((fname, bucket))
         if cur is None:
-            per_field[fname] = [count, total, lo, hi]
+            per_key[(fname, bucket)] = [count, total, lo, hi]
         else:
             cur[0] += count
             cur[1] += total
@@ -191,23 +193,17 @@ def bucket_series_from_rows(
             cur[3] = max(cur[3], hi)
     series = []
     for key in sorted(acc):
-        buckets = acc[key]
-        times = sorted(buckets)
-        out = {f: FieldBuckets() for f in fields}
-        for t in times:
-            per_field = buckets[t]
-            for f in fields:
-                fb, stats = out[f], per_field.get(f)
-                if stats is None:
-                    fb.count.append(0)
-                    fb.mean.append(None)
-                    fb.min.append(None)
-                    fb.max.append(None)
-                else:
-                    fb.count.append(int(stats[0]))
-                    fb.mean.append(stats[1] / stats[0])
-                    fb.min.append(stats[2])
-                    fb.max.append(stats[3])
+        per_key = acc[key]
+        times = sorted({bucket for _, bucket in per_key})
+        out = {}
+        for f in fields:
+            stats = [per_key.get((f, t)) for t in times]
+            out[f] = FieldBuckets(
+                [int(s[0]) if s else 0 for s in stats],
+                [s[1] / s[0] if s else None for s in stats],
+                [s[2] if s else None for s in stats],
+                [s[3] if s else None for s in stats],
+            )
         series.append(BucketSeries(dict(key), times, out))
     return series
 

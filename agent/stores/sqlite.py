@@ -295,15 +295,17 @@ class SQLiteStore:
                 " AND bucket >= ? AND bucket < ? GROUP BY series_id, field_id, 3"
             )
             lead = (self._tier_index[level].width_ns // 1_000_000_000,)
+        keys = {}
+        for sid in sids:
+            tags = self._series_tags[sid][1]
+            keys[sid] = tuple((k, tags[k]) for k in group_by if k in tags)
+        names, start, step = self._field_names, plan.start_ns, plan.step_ns
         for i in range(0, len(sids), _MAX_PARAMS):
             chunk = sids[i : i + _MAX_PARAMS]
             query = sql.format(",".join("?" * len(chunk)), fid_marks)
-            params = (plan.start_ns, plan.step_ns, *lead, *chunk, *fids, plan.start_ns, plan.end_ns)
+            params = (start, step, *lead, *chunk, *fids, start, plan.end_ns)
             for sid, fid, b, count, total, lo, hi in self._db.execute(query, params):
-                tags = self._series_tags[sid][1]
-                key = tuple((k, tags[k]) for k in group_by if k in tags)
-                bucket = plan.start_ns + b * plan.step_ns
-                yield key, self._field_names[fid], bucket, count, total, lo, hi
+                yield keys[sid], names[fid], start + b * step, count, total, lo, hi
 
     def stream_points(
         self,
