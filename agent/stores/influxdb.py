@@ -44,7 +44,13 @@ from agent.stores.base import (
     level_width,
     plan_read,
 )
-from agent.stores.influx_text import decode_name, influxql_ident, influxql_string, line
+from agent.stores.influx_text import (
+    decode_name,
+    encode_name,
+    influxql_ident,
+    influxql_string,
+    line,
+)
 from agent.stores.tiers import TierAccumulator, TierRow
 
 __all__ = ["InfluxDBStore", "TOKEN_ENV"]
@@ -243,9 +249,7 @@ class InfluxDBStore:
         found: set[str] = set()
         for result in self._query(";".join(statements)) if statements else []:
             for s in result.get("series", []):
-                value = (s.get("tags") or {}).get(key) or (s.get("tags") or {}).get(
-                    influxql_ident(key)[1:-1]
-                )
+                value = (s.get("tags") or {}).get(encode_name(key))
                 if value:
                     found.add(decode_name(value))
         return sorted(found)
@@ -274,28 +278,55 @@ class InfluxDBStore:
         if filters is None or not fields:
             return result
         if level == RAW:
-            source = measurement
-            selects = [
-                f'{fn}({influxql_ident(f)}) AS "{f}__{fn}"'
-                for f in fields
-                for fn in ("count", "sum", "min", "max")
-            ]
+            rows = self._raw_bucket_rows(measurement, fields, plan, filters, group_by)
         else:
             tier = next(t for t in TIERS if t.name == level)
-            source = tier_measurement(measurement, tier)
-            selects = [
-                f'{fn}({influxql_ident(tier_field(f, agg))}) AS "{f}__{agg}"'
-                for f in fields
-                for fn, agg in (("sum", "count"), ("sum", "sum"), ("min", "min"), ("max", "max"))
-            ]
+            rows = self._tier_bucket_rows(measurement, tier, fields, plan, filters, group_by)
+        result.series = bucket_series_from_rows(rows, fields)
+        return result
+
+    def _raw_bucket_rows(self, measurement, fields, plan, filters, group_by) -> Iterator[tuple]:
+        selects = [
+            f'{fn}({influxql_ident(f)}) AS "{f}__{fn}"'
+            for f in fields
+            for fn in ("count", "sum", "min", "max")
+        ]
         group = "".join(f", {influxql_ident(k)}" for k in group_by)
         statement = (
-            f"SELECT {', '.join(selects)} FROM {influxql_ident(source)}"
+            f"SELECT {', '.join(selects)} FROM {influxql_ident(measurement)}"
             f" WHERE time >= {plan.start_ns} AND time < {plan.end_ns}{filters}"
             f" GROUP BY time({plan.step_ns // 1_000_000}ms){group} fill(none)"
         )
-        result.series = bucket_series_from_rows(self._bucket_rows(statement, fields), fields)
-        return result
+        return self._bucket_rows(statement, fields)
+
+    def _tier_bucket_rows(
+        self, measurement, tier, fields, plan, filters, group_by
+    ) -> Iterator[tuple]:
+        """Tier rows read as they are and re-bucketed here.
+
+        InfluxDB 1.x's ``GROUP BY time`` costs about five times more than
+        reading the (few) tier points and merging generations in Python.
+        """
+        columns = [tier_field(f, agg) for f in fields for agg in TIER_AGGREGATES]
+        tags = list(dict.fromkeys(group_by))
+        statement = (
+            f"SELECT {', '.join(influxql_ident(c) for c in columns + tags)}"
+            f" FROM {influxql_ident(tier_measurement(measurement, tier))}"
+            f" WHERE time >= {plan.start_ns} AND time < {plan.end_ns}{filters}"
+        )
+        start, step = plan.start_ns, plan.step_ns
+        for s in self._stream_series(statement):
+            index = {c: i for i, c in enumerate(s["columns"])}
+            spots = [(f, *(index[tier_field(f, a)] for a in TIER_AGGREGATES)) for f in fields]
+            tag_spots = [(k, index[encode_name(k)]) for k in tags if encode_name(k) in index]
+            for row in s["values"]:
+                key = tuple(
+                    (k, decode_name(row[i])) for k, i in tag_spots if row[i] not in (None, "")
+                )
+                bucket = start + (row[0] - start) // step * step
+                for f, ic, isum, imin, imax in spots:
+                    if row[ic]:
+                        yield key, f, bucket, row[ic], row[isum], row[imin], row[imax]
 
     def _bucket_rows(self, statement: str, fields: Sequence[str]) -> Iterator[tuple]:
         for res in self._query(statement):
@@ -338,6 +369,11 @@ class InfluxDBStore:
             f"SELECT * FROM {influxql_ident(measurement)}"
             f" WHERE time >= {start_ns} AND time < {end_ns}{filters}"
         )
+        for s in self._stream_series(statement):
+            yield from _points(measurement, s, field_types)
+
+    def _stream_series(self, statement: str) -> Iterator[dict]:
+        """Series of a chunked InfluxQL answer, read line by line (memory stays flat)."""
         params = self._query_params(statement, chunked="true", chunk_size=str(self._chunk_size))
         response = self._post_query(params, stream=True)
         try:
@@ -345,8 +381,7 @@ class InfluxDBStore:
                 for res in chunk.get("results", []):
                     if "error" in res:
                         raise StoreError(f"InfluxQL error: {res['error']} in: {statement}")
-                    for s in res.get("series", []):
-                        yield from _points(measurement, s, field_types)
+                    yield from res.get("series", [])
         finally:
             response.release_conn()
 
