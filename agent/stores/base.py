@@ -29,6 +29,8 @@ __all__ = [
     "cover",
     "Where",
     "RAW",
+    "bucket_series_from_rows",
+    "bucket_series_from_sorted_rows",
 ]
 
 RAW = "raw"
@@ -205,6 +207,68 @@ def bucket_series_from_rows(
                 [s[3] if s else None for s in stats],
             )
         series.append(BucketSeries(dict(key), times, out))
+    return series
+
+
+def bucket_series_from_sorted_rows(
+    rows: Iterator[tuple[tuple[tuple[str, str], ...], str, int, int, float, float, float]],
+    fields: Sequence[str],
+) -> list[BucketSeries]:
+    """Like :func:`bucket_series_from_rows`, in one pass, for rows sorted by key then bucket.
+
+    Each group key's rows must be contiguous and in bucket order (fields in any
+    order within a bucket); rows for the same key, field and bucket are merged.
+    About twice as fast: values go straight into the result lists.
+    """
+    pos = {f: i for i, f in enumerate(fields)}
+    width = range(len(fields))
+    done: list[tuple] = []
+    key: object = None
+    last = None
+    times: list[int] = []
+    cnt: list[list] = []
+    tot: list[list] = []
+    low: list[list] = []
+    high: list[list] = []
+    for k, fname, bucket, count, total, lo, hi in rows:
+        if not count:
+            continue
+        if k != key:
+            key, last = k, None
+            times, cnt, tot = [], [[] for _ in width], [[] for _ in width]
+            low, high = [[] for _ in width], [[] for _ in width]
+            done.append((k, times, cnt, tot, low, high))
+        if bucket != last:
+            last = bucket
+            times.append(bucket)
+            for i in width:
+                cnt[i].append(0)
+                tot[i].append(0.0)
+                low[i].append(None)
+                high[i].append(None)
+        i = pos[fname]
+        c = cnt[i]
+        if c[-1]:
+            c[-1] += count
+            tot[i][-1] += total
+            if lo < low[i][-1]:
+                low[i][-1] = lo
+            if hi > high[i][-1]:
+                high[i][-1] = hi
+        else:
+            c[-1], tot[i][-1], low[i][-1], high[i][-1] = count, total, lo, hi
+    series = []
+    for k, times, cnt, tot, low, high in sorted(done, key=lambda d: d[0]):
+        out = {
+            f: FieldBuckets(
+                [int(n) for n in cnt[i]],
+                [t / n if n else None for t, n in zip(tot[i], cnt[i], strict=True)],
+                low[i],
+                high[i],
+            )
+            for f, i in pos.items()
+        }
+        series.append(BucketSeries(dict(k), times, out))
     return series
 
 

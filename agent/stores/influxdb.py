@@ -40,6 +40,7 @@ from agent.stores.base import (
     StoreUnavailable,
     Where,
     bucket_series_from_rows,
+    bucket_series_from_sorted_rows,
     cover,
     level_width,
     plan_read,
@@ -282,6 +283,8 @@ class InfluxDBStore:
         else:
             tier = next(t for t in TIERS if t.name == level)
             rows = self._tier_bucket_rows(measurement, tier, fields, plan, filters, group_by)
+            result.series = bucket_series_from_sorted_rows(rows, fields)
+            return result
         result.series = bucket_series_from_rows(rows, fields)
         return result
 
@@ -308,21 +311,19 @@ class InfluxDBStore:
         reading the (few) tier points and merging generations in Python.
         """
         columns = [tier_field(f, agg) for f in fields for agg in TIER_AGGREGATES]
-        tags = list(dict.fromkeys(group_by))
+        group = ", ".join(influxql_ident(k) for k in dict.fromkeys(group_by))
         statement = (
-            f"SELECT {', '.join(influxql_ident(c) for c in columns + tags)}"
+            f"SELECT {', '.join(influxql_ident(c) for c in columns)}"
             f" FROM {influxql_ident(tier_measurement(measurement, tier))}"
             f" WHERE time >= {plan.start_ns} AND time < {plan.end_ns}{filters}"
+            + (f" GROUP BY {group}" if group else "")
         )
         start, step = plan.start_ns, plan.step_ns
         for s in self._stream_series(statement):
             index = {c: i for i, c in enumerate(s["columns"])}
             spots = [(f, *(index[tier_field(f, a)] for a in TIER_AGGREGATES)) for f in fields]
-            tag_spots = [(k, index[encode_name(k)]) for k in tags if encode_name(k) in index]
+            key = _tags_key(s.get("tags"))
             for row in s["values"]:
-                key = tuple(
-                    (k, decode_name(row[i])) for k, i in tag_spots if row[i] not in (None, "")
-                )
                 bucket = start + (row[0] - start) // step * step
                 for f, ic, isum, imin, imax in spots:
                     if row[ic]:
@@ -331,13 +332,7 @@ class InfluxDBStore:
     def _bucket_rows(self, statement: str, fields: Sequence[str]) -> Iterator[tuple]:
         for res in self._query(statement):
             for s in res.get("series", []):
-                key = tuple(
-                    sorted(
-                        (decode_name(k), decode_name(v))
-                        for k, v in (s.get("tags") or {}).items()
-                        if v
-                    )
-                )
+                key = _tags_key(s.get("tags"))
                 index = {c: i for i, c in enumerate(s["columns"])}
                 for row in s["values"]:
                     for f in fields:
@@ -408,6 +403,11 @@ def _points(measurement: str, series: dict, field_types: dict[str, type]) -> Ite
                 tags[decode_name(column)] = decode_name(value)
         if fields:
             yield Point(measurement, tags, fields, row[0])
+
+
+def _tags_key(tags: dict[str, str] | None) -> tuple[tuple[str, str], ...]:
+    """Sorted, decoded group-by tags of an InfluxQL series; tags it lacks are left out."""
+    return tuple(sorted((decode_name(k), decode_name(v)) for k, v in (tags or {}).items() if v))
 
 
 def _json_lines(response: Any) -> Iterator[dict]:

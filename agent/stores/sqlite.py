@@ -30,6 +30,7 @@ from agent.stores.base import (
     StoreUnavailable,
     Where,
     bucket_series_from_rows,
+    bucket_series_from_sorted_rows,
     level_width,
     plan_read,
 )
@@ -274,12 +275,39 @@ class SQLiteStore:
         fids = [self._fields[f] for f in fields if f in self._fields]
         if not sids or not fids:
             return result
-        result.series = bucket_series_from_rows(
-            self._bucket_rows(level, plan, sids, fids, group_by), fields
-        )
+        keys = {}
+        for sid in sids:
+            tags = self._series_tags[sid][1]
+            keys[sid] = tuple((k, tags[k]) for k in group_by if k in tags)
+        if level != RAW and len(set(keys.values())) == len(keys):
+            rows = self._tier_rows_in_order(level, plan, sids, fids, keys)
+            result.series = bucket_series_from_sorted_rows(rows, fields)
+        else:
+            rows = self._bucket_rows(level, plan, sids, fids, keys)
+            result.series = bucket_series_from_rows(rows, fields)
         return result
 
-    def _bucket_rows(self, level, plan, sids, fids, group_by) -> Iterator[tuple]:
+    def _tier_rows_in_order(self, level, plan, sids, fids, keys) -> Iterator[tuple]:
+        """Tier rows in primary-key order, generations merged by SQLite, one series per key.
+
+        Grouping on the stored bucket (not on a computed step) walks the key in
+        order with no temporary sort; steps wider than the tier are merged by
+        the caller in one pass.
+        """
+        sql = (
+            "SELECT series_id, bucket, field_id, sum(count), sum(sum), min(min), max(max)"
+            " FROM rollup WHERE tier = ? AND series_id = ? AND field_id IN ({})"
+            " AND bucket >= ? AND bucket < ? GROUP BY bucket, field_id"
+        ).format(",".join("?" * len(fids)))
+        width = self._tier_index[level].width_ns // 1_000_000_000
+        names, start, step = self._field_names, plan.start_ns, plan.step_ns
+        for sid in sids:
+            key = keys[sid]
+            params = (width, sid, *fids, start, plan.end_ns)
+            for _, bucket, fid, count, total, lo, hi in self._db.execute(sql, params):
+                yield key, names[fid], start + (bucket - start) // step * step, count, total, lo, hi
+
+    def _bucket_rows(self, level, plan, sids, fids, keys) -> Iterator[tuple]:
         fid_marks = ",".join("?" * len(fids))
         if level == RAW:
             sql = (
@@ -295,10 +323,6 @@ class SQLiteStore:
                 " AND bucket >= ? AND bucket < ? GROUP BY series_id, field_id, 3"
             )
             lead = (self._tier_index[level].width_ns // 1_000_000_000,)
-        keys = {}
-        for sid in sids:
-            tags = self._series_tags[sid][1]
-            keys[sid] = tuple((k, tags[k]) for k in group_by if k in tags)
         names, start, step = self._field_names, plan.start_ns, plan.step_ns
         for i in range(0, len(sids), _MAX_PARAMS):
             chunk = sids[i : i + _MAX_PARAMS]
