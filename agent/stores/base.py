@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
 from agent.schema import TIERS, Point, Tier
+from agent.schema import measurement as catalogue_entry
 
 __all__ = [
     "Store",
@@ -26,6 +27,7 @@ __all__ = [
     "FieldBuckets",
     "ReadPlan",
     "plan_read",
+    "start_read",
     "cover",
     "Where",
     "RAW",
@@ -145,6 +147,29 @@ def level_width(level: str, tiers: Sequence[Tier] = TIERS) -> int:
         if tier.name == level:
             return tier.width_ns
     raise ValueError(f"unknown level {level!r} (raw or one of {[t.name for t in tiers]})")
+
+
+def start_read(
+    measurement: str,
+    fields: Sequence[str],
+    start_ns: int,
+    end_ns: int,
+    max_points: int,
+    level: str | None = None,
+) -> tuple[ReadPlan, Buckets]:
+    """Plan a bucketed read and check its arguments; returns the plan and an empty answer.
+
+    Raises ValueError for an unknown measurement or field, an empty range, or a
+    forced level whose width does not divide the planned step.
+    """
+    plan = plan_read(start_ns, end_ns, max_points)
+    level = level or plan.level
+    if plan.step_ns % level_width(level):
+        raise ValueError(f"level {level!r} cannot serve buckets of {plan.step_ns} ns")
+    m = catalogue_entry(measurement)
+    for f in fields:
+        m.get_field(f)
+    return plan, Buckets(measurement, level, plan.step_ns, plan.start_ns, plan.end_ns, [])
 
 
 def cover(

@@ -42,8 +42,7 @@ from agent.stores.base import (
     bucket_series_from_rows,
     bucket_series_from_sorted_rows,
     cover,
-    level_width,
-    plan_read,
+    start_read,
 )
 from agent.stores.influx_text import (
     decode_name,
@@ -267,14 +266,8 @@ class InfluxDBStore:
         level: str | None = None,
     ) -> Buckets:
         """Bucketed statistics computed by InfluxDB (``GROUP BY time``) on raw points or a tier."""
-        plan = plan_read(start_ns, end_ns, max_points)
-        level = level or plan.level
-        if plan.step_ns % level_width(level):
-            raise ValueError(f"level {level!r} cannot serve buckets of {plan.step_ns} ns")
-        m = MEASUREMENTS[measurement]
-        for f in fields:
-            m.get_field(f)
-        result = Buckets(measurement, level, plan.step_ns, plan.start_ns, plan.end_ns, [])
+        plan, result = start_read(measurement, fields, start_ns, end_ns, max_points, level)
+        level = result.level
         filters = _where(where)
         if filters is None or not fields:
             return result

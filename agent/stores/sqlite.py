@@ -22,7 +22,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from agent.schema import MEASUREMENTS, TIERS, Point, validate_point
+from agent.schema import TIERS, Point, validate_point
 from agent.stores.base import (
     RAW,
     Buckets,
@@ -31,8 +31,7 @@ from agent.stores.base import (
     Where,
     bucket_series_from_rows,
     bucket_series_from_sorted_rows,
-    level_width,
-    plan_read,
+    start_read,
 )
 from agent.stores.tiers import TierAccumulator
 from agent.timeutil import parse_duration
@@ -262,14 +261,8 @@ class SQLiteStore:
         level: str | None = None,
     ) -> Buckets:
         """Bucketed statistics computed by SQLite over raw samples or a rollup tier."""
-        plan = plan_read(start_ns, end_ns, max_points)
-        level = level or plan.level
-        if plan.step_ns % level_width(level):
-            raise ValueError(f"level {level!r} cannot serve buckets of {plan.step_ns} ns")
-        m = MEASUREMENTS[measurement]
-        for f in fields:
-            m.get_field(f)
-        result = Buckets(measurement, level, plan.step_ns, plan.start_ns, plan.end_ns, [])
+        plan, result = start_read(measurement, fields, start_ns, end_ns, max_points, level)
+        level = result.level
         sids = self._matching([measurement], where)
         self._refresh()
         fids = [self._fields[f] for f in fields if f in self._fields]
