@@ -265,7 +265,7 @@ class InfluxDBStore:
         group_by: Sequence[str] = (),
         level: str | None = None,
     ) -> Buckets:
-        """Bucketed statistics computed by InfluxDB (``GROUP BY time``) on raw points or a tier."""
+        """Bucketed statistics: ``GROUP BY time`` on raw points, tier points re-bucketed here."""
         plan, result = start_read(measurement, fields, start_ns, end_ns, max_points, level)
         level = result.level
         filters = _where(where)

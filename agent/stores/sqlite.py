@@ -263,8 +263,7 @@ class SQLiteStore:
         """Bucketed statistics computed by SQLite over raw samples or a rollup tier."""
         plan, result = start_read(measurement, fields, start_ns, end_ns, max_points, level)
         level = result.level
-        sids = self._matching([measurement], where)
-        self._refresh()
+        sids = self._matching([measurement], where)  # refreshes the series and field names
         fids = [self._fields[f] for f in fields if f in self._fields]
         if not sids or not fids:
             return result
