@@ -32,7 +32,8 @@ __all__ = [
     "Where",
     "RAW",
     "bucket_series_from_rows",
-    "bucket_series_from_sorted_rows",
+    "merge_columns",
+    "series_from_columns",
 ]
 
 RAW = "raw"
@@ -235,66 +236,92 @@ def bucket_series_from_rows(
     return series
 
 
-def bucket_series_from_sorted_rows(
-    rows: Iterator[tuple[tuple[tuple[str, str], ...], str, int, int, float, float, float]],
-    fields: Sequence[str],
-) -> list[BucketSeries]:
-    """Like :func:`bucket_series_from_rows`, in one pass, for rows sorted by key then bucket.
+Columns = tuple[list[int], list[int], list[float], list[float], list[float]]
+"""Bucket start times (ascending), counts, sums, mins and maxes of one field of one curve."""
 
-    Each group key's rows must be contiguous and in bucket order (fields in any
-    order within a bucket); rows for the same key, field and bucket are merged.
-    About twice as fast: values go straight into the result lists.
+
+def merge_columns(
+    times: Sequence[int],
+    counts: Sequence[int | None],
+    sums: Sequence[float],
+    mins: Sequence[float],
+    maxs: Sequence[float],
+) -> Columns:
+    """One entry per bucket: entries with the same time merged, empty ones dropped.
+
+    ``times`` must be ascending. Columns that already have one non-empty entry
+    per bucket (the common case: one rollup generation per bucket) are returned
+    as they are, checked in C rather than looped over in Python.
     """
-    pos = {f: i for i, f in enumerate(fields)}
-    width = range(len(fields))
-    done: list[tuple] = []
-    key: object = None
-    last = None
-    times: list[int] = []
-    cnt: list[list] = []
-    tot: list[list] = []
-    low: list[list] = []
-    high: list[list] = []
-    for k, fname, bucket, count, total, lo, hi in rows:
-        if not count:
+    if 0 not in counts and None not in counts and len(set(times)) == len(times):
+        return list(times), list(counts), list(sums), list(mins), list(maxs)  # type: ignore[arg-type]
+    ot: list[int] = []
+    oc: list[int] = []
+    osum: list[float] = []
+    olo: list[float] = []
+    ohi: list[float] = []
+    for t, c, total, lo, hi in zip(times, counts, sums, mins, maxs, strict=True):
+        if not c:
             continue
-        if k != key:
-            key, last = k, None
-            times, cnt, tot = [], [[] for _ in width], [[] for _ in width]
-            low, high = [[] for _ in width], [[] for _ in width]
-            done.append((k, times, cnt, tot, low, high))
-        if bucket != last:
-            last = bucket
-            times.append(bucket)
-            for i in width:
-                cnt[i].append(0)
-                tot[i].append(0.0)
-                low[i].append(None)
-                high[i].append(None)
-        i = pos[fname]
-        c = cnt[i]
-        if c[-1]:
-            c[-1] += count
-            tot[i][-1] += total
-            if lo < low[i][-1]:
-                low[i][-1] = lo
-            if hi > high[i][-1]:
-                high[i][-1] = hi
+        if ot and ot[-1] == t:
+            oc[-1] += c
+            osum[-1] += total
+            if lo < olo[-1]:
+                olo[-1] = lo
+            if hi > ohi[-1]:
+                ohi[-1] = hi
         else:
-            c[-1], tot[i][-1], low[i][-1], high[i][-1] = count, total, lo, hi
-    series = []
-    for k, times, cnt, tot, low, high in sorted(done, key=lambda d: d[0]):
-        out = {
-            f: FieldBuckets(
-                [int(n) for n in cnt[i]],
-                [t / n if n else None for t, n in zip(tot[i], cnt[i], strict=True)],
-                low[i],
-                high[i],
+            ot.append(t)
+            oc.append(c)
+            osum.append(total)
+            olo.append(lo)
+            ohi.append(hi)
+    return ot, oc, osum, olo, ohi
+
+
+def series_from_columns(
+    tags: dict[str, str], fields: Sequence[str], columns: dict[str, Columns]
+) -> BucketSeries | None:
+    """One curve from per-field columns (as :func:`merge_columns` returns them).
+
+    Fields recorded at the same buckets (the common case) share their time list
+    as is; otherwise times are the union and a field's missing buckets are empty
+    (count 0, no mean/min/max). ``None`` when no field has any bucket.
+    """
+    present = [f for f in fields if f in columns and columns[f][0]]
+    if not present:
+        return None
+    times = columns[present[0]][0]
+    if len(present) < len(fields) or any(columns[f][0] != times for f in present):
+        times = sorted(set().union(*(columns[f][0] for f in present)))
+        aligned = {}
+        for f in present:
+            ft, fc, fs, flo, fhi = columns[f]
+            at = dict(zip(ft, range(len(ft)), strict=True))
+            idx = [at.get(t) for t in times]
+            aligned[f] = (
+                times,
+                [fc[i] if i is not None else 0 for i in idx],
+                [fs[i] if i is not None else None for i in idx],
+                [flo[i] if i is not None else None for i in idx],
+                [fhi[i] if i is not None else None for i in idx],
             )
-            for f, i in pos.items()
-        }
-        series.append(BucketSeries(dict(k), times, out))
-    return series
+        columns = aligned
+    out = {}
+    for f in fields:
+        if f not in columns:
+            out[f] = FieldBuckets(
+                [0] * len(times), [None] * len(times), [None] * len(times), [None] * len(times)
+            )
+            continue
+        _, fc, fs, flo, fhi = columns[f]
+        out[f] = FieldBuckets(
+            list(map(int, fc)),
+            [total / n if n else None for total, n in zip(fs, fc, strict=True)],
+            list(flo),
+            list(fhi),
+        )
+    return BucketSeries(tags, list(times), out)
 
 
 class Store(Protocol):

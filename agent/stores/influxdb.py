@@ -18,9 +18,12 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from itertools import chain
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+import orjson
 import urllib3
 
 from agent.schema import (
@@ -35,13 +38,15 @@ from agent.schema import (
 from agent.stores.base import (
     RAW,
     Buckets,
+    BucketSeries,
     StoreError,
     StoreRejected,
     StoreUnavailable,
     Where,
     bucket_series_from_rows,
-    bucket_series_from_sorted_rows,
     cover,
+    merge_columns,
+    series_from_columns,
     start_read,
 )
 from agent.stores.influx_text import (
@@ -57,6 +62,8 @@ __all__ = ["InfluxDBStore", "TOKEN_ENV"]
 
 TOKEN_ENV = "FLEETGAUGE_INFLUX_TOKEN"
 _REJECTED_STATUS = {400, 413, 422}
+_READ_SLICES = 2  # concurrent queries for one long tier read
+_MIN_SLICE_STEPS = 200  # shorter reads are one query
 _TIER_INT_FIELDS = {
     m.name: frozenset(tier_field(f.name, "count") for f in m.fields) for m in MEASUREMENTS.values()
 }
@@ -211,7 +218,7 @@ class InfluxDBStore:
 
     def _query(self, statement: str) -> list[dict]:
         response = self._post_query(self._query_params(statement))
-        results = json.loads(response.data).get("results", [])
+        results = orjson.loads(response.data).get("results", [])
         for r in results:
             if "error" in r:
                 raise StoreError(f"InfluxQL error: {r['error']} in: {statement}")
@@ -275,8 +282,7 @@ class InfluxDBStore:
             rows = self._raw_bucket_rows(measurement, fields, plan, filters, group_by)
         else:
             tier = next(t for t in TIERS if t.name == level)
-            rows = self._tier_bucket_rows(measurement, tier, fields, plan, filters, group_by)
-            result.series = bucket_series_from_sorted_rows(rows, fields)
+            result.series = self._tier_series(measurement, tier, fields, plan, filters, group_by)
             return result
         result.series = bucket_series_from_rows(rows, fields)
         return result
@@ -295,32 +301,60 @@ class InfluxDBStore:
         )
         return self._bucket_rows(statement, fields)
 
-    def _tier_bucket_rows(
+    def _tier_series(
         self, measurement, tier, fields, plan, filters, group_by
-    ) -> Iterator[tuple]:
-        """Tier rows read as they are and re-bucketed here.
+    ) -> list[BucketSeries]:
+        """Tier points read as they are, transposed into columns and re-bucketed here.
 
         InfluxDB 1.x's ``GROUP BY time`` costs about five times more than
-        reading the (few) tier points and merging generations in Python.
+        reading the (few) tier points and merging generations in Python. A long
+        range is read as consecutive time slices queried concurrently (influxd
+        answers each on its own core while this process decodes the other);
+        each group's columns are concatenated in time order, timestamps floored
+        to the step, and equal buckets merged by :func:`merge_columns`.
         """
         columns = [tier_field(f, agg) for f in fields for agg in TIER_AGGREGATES]
         group = ", ".join(influxql_ident(k) for k in dict.fromkeys(group_by))
-        statement = (
+        statements = [
             f"SELECT {', '.join(influxql_ident(c) for c in columns)}"
             f" FROM {influxql_ident(tier_measurement(measurement, tier))}"
-            f" WHERE time >= {plan.start_ns} AND time < {plan.end_ns}{filters}"
-            + (f" GROUP BY {group}" if group else "")
-        )
+            f" WHERE time >= {a} AND time < {b}{filters}" + (f" GROUP BY {group}" if group else "")
+            for a, b in _slices(plan.start_ns, plan.end_ns, plan.step_ns)
+        ]
+        wanted = ["time", *columns]
+        if len(statements) == 1:
+            answers = [self._tier_columns(statements[0], wanted)]
+        else:
+            with ThreadPoolExecutor(len(statements)) as pool:
+                answers = list(pool.map(self._tier_columns, statements, [wanted] * len(statements)))
         start, step = plan.start_ns, plan.step_ns
+        series = []
+        for key in sorted(set().union(*answers)):
+            parts = [answer[key] for answer in answers if key in answer]
+            stamps, *aggregates = (
+                parts[0][i] if len(parts) == 1 else list(chain.from_iterable(p[i] for p in parts))
+                for i in range(len(wanted))
+            )
+            times = [start + (t - start) // step * step for t in stamps]
+            per_field = {
+                f: merge_columns(times, *aggregates[i * 4 : i * 4 + 4])
+                for i, f in enumerate(fields)
+            }
+            curve = series_from_columns(dict(key), fields, per_field)
+            if curve is not None:
+                series.append(curve)
+        return series
+
+    def _tier_columns(self, statement: str, wanted: list[str]) -> dict[tuple, list[list]]:
+        """Group key -> one list per wanted column, rows in time order."""
+        groups: dict[tuple, list[list]] = {}
         for s in self._stream_series(statement):
             index = {c: i for i, c in enumerate(s["columns"])}
-            spots = [(f, *(index[tier_field(f, a)] for a in TIER_AGGREGATES)) for f in fields]
-            key = _tags_key(s.get("tags"))
-            for row in s["values"]:
-                bucket = start + (row[0] - start) // step * step
-                for f, ic, isum, imin, imax in spots:
-                    if row[ic]:
-                        yield key, f, bucket, row[ic], row[isum], row[imin], row[imax]
+            piece = list(zip(*s["values"], strict=True))
+            stored = groups.setdefault(_tags_key(s.get("tags")), [[] for _ in wanted])
+            for out, name in zip(stored, wanted, strict=True):
+                out.extend(piece[index[name]])
+        return groups
 
     def _bucket_rows(self, statement: str, fields: Sequence[str]) -> Iterator[tuple]:
         for res in self._query(statement):
@@ -398,21 +432,35 @@ def _points(measurement: str, series: dict, field_types: dict[str, type]) -> Ite
             yield Point(measurement, tags, fields, row[0])
 
 
+def _slices(start_ns: int, end_ns: int, step_ns: int) -> list[tuple[int, int]]:
+    """[start, end) cut at a step boundary into up to ``_READ_SLICES`` similar parts."""
+    steps = (end_ns - start_ns) // step_ns
+    parts = max(1, min(_READ_SLICES, steps // _MIN_SLICE_STEPS))
+    cuts = [start_ns + steps * i // parts * step_ns for i in range(parts)] + [end_ns]
+    return list(zip(cuts, cuts[1:], strict=False))
+
+
 def _tags_key(tags: dict[str, str] | None) -> tuple[tuple[str, str], ...]:
     """Sorted, decoded group-by tags of an InfluxQL series; tags it lacks are left out."""
     return tuple(sorted((decode_name(k), decode_name(v)) for k, v in (tags or {}).items() if v))
 
 
 def _json_lines(response: Any) -> Iterator[dict]:
-    pending = b""
+    """JSON documents of a newline-delimited answer; each network read is scanned once."""
+    pending: list[bytes] = []
     for data in response.stream(65536):
-        pending += data
-        *complete, pending = pending.split(b"\n")
-        for text in complete:
-            if text.strip():
-                yield json.loads(text)
-    if pending.strip():
-        yield json.loads(pending)
+        *complete, rest = data.split(b"\n")
+        if complete:
+            pending.append(complete[0])
+            complete[0] = b"".join(pending)
+            pending = []
+            for text in complete:
+                if text.strip():
+                    yield orjson.loads(text)
+        pending.append(rest)
+    last = b"".join(pending)
+    if last.strip():
+        yield orjson.loads(last)
 
 
 def _where(where: Where | None) -> str | None:

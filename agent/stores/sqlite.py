@@ -26,11 +26,12 @@ from agent.schema import TIERS, Point, validate_point
 from agent.stores.base import (
     RAW,
     Buckets,
+    BucketSeries,
     StoreRejected,
     StoreUnavailable,
     Where,
     bucket_series_from_rows,
-    bucket_series_from_sorted_rows,
+    series_from_columns,
     start_read,
 )
 from agent.stores.tiers import TierAccumulator
@@ -63,7 +64,7 @@ CREATE TABLE IF NOT EXISTS rollup (
     sum REAL NOT NULL,
     min REAL NOT NULL,
     max REAL NOT NULL,
-    PRIMARY KEY (tier, series_id, bucket, field_id, generation)
+    PRIMARY KEY (tier, series_id, field_id, bucket, generation)
 ) WITHOUT ROWID;
 """
 _RETENTION_EVERY_NS = 600 * 1_000_000_000
@@ -272,32 +273,45 @@ class SQLiteStore:
             tags = self._series_tags[sid][1]
             keys[sid] = tuple((k, tags[k]) for k in group_by if k in tags)
         if level != RAW and len(set(keys.values())) == len(keys):
-            rows = self._tier_rows_in_order(level, plan, sids, fids, keys)
-            result.series = bucket_series_from_sorted_rows(rows, fields)
+            result.series = self._tier_series(level, plan, sids, fields, keys)
         else:
             rows = self._bucket_rows(level, plan, sids, fids, keys)
             result.series = bucket_series_from_rows(rows, fields)
         return result
 
-    def _tier_rows_in_order(self, level, plan, sids, fids, keys) -> Iterator[tuple]:
-        """Tier rows in primary-key order, generations merged by SQLite, one series per key.
+    def _tier_series(self, level, plan, sids, fields, keys) -> list[BucketSeries]:
+        """One curve per series, each field read as columns in key order, generations merged.
 
-        Grouping on the stored bucket (not on a computed step) walks the key in
-        order with no temporary sort; steps wider than the tier are merged by
-        the caller in one pass.
+        The rollup key leads with (tier, series, field, bucket), so each query is
+        one range scan; when the step is the tier width SQLite groups on the
+        stored bucket in index order, with no temporary sort. Python only
+        transposes rows into columns.
         """
+        width_ns = self._tier_index[level].width_ns
+        bucket = "bucket" if plan.step_ns == width_ns else "? + (bucket - ?) / ? * ?"
+        lead = (
+            ()
+            if plan.step_ns == width_ns
+            else (plan.start_ns, plan.start_ns, plan.step_ns, plan.step_ns)
+        )
         sql = (
-            "SELECT series_id, bucket, field_id, sum(count), sum(sum), min(min), max(max)"
-            " FROM rollup WHERE tier = ? AND series_id = ? AND field_id IN ({})"
-            " AND bucket >= ? AND bucket < ? GROUP BY bucket, field_id"
-        ).format(",".join("?" * len(fids)))
-        width = self._tier_index[level].width_ns // 1_000_000_000
-        names, start, step = self._field_names, plan.start_ns, plan.step_ns
+            f"SELECT {bucket}, sum(count), sum(sum), min(min), max(max) FROM rollup"
+            " WHERE tier = ? AND series_id = ? AND field_id = ? AND bucket >= ? AND bucket < ?"
+            " GROUP BY 1 ORDER BY 1"
+        )
+        fids = {f: self._fields[f] for f in fields if f in self._fields}
+        series = []
         for sid in sids:
-            key = keys[sid]
-            params = (width, sid, *fids, start, plan.end_ns)
-            for _, bucket, fid, count, total, lo, hi in self._db.execute(sql, params):
-                yield key, names[fid], start + (bucket - start) // step * step, count, total, lo, hi
+            columns = {}
+            for f, fid in fids.items():
+                params = (*lead, width_ns // 1_000_000_000, sid, fid, plan.start_ns, plan.end_ns)
+                rows = self._db.execute(sql, params).fetchall()
+                if rows:
+                    columns[f] = tuple(map(list, zip(*rows, strict=True)))
+            curve = series_from_columns(dict(keys[sid]), fields, columns)
+            if curve is not None:
+                series.append((keys[sid], curve))
+        return [curve for _, curve in sorted(series, key=lambda kc: kc[0])]
 
     def _bucket_rows(self, level, plan, sids, fids, keys) -> Iterator[tuple]:
         fid_marks = ",".join("?" * len(fids))

@@ -8,7 +8,11 @@ still open in memory and, with every batch, writes their *cumulative* aggregate
 Generations. Each time a bucket is opened in memory it gets a random
 *generation* number (in [0, tier width)); the stored row is keyed by bucket and
 generation (on InfluxDB the point's timestamp is bucket start + generation).
-A bucket is closed (dropped from memory) one tier width after its end. A point
+A bucket is closed (dropped from memory) one tier width after its end, counted
+on the earlier of the wall clock and the newest point written so far: live data
+closes buckets as time passes, and a backfill of old data (an import, a long
+spool replay) keeps each bucket open until the data has moved past it, so it
+is stored as one generation, not one per batch. A point
 that arrives later (a late push, a spool replay after an outage, a restarted
 agent) opens the bucket again under a new generation, so it never overwrites
 what was written before. Reads merge all generations of a bucket (sum of counts
@@ -72,6 +76,7 @@ class TierAccumulator:
         self._rng = rng or random.Random()
         self._max_open = max_open
         self._open: dict[BucketKey, _Open] = {}
+        self._newest_ns = 0  # end of the newest finest-tier bucket committed
         self._tiered = {name for name, m in MEASUREMENTS.items() if m.tiered}
         self._numeric = {
             name: {f.name for f in m.fields if f.type is not str}
@@ -126,8 +131,13 @@ class TierAccumulator:
     def commit(self, staged: Staged) -> None:
         """Make a written batch part of the open buckets, then close buckets past their end."""
         self._open.update(staged)
-        now = self._clock()
-        closed = [key for key in self._open if key[3] + 2 * self.tiers[key[0]].width_ns < now]
+        widths = [t.width_ns for t in self.tiers]
+        finest = widths.index(min(widths))
+        for tier_index, _, _, bucket in staged:
+            if tier_index == finest and bucket + widths[finest] > self._newest_ns:
+                self._newest_ns = bucket + widths[finest]
+        now = min(self._clock(), self._newest_ns)
+        closed = [key for key in self._open if key[3] + 2 * widths[key[0]] < now]
         for key in closed:
             del self._open[key]
         if len(self._open) > self._max_open:

@@ -73,8 +73,9 @@ def test_each_tier_holds_count_mean_min_max_of_its_buckets(
     store: Store, tier: str, max_points: int
 ) -> None:
     points = known_series()
-    # Written in two passes (even samples, then odd ones): every bucket of this past
-    # range is closed after the first pass, so the second pass arrives "late".
+    # Written in two passes (even samples, then odd ones): every bucket more than one
+    # width older than the first pass's newest point is closed after it, so the second
+    # pass arrives "late" there (a new generation) and merges into the still-open rest.
     store.write(points[0::2])
     store.write(points[1::2])
     width = next(t.width_ns for t in TIERS if t.name == tier)
@@ -107,6 +108,45 @@ def test_a_failed_write_does_not_count_in_the_tiers() -> None:
     replay = acc.stage([cpu("a", T0 + S, 1.0), cpu("a", T0 + 2 * S, 3.0)])
     minute = next(r for r in acc.rows(replay) if r.tier.name == "1m")
     assert minute.fields["usage_percent"] == [2, 4.0, 1.0, 3.0]
+
+
+def test_fields_recorded_at_different_buckets_line_up_with_gaps(store: Store) -> None:
+    """A field missing from a bucket is empty there (count 0, no mean), not zero."""
+    tags = {"environment": "prod", "worker": "a"}
+    store.write(
+        [
+            Point("cpu", tags, {"usage_percent": 10.0, "load1": 1.0}, T0 + 5 * S),
+            Point("cpu", tags, {"usage_percent": 30.0}, T0 + 65 * S),
+            Point("cpu", tags, {"load1": 3.0}, T0 + 125 * S),
+        ]
+    )
+    for level in ("1m", "raw"):
+        b = store.read_buckets("cpu", ["usage_percent", "load1"], T0, T0 + 180 * S, 3, level=level)
+        (s,) = b.series
+        assert s.times == [T0, T0 + 60 * S, T0 + 120 * S], level
+        usage, load = s.fields["usage_percent"], s.fields["load1"]
+        assert (usage.count, usage.mean) == ([1, 1, 0], [10.0, 30.0, None]), level
+        assert (load.count, load.mean, load.max) == ([1, 0, 1], [1.0, None, 3.0], [1.0, None, 3.0])
+
+
+def test_a_backfill_in_many_batches_is_one_generation_per_bucket() -> None:
+    """Old data written in order keeps its buckets open until the data moves past them."""
+    acc = TierAccumulator(clock=lambda: T0 + 30 * 86400 * S)  # a month after the data
+    points = [cpu("a", T0 + i * 10 * S, float(i)) for i in range(6 * 360)]  # six hours
+    generations: dict[tuple, set[int]] = defaultdict(set)
+    for k in range(0, len(points), 7):  # batches that split buckets
+        staged = acc.stage(points[k : k + 7])
+        for row in acc.rows(staged):
+            generations[(row.tier.name, row.bucket_ns)].add(row.generation)
+        acc.commit(staged)
+    assert len(generations) == 6 * 60 + 6 * 6 + 6
+    assert all(len(g) == 1 for g in generations.values())
+    late = acc.stage([cpu("a", T0 + 5 * S, 100.0)])  # hours behind the newest point
+    minute = next(r for r in acc.rows(late) if r.tier.name == "1m")
+    assert (
+        minute.generation not in generations[("1m", T0)] or minute.fields["usage_percent"][0] == 1
+    )
+    assert minute.fields["usage_percent"] == [1, 100.0, 100.0, 100.0]
 
 
 # --- a week of 32 workers at 10 s ---------------------------------------------------
