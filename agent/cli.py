@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import time
@@ -27,6 +28,28 @@ def _add_store(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--store", metavar="URL", default=default_store_url(), help=_STORE_HELP)
 
 
+def _add_agent_args(parser: argparse.ArgumentParser) -> None:
+    from agent.config import CONFIG_ENV, SETTINGS
+
+    parser.add_argument(
+        "--config", metavar="FILE", help=f"TOML settings file (default: ${CONFIG_ENV} if set)"
+    )
+    parser.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the effective settings (tokens redacted) as TOML and exit",
+    )
+    for s in SETTINGS:
+        if s.name == "tags":
+            parser.add_argument(
+                "--tag", dest="tags", action="append", metavar=s.metavar, help=s.help
+            )
+        elif s.name == "include_loopback":
+            parser.add_argument(s.flag, action="store_const", const=True, help=s.help)
+        else:
+            parser.add_argument(s.flag, metavar=s.metavar, help=s.help)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full command-line interface, every flag with its help."""
     parser = argparse.ArgumentParser(
@@ -39,11 +62,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     agent = sub.add_parser(
         "agent",
-        help="per-worker daemon (not in this release yet)",
-        description="The per-worker daemon that samples CPU, memory, GPU, disk and network."
-        " It is not part of this release yet: this command only says so.",
+        help="per-worker daemon: sample resources, write them to the store, serve /metrics",
+        description="The per-worker daemon. Every --interval it samples CPU, memory, disks,"
+        " network, GPUs (NVML) and container limits; it writes the points to the store in"
+        " batches, keeps them in an on-disk spool while the store is down and replays them"
+        " in order, and serves the latest values on /metrics for Prometheus. SIGTERM or"
+        " SIGINT flush what is buffered and exit 0.",
+        epilog="Every flag can also be set in a TOML file (--config, keys as in"
+        " --print-config) or by an environment variable FLEETGAUGE_<FLAG> (for example"
+        " FLEETGAUGE_INTERVAL=5, FLEETGAUGE_TAGS=team=ml,rack=b2; the store is"
+        " FLEETGAUGE_STORE). Precedence: flag > environment > file > default.",
     )
-    _add_store(agent)
+    _add_agent_args(agent)
 
     dash = sub.add_parser(
         "dashboard",
@@ -180,6 +210,27 @@ def _run_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_agent(args: argparse.Namespace) -> int:
+    from agent.config import SETTINGS, load_config, render_config
+
+    flags = {s.name: getattr(args, s.name) for s in SETTINGS}
+    config = load_config(flags, config_file=args.config)
+    if args.print_config:
+        sys.stdout.write(render_config(config))
+        return 0
+    logging.basicConfig(
+        level=config.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if config.log_level.lower() != "debug":  # one line per event: not one per job run
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    from agent.app import Agent
+
+    Agent(config).run()
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``fleetgauge`` console script."""
     args = build_parser().parse_args(argv)
@@ -188,6 +239,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_demo(args)
         if args.command == "export":
             return _run_export(args)
+        if args.command == "agent":
+            return _run_agent(args)
         return _fail(f"'fleetgauge {args.command}' is not part of this release yet", 2)
     except ValueError as e:
         return _fail(str(e), 2)

@@ -33,6 +33,8 @@ __all__ = [
     "InvalidPoint",
     "MAX_NAME_LENGTH",
     "RESERVED_TAG_KEYS",
+    "HealthMetric",
+    "AGENT_HEALTH",
 ]
 
 MAX_NAME_LENGTH = 256
@@ -319,6 +321,60 @@ def prometheus_name(m: Measurement, f: Field) -> tuple[str, float]:
         suffix, factor = _PROMETHEUS_UNITS[f.unit]
         name = name.removesuffix(f"_{f.unit}") + f"_{suffix}"
     return f"{PROMETHEUS_PREFIX}{m.name}_{name}", factor
+
+
+class HealthMetric(NamedTuple):
+    """One metric about the agent itself, exposed on its ``/metrics``."""
+
+    name: str  # full Prometheus name; counters end in _total
+    kind: str  # "counter", "gauge" or "histogram"
+    description: str
+    labels: tuple[str, ...] = ()
+
+
+AGENT_LABELS = (WORKER, ENVIRONMENT)
+"""Labels every agent-health metric carries, so one Prometheus can watch a fleet."""
+DROP_REASON = "reason"
+"""Label of the dropped-points counter: spool_full, rejected, invalid, spool_error."""
+
+_H = PROMETHEUS_PREFIX + "agent_"
+AGENT_SAMPLES = HealthMetric(_H + "samples_total", "counter", "Samples taken (one per interval)")
+AGENT_SAMPLE_SECONDS = HealthMetric(
+    _H + "sample_duration_seconds", "histogram", "Time one sample of every collector took"
+)
+AGENT_COLLECTOR_ERRORS = HealthMetric(
+    _H + "collector_errors_total", "counter", "Collector runs that failed", ("collector",)
+)
+AGENT_POINTS_WRITTEN = HealthMetric(
+    _H + "points_written_total", "counter", "Points the store acknowledged"
+)
+AGENT_POINTS_SPOOLED = HealthMetric(
+    _H + "points_spooled_total", "counter", "Points put in the on-disk spool (store down)"
+)
+AGENT_POINTS_DROPPED = HealthMetric(
+    _H + "points_dropped_total", "counter", "Points given up, by reason", (DROP_REASON,)
+)
+AGENT_WRITE_ERRORS = HealthMetric(
+    _H + "write_errors_total", "counter", "Store writes that failed (unreachable, 5xx or 4xx)"
+)
+AGENT_LAST_WRITE = HealthMetric(
+    _H + "last_write_timestamp_seconds", "gauge", "Unix time of the last successful write"
+)
+AGENT_SPOOL_BYTES = HealthMetric(_H + "spool_bytes", "gauge", "Bytes waiting in the spool")
+AGENT_SPOOL_POINTS = HealthMetric(_H + "spool_points", "gauge", "Points waiting in the spool")
+AGENT_HEALTH = (
+    AGENT_SAMPLES,
+    AGENT_SAMPLE_SECONDS,
+    AGENT_COLLECTOR_ERRORS,
+    AGENT_POINTS_WRITTEN,
+    AGENT_POINTS_SPOOLED,
+    AGENT_POINTS_DROPPED,
+    AGENT_WRITE_ERRORS,
+    AGENT_LAST_WRITE,
+    AGENT_SPOOL_BYTES,
+    AGENT_SPOOL_POINTS,
+)
+"""Every agent-health metric; Grafana boards and alert rules take names from here."""
 
 
 # --- validation -------------------------------------------------------------

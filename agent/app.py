@@ -1,0 +1,185 @@
+"""The agent process: wiring only — collectors, delivery, /metrics and the schedule.
+
+Two APScheduler jobs run on their own threads: *sample* (every ``interval``,
+all collectors, points to the exposition snapshot and the delivery buffer) and
+*flush* (every ``flush_interval``, buffer and spool to the store). A slow store
+therefore never delays sampling. :meth:`Agent.run` blocks until SIGTERM or
+SIGINT, then stops the schedule, flushes (spooling what the store does not
+take) and returns, so the process exits 0 within a few seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import signal
+import threading
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from prometheus_client import CollectorRegistry, ProcessCollector
+
+from agent import schema
+from agent.collectors import Collector, build_collectors
+from agent.config import AgentConfig
+from agent.delivery import Delivery, Spool
+from agent.exposition import MetricsServer, Snapshot
+from agent.health import Health
+from agent.stores import Store, open_store
+
+__all__ = ["Agent"]
+
+log = logging.getLogger("fleetgauge.agent")
+
+
+class Agent:
+    """One running agent; build with a config, then :meth:`run` (or :meth:`start`/:meth:`stop`)."""
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        store: Store | None = None,
+        collectors: Sequence[Collector] | None = None,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        self.config = config
+        self.registry = registry or CollectorRegistry()
+        ProcessCollector(registry=self.registry)
+        self.health = Health(self.registry, config.worker, config.environment)
+        self.snapshot = Snapshot()
+        self.registry.register(self.snapshot)
+        self.collectors = list(
+            collectors
+            if collectors is not None
+            else build_collectors(
+                config.identity_tags(),
+                mounts=config.mounts,
+                include_loopback=config.include_loopback,
+                enabled=config.collectors,
+            )
+        )
+        self.health.track_collectors([c.name for c in self.collectors])
+        self.store = store or open_store(config.store)
+        self.delivery = Delivery(
+            self.store,
+            Spool(config.spool_dir, config.spool_max_bytes),
+            self.health,
+            batch_size=config.batch_size,
+        )
+        self.metrics = (
+            MetricsServer(
+                config.metrics_host, config.metrics_port, self.registry, config.metrics_token
+            )
+            if config.metrics_port
+            else None
+        )
+        self._failing: set[str] = set()
+        self._stop = threading.Event()
+        self._scheduler = BackgroundScheduler(
+            executors={"sample": ThreadPoolExecutor(1), "flush": ThreadPoolExecutor(1)},
+            job_defaults={"coalesce": True, "max_instances": 1},
+            timezone=UTC,
+        )
+
+    # --- jobs ------------------------------------------------------------------
+    def sample(self) -> None:
+        """Run every collector once; a failing collector is logged once and counted."""
+        started = time.perf_counter()
+        now_ns = time.time_ns()
+        for c in self.collectors:
+            try:
+                points = c.collect(now_ns)
+            except Exception as e:  # one broken collector must not stop the others
+                self.health.collector_failed(c.name)
+                if c.name not in self._failing:
+                    log.exception(
+                        "collector %s failed (logged once until it recovers): %s", c.name, e
+                    )
+                self._failing.add(c.name)
+                continue
+            if c.name in self._failing:
+                log.info("collector %s works again", c.name)
+                self._failing.discard(c.name)
+            self.snapshot.update(c.name, points)
+            self.delivery.add(points)
+        self.health.samples.inc()
+        self.health.sample_seconds.observe(time.perf_counter() - started)
+
+    def flush(self) -> None:
+        """Write the buffer (and any spool) to the store."""
+        self.delivery.flush()
+
+    # --- lifecycle -------------------------------------------------------------
+    def start(self) -> None:
+        """Serve /metrics and start the schedule (after a random delay up to ``jitter``)."""
+        c = self.config
+        if self.metrics is not None:
+            self.metrics.start()
+        now = datetime.now(UTC)
+        first = now + timedelta(seconds=random.uniform(0, c.jitter))
+        self._scheduler.add_job(
+            self.sample,
+            "interval",
+            seconds=c.interval,
+            next_run_time=first,
+            start_date=first,
+            executor="sample",
+            misfire_grace_time=max(1, int(c.interval)),
+        )
+        self._scheduler.add_job(
+            self.flush,
+            "interval",
+            seconds=c.flush_interval,
+            start_date=now + timedelta(seconds=c.flush_interval),
+            executor="flush",
+            misfire_grace_time=None,
+        )
+        self._scheduler.start()
+        log.info(
+            "agent started: worker %s, environment %s, every %gs, %d collectors (%s), store %s%s",
+            c.worker,
+            c.environment,
+            c.interval,
+            len(self.collectors),
+            ", ".join(x.name for x in self.collectors),
+            self.store.url,
+            f", /metrics on {c.metrics_host}:{self.metrics.port}" if self.metrics else "",
+        )
+
+    def stop(self) -> None:
+        """Stop sampling, flush what is buffered (spooling it if the store is down), close."""
+        self._scheduler.shutdown(wait=True)
+        self.delivery.flush(final=True)
+        if self.metrics is not None:
+            self.metrics.stop()
+        for c in self.collectors:
+            close = getattr(c, "close", None)
+            if close is not None:
+                close()
+        self.store.close()
+        h = self.health
+        log.info(
+            "agent stopped: %d samples, %d points written, %d spooled, %d dropped,"
+            " %d waiting in the spool",
+            h.total(schema.AGENT_SAMPLES),
+            h.total(schema.AGENT_POINTS_WRITTEN),
+            h.total(schema.AGENT_POINTS_SPOOLED),
+            h.total(schema.AGENT_POINTS_DROPPED),
+            self.delivery.spool.points if self.delivery.spool else 0,
+        )
+
+    def run(self) -> None:
+        """Start, block until SIGTERM/SIGINT, then stop cleanly."""
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self._stop.set())
+        self.start()
+        self._stop.wait()
+        log.info("stopping: flushing what is buffered")
+        self.stop()
+
+    def request_stop(self) -> None:
+        """Make :meth:`run` return (what the signal handlers do)."""
+        self._stop.set()

@@ -1,0 +1,134 @@
+"""GPU collector: use of each NVIDIA GPU and GPU memory per process, read through NVML.
+
+``gpu`` (tag ``gpu`` = NVML index, plus ``gpu_uuid`` and ``gpu_name``): utilization, memory
+used/total bytes and percent, temperature, power draw and enforced power limit in watts.
+``gpu_process`` (tags ``gpu``, ``pid``): GPU memory of each compute or graphics process,
+where the driver reports it. What is read from one GPU is in
+:mod:`agent.collectors.nvml_device`.
+
+Failures never stop the agent. NVML is started at the first sample; when that fails (no
+``nvidia-ml-py``, no ``libnvidia-ml.so``, no driver, no GPU, any NVML error) one line is
+logged on ``fleetgauge.agent.gpu`` (info when the machine simply has no GPU, warning
+otherwise) and nothing is reported. Start-up is retried quietly every ``retry_s`` seconds
+(default 10 minutes): a driver loaded after the agent is picked up without a restart, and
+a GPU-less worker pays one failed library load per retry, not per sample. A field a card
+does not support is left out; a GPU that fell off the bus (``GPU_IS_LOST``) is skipped,
+with one warning per GPU.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from agent.collectors.nvml_device import GpuLost, NvmlDevice
+from agent.schema import GPU, GPU_MEASUREMENT, GPU_NAME, GPU_PROCESS, GPU_UUID, PID, Point
+
+__all__ = ["GpuCollector"]
+
+(PROCESS_MEMORY_USED_BYTES,) = GPU_PROCESS.field_names
+log = logging.getLogger("fleetgauge.agent.gpu")
+
+
+class GpuCollector:
+    """Reports one ``gpu`` point per GPU and one ``gpu_process`` point per process on it."""
+
+    name = GPU_MEASUREMENT.name  # a collector is named after its main measurement
+
+    def __init__(
+        self,
+        tags: Mapping[str, str],
+        *,
+        nvml: Any = None,
+        clock: Callable[[], float] = time.monotonic,
+        retry_s: float = 600.0,
+    ) -> None:
+        """``nvml`` is the ``pynvml`` module (imported at the first sample when None) or a
+        fake with the same functions; ``retry_s`` spaces start-up attempts after a failure."""
+        self._tags, self._nvml, self._clock, self._retry_s = dict(tags), nvml, clock, retry_s
+        self._gpus: list[tuple[NvmlDevice, dict[str, str]]] | None = None  # None: not started
+        self._retry_at = float("-inf")
+        self._reported_failure = False
+        self._lost: set[int] = set()
+
+    def collect(self, now_ns: int) -> list[Point]:
+        """One point per GPU and per GPU process; empty while NVML is unavailable."""
+        if self._gpus is None and (self._clock() < self._retry_at or not self._start()):
+            return []
+        points: list[Point] = []
+        for gpu, tags in self._gpus or ():
+            try:
+                fields, processes = gpu.fields(), gpu.processes()
+            except GpuLost:
+                if gpu.index not in self._lost:
+                    log.warning("GPU %d is lost (fell off the bus); skipping it", gpu.index)
+                    self._lost.add(gpu.index)
+                continue
+            if fields:
+                points.append(Point(GPU_MEASUREMENT.name, tags, fields, now_ns))
+            for pid, used in processes.items():
+                process_tags = {**self._tags, GPU: tags[GPU], PID: str(pid)}
+                fields = {PROCESS_MEMORY_USED_BYTES: used}
+                points.append(Point(GPU_PROCESS.name, process_tags, fields, now_ns))
+        return points
+
+    def close(self) -> None:
+        """Shut NVML down; the collector reports nothing afterwards."""
+        if self._gpus is not None:
+            self._shutdown()
+        self._gpus, self._retry_at = None, float("inf")
+
+    def _start(self) -> bool:
+        """Start NVML and open the GPUs; on failure log once and wait ``retry_s``."""
+        self._retry_at = self._clock() + self._retry_s
+        try:
+            nvml = self._nvml = self._nvml or importlib.import_module("pynvml")
+        except ImportError as e:
+            return self._unavailable(f"nvidia-ml-py is not installed ({e})", quiet=True)
+        try:
+            nvml.nvmlInit()
+        except nvml.NVMLError as e:
+            no_gpu = (nvml.NVML_ERROR_LIBRARY_NOT_FOUND, nvml.NVML_ERROR_DRIVER_NOT_LOADED)
+            return self._unavailable(f"NVML did not start: {e}", quiet=e.value in no_gpu)
+        try:
+            count = nvml.nvmlDeviceGetCount()
+        except nvml.NVMLError:
+            count = 0
+        gpus = [(gpu, self._gpu_tags(gpu)) for gpu in map(self._open, range(count)) if gpu]
+        if not gpus:
+            self._shutdown()
+            return self._unavailable(f"no usable GPU ({count} found)", quiet=count == 0)
+        if self._reported_failure:
+            log.info("GPU monitoring started: %d GPU(s)", len(gpus))
+        self._gpus = gpus
+        return True
+
+    def _open(self, index: int) -> NvmlDevice | None:
+        try:
+            return NvmlDevice(self._nvml, index)
+        except GpuLost:
+            return None
+
+    def _gpu_tags(self, gpu: NvmlDevice) -> dict[str, str]:
+        tags = {**self._tags, GPU: str(gpu.index)}
+        for key, value in ((GPU_UUID, gpu.uuid), (GPU_NAME, gpu.name)):
+            if value:
+                tags[key] = value
+        return tags
+
+    def _unavailable(self, reason: str, *, quiet: bool) -> bool:
+        if not self._reported_failure:
+            level = logging.INFO if quiet else logging.WARNING
+            log.log(level, "no GPU metrics: %s; retrying every %gs", reason, self._retry_s)
+            self._reported_failure = True
+        return False
+
+    def _shutdown(self) -> None:
+        """Release our nvmlInit (NVML counts them: other users in the process keep theirs)."""
+        try:
+            self._nvml.nvmlShutdown()
+        except self._nvml.NVMLError:
+            pass  # the driver went away meanwhile

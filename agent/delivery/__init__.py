@@ -1,0 +1,189 @@
+"""Delivery: the only path from collected points to the store, losing nothing it can keep.
+
+Points are buffered in memory and written every flush interval in batches.
+When the store is unreachable or answers 5xx, the batch goes to the on-disk
+:class:`~agent.delivery.spool.Spool` and the next tries wait with exponential
+backoff; while the spool holds anything, new batches queue behind it, so the
+store receives points in the order they were taken. A batch the store refuses
+as bad data (4xx) is logged with the reason and dropped, not retried forever.
+Every outcome is counted in :class:`~agent.health.Health`.
+
+Collection never waits on delivery: :meth:`Delivery.add` only appends to the
+buffer. A SIGKILL loses the buffer: at most one flush interval of points.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+from agent.delivery.spool import Segment, Spool, SpoolError
+from agent.health import Health
+from agent.schema import InvalidPoint, Point, validate_point
+from agent.stores import Store, StoreError, StoreUnavailable
+
+__all__ = ["Delivery", "Spool", "SpoolError"]
+
+log = logging.getLogger("fleetgauge.agent.delivery")
+
+
+class Delivery:
+    """Buffers points and writes them to a store, spooling to disk while it is down."""
+
+    def __init__(
+        self,
+        store: Store,
+        spool: Spool | None,
+        health: Health,
+        batch_size: int = 5000,
+        max_buffer: int = 100_000,
+        backoff: tuple[float, float] = (1.0, 60.0),
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store = store
+        self.spool = spool
+        self.health = health
+        self.batch_size = batch_size
+        self.max_buffer = max_buffer
+        self._backoff_min, self._backoff_max = backoff
+        self._delay = 0.0
+        self._retry_at = 0.0
+        self._failed_at = float("-inf")
+        self._clock = clock
+        self._buffer: list[Point] = []
+        self._lock = threading.Lock()
+        self._flushing = threading.Lock()
+        self._spool_failing = False
+        self._update_spool_gauges()
+
+    # --- intake --------------------------------------------------------------
+    def add(self, points: Sequence[Point]) -> int:
+        """Queue points for the next flush; returns how many were refused as invalid."""
+        good = []
+        for p in points:
+            try:
+                validate_point(p)
+            except InvalidPoint as e:
+                log.error("dropped an invalid point from %s: %s", p.measurement, e)
+                self.health.dropped("invalid", 1)
+                continue
+            good.append(p)
+        with self._lock:
+            self._buffer.extend(good)
+            overflow = len(self._buffer) > self.max_buffer
+        if overflow:  # the flush thread is stuck: move the buffer to disk now
+            self._spool_points(self._take())
+        return len(points) - len(good)
+
+    def _take(self) -> list[Point]:
+        with self._lock:
+            taken, self._buffer = self._buffer, []
+        return taken
+
+    @property
+    def buffered(self) -> int:
+        """Points waiting in memory for the next flush."""
+        return len(self._buffer)
+
+    # --- flushing ------------------------------------------------------------
+    def flush(self, final: bool = False) -> None:
+        """Write what is spooled, then what is buffered; spool whatever the store refuses.
+
+        During a backoff pause nothing is sent: the buffer goes straight to the
+        spool. ``final`` (at shutdown) makes one try even during a pause unless
+        the store failed in the last second, so stopping stays quick.
+        """
+        with self._flushing:
+            points = self._take()
+            now = self._clock()
+            waiting = now < self._retry_at and not (final and now - self._failed_at > 1.0)
+            if waiting or not self._replay():
+                self._spool_points(points)
+                return
+            for i in range(0, len(points), self.batch_size):
+                if not self._write(points[i : i + self.batch_size]):
+                    self._spool_points(points[i:])
+                    return
+
+    def _replay(self) -> bool:
+        """Send spooled segments oldest first; False when the store is still down."""
+        if self.spool is None:
+            return True
+        while item := self.spool.oldest():
+            segment, points = item
+            if not self._write(points):  # a segment is one batch: written whole or not at all
+                return False
+            self._done(segment)
+        self.health.dropped("spool_error", self.spool.take_bad())
+        return True
+
+    def _done(self, segment: Segment) -> None:
+        assert self.spool is not None
+        self.spool.remove(segment)
+        self._update_spool_gauges()
+        log.info("replayed %d spooled points", segment.points)
+
+    def _write(self, batch: list[Point]) -> bool:
+        """One store write; True when the batch is settled (written or refused for good)."""
+        if not batch:
+            return True
+        try:
+            self.store.write(batch)
+        except StoreUnavailable as e:
+            self.health.write_errors.inc()
+            self._failed(e)
+            return False
+        except (StoreError, InvalidPoint) as e:
+            self.health.write_errors.inc()
+            self.health.dropped("rejected", len(batch))
+            log.error("store refused %d points, dropped: %s", len(batch), e)
+            return True
+        if self._delay:
+            log.info("store is back: %s", self.store.url)
+        self._delay = 0.0
+        self.health.points_written.inc(len(batch))
+        self.health.last_write.set(time.time())
+        return True
+
+    def _failed(self, error: Exception) -> None:
+        first = not self._delay
+        self._delay = min(self._backoff_max, max(self._backoff_min, self._delay * 2))
+        self._failed_at = self._clock()
+        self._retry_at = self._failed_at + self._delay * random.uniform(0.9, 1.1)
+        if first:
+            log.warning("store unavailable, spooling and retrying with backoff: %s", error)
+
+    def _spool_points(self, points: list[Point]) -> None:
+        if not points:
+            return
+        if self.spool is None:
+            self.health.dropped("spool_error", len(points))
+            return
+        dropped = 0
+        try:
+            for i in range(0, len(points), self.batch_size):
+                dropped += self.spool.append(points[i : i + self.batch_size])
+        except SpoolError as e:
+            self.health.dropped("spool_error", len(points))
+            if not self._spool_failing:
+                log.error("cannot spool %d points, dropped (will keep trying): %s", len(points), e)
+            self._spool_failing = True
+            return
+        if self._spool_failing:
+            log.info("spool writable again: %s", self.spool.directory)
+        self._spool_failing = False
+        self.health.points_spooled.inc(len(points))
+        if dropped:
+            self.health.dropped("spool_full", dropped)
+            log.warning(
+                "spool full (%d bytes): dropped the %d oldest points", self.spool.max_bytes, dropped
+            )
+        self._update_spool_gauges()
+
+    def _update_spool_gauges(self) -> None:
+        if self.spool is not None:
+            self.health.spool_bytes.set(self.spool.bytes)
+            self.health.spool_points.set(self.spool.points)

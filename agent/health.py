@@ -1,0 +1,76 @@
+"""The agent's own health, as Prometheus metrics: what it sampled, wrote, spooled and dropped.
+
+Names, kinds and help texts come from :data:`agent.schema.AGENT_HEALTH`; every
+metric carries the agent's ``worker`` and ``environment`` labels so one
+Prometheus can tell the agents of a fleet apart even behind relabelling.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from agent import schema
+
+__all__ = ["Health"]
+
+_KINDS = {"counter": Counter, "gauge": Gauge, "histogram": Histogram}
+_SAMPLE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class Health:
+    """Counters and gauges the sampler and the delivery update; registered in ``registry``."""
+
+    def __init__(self, registry: CollectorRegistry, worker: str, environment: str) -> None:
+        identity = (worker, environment)
+        made = {}
+        for m in schema.AGENT_HEALTH:
+            extra = {"buckets": _SAMPLE_BUCKETS} if m.kind == "histogram" else {}
+            metric = _KINDS[m.kind](
+                m.name.removesuffix("_total") if m.kind == "counter" else m.name,
+                m.description,
+                labelnames=(*schema.AGENT_LABELS, *m.labels),
+                registry=registry,
+                **extra,
+            )
+            made[m.name] = metric if m.labels else metric.labels(*identity)
+        self._identity = identity
+        self._registry = registry
+        self.samples = made[schema.AGENT_SAMPLES.name]
+        self.sample_seconds = made[schema.AGENT_SAMPLE_SECONDS.name]
+        self._collector_errors = made[schema.AGENT_COLLECTOR_ERRORS.name]
+        self.points_written = made[schema.AGENT_POINTS_WRITTEN.name]
+        self.points_spooled = made[schema.AGENT_POINTS_SPOOLED.name]
+        self._points_dropped = made[schema.AGENT_POINTS_DROPPED.name]
+        self.write_errors = made[schema.AGENT_WRITE_ERRORS.name]
+        self.last_write = made[schema.AGENT_LAST_WRITE.name]
+        self.spool_bytes = made[schema.AGENT_SPOOL_BYTES.name]
+        self.spool_points = made[schema.AGENT_SPOOL_POINTS.name]
+        for reason in ("spool_full", "rejected", "invalid", "spool_error"):
+            self._points_dropped.labels(*identity, reason)  # visible at 0 from the start
+
+    def track_collectors(self, names: list[str]) -> None:
+        """Show each collector's error counter at 0 before any failure."""
+        for name in names:
+            self._collector_errors.labels(*self._identity, name)
+
+    def collector_failed(self, collector: str) -> None:
+        """Count one failed run of a collector."""
+        self._collector_errors.labels(*self._identity, collector).inc()
+
+    def dropped(self, reason: str, points: int) -> None:
+        """Count points given up for ``reason`` (spool_full, rejected, invalid, spool_error)."""
+        if points:
+            self._points_dropped.labels(*self._identity, reason).inc(points)
+
+    def total(self, metric: schema.HealthMetric) -> int:
+        """Current value of a counter of this agent, summed over its extra labels."""
+        return int(
+            sum(
+                s.value
+                for family in self._registry.collect()
+                for s in family.samples
+                if s.name == metric.name
+                and (s.labels.get(schema.WORKER), s.labels.get(schema.ENVIRONMENT))
+                == self._identity
+            )
+        )

@@ -1,0 +1,102 @@
+"""Test helper: ``fleetgauge agent`` as a real process, its /metrics and its log."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from influx_server import free_port
+from prometheus_client.parser import text_string_to_metric_families
+
+
+class AgentProcess:
+    """Runs the agent with ``args`` (plus a free metrics port and a spool in ``workdir``)."""
+
+    def __init__(self, workdir: Path, *args: str, env: dict[str, str] | None = None) -> None:
+        self.workdir = workdir
+        self.metrics_port = free_port()
+        self.log_path = workdir / "agent.log"
+        self.args = [
+            sys.executable,
+            "-m",
+            "agent",
+            "agent",
+            "--metrics-port",
+            str(self.metrics_port),
+            "--spool-dir",
+            str(workdir / "spool"),
+            *args,
+        ]
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 20.0) -> AgentProcess:
+        """Start and wait until /metrics answers."""
+        self._log = open(self.log_path, "ab")  # closed in stop()
+        self.proc = subprocess.Popen(
+            self.args, stdout=self._log, stderr=subprocess.STDOUT, env=self.env, cwd=self.workdir
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"agent exited {self.proc.returncode}:\n{self.log()}")
+            try:
+                self.scrape()
+                return self
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"agent /metrics did not answer:\n{self.log()}")
+
+    def scrape(self) -> str:
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        token = self.env.get("FLEETGAUGE_METRICS_TOKEN")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        with urllib.request.urlopen(
+            urllib.request.Request(url, headers=headers), timeout=5
+        ) as resp:
+            return resp.read().decode()
+
+    def samples(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        """Every sample on /metrics keyed by (name, sorted labels)."""
+        return {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(self.scrape())
+            for s in family.samples
+        }
+
+    def value(self, name: str, **labels: str) -> float:
+        """Sum of the samples called ``name`` whose labels include ``labels``."""
+        return sum(
+            v
+            for (n, ls), v in self.samples().items()
+            if n == name and labels.items() <= dict(ls).items()
+        )
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> tuple[int, float]:
+        """Send ``sig`` and wait; returns (exit code, seconds it took to exit)."""
+        assert self.proc is not None
+        started = time.monotonic()
+        self.proc.send_signal(sig)
+        try:
+            code = self.proc.wait(timeout)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+            self._log.close()
+        return code, time.monotonic() - started
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def __enter__(self) -> AgentProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.stop(signal.SIGKILL)

@@ -1,0 +1,186 @@
+"""GPU collector against a fake NVML (realistic H100 values, real NVMLError classes) and
+against the real nvidia-ml-py on this machine."""
+
+from __future__ import annotations
+
+import logging
+
+import pynvml
+import pytest
+
+from agent.collectors.gpu import GpuCollector
+from agent.schema import GPU, GPU_MEASUREMENT, GPU_NAME, GPU_PROCESS, GPU_UUID, PID
+
+from .collector_checks import IDENTITY, NOW_NS, FakeClock, by_tag, check_points
+from .fake_nvml import GIB, FakeGpu, FakeNvml
+
+(UTIL, MEM_USED, MEM_TOTAL, MEM_PERCENT, TEMP, POWER, POWER_LIMIT) = GPU_MEASUREMENT.field_names
+(PROC_MEM,) = GPU_PROCESS.field_names
+UUID0 = "GPU-5d3a2f4e-8c1b-4e7a-9f20-6b1d0c3e7a91"
+UUID1 = "GPU-a07c9e12-3b4d-4f6a-8e51-92c0d7b3f4e8"
+
+
+def two_h100s() -> list[FakeGpu]:
+    """Two H100 80 GB boards, one busy training, one idle."""
+    return [
+        FakeGpu(
+            UUID0,
+            utilization_percent=97,
+            memory_used=64 * GIB,
+            temperature_celsius=71,
+            power_usage_mw=612_345,
+            compute_processes=[(41872, 63 * GIB)],
+        ),
+        FakeGpu(UUID1, utilization_percent=0, memory_used=512 * 1024**2, power_usage_mw=69_871),
+    ]
+
+
+def collector(nvml: FakeNvml, **kwargs) -> GpuCollector:
+    return GpuCollector(IDENTITY, nvml=nvml, **kwargs)
+
+
+def test_two_gpus_are_read_back_exactly() -> None:
+    points = check_points(collector(FakeNvml(two_h100s())).collect(NOW_NS))
+    gpus = by_tag(points, GPU_MEASUREMENT.name, GPU)
+    assert gpus["0"] == {
+        UTIL: 97.0,
+        MEM_USED: 64 * GIB,
+        MEM_TOTAL: 85899345920,
+        MEM_PERCENT: 80.0,
+        TEMP: 71.0,
+        POWER: 612.345,
+        POWER_LIMIT: 700.0,
+    }
+    assert gpus["1"][MEM_PERCENT] == pytest.approx(100 * 0.5 / 80)
+    assert gpus["1"][POWER] == pytest.approx(69.871)
+    gpu_tags = {p.tags[GPU]: p.tags for p in points if p.measurement == GPU_MEASUREMENT.name}
+    assert gpu_tags["0"][GPU_UUID] == UUID0 and gpu_tags["1"][GPU_UUID] == UUID1
+    assert gpu_tags["0"][GPU_NAME] == "NVIDIA H100 80GB HBM3"
+
+
+def test_a_field_the_card_does_not_support_is_left_out() -> None:
+    gpus = two_h100s()
+    gpus[1].errors["nvmlDeviceGetPowerUsage"] = pynvml.NVML_ERROR_NOT_SUPPORTED
+    gpus[1].errors["nvmlDeviceGetTemperature"] = pynvml.NVML_ERROR_NO_PERMISSION
+    points = check_points(collector(FakeNvml(gpus)).collect(NOW_NS))
+    fields = by_tag(points, GPU_MEASUREMENT.name, GPU)
+    assert POWER not in fields["1"] and TEMP not in fields["1"]
+    assert fields["1"][POWER_LIMIT] == 700.0 and fields["1"][UTIL] == 0.0
+    assert fields["0"][POWER] == 612.345  # the other card is untouched
+
+
+def test_a_lost_gpu_is_skipped_and_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+    nvml = FakeNvml(two_h100s())
+    gpu = collector(nvml)
+    assert len(by_tag(gpu.collect(NOW_NS), GPU_MEASUREMENT.name, GPU)) == 2
+    nvml.gpus[0].lost = True
+    with caplog.at_level(logging.WARNING, logger="fleetgauge.agent.gpu"):
+        for _ in range(3):
+            points = check_points(gpu.collect(NOW_NS))
+            assert set(by_tag(points, GPU_MEASUREMENT.name, GPU)) == {"1"}
+            assert not by_tag(points, GPU_PROCESS.name, PID)  # gpu 0's process went with it
+    assert len(caplog.records) == 1 and "GPU 0 is lost" in caplog.records[0].getMessage()
+
+
+def test_processes_report_their_gpu_memory() -> None:
+    gpus = two_h100s()
+    gpus[0].graphics_processes = [(41872, 63 * GIB), (2210, None)]  # 2210: driver cannot tell
+    gpus[1].compute_processes = [(51020, 7 * GIB)]
+    points = check_points(collector(FakeNvml(gpus)).collect(NOW_NS))
+    processes = {
+        (p.tags[GPU], p.tags[PID]): p.fields[PROC_MEM]
+        for p in points
+        if p.measurement == GPU_PROCESS.name
+    }
+    assert processes == {("0", "41872"): 63 * GIB, ("1", "51020"): 7 * GIB}
+
+
+def test_process_listing_errors_keep_the_gpu_point() -> None:
+    gpus = two_h100s()
+    gpus[0].errors["nvmlDeviceGetComputeRunningProcesses"] = pynvml.NVML_ERROR_NO_PERMISSION
+    points = check_points(collector(FakeNvml(gpus)).collect(NOW_NS))
+    assert set(by_tag(points, GPU_MEASUREMENT.name, GPU)) == {"0", "1"}
+    assert not [p for p in points if p.measurement == GPU_PROCESS.name]
+
+
+@pytest.mark.parametrize(
+    "error", [pynvml.NVML_ERROR_LIBRARY_NOT_FOUND, pynvml.NVML_ERROR_DRIVER_NOT_LOADED]
+)
+def test_no_nvml_logs_once_reports_nothing_and_retries_rarely(
+    error: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    nvml, clock = FakeNvml(two_h100s(), init_error=error), FakeClock()
+    gpu = collector(nvml, clock=clock, retry_s=600)
+    with caplog.at_level(logging.DEBUG, logger="fleetgauge.agent.gpu"):
+        for _ in range(5):
+            assert gpu.collect(NOW_NS) == []
+            clock.advance(10)
+        assert nvml.calls["nvmlInit"] == 1  # not once per sample
+        clock.advance(600)
+        assert gpu.collect(NOW_NS) == []
+        assert nvml.calls["nvmlInit"] == 2
+    assert nvml.calls["nvmlShutdown"] == 0  # never release an init that did not happen
+    assert len(caplog.records) == 1
+    assert caplog.records[0].name == "fleetgauge.agent.gpu"
+    assert "no GPU metrics" in caplog.records[0].getMessage()
+
+
+def test_a_driver_loaded_later_is_picked_up_at_the_next_retry() -> None:
+    nvml, clock = FakeNvml(two_h100s(), init_error=pynvml.NVML_ERROR_DRIVER_NOT_LOADED), FakeClock()
+    gpu = collector(nvml, clock=clock, retry_s=600)
+    assert gpu.collect(NOW_NS) == []
+    nvml.init_error = None
+    clock.advance(601)
+    assert set(by_tag(check_points(gpu.collect(NOW_NS)), GPU_MEASUREMENT.name, GPU)) == {"0", "1"}
+
+
+def test_a_machine_with_nvml_but_no_gpu_reports_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    nvml = FakeNvml([])
+    with caplog.at_level(logging.INFO, logger="fleetgauge.agent.gpu"):
+        gpu = collector(nvml)
+        assert gpu.collect(NOW_NS) == [] and gpu.collect(NOW_NS) == []
+    assert len(caplog.records) == 1
+    assert nvml.calls["nvmlShutdown"] == 1 and not nvml.initialized
+
+
+def test_close_shuts_nvml_down_and_stops_reporting() -> None:
+    nvml = FakeNvml(two_h100s())
+    gpu = collector(nvml)
+    assert gpu.collect(NOW_NS)
+    gpu.close()
+    assert nvml.calls["nvmlShutdown"] == 1 and not nvml.initialized
+    assert gpu.collect(NOW_NS) == []
+    assert nvml.calls["nvmlInit"] == 1
+
+
+def test_real_nvml_on_this_machine() -> None:
+    """No GPU here: nothing, no exception. With GPUs: one plausible point per GPU."""
+    try:
+        pynvml.nvmlInit()
+        expected = pynvml.nvmlDeviceGetCount()
+        pynvml.nvmlShutdown()
+    except pynvml.NVMLError:
+        expected = 0
+    gpu = GpuCollector(IDENTITY)
+    try:
+        points = check_points(gpu.collect(NOW_NS) + gpu.collect(NOW_NS))
+    finally:
+        gpu.close()
+    if expected == 0:
+        assert points == []
+    gpus = [p for p in points if p.measurement == GPU_MEASUREMENT.name]
+    assert len(gpus) == 2 * expected
+    for p in gpus:
+        assert 0 <= p.fields[UTIL] <= 100
+        assert 0 < p.fields[MEM_USED] <= p.fields[MEM_TOTAL]
+        assert 0 <= p.fields[MEM_PERCENT] <= 100
+        assert p.tags[GPU_UUID].startswith(("GPU-", "MIG-"))
+        assert 0 < p.fields.get(TEMP, 50) < 120
+        assert 0 < p.fields.get(POWER, 100) < 2000
+
+
+def test_a_gpu_hidden_from_this_container_is_skipped() -> None:
+    gpus = two_h100s()
+    gpus[0].errors["nvmlDeviceGetHandleByIndex"] = pynvml.NVML_ERROR_NO_PERMISSION
+    points = check_points(collector(FakeNvml(gpus)).collect(NOW_NS))
+    assert set(by_tag(points, GPU_MEASUREMENT.name, GPU)) == {"1"}

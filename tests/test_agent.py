@@ -1,0 +1,160 @@
+"""``fleetgauge agent`` end to end: a real process sampling this machine into a real store."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from agent_process import AgentProcess
+from conftest import BACKENDS, InfluxHarness
+
+from agent import schema
+from agent.stores import open_store
+
+S = 1_000_000_000
+WORKER = "e2e-worker"
+
+# Fields this machine always has: CPU, per-core, memory, the root filesystem.
+ALWAYS = {
+    schema.CPU: ("usage_percent", "load1", "load5", "load15", "logical_count"),
+    schema.CPU_CORE: ("usage_percent",),
+    schema.MEMORY: ("used_bytes", "available_bytes", "total_bytes", "used_percent"),
+    schema.DISK: ("used_bytes", "total_bytes", "used_percent"),
+    schema.NETWORK: ("receive_bytes_per_second", "transmit_bytes_per_second"),
+}
+
+
+def store_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path / 'agent.db'}"
+    harness: InfluxHarness = request.getfixturevalue("influx")
+    return harness.store_url(harness.new_database())
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_agent_writes_every_resource_field_of_this_worker(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    url = store_url(backend, tmp_path, request)
+    agent = AgentProcess(
+        tmp_path,
+        "--store",
+        url,
+        "--worker",
+        WORKER,
+        "--environment",
+        "e2e",
+        "--tag",
+        "team=ml",
+        "--interval",
+        "0.5",
+        "--flush-interval",
+        "1",
+        "--include-loopback",
+    )
+    started = time.time_ns()
+    with agent:
+        deadline = time.monotonic() + 20
+        while agent.value("fleetgauge_agent_samples_total") < 6 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        code, took = agent.stop()
+    log = agent.log()
+    assert code == 0, log
+    assert took < 5, f"SIGTERM took {took:.1f} s"
+    samples = int(log.rsplit("agent stopped: ", 1)[1].split(" samples")[0])
+    assert samples >= 6
+    assert "Traceback" not in log
+
+    store = open_store(url, create=False)
+    try:
+        for m, fields in ALWAYS.items():
+            points = list(store.stream_points(m.name, started, time.time_ns() + S))
+            assert points, f"no {m.name} points"
+            for p in points:
+                assert p.tags[schema.WORKER] == WORKER and p.tags[schema.ENVIRONMENT] == "e2e"
+                assert p.tags["team"] == "ml"
+                schema.validate_point(p)
+            for f in fields:
+                values = [p.fields[f] for p in points if f in p.fields]
+                assert values, f"{m.name}.{f} never written"
+                if f.endswith("_percent"):
+                    assert all(0 <= v <= 100 for v in values), (m.name, f, values)
+            # every sample after the first (which has no rate yet) wrote the always-there fields
+            times = {p.time_ns for p in points}
+            assert len(times) >= samples - 1, (m.name, len(times), samples)
+        root = {
+            p.tags[schema.MOUNT]
+            for p in store.stream_points(schema.DISK.name, started, time.time_ns() + S)
+        }
+        assert "/" in root
+        interfaces = {
+            p.tags[schema.INTERFACE]
+            for p in store.stream_points(schema.NETWORK.name, started, time.time_ns() + S)
+        }
+        assert "lo" in interfaces
+    finally:
+        store.close()
+
+
+def test_metrics_show_this_workers_resources_with_catalogue_names(tmp_path: Path) -> None:
+    with AgentProcess(
+        tmp_path,
+        "--store",
+        f"sqlite:///{tmp_path / 'a.db'}",
+        "--worker",
+        WORKER,
+        "--interval",
+        "0.5",
+    ) as agent:
+        time.sleep(1.5)
+        samples = agent.samples()
+        agent.stop()
+    names = {name for name, _ in samples}
+    cpu_name, _ = schema.prometheus_name(schema.CPU, schema.CPU.get_field("usage_percent"))
+    mem_name, _ = schema.prometheus_name(schema.MEMORY, schema.MEMORY.get_field("total_bytes"))
+    assert cpu_name == "fleetgauge_cpu_usage_ratio" and cpu_name in names
+    labels = dict(next(ls for n, ls in samples if n == mem_name))
+    assert labels == {"worker": WORKER, "environment": "default"}
+    total = next(v for (n, _), v in samples.items() if n == mem_name)
+    assert total > 100 * 1024 * 1024
+    ratio = [v for (n, _), v in samples.items() if n == cpu_name]
+    assert ratio and all(0 <= v <= 1 for v in ratio)
+    for health in schema.AGENT_HEALTH:
+        assert any(n.startswith(health.name.removesuffix("_total")) for n in names), health.name
+
+
+def test_metrics_off_loopback_need_a_token_and_check_it(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'a.db'}"
+    host = socket.gethostbyname(socket.gethostname())
+    if host.startswith("127."):
+        host = "0.0.0.0"
+    refused = AgentProcess(tmp_path, "--store", db, "--metrics-host", host)
+    with pytest.raises(RuntimeError, match="not loopback: set a token"):
+        refused.start()
+    token = "s3cret-token-value"
+    agent = AgentProcess(
+        tmp_path,
+        "--store",
+        db,
+        "--metrics-host",
+        "127.0.0.1",
+        env={"FLEETGAUGE_METRICS_TOKEN": token},
+    )
+    with agent:
+        pass_url = f"http://127.0.0.1:{agent.metrics_port}/metrics"
+        with pytest.raises(urllib.error.HTTPError) as denied:
+            urllib.request.urlopen(pass_url, timeout=5)
+        assert denied.value.code == 401
+        wrong = urllib.request.Request(pass_url, headers={"Authorization": "Bearer nope"})
+        with pytest.raises(urllib.error.HTTPError):
+            urllib.request.urlopen(wrong, timeout=5)
+        right = urllib.request.Request(pass_url, headers={"Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(right, timeout=5) as resp:
+            assert b"fleetgauge_agent_samples_total" in resp.read()
+        agent.stop(signal.SIGINT)
+    assert token not in agent.log()

@@ -1,0 +1,88 @@
+"""The real InfluxDB goes away while the agent runs: nothing sampled meanwhile is lost or twice."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from agent_process import AgentProcess
+from influx_server import InfluxServer, V2WriteFront
+
+from agent import schema
+from agent.stores import open_store
+
+S = 1_000_000_000
+WORKER = "outage-worker"
+
+
+def test_samples_taken_while_influxdb_is_down_arrive_once_it_is_back(tmp_path: Path) -> None:
+    server = InfluxServer(tmp_path / "influxd")
+    server.start()
+    server.create_database("fleet")
+    front = V2WriteFront(server.url)
+    front.start()
+    url = f"influxdb+{front.url}/fleet?org=test&timeout=2"
+    agent = AgentProcess(
+        tmp_path,
+        "--store",
+        url,
+        "--worker",
+        WORKER,
+        "--interval",
+        "0.5",
+        "--flush-interval",
+        "0.5",
+        "--collectors",
+        "cpu,memory",
+    )
+    started = time.time_ns()
+    try:
+        with agent:
+            time.sleep(2)
+            server.stop()  # down for several flush intervals
+            written_before = agent.value("fleetgauge_agent_points_written_total")
+            time.sleep(4)
+            assert agent.value("fleetgauge_agent_points_spooled_total") > 0
+            assert agent.value("fleetgauge_agent_write_errors_total") > 0
+            assert agent.value("fleetgauge_agent_spool_points") > 0
+            server.start()
+            deadline = time.monotonic() + 30
+            while agent.value("fleetgauge_agent_spool_points") and time.monotonic() < deadline:
+                time.sleep(0.3)
+            assert agent.value("fleetgauge_agent_spool_points") == 0, agent.log()
+            assert agent.value("fleetgauge_agent_points_written_total") > written_before
+            code, _ = agent.stop()
+        log = agent.log()
+        assert code == 0, log
+        samples = int(log.rsplit("agent stopped: ", 1)[1].split(" samples")[0])
+        assert "0 dropped, 0 waiting in the spool" in log, log
+        assert "store unavailable" in log and "store is back" in log
+
+        store = open_store(url)
+        try:
+            end = time.time_ns() + S
+            always = {schema.CPU: ("usage_percent", "load1"), schema.MEMORY: ("used_bytes",)}
+            for m, fields in always.items():
+                points = list(store.stream_points(m.name, started, end, {"worker": [WORKER]}))
+                times = [p.time_ns for p in points]
+                assert len(points) == samples, (m.name, len(points), samples)  # none lost
+                assert len(set(times)) == len(times) == samples  # none twice
+                for f in fields:
+                    assert sum(f in p.fields for p in points) == samples, (m.name, f)
+            # The 1m rollup counted every sample once, replayed ones included.
+            first, last = min(times), max(times) + 1
+            span = (last - first) // 60 // S + 2
+            b = store.read_buckets(
+                schema.MEMORY.name,
+                ["total_bytes"],
+                first - first % (60 * S),
+                first - first % (60 * S) + span * 60 * S,
+                span,
+                level="1m",
+            )
+            assert sum(sum(s.fields["total_bytes"].count) for s in b.series) == samples
+        finally:
+            store.close()
+    finally:
+        front.stop()
+        server.stop()
