@@ -38,6 +38,7 @@ class AgentProcess:
     def start(self, timeout: float = 20.0) -> AgentProcess:
         """Start and wait until /metrics answers."""
         self._log = open(self.log_path, "ab")  # closed in stop()
+        self.started_ns = time.time_ns()
         self.proc = subprocess.Popen(
             self.args, stdout=self._log, stderr=subprocess.STDOUT, env=self.env, cwd=self.workdir
         )

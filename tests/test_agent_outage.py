@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 
@@ -83,6 +84,47 @@ def test_samples_taken_while_influxdb_is_down_arrive_once_it_is_back(tmp_path: P
             assert sum(sum(s.fields["total_bytes"].count) for s in b.series) == samples
         finally:
             store.close()
+    finally:
+        front.stop()
+        server.stop()
+
+
+def test_a_sigkilled_agent_loses_at_most_one_flush_interval(tmp_path: Path) -> None:
+    """Killed while the store is down: the spool survives and the next agent replays it."""
+    server = InfluxServer(tmp_path / "influxd")
+    server.start()
+    server.create_database("fleet")
+    front = V2WriteFront(server.url)
+    front.start()
+    url = f"influxdb+{front.url}/fleet?org=test&timeout=2"
+    args = ("--store", url, "--worker", WORKER, "--interval", "0.5", "--flush-interval", "1")
+    args += ("--collectors", "cpu")
+    started = time.time_ns()
+    try:
+        server.stop()
+        first = AgentProcess(tmp_path, *args)
+        with first:
+            time.sleep(3.2)
+            taken = first.value("fleetgauge_agent_samples_total")
+            first.stop(signal.SIGKILL)
+        spooled = sorted((tmp_path / "spool").glob("*.jsonl"))
+        assert spooled, "nothing reached the spool before the kill"
+        server.start()
+        second = AgentProcess(tmp_path, *args)
+        with second:
+            deadline = time.monotonic() + 20
+            while second.value("fleetgauge_agent_spool_points") and time.monotonic() < deadline:
+                time.sleep(0.3)
+            code, _ = second.stop()
+        assert code == 0, second.log()
+        store = open_store(url)
+        try:
+            points = list(store.stream_points(schema.CPU.name, started, time.time_ns() + S))
+        finally:
+            store.close()
+        before_kill = [p for p in points if p.time_ns < second.started_ns]
+        per_flush = 1 / 0.5  # samples in one flush interval
+        assert taken - per_flush - 1 <= len(before_kill) <= taken, (len(before_kill), taken)
     finally:
         front.stop()
         server.stop()
