@@ -10,6 +10,7 @@ take) and returns, so the process exits 0 within a few seconds.
 
 from __future__ import annotations
 
+import gc
 import logging
 import random
 import signal
@@ -176,6 +177,7 @@ class Agent:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self._stop.set())
         self.start()
+        gc.freeze()  # start-up objects (modules, collectors, registry) leave the GC's scans
         self._stop.wait()
         log.info("stopping: flushing what is buffered")
         self.stop()

@@ -14,7 +14,7 @@ from agent import schema
 __all__ = ["Health"]
 
 _KINDS = {"counter": Counter, "gauge": Gauge, "histogram": Histogram}
-_SAMPLE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+_SAMPLE_BUCKETS = (0.001, 0.005, 0.025, 0.1, 0.5, 2.5)
 
 
 class Health:
