@@ -50,7 +50,7 @@ from prometheus_client.parser import text_string_to_metric_families as text_fami
 
 from agent import schema
 from bench.agent_profile import free_port, profile_agent
-from bench.bench_store import OUT_DIR, REPO, machine, text_table
+from bench.bench_store import OUT_DIR, REPO, machine, markdown_table, text_table
 
 __all__ = ["main", "ProcessUsage", "usage_of"]
 
@@ -424,9 +424,7 @@ def markdown(args: argparse.Namespace, r: Result, info: list[tuple[str, str]]) -
             f" {args.interval:g} with a SQLite store, so its figure includes writing every point;"
             " node_exporter (default collectors) writes nothing. MB = 10^6 bytes.",
             "",
-            "| " + " | ".join(HEADERS) + " |",
-            "|" + "|".join("---" for _ in HEADERS) + "|",
-            *("| " + " | ".join(row) + " |" for row in rows),
+            *markdown_table(HEADERS, rows),
             "",
             *(f"- {text}" for text in verdict_lines(r)),
             "",

@@ -452,6 +452,15 @@ def detail_lines(results: Sequence[BackendResult]) -> list[str]:
     return lines
 
 
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """Lines of a Markdown table."""
+    return [
+        "| " + " | ".join(headers) + " |",
+        "|" + "|".join("---" for _ in headers) + "|",
+        *("| " + " | ".join(row) + " |" for row in rows),
+    ]
+
+
 def text_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     """A fixed-width table with a rule under the header."""
     widths = [max(len(c) for c in col) for col in zip(headers, *rows, strict=True)]
@@ -476,9 +485,7 @@ def markdown(
         f" Read: whole range, max_points={MAX_POINTS}, group_by=worker; tier = median of"
         f" {TIER_RUNS} after 1 warm-up, raw scan = median of {RAW_RUNS}.",
         "",
-        "| " + " | ".join(HEADERS) + " |",
-        "|" + "|".join("---" for _ in HEADERS) + "|",
-        *("| " + " | ".join(row) + " |" for row in rows),
+        *markdown_table(HEADERS, rows),
         "",
         *(f"- {text}" for text in detail_lines(results)),
         "",

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import signal
 import subprocess
 import time
 import urllib.error
@@ -24,7 +23,7 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlencode
 
-from influx_server import free_port
+from influx_server import free_port, terminate
 
 __all__ = ["PrometheusServer", "PrometheusError", "find_prometheus", "INSTALL_HINT"]
 
@@ -149,15 +148,8 @@ class PrometheusServer:
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM ``prometheus`` and wait for it, killing it after ``timeout`` seconds."""
-        if self._proc is not None:
-            if self._proc.poll() is None:
-                self._proc.send_signal(signal.SIGTERM)
-                try:
-                    self._proc.wait(timeout)
-                except subprocess.TimeoutExpired:
-                    self._proc.kill()
-                    self._proc.wait()
-            self._proc = None
+        terminate(self._proc, timeout)
+        self._proc = None
         if self._log is not None:
             self._log.close()
             self._log = None
