@@ -1,11 +1,13 @@
 """The agent process: wiring only — collectors, delivery, /metrics and the schedule.
 
-Two APScheduler jobs run on their own threads: *sample* (every ``interval``,
-all collectors, points to the exposition snapshot and the delivery buffer) and
-*flush* (every ``flush_interval``, buffer and spool to the store). A slow store
-therefore never delays sampling. :meth:`Agent.run` blocks until SIGTERM or
-SIGINT, then stops the schedule, flushes (spooling what the store does not
-take) and returns, so the process exits 0 within a few seconds.
+An APScheduler job *sample* runs every ``interval`` on its own thread (all
+collectors, points to the exposition snapshot and the delivery buffer); the
+delivery's writer thread writes the buffer and spool to the store every
+``flush_interval`` (sooner when a full batch waits), and the push endpoint
+feeds the same buffer. A slow store therefore never delays sampling.
+:meth:`Agent.run` blocks until SIGTERM or SIGINT, then stops the schedule and
+the push endpoint, flushes (spooling what the store does not take) and
+returns, so the process exits 0 within a few seconds.
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ from agent import schema
 from agent.collectors import Collector, build_collectors
 from agent.config import AgentConfig
 from agent.delivery import Delivery, Spool
-from agent.exposition import MetricsServer, Snapshot
+from agent.exposition import MetricsServer, PipelineSeries, Snapshot
 from agent.health import Health
+from agent.push import PushParser, PushServer
 from agent.stores import Store, open_store
 
 __all__ = ["Agent"]
@@ -70,6 +73,22 @@ class Agent:
             self.health,
             batch_size=config.batch_size,
         )
+        self.series = PipelineSeries(config.worker, config.environment, config.push_histograms)
+        self.registry.register(self.series)
+        self.push = (
+            PushServer(
+                config.push_host,
+                config.push_port,
+                PushParser(config.environment),
+                self.delivery,
+                self.health,
+                self.series,
+                token=config.push_token,
+                max_body=config.push_max_body,
+            )
+            if config.push_port
+            else None
+        )
         self.metrics = (
             MetricsServer(
                 config.metrics_host, config.metrics_port, self.registry, config.metrics_token
@@ -80,7 +99,7 @@ class Agent:
         self._failing: set[str] = set()
         self._stop = threading.Event()
         self._scheduler = BackgroundScheduler(
-            executors={"sample": ThreadPoolExecutor(1), "flush": ThreadPoolExecutor(1)},
+            executors={"sample": ThreadPoolExecutor(1)},
             job_defaults={"coalesce": True, "max_instances": 1},
             timezone=UTC,
         )
@@ -119,6 +138,8 @@ class Agent:
         c = self.config
         if self.metrics is not None:
             self.metrics.start()
+        if self.push is not None:
+            self.push.start()
         now = datetime.now(UTC)
         first = now + timedelta(seconds=random.uniform(0, c.jitter))
         self._scheduler.add_job(
@@ -130,15 +151,8 @@ class Agent:
             executor="sample",
             misfire_grace_time=max(1, int(c.interval)),
         )
-        self._scheduler.add_job(
-            self.flush,
-            "interval",
-            seconds=c.flush_interval,
-            start_date=now + timedelta(seconds=c.flush_interval),
-            executor="flush",
-            misfire_grace_time=None,
-        )
         self._scheduler.start()
+        self.delivery.start(c.flush_interval)
         log.info(
             "agent started: worker %s, environment %s, every %gs, %d collectors (%s), store %s%s",
             c.worker,
@@ -149,11 +163,20 @@ class Agent:
             self.store.url,
             f", /metrics on {c.metrics_host}:{self.metrics.port}" if self.metrics else "",
         )
+        if self.push is not None:
+            log.info(
+                "push endpoint on http://%s:%d/v1/metrics and /v1/events%s",
+                c.push_host,
+                self.push.port,
+                " (bearer token required)" if c.push_token else "",
+            )
 
     def stop(self) -> None:
         """Stop sampling, flush what is buffered (spooling it if the store is down), close."""
         self._scheduler.shutdown(wait=True)
-        self.delivery.flush(final=True)
+        if self.push is not None:
+            self.push.stop()
+        self.delivery.stop()
         if self.metrics is not None:
             self.metrics.stop()
         for c in self.collectors:

@@ -40,9 +40,9 @@ def _add_agent_args(parser: argparse.ArgumentParser) -> None:
         help="print the effective settings (tokens redacted) as TOML and exit",
     )
     for s in SETTINGS:
-        if s.name == "tags":
+        if s.repeat_flag:
             parser.add_argument(
-                "--tag", dest="tags", action="append", metavar=s.metavar, help=s.help
+                s.repeat_flag, dest=s.name, action="append", metavar=s.metavar, help=s.help
             )
         elif s.name == "include_loopback":
             parser.add_argument(s.flag, action="store_const", const=True, help=s.help)

@@ -54,6 +54,11 @@ class AgentConfig:
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9108
     metrics_token: str | None = None
+    push_host: str = "127.0.0.1"
+    push_port: int = 9109
+    push_token: str | None = None
+    push_max_body: int = 4 * 1024 * 1024
+    push_histograms: dict[str, tuple[float, ...]] = field(default_factory=dict)
     collectors: tuple[str, ...] | None = None
     mounts: tuple[str, ...] | None = None
     include_loopback: bool = False
@@ -139,6 +144,31 @@ def _tags(value: Any) -> dict[str, str]:
     return tags
 
 
+def _histograms(value: Any) -> dict[str, tuple[float, ...]]:
+    """``METRIC`` or ``METRIC=B1,B2,...`` entries (``;`` between entries in one text)."""
+    if isinstance(value, Mapping):
+        entries = {str(k): v for k, v in value.items()}
+    else:
+        items = value if isinstance(value, list) else str(value).split(";")
+        entries = {}
+        for item in items:
+            name, sep, bounds = _text(item).partition("=")
+            if name.strip():
+                entries[name.strip()] = bounds.split(",") if sep and bounds.strip() else []
+    histograms = {}
+    for name, bounds in entries.items():
+        if not isinstance(bounds, list):
+            raise ValueError(f"histogram {name!r}: buckets must be a list of numbers")
+        try:
+            upper = tuple(sorted(float(b) for b in bounds))
+        except (TypeError, ValueError):
+            raise ValueError(f"histogram {name!r}: buckets {bounds!r} are not numbers") from None
+        if not all(math.isfinite(b) for b in upper) or len(set(upper)) != len(upper):
+            raise ValueError(f"histogram {name!r}: buckets must be finite and distinct")
+        histograms[name] = upper
+    return histograms
+
+
 @dataclass(frozen=True)
 class Setting:
     """One agent setting: how it is spelled in each source and how its value is read."""
@@ -148,10 +178,11 @@ class Setting:
     help: str
     metavar: str = "VALUE"
     secret: bool = False
+    repeat_flag: str | None = None  # a repeatable flag, one entry per use (--tag K=V)
 
     @property
     def flag(self) -> str:
-        return "--" + self.name.replace("_", "-")
+        return self.repeat_flag or "--" + self.name.replace("_", "-")
 
     @property
     def env(self) -> str:
@@ -162,7 +193,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("store", _text, "store URL (see 'fleetgauge --help')", "URL"),
     Setting("worker", _text, "worker name on every point (default: the hostname)", "NAME"),
     Setting("environment", _text, "environment on every point (default: default)", "NAME"),
-    Setting("tags", _tags, "extra static tag KEY=VALUE on every point (repeatable)", "KEY=VALUE"),
+    Setting(
+        "tags",
+        _tags,
+        "extra static tag KEY=VALUE on every resource point (repeatable)",
+        "KEY=VALUE",
+        repeat_flag="--tag",
+    ),
     Setting("interval", _seconds, "seconds between samples, at least 0.5 (default: 10)", "SECONDS"),
     Setting(
         "jitter",
@@ -200,6 +237,41 @@ SETTINGS: tuple[Setting, ...] = (
         " variable: a flag is visible to other users in the process list",
         "TOKEN",
         secret=True,
+    ),
+    Setting(
+        "push_host",
+        _text,
+        "address the push endpoint for model metrics listens on (default: 127.0.0.1)",
+        "HOST",
+    ),
+    Setting(
+        "push_port",
+        _int,
+        "port of the push endpoint (POST /v1/metrics, /v1/events), 0 to disable (default: 9109)",
+        "PORT",
+    ),
+    Setting(
+        "push_token",
+        _text,
+        "bearer token the push endpoint requires; needed off loopback. Prefer the"
+        " environment variable FLEETGAUGE_PUSH_TOKEN",
+        "TOKEN",
+        secret=True,
+    ),
+    Setting(
+        "push_max_body",
+        _size,
+        "largest push request body; a bigger one is answered 413 (default: 4MiB)",
+        "SIZE",
+    ),
+    Setting(
+        "push_histograms",
+        _histograms,
+        "also expose pushed METRIC as a Prometheus histogram, with bucket bounds B1,B2,..."
+        " (default buckets when none are given; repeatable; ';' between entries in the"
+        " environment variable)",
+        "METRIC[=B1,B2,...]",
+        repeat_flag="--push-histogram",
     ),
     Setting(
         "collectors",
@@ -281,8 +353,18 @@ def _check(c: AgentConfig) -> None:
         raise bad("batch_size", "must be between 1 and 1000000")
     if c.spool_max_bytes < 1024 * 1024:
         raise bad("spool_max_bytes", "must be at least 1MiB")
-    if not 0 <= c.metrics_port <= 65535:
-        raise bad("metrics_port", f"{c.metrics_port} is not a port (0-65535)")
+    for name in ("metrics_port", "push_port"):
+        if not 0 <= getattr(c, name) <= 65535:
+            raise bad(name, f"{getattr(c, name)} is not a port (0-65535)")
+    if c.push_port and c.push_port == c.metrics_port and c.push_host == c.metrics_host:
+        raise bad("push_port", f"{c.push_port} is also the metrics_port")
+    if not 1024 <= c.push_max_body <= 256 * 1024 * 1024:
+        raise bad("push_max_body", "must be between 1KiB and 256MiB")
+    try:
+        for name in c.push_histograms:
+            validate_name("push_histograms metric", name)
+    except InvalidPoint as e:
+        raise ConfigError(str(e)) from e
     if c.log_level.lower() not in ("debug", "info", "warning", "error"):
         raise bad("log_level", f"{c.log_level!r} is not debug, info, warning or error")
     try:
@@ -309,11 +391,13 @@ def render_config(c: AgentConfig) -> str:
             lines.append(f"# {s.name} = (not set)")
         elif s.secret:
             lines.append(f'{s.name} = "{REDACTED}"')
-        elif s.name != "tags":
+        elif not isinstance(value, dict):
             lines.append(f"{s.name} = {_toml(value)}")
-    if c.tags:
-        lines.append("[agent.tags]")
-        lines.extend(f"{_toml(k)} = {_toml(v)}" for k, v in sorted(c.tags.items()))
+    for s in SETTINGS:
+        table = getattr(c, s.name)
+        if isinstance(table, dict) and table:
+            lines.append(f"[agent.{s.name}]")
+            lines.extend(f"{_toml(k)} = {_toml(v)}" for k, v in sorted(table.items()))
     return "\n".join(lines) + "\n"
 
 

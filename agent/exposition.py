@@ -8,26 +8,35 @@ device tags (``gpu``, ``mount``, ...); a device that disappears stops being
 exported at the next sample. :class:`MetricsServer` serves the registry over
 HTTP, bound to loopback by default; on any other address it requires
 ``Authorization: Bearer TOKEN`` (Prometheus' ``authorization`` scrape setting).
+:class:`PipelineSeries` exposes the values models push: per (deployment,
+pipeline, metric) a counter of values, the last value and, for metrics declared
+as histograms, their distribution.
 """
 
 from __future__ import annotations
 
+import bisect
 import hmac
 import ipaddress
 import socket
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from agent import schema
 from agent.schema import Point
 
-__all__ = ["Snapshot", "MetricsServer", "is_loopback"]
+__all__ = ["Snapshot", "PipelineSeries", "MetricsServer", "is_loopback"]
 
 
 class Snapshot(Collector):
@@ -66,6 +75,99 @@ class Snapshot(Collector):
                 entry[0].add_metric(values, float(value) * entry[2])
         for family, _, _ in families.values():
             yield family
+
+
+DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+"""Histogram bounds for a metric declared without its own (prometheus_client's defaults)."""
+_PIPELINE_MEASUREMENTS = frozenset({schema.PIPELINE_METRIC.name, schema.LIST_METRIC.name})
+
+
+class _Series:
+    __slots__ = ("count", "last", "buckets", "sum")
+
+    def __init__(self, bounds: tuple[float, ...] | None) -> None:
+        self.count, self.last, self.sum = 0, 0.0, 0.0
+        self.buckets = [0] * (len(bounds) + 1) if bounds is not None else None
+
+
+class PipelineSeries(Collector):
+    """Per-metric series of pushed values, kept as plain numbers and rendered at scrape time.
+
+    At most ``max_series`` label sets are kept, so a client that invents a new
+    deployment per request cannot make ``/metrics`` unbounded; values beyond it
+    are still stored, only not exposed (and counted by the caller).
+    """
+
+    def __init__(
+        self,
+        worker: str,
+        environment: str,
+        histograms: Mapping[str, tuple[float, ...]] | None = None,
+        max_series: int = 1000,
+    ) -> None:
+        self._identity = (worker, environment)
+        self._bounds = {m: tuple(b) or DEFAULT_BUCKETS for m, b in (histograms or {}).items()}
+        self._max_series = max_series
+        self._series: dict[tuple[str, str, str], _Series] = {}
+        self._lock = threading.Lock()
+
+    def record(self, points: Iterable[Point]) -> int:
+        """Count pushed pipeline/list values; returns how many were not exposed (limit)."""
+        unexposed = 0
+        deployment, pipeline, metric = schema.PUSH_LABELS
+        with self._lock:
+            for p in points:
+                if p.measurement not in _PIPELINE_MEASUREMENTS:
+                    continue
+                tags = p.tags
+                key = (tags.get(deployment, ""), tags.get(pipeline, ""), tags[metric])
+                s = self._series.get(key)
+                if s is None:
+                    if len(self._series) >= self._max_series:
+                        unexposed += 1
+                        continue
+                    s = self._series[key] = _Series(self._bounds.get(key[2]))
+                value = p.fields["value"]
+                s.count += 1
+                s.last = value
+                if s.buckets is not None:
+                    s.buckets[bisect.bisect_left(self._bounds[key[2]], value)] += 1
+                    s.sum += value
+        return unexposed
+
+    def collect(self) -> Iterator[Metric]:
+        """The counter, last-value gauge and declared histograms, one sample per label set."""
+        labels = (*schema.AGENT_LABELS, *schema.PUSH_LABELS)
+        counts = CounterMetricFamily(
+            schema.PIPELINE_VALUES.name.removesuffix("_total"),
+            schema.PIPELINE_VALUES.description,
+            labels=labels,
+        )
+        last = GaugeMetricFamily(
+            schema.PIPELINE_LAST_VALUE.name, schema.PIPELINE_LAST_VALUE.description, labels=labels
+        )
+        histogram = HistogramMetricFamily(
+            schema.PIPELINE_VALUE.name, schema.PIPELINE_VALUE.description, labels=labels
+        )
+        with self._lock:
+            series = [
+                (k, s.count, s.last, list(s.buckets or []), s.sum) for k, s in self._series.items()
+            ]
+        for key, count, value, buckets, total in series:
+            values = (*self._identity, *key)
+            counts.add_metric(values, count)
+            last.add_metric(values, value)
+            if buckets:
+                bounds = self._bounds[key[2]]
+                cumulative, running = [], 0
+                for bound, n in zip((*map(str, bounds), "+Inf"), buckets, strict=True):
+                    running += n
+                    cumulative.append((bound, running))
+                histogram.add_metric(values, cumulative, total)
+        yield counts
+        yield last
+        if histogram.samples:
+            yield histogram
 
 
 def is_loopback(host: str) -> bool:

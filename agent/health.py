@@ -33,7 +33,7 @@ class Health:
                 **extra,
             )
             made[m.name] = metric if m.labels else metric.labels(*identity)
-        self._identity = identity
+        self.identity = identity
         self._registry = registry
         self.samples = made[schema.AGENT_SAMPLES.name]
         self.sample_seconds = made[schema.AGENT_SAMPLE_SECONDS.name]
@@ -45,22 +45,27 @@ class Health:
         self.last_write = made[schema.AGENT_LAST_WRITE.name]
         self.spool_bytes = made[schema.AGENT_SPOOL_BYTES.name]
         self.spool_points = made[schema.AGENT_SPOOL_POINTS.name]
+        self.push_requests = made[schema.AGENT_PUSH_REQUESTS.name]  # .labels(*identity, code)
+        self.push_accepted = made[schema.AGENT_PUSH_ACCEPTED.name]
+        self.push_unexposed = made[schema.AGENT_PUSH_UNEXPOSED.name]
         for reason in ("spool_full", "rejected", "invalid", "spool_error"):
             self._points_dropped.labels(*identity, reason)  # visible at 0 from the start
+        for code in ("202", "400"):
+            self.push_requests.labels(*identity, code)
 
     def track_collectors(self, names: list[str]) -> None:
         """Show each collector's error counter at 0 before any failure."""
         for name in names:
-            self._collector_errors.labels(*self._identity, name)
+            self._collector_errors.labels(*self.identity, name)
 
     def collector_failed(self, collector: str) -> None:
         """Count one failed run of a collector."""
-        self._collector_errors.labels(*self._identity, collector).inc()
+        self._collector_errors.labels(*self.identity, collector).inc()
 
     def dropped(self, reason: str, points: int) -> None:
         """Count points given up for ``reason`` (spool_full, rejected, invalid, spool_error)."""
         if points:
-            self._points_dropped.labels(*self._identity, reason).inc(points)
+            self._points_dropped.labels(*self.identity, reason).inc(points)
 
     def total(self, metric: schema.HealthMetric) -> int:
         """Current value of a counter of this agent, summed over its extra labels."""
@@ -70,7 +75,6 @@ class Health:
                 for family in self._registry.collect()
                 for s in family.samples
                 if s.name == metric.name
-                and (s.labels.get(schema.WORKER), s.labels.get(schema.ENVIRONMENT))
-                == self._identity
+                and (s.labels.get(schema.WORKER), s.labels.get(schema.ENVIRONMENT)) == self.identity
             )
         )

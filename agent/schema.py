@@ -362,6 +362,53 @@ AGENT_LAST_WRITE = HealthMetric(
 )
 AGENT_SPOOL_BYTES = HealthMetric(_H + "spool_bytes", "gauge", "Bytes waiting in the spool")
 AGENT_SPOOL_POINTS = HealthMetric(_H + "spool_points", "gauge", "Points waiting in the spool")
+
+
+# --- the push endpoint and the recording SDK -----------------------------------
+PUSH_METRICS_PATH = "/v1/metrics"
+"""``POST {"metrics": [item, ...]}``: values recorded by models and pipelines."""
+PUSH_EVENTS_PATH = "/v1/events"
+"""``POST {"events": [item, ...]}``: named events with a wall-clock time."""
+PUSH_METRIC_KEYS = ("metric", "value", DEPLOYMENT, PIPELINE, EXECUTION_ID, "step", "time", "tags")
+"""Every key a pushed metric item may have; any other key is refused."""
+PUSH_EVENT_KEYS = (EVENT_NAME, EVENT_SOURCE, "time", "metadata", DEPLOYMENT, PIPELINE, EXECUTION_ID)
+"""Every key a pushed event item may have; any other key is refused."""
+PUSH_CONTEXT = (DEPLOYMENT, PIPELINE, EXECUTION_ID)
+"""Context a pushed item may carry; a metric item needs a deployment or a pipeline."""
+MAX_PUSH_TAGS = 16
+"""Most extra ``tags`` one pushed metric item may carry."""
+MAX_PUSH_ITEMS = 10_000
+"""Most items in one push request."""
+MAX_EVENT_METADATA_BYTES = 4096
+"""Largest ``metadata`` of one event, as compact JSON in UTF-8."""
+MAX_STEP = 2**53
+"""Steps are integers in [0, MAX_STEP): exact in JSON numbers and in every store."""
+
+_P = PROMETHEUS_PREFIX + "pipeline_"
+PUSH_LABELS = (DEPLOYMENT, PIPELINE, METRIC)
+"""Labels of the per-metric Prometheus series; an absent deployment or pipeline is ''."""
+PIPELINE_VALUES = HealthMetric(
+    _P + "values_total", "counter", "Values recorded per metric (pushed to this agent)", PUSH_LABELS
+)
+PIPELINE_LAST_VALUE = HealthMetric(
+    _P + "last_value", "gauge", "Last value recorded per metric", PUSH_LABELS
+)
+PIPELINE_VALUE = HealthMetric(
+    _P + "value", "histogram", "Distribution of a metric declared as a histogram", PUSH_LABELS
+)
+PIPELINE_SERIES = (PIPELINE_VALUES, PIPELINE_LAST_VALUE, PIPELINE_VALUE)
+"""Per-metric series the agent exposes for pushed values (labels: AGENT_LABELS + PUSH_LABELS)."""
+AGENT_PUSH_REQUESTS = HealthMetric(
+    _H + "push_requests_total", "counter", "Push requests answered, by HTTP status", ("code",)
+)
+AGENT_PUSH_ACCEPTED = HealthMetric(
+    _H + "push_items_accepted_total", "counter", "Pushed metric values and events accepted"
+)
+AGENT_PUSH_UNEXPOSED = HealthMetric(
+    _H + "push_series_unexposed_total",
+    "counter",
+    "Pushed values stored but not shown on /metrics: the per-metric series limit was reached",
+)
 AGENT_HEALTH = (
     AGENT_SAMPLES,
     AGENT_SAMPLE_SECONDS,
@@ -373,6 +420,9 @@ AGENT_HEALTH = (
     AGENT_LAST_WRITE,
     AGENT_SPOOL_BYTES,
     AGENT_SPOOL_POINTS,
+    AGENT_PUSH_REQUESTS,
+    AGENT_PUSH_ACCEPTED,
+    AGENT_PUSH_UNEXPOSED,
 )
 """Every agent-health metric; Grafana boards and alert rules take names from here."""
 
@@ -399,37 +449,61 @@ def validate_name(kind: str, value: object) -> str:
     return value
 
 
+_CHECKED_TAGS: dict[tuple[object, ...], None] = {}
+_MAX_CHECKED_TAGS = 100_000
+_FIELD_TYPES = {name: {f.name: f for f in m.fields} for name, m in MEASUREMENTS.items()}
+
+
 def validate_point(point: Point) -> Measurement:
     """Check a point against the catalogue before it may reach a store.
 
-    Raises InvalidPoint naming the measurement, tag or field at fault.
+    Raises InvalidPoint naming the measurement, tag or field at fault. A tag set
+    that passed once is remembered (bounded), so the points of a known series
+    only have their fields and time checked.
     """
     m = MEASUREMENTS.get(point.measurement)
     if m is None:
         raise InvalidPoint(f"unknown measurement {point.measurement!r}")
-    for key, value in point.tags.items():
+    try:
+        key = (point.measurement, *point.tags.items())
+        known = key in _CHECKED_TAGS
+    except (TypeError, AttributeError):  # unhashable values or no mapping: the slow path says
+        key, known = None, False
+    if not known:
+        _check_tags(m, point.tags)
+        if key is not None:
+            if len(_CHECKED_TAGS) >= _MAX_CHECKED_TAGS:
+                _CHECKED_TAGS.clear()
+            _CHECKED_TAGS[key] = None
+    if not point.fields:
+        raise InvalidPoint(f"{m.name} point has no fields")
+    fields = _FIELD_TYPES[m.name]
+    for key, value in point.fields.items():
+        f = fields.get(key)
+        if f is None:
+            raise InvalidPoint(f"measurement {m.name!r} has no field {key!r}")
+        if type(value) is not float or f.type is not float or value - value != 0.0:
+            _check_field_value(m, f, value)
+    if type(point.time_ns) is not int:
+        raise InvalidPoint(f"{m.name} point time must be integer nanoseconds")
+    return m
+
+
+def _check_tags(m: Measurement, tags: Mapping[str, str]) -> None:
+    if not isinstance(tags, Mapping):
+        raise InvalidPoint(f"{m.name} point tags must be a mapping of names to text")
+    for key, value in tags.items():
         validate_name("tag key", key)
         if key in RESERVED_TAG_KEYS or key in m.field_names:
             raise InvalidPoint(f"tag key {key!r} is reserved in measurement {m.name!r}")
         validate_name(f"tag {key!r}", value)
     for key in m.required_tags:
-        if key not in point.tags:
+        if key not in tags:
             raise InvalidPoint(f"{m.name} point lacks the {key!r} tag")
     if m.family in (Family.PIPELINE, Family.LIST) and not (
-        point.tags.get(DEPLOYMENT) or point.tags.get(PIPELINE)
+        tags.get(DEPLOYMENT) or tags.get(PIPELINE)
     ):
         raise InvalidPoint(f"{m.name} point needs a 'deployment' or 'pipeline' tag")
-    if not point.fields:
-        raise InvalidPoint(f"{m.name} point has no fields")
-    for key, value in point.fields.items():
-        try:
-            f = m.get_field(key)
-        except KeyError as e:
-            raise InvalidPoint(str(e.args[0])) from None
-        _check_field_value(m, f, value)
-    if not isinstance(point.time_ns, int) or isinstance(point.time_ns, bool):
-        raise InvalidPoint(f"{m.name} point time must be integer nanoseconds")
-    return m
 
 
 def _check_field_value(m: Measurement, f: Field, value: object) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
-__all__ = ["parse_time", "parse_duration", "format_time", "NS_PER_S"]
+__all__ = ["parse_time", "parse_duration", "format_time", "datetime_to_ns", "NS_PER_S"]
 
 NS_PER_S = 1_000_000_000
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ns|us|ms|s|m|h|d|w)\s*$")
@@ -42,10 +42,11 @@ def parse_time(text: str) -> int:
         ) from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return _to_ns(parsed)
+    return datetime_to_ns(parsed)
 
 
-def _to_ns(moment: datetime) -> int:
+def datetime_to_ns(moment: datetime) -> int:
+    """Nanoseconds since the epoch of a timezone-aware datetime, exact to the microsecond."""
     delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
     return (delta.days * 86400 + delta.seconds) * NS_PER_S + delta.microseconds * 1000
 

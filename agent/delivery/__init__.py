@@ -9,7 +9,10 @@ as bad data (4xx) is logged with the reason and dropped, not retried forever.
 Every outcome is counted in :class:`~agent.health.Health`.
 
 Collection never waits on delivery: :meth:`Delivery.add` only appends to the
-buffer. A SIGKILL loses the buffer: at most one flush interval of points.
+buffer. A writer thread (:meth:`Delivery.start`) flushes every flush interval,
+and at once when a full batch is buffered, so a burst of pushed values goes out
+in full batches without waiting for the clock. A SIGKILL loses the buffer: at
+most one flush interval of points.
 """
 
 from __future__ import annotations
@@ -55,13 +58,32 @@ class Delivery:
         self._clock = clock
         self._buffer: list[Point] = []
         self._lock = threading.Lock()
+        self._room = threading.Condition(self._lock)
         self._flushing = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = False
+        self._writer: threading.Thread | None = None
         self._spool_failing = False
         self._update_spool_gauges()
 
     # --- intake --------------------------------------------------------------
-    def add(self, points: Sequence[Point]) -> int:
-        """Queue points for the next flush; returns how many were refused as invalid."""
+    def add(self, points: Sequence[Point], validated: bool = False) -> int:
+        """Queue points for the next flush; returns how many were refused as invalid.
+
+        ``validated`` skips the catalogue check for points their producer has
+        already checked (the push endpoint validates every item it accepts).
+        """
+        good = points if validated else self._valid(points)
+        with self._lock:
+            self._buffer.extend(good)
+            size = len(self._buffer)
+        if size >= self.batch_size:
+            self._wake.set()
+        if size > self.max_buffer:  # the writer is stuck: move the buffer to disk now
+            self._spool_points(self._take())
+        return len(points) - len(good)
+
+    def _valid(self, points: Sequence[Point]) -> list[Point]:
         good = []
         for p in points:
             try:
@@ -71,17 +93,47 @@ class Delivery:
                 self.health.dropped("invalid", 1)
                 continue
             good.append(p)
-        with self._lock:
-            self._buffer.extend(good)
-            overflow = len(self._buffer) > self.max_buffer
-        if overflow:  # the flush thread is stuck: move the buffer to disk now
-            self._spool_points(self._take())
-        return len(points) - len(good)
+        return good
+
+    def wait_for_room(self, timeout: float) -> bool:
+        """Block until the buffer is below its limit (True) or ``timeout`` passes (False).
+
+        Producers that can wait (the push endpoint, whose clients retry) call
+        this before :meth:`add`, so a flood is slowed down instead of filling
+        memory or the spool while the store keeps up.
+        """
+        with self._room:
+            return self._room.wait_for(lambda: len(self._buffer) < self.max_buffer, timeout)
 
     def _take(self) -> list[Point]:
         with self._lock:
             taken, self._buffer = self._buffer, []
+            self._room.notify_all()
         return taken
+
+    # --- the writer thread ------------------------------------------------------
+    def start(self, interval: float) -> None:
+        """Flush every ``interval`` seconds, and at once when a full batch is buffered."""
+
+        def run() -> None:
+            while not self._stopping:
+                self._wake.wait(interval)
+                self._wake.clear()
+                if not self._stopping:
+                    self.flush()
+
+        self._stopping = False
+        self._writer = threading.Thread(target=run, name="delivery-writer", daemon=True)
+        self._writer.start()
+
+    def stop(self) -> None:
+        """Stop the writer thread (after the flush it is in), then flush one last time."""
+        self._stopping = True
+        self._wake.set()
+        if self._writer is not None:
+            self._writer.join()
+            self._writer = None
+        self.flush(final=True)
 
     @property
     def buffered(self) -> int:
@@ -114,7 +166,9 @@ class Delivery:
             return True
         while item := self.spool.oldest():
             segment, points = item
-            if not self._write(points):  # a segment is one batch: written whole or not at all
+            # a segment is one batch, written whole or not at all; its points are checked again
+            # (they were read back from disk)
+            if not self._write(points, validated=False):
                 return False
             self._done(segment)
         self.health.dropped("spool_error", self.spool.take_bad())
@@ -126,12 +180,16 @@ class Delivery:
         self._update_spool_gauges()
         log.info("replayed %d spooled points", segment.points)
 
-    def _write(self, batch: list[Point]) -> bool:
-        """One store write; True when the batch is settled (written or refused for good)."""
+    def _write(self, batch: list[Point], validated: bool = True) -> bool:
+        """One store write; True when the batch is settled (written or refused for good).
+
+        Buffered points were checked on the way in (:meth:`add`), so by default
+        the store does not check them again.
+        """
         if not batch:
             return True
         try:
-            self.store.write(batch)
+            self.store.write(batch, validated=validated)
         except StoreUnavailable as e:
             self.health.write_errors.inc()
             self._failed(e)

@@ -329,12 +329,13 @@ class Store(Protocol):
 
     url: str
 
-    def write(self, points: Sequence[Point]) -> None:
+    def write(self, points: Sequence[Point], validated: bool = False) -> None:
         """Write one batch of points and update the rollup tiers; all or nothing.
 
         Raises InvalidPoint for a point that breaks the data model (nothing is
         written), StoreUnavailable when the store may accept it later, and
-        StoreRejected when the store refused the data.
+        StoreRejected when the store refused the data. ``validated`` skips the
+        catalogue check for points the caller has just checked itself.
         """
 
     def tag_values(

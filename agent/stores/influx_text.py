@@ -57,14 +57,37 @@ def _field_value(value: float | int | str, is_int: bool) -> str:
     return repr(float(value))
 
 
+_HEADS: dict[tuple[object, ...], str] = {}
+_MAX_HEADS = 100_000
+
+
+def _head(point: Point) -> str:
+    key = (point.measurement, *point.tags.items())
+    head = _HEADS.get(key)
+    if head is None:
+        tags = "".join(f",{_tag(k)}={_tag(v)}" for k, v in sorted(point.tags.items()))
+        head = point.measurement.translate(_MEASUREMENT_TABLE) + tags + " "
+        if len(_HEADS) >= _MAX_HEADS:
+            _HEADS.clear()
+        _HEADS[key] = head
+    return head
+
+
 def line(point: Point, int_fields: frozenset[str] = frozenset()) -> str:
-    """One line of line protocol, tags sorted by key, nanosecond timestamp."""
-    head = point.measurement.translate(_MEASUREMENT_TABLE)
-    tags = "".join(f",{_tag(k)}={_tag(v)}" for k, v in sorted(point.tags.items()))
+    """One line of line protocol, tags sorted by key, nanosecond timestamp.
+
+    The measurement-and-tags part is cached per series (bounded): a store
+    writes the same few series over and over.
+    """
     fields = ",".join(
-        f"{_tag(k)}={_field_value(v, k in int_fields)}" for k, v in point.fields.items()
+        [
+            _tag(k) + "=" + (repr(v) if type(v) is float else _field_value(v, k in int_fields))
+            if k not in int_fields
+            else _tag(k) + "=" + _field_value(v, True)
+            for k, v in point.fields.items()
+        ]
     )
-    return f"{head}{tags} {fields} {point.time_ns}"
+    return f"{_head(point)}{fields} {point.time_ns}"
 
 
 def influxql_string(value: str) -> str:

@@ -160,10 +160,11 @@ class SQLiteStore:
         ]
 
     # --- write -----------------------------------------------------------
-    def write(self, points: Sequence[Point]) -> None:
+    def write(self, points: Sequence[Point], validated: bool = False) -> None:
         """Write a batch and its rollups in one transaction."""
-        for p in points:
-            validate_point(p)
+        if not validated:
+            for p in points:
+                validate_point(p)
         staged = self._tiers.stage(points)
         try:
             with self._db:

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple
 
 from agent.schema import MEASUREMENTS, TIERS, Point, Tier
@@ -61,6 +61,20 @@ class TierRow(NamedTuple):
 Staged = dict[BucketKey, _Open]
 
 
+def _merge(target: dict[str, list[float]], partial: dict[str, list[float]]) -> None:
+    for name, (count, total, low, high) in partial.items():
+        cur = target.get(name)
+        if cur is None:
+            target[name] = [count, total, low, high]
+        else:
+            cur[0] += count
+            cur[1] += total
+            if low < cur[2]:
+                cur[2] = low
+            if high > cur[3]:
+                cur[3] = high
+
+
 class TierAccumulator:
     """Keeps the open buckets of every tier and stages their new aggregates per batch."""
 
@@ -77,43 +91,68 @@ class TierAccumulator:
         self._max_open = max_open
         self._open: dict[BucketKey, _Open] = {}
         self._newest_ns = 0  # end of the newest finest-tier bucket committed
-        self._tiered = {name for name, m in MEASUREMENTS.items() if m.tiered}
         self._numeric = {
-            name: {f.name for f in m.fields if f.type is not str}
+            name: frozenset(f.name for f in m.fields if f.type is not str)
             for name, m in MEASUREMENTS.items()
+            if m.tiered
         }
+        self._widths = sorted(t.width_ns for t in self.tiers)
+        if any(w % self._widths[0] for w in self._widths):
+            raise ValueError("every tier width must be a multiple of the finest one")
+        self._by_width = [(i, t.width_ns) for i, t in enumerate(self.tiers)]
+        self._sorted_tags: dict[tuple[tuple[str, str], ...], TagsKey] = {}
 
     def stage(self, points: Sequence[Point]) -> Staged:
-        """Aggregates of every bucket the batch touches, including what is already open."""
-        staged: Staged = {}
-        widths = [t.width_ns for t in self.tiers]
+        """Aggregates of every bucket the batch touches, including what is already open.
+
+        The batch is first summed per finest-tier bucket (one dictionary update
+        per point), then each partial is merged into the bucket of every tier
+        that holds it: tier widths are multiples of the finest one.
+        """
+        finest = self._widths[0]
+        partials: dict[tuple[str, TagsKey, int], dict[str, list[float]]] = {}
         for p in points:
-            if p.measurement not in self._tiered:
+            numeric = self._numeric.get(p.measurement)
+            if numeric is None:
                 continue
-            numeric = self._numeric[p.measurement]
-            values = [(k, float(v)) for k, v in p.fields.items() if k in numeric]
-            if not values:
+            key = (p.measurement, self._tags_key(p.tags), p.time_ns - p.time_ns % finest)
+            agg = partials.get(key)
+            if agg is None:
+                agg = partials[key] = {}
+            for name, value in p.fields.items():
+                if name not in numeric:
+                    continue
+                value = float(value)
+                cur = agg.get(name)
+                if cur is None:
+                    agg[name] = [1, value, value, value]
+                else:
+                    cur[0] += 1
+                    cur[1] += value
+                    if value < cur[2]:
+                        cur[2] = value
+                    if value > cur[3]:
+                        cur[3] = value
+        staged: Staged = {}
+        for (measurement, tags, bucket), agg in partials.items():
+            if not agg:
                 continue
-            tags = tuple(sorted(p.tags.items()))
-            for i, width in enumerate(widths):
-                key = (i, p.measurement, tags, p.time_ns - p.time_ns % width)
-                bucket = staged.get(key)
-                if bucket is None:
-                    bucket = self._copy_or_open(key, width)
-                    staged[key] = bucket
-                agg = bucket.fields
-                for name, value in values:
-                    cur = agg.get(name)
-                    if cur is None:
-                        agg[name] = [1, value, value, value]
-                    else:
-                        cur[0] += 1
-                        cur[1] += value
-                        if value < cur[2]:
-                            cur[2] = value
-                        if value > cur[3]:
-                            cur[3] = value
+            for i, width in self._by_width:
+                key = (i, measurement, tags, bucket - bucket % width)
+                target = staged.get(key)
+                if target is None:
+                    target = staged[key] = self._copy_or_open(key, width)
+                _merge(target.fields, agg)
         return staged
+
+    def _tags_key(self, tags: Mapping[str, str]) -> TagsKey:
+        items = tuple(tags.items())
+        key = self._sorted_tags.get(items)
+        if key is None:
+            if len(self._sorted_tags) >= self._max_open:
+                self._sorted_tags.clear()
+            key = self._sorted_tags[items] = tuple(sorted(items))
+        return key
 
     def _copy_or_open(self, key: BucketKey, width: int) -> _Open:
         existing = self._open.get(key)

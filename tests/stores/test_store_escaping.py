@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.schema import MAX_NAME_LENGTH, Point
+from agent.schema import CPU, MAX_NAME_LENGTH, RESERVED_TAG_KEYS, Point
 from agent.stores import Store
 from agent.stores.influx_text import decode_name, encode_name
 
@@ -56,17 +56,8 @@ def next_time() -> int:
 def test_resource_names_round_trip(
     store: Store, worker: str, environment: str, tag_key: str, tag_value: str
 ) -> None:
-    if tag_key in (
-        "environment",
-        "worker",
-        "time",
-        "_measurement",
-        "_field",
-        "_start",
-        "_stop",
-        "usage_percent",
-    ):
-        tag_key += "_x"
+    if tag_key in ("environment", "worker", *RESERVED_TAG_KEYS, *CPU.field_names):
+        tag_key += "_x"  # a tag may not reuse a field name or a reserved key
     t = next_time()
     tags = {"environment": environment, "worker": worker, tag_key: tag_value}
     store.write([Point("cpu", tags, {"usage_percent": 42.0}, t)])
