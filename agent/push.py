@@ -14,6 +14,10 @@ value per series and timestamp, so two values of one series whose times would
 collide (equal, or going back by less than 1 ms, as a fast loop or two
 threads produce) are moved apart by 1 ns: every accepted value is kept.
 
+A client that did not get an answer sends the same batch again; when it names
+the batch with an ``Idempotency-Key`` header (the SDK does), a batch seen among
+the last 10,000 is answered 202 again but stored once.
+
 Off loopback the endpoint requires ``Authorization: Bearer TOKEN``; at most
 ``max_body`` bytes per request (413 beyond, before reading it); a few requests
 are parsed at a time and a request waits briefly while the delivery buffer is
@@ -28,6 +32,7 @@ import math
 import socket
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from datetime import datetime
 from http import HTTPStatus
@@ -52,15 +57,11 @@ _MAX_NS = 2**63 - 1
 _TIE_WINDOW_NS = 1_000_000
 _METRIC_KEYS = frozenset(schema.PUSH_METRIC_KEYS)
 _EVENT_KEYS = frozenset(schema.PUSH_EVENT_KEYS)
-_TAG_KEYS_TAKEN = (
-    schema.RESERVED_TAG_KEYS
-    | {schema.ENVIRONMENT, schema.WORKER, schema.METRIC, schema.EVENT_NAME, schema.EVENT_SOURCE}
-    | _METRIC_KEYS
-    | _EVENT_KEYS
-)
 _MAX_CACHED = 50_000
 _ROOM_WAIT_S = 2.0
 _PARALLEL_REQUESTS = 8
+_REMEMBERED_KEYS = 10_000
+_MAX_KEY_LENGTH = 128
 
 
 class PushError(Exception):
@@ -87,6 +88,8 @@ def _kind(value: object) -> str:
 
 
 def _name(index: int, field: str, value: object) -> str:
+    if value is None:
+        raise _bad(index, field, "is required")
     try:
         return validate_name(field, value)
     except InvalidPoint as e:
@@ -217,7 +220,7 @@ class PushParser:
             raise _bad(i, "tags", f"{len(extra)} tags, the limit is {schema.MAX_PUSH_TAGS}")
         for k, v in extra.items():
             _name(i, "tags", k)
-            if k in _TAG_KEYS_TAKEN:
+            if k in schema.PUSH_TAG_KEYS_TAKEN:
                 raise _bad(i, "tags", f"tag name {k!r} is reserved")
             if not isinstance(v, str):
                 raise _bad(i, "tags", f"tag {k!r} must be text, got {_kind(v)}")
@@ -346,6 +349,8 @@ class PushServer:
         self._clock = clock
         self._parsing = threading.BoundedSemaphore(_PARALLEL_REQUESTS)
         self._closing = False
+        self._seen: OrderedDict[str, int] = OrderedDict()
+        self._seen_lock = threading.Lock()
         self._httpd = (_Server6 if ":" in host else _Server)((host, port), _Handler)
         self._httpd.endpoint = self
         self._thread = threading.Thread(
@@ -387,11 +392,16 @@ class PushServer:
                     404, f"no endpoint at {path[:100]!r}: POST /v1/metrics or /v1/events"
                 )
             body = self._read(request)
+            key = request.headers.get(schema.PUSH_IDEMPOTENCY_HEADER)
+            if key is not None and not 0 < len(key) <= _MAX_KEY_LENGTH:
+                raise PushError(
+                    400, f"{schema.PUSH_IDEMPOTENCY_HEADER} must be 1 to 128 characters"
+                )
             with self._parsing:
-                accepted = self._accept(parse, body)
+                answer = self._accept(parse, body, key)
         except PushError as e:
             return self._answer(request, e.status, e.body())
-        self._answer(request, 202, {"accepted": accepted})
+        self._answer(request, 202, answer)
 
     def _read(self, request: _Handler) -> bytes:
         if self._token is not None:
@@ -422,9 +432,15 @@ class PushServer:
             raise PushError(415, f"Content-Type {kind[:60]!r}: send application/json")
         return body
 
-    def _accept(self, parse: Callable[[object, int], list[Point]], body: bytes) -> int:
+    def _accept(
+        self, parse: Callable[[object, int], list[Point]], body: bytes, key: str | None
+    ) -> dict[str, Any]:
         if self._closing:
             raise PushError(503, "the agent is stopping: retry later")
+        if key is not None:
+            with self._seen_lock:
+                if key in self._seen:
+                    return {"accepted": self._seen[key], "duplicate": True}
         try:
             doc = orjson.loads(body)
         except orjson.JSONDecodeError as e:
@@ -436,7 +452,12 @@ class PushServer:
             if self.series is not None:
                 self.health.push_unexposed.inc(self.series.record(points))
             self.health.push_accepted.inc(len(points))
-        return len(points)
+        if key is not None:
+            with self._seen_lock:
+                self._seen[key] = len(points)
+                if len(self._seen) > _REMEMBERED_KEYS:
+                    self._seen.popitem(last=False)
+        return {"accepted": len(points)}
 
     def refuse_method(self, request: _Handler) -> None:
         """Answer anything but POST."""

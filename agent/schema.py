@@ -375,6 +375,15 @@ PUSH_EVENT_KEYS = (EVENT_NAME, EVENT_SOURCE, "time", "metadata", DEPLOYMENT, PIP
 """Every key a pushed event item may have; any other key is refused."""
 PUSH_CONTEXT = (DEPLOYMENT, PIPELINE, EXECUTION_ID)
 """Context a pushed item may carry; a metric item needs a deployment or a pipeline."""
+PUSH_TAG_KEYS_TAKEN = frozenset(
+    {ENVIRONMENT, WORKER, METRIC, EVENT_NAME, EVENT_SOURCE}
+    | RESERVED_TAG_KEYS
+    | set(PUSH_METRIC_KEYS)
+    | set(PUSH_EVENT_KEYS)
+)
+"""Names a pushed item's extra ``tags`` may not use: they mean something already."""
+PUSH_IDEMPOTENCY_HEADER = "Idempotency-Key"
+"""Request header naming one batch; a batch sent again under the same key is stored once."""
 MAX_PUSH_TAGS = 16
 """Most extra ``tags`` one pushed metric item may carry."""
 MAX_PUSH_ITEMS = 10_000

@@ -2,24 +2,33 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from influx_server import free_port
 from prometheus_client.parser import text_string_to_metric_families
 
 
 class AgentProcess:
-    """Runs the agent with ``args`` (plus a free metrics port and a spool in ``workdir``)."""
+    """Runs the agent with ``args`` (plus free metrics and push ports and a spool in ``workdir``).
+
+    A ``--push-port`` in ``args`` wins over the free one (the last flag counts).
+    """
 
     def __init__(self, workdir: Path, *args: str, env: dict[str, str] | None = None) -> None:
         self.workdir = workdir
         self.metrics_port = free_port()
+        self.push_port = free_port()
+        if "--push-port" in args:
+            self.push_port = int(args[args.index("--push-port") + 1])
         self.log_path = workdir / "agent.log"
         self.args = [
             sys.executable,
@@ -28,6 +37,8 @@ class AgentProcess:
             "agent",
             "--metrics-port",
             str(self.metrics_port),
+            "--push-port",
+            str(self.push_port),
             "--spool-dir",
             str(workdir / "spool"),
             *args,
@@ -91,6 +102,23 @@ class AgentProcess:
                 self.proc.wait()
             self._log.close()
         return code, time.monotonic() - started
+
+    def post(
+        self, path: str, body: object, token: str | None = None, raw: bool = False
+    ) -> tuple[int, dict[str, Any]]:
+        """POST ``body`` (JSON-encoded unless ``raw`` bytes) to the push endpoint."""
+        data = body if raw else json.dumps(body).encode()
+        headers = {"Content-Type": "application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.push_port}{path}", data=data, headers=headers
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read())
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
