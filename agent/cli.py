@@ -8,11 +8,12 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 from agent import __version__
-from agent.stores import STORE_ENV, StoreError, default_store_url, open_store
-from agent.timeutil import format_time, parse_time
+from agent.export import KINDS, ProgressLine, export_csv, export_file
+from agent.query import to_time_ns
+from agent.stores import STORE_ENV, Store, StoreError, default_store_url, open_store
+from agent.timeutil import format_time
 
 __all__ = ["main", "build_parser"]
 
@@ -105,15 +106,19 @@ def build_parser() -> argparse.ArgumentParser:
         "export",
         help="stream raw rows from the store into a CSV file",
         description="Stream every raw row in [--start, --end) into CSV: one header row (also"
-        " when nothing matches), ISO-8601 UTC times, one column per tag and per field. Memory"
-        " stays flat whatever the number of rows. Text cells that a spreadsheet would run as a"
-        " formula are prefixed with a quote.",
+        " when nothing matches), ISO-8601 UTC times, one column per tag and per field, tags"
+        " outside the catalogue as JSON in other_tags. Memory stays flat whatever the number"
+        " of rows; on a terminal a progress line shows the rows written so far. Text cells"
+        " that a spreadsheet would run as a formula (=, +, -, @, tab, carriage return) are"
+        " prefixed with a quote; numbers are written as they are.",
     )
     export.add_argument(
         "kind",
-        choices=["resources", "metrics"],
-        help="resources: worker samples (CPU, memory, disk, network, GPU);"
-        " metrics: values recorded by deployed models and pipelines",
+        choices=list(KINDS),
+        help="resources: worker samples (CPU, memory, disk, network, GPU), one row per"
+        " measurement and time; metrics: values recorded by deployed models and pipelines"
+        " (list metrics too: their step is in the step column); events: named events with"
+        " their metadata as JSON",
     )
     _add_store(export)
     export.add_argument(
@@ -145,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--deployment",
         action="append",
         metavar="NAME",
-        help="metrics only: only this deployment (repeatable)",
+        help="metrics and events only: only this deployment (repeatable)",
     )
     return parser
 
@@ -171,13 +176,7 @@ def _run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_export(args: argparse.Namespace) -> int:
-    from agent.export import export_csv
-
-    end = parse_time(args.end) if args.end else time.time_ns()
-    start = parse_time(args.start) if args.start else end - 86400 * 1_000_000_000
-    if start >= end:
-        raise ValueError(f"--start {format_time(start)} is not before --end {format_time(end)}")
+def _export_filters(args: argparse.Namespace) -> dict[str, list[str]]:
     where = {}
     if args.environment:
         where["environment"] = args.environment
@@ -186,19 +185,47 @@ def _run_export(args: argparse.Namespace) -> int:
             raise ValueError("--worker applies to 'export resources' only")
         where["worker"] = args.worker
     if args.deployment:
-        if args.kind != "metrics":
-            raise ValueError("--deployment applies to 'export metrics' only")
+        if args.kind == "resources":
+            raise ValueError("--deployment applies to 'export metrics' and 'export events' only")
         where["deployment"] = args.deployment
-    store = open_store(args.store, create=False)
+    return where
+
+
+def _export_progress(args: argparse.Namespace) -> ProgressLine | None:
+    """A progress line on stderr when it is a terminal that the CSV is not going to."""
+    if not sys.stderr.isatty() or (args.out == "-" and sys.stdout.isatty()):
+        return None
+    return ProgressLine(sys.stderr, f"exporting {args.kind}")
+
+
+def _export_rows(
+    args: argparse.Namespace, store: Store, start: int, end: int, where: dict[str, list[str]]
+) -> int:
+    progress = _export_progress(args)
     try:
         if args.out == "-":
-            rows = export_csv(store, args.kind, start, end, sys.stdout, where)
-        else:
-            target = Path(args.out)
-            partial = target.with_name(target.name + ".partial")
-            with open(partial, "w", newline="", encoding="utf-8") as out:
-                rows = export_csv(store, args.kind, start, end, out, where)
-            os.replace(partial, target)
+            return export_csv(store, args.kind, start, end, sys.stdout, where, progress=progress)
+        return export_file(store, args.kind, start, end, args.out, where, progress=progress)
+    finally:
+        if progress is not None:
+            progress.close()
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    end = to_time_ns(args.end, "--end") if args.end else time.time_ns()
+    start = to_time_ns(args.start, "--start") if args.start else end - 86400 * 1_000_000_000
+    if start >= end:
+        raise ValueError(f"--start {format_time(start)} is not before --end {format_time(end)}")
+    if not args.out:
+        raise ValueError("--out needs a file name, or '-' for standard output")
+    where = _export_filters(args)
+    store = open_store(args.store, create=False)
+    try:
+        rows = _export_rows(args, store, start, end, where)
+    except OSError as e:
+        if args.out == "-":  # a closed pipe: main() stops quietly
+            raise
+        return _fail(f"cannot write {args.out}: {e.strerror or e}")
     finally:
         store.close()
     where_to = "standard output" if args.out == "-" else args.out

@@ -1,35 +1,69 @@
-"""CSV export: raw points streamed from any store into a CSV file, row by row.
+"""CSV export: raw points streamed from any store into CSV, row by row, in constant memory.
 
 One header row (even when nothing matches), ISO-8601 UTC times, one column per
 tag of the catalogue and per field; tags outside the catalogue go as JSON in
 ``other_tags``. Text cells that a spreadsheet would run as a formula (starting
 with ``=``, ``+``, ``-``, ``@``, tab or carriage return) are prefixed with
-``'`` (OWASP CSV injection); numbers are written as numbers.
+``'`` (OWASP CSV injection); numbers are written as numbers, so ``-1.5`` in a
+number column stays ``-1.5``.
+
+Lines end in CRLF, as RFC 4180 asks: Python's ``csv`` module quotes a cell
+holding CR or LF only when that character is in the line terminator, so with a
+bare LF a tag value holding a CR would split its row in two.
+
+The CLI (``fleetgauge export``) and the query SDK (``agent.query``) both use
+this module: one writer, one set of columns. Points are merged across
+measurements in time order from the stores' own streaming reads, and rows go
+straight to the output, so memory does not grow with the number of rows.
 """
 
 from __future__ import annotations
 
 import csv
+import errno
 import heapq
 import json
-from collections.abc import Iterator, Sequence
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TextIO
 
 from agent import schema
-from agent.schema import Measurement, Point
+from agent.schema import Family, Measurement, Point
 from agent.stores import Store
 from agent.stores.base import Where
 from agent.timeutil import format_time
 
-__all__ = ["KINDS", "export_csv", "neutralize", "columns_for"]
+__all__ = [
+    "KINDS",
+    "Layout",
+    "layout",
+    "merged_points",
+    "export_csv",
+    "export_file",
+    "neutralize",
+    "ProgressLine",
+    "PROGRESS_EVERY",
+    "LINE_END",
+]
 
 KINDS: dict[str, tuple[Measurement, ...]] = {
     "resources": schema.RESOURCE_MEASUREMENTS,
-    "metrics": (schema.PIPELINE_METRIC,),
+    "metrics": (schema.PIPELINE_METRIC, schema.LIST_METRIC),
+    "events": (schema.EVENT,),
 }
 """What ``fleetgauge export KIND`` exports: the measurements behind each kind."""
 
+LINE_END = "\r\n"
+"""Line terminator of the CSV (RFC 4180); see the module docstring."""
+
+PROGRESS_EVERY = 1024
+"""Rows between two calls of an export's progress callback."""
+
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_TIME, _MEASUREMENT, _OTHER_TAGS = "time", "measurement", "other_tags"
 
 
 def neutralize(text: str) -> str:
@@ -37,35 +71,125 @@ def neutralize(text: str) -> str:
     return "'" + text if text.startswith(_FORMULA_STARTS) else text
 
 
-def columns_for(measurements: Sequence[Measurement]) -> tuple[list[str], list[str]]:
-    """Tag columns and field columns for a set of measurements, catalogue order, no repeats."""
+@dataclass(frozen=True)
+class Layout:
+    """The columns of one export: the measurements read and the columns they fill."""
+
+    measurements: tuple[Measurement, ...]
+    tag_columns: tuple[str, ...]
+    field_columns: tuple[str, ...]
+    measurement_column: bool
+
+    @property
+    def field_types(self) -> dict[str, type]:
+        """The catalogue type of each field column, so every store gives 1.0 for a float 1."""
+        types: dict[str, type] = {}
+        for m in self.measurements:
+            for f in m.fields:
+                types.setdefault(f.name, f.type)
+        return types
+
+    @property
+    def header(self) -> list[str]:
+        """Column names, in order: time, [measurement], tags, fields, other_tags."""
+        lead = [_TIME, _MEASUREMENT] if self.measurement_column else [_TIME]
+        return [*lead, *self.tag_columns, *self.field_columns, _OTHER_TAGS]
+
+    def other_tags(self, point: Point) -> dict[str, str]:
+        """Tags of ``point`` that have no column of their own."""
+        known = self.tag_columns
+        return {k: v for k, v in point.tags.items() if k not in known}
+
+
+class _RowWriter:
+    """Turns points into CSV rows of a layout; the per-row work is per value present."""
+
+    def __init__(self, lay: Layout) -> None:
+        header = lay.header
+        self._blank = [""] * len(header)
+        self._measurement = 1 if lay.measurement_column else None
+        self._tag_at = {t: header.index(t) for t in lay.tag_columns}
+        self._field_at = {f: header.index(f) for f in lay.field_columns}
+        self._convert = {
+            name: neutralize if type_ is str else type_ for name, type_ in lay.field_types.items()
+        }
+        self._other_at = len(header) - 1
+
+    def row(self, p: Point) -> list[object]:
+        """The cells of one point: formulas neutralised in text, numbers of their catalogue type."""
+        row = self._blank.copy()
+        row[0] = format_time(p.time_ns)
+        if self._measurement is not None:
+            row[1] = p.measurement
+        other = None
+        tag_at = self._tag_at
+        for k, v in p.tags.items():
+            at = tag_at.get(k)
+            if at is not None:
+                row[at] = "'" + v if v.startswith(_FORMULA_STARTS) else v
+            elif other is None:
+                other = {k: v}
+            else:
+                other[k] = v
+        field_at, convert = self._field_at, self._convert
+        for k, v in p.fields.items():
+            row[field_at[k]] = convert[k](v)
+        if other:
+            row[self._other_at] = neutralize(json.dumps(other, ensure_ascii=False, sort_keys=True))
+        return row
+
+
+def _tag_columns(measurements: Sequence[Measurement]) -> tuple[str, ...]:
+    family = measurements[0].family
+    if family in (Family.PIPELINE, Family.LIST):
+        return schema.PIPELINE_TAGS
+    if family is Family.EVENT:
+        return schema.EVENT_TAGS
     tags: list[str] = []
+    for m in measurements:
+        tags.extend(t for t in m.required_tags if t not in tags)
+    return tuple(tags)
+
+
+def layout(kind: str, only: Sequence[str] | None = None) -> Layout:
+    """Columns of export ``kind``, optionally only for the measurements named in ``only``.
+
+    Kinds that hold several measurements keep a ``measurement`` column even when
+    ``only`` names one, so a kind's rows always have the same shape. Raises
+    ValueError for an unknown kind, or a name in ``only`` that is not one of the
+    kind's measurements.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown export kind {kind!r} (known: {', '.join(KINDS)})")
+    measurements = KINDS[kind]
+    if only is not None:
+        names = [m.name for m in measurements]
+        unknown = [n for n in only if n not in names]
+        if unknown:
+            raise ValueError(
+                f"unknown {kind} measurement {unknown[0]!r} (known: {', '.join(names)})"
+            )
+        measurements = tuple(m for m in measurements if m.name in only)
     fields: list[str] = []
     for m in measurements:
-        for t in m.required_tags:
-            if t not in tags:
-                tags.append(t)
-        for f in m.field_names:
-            if f not in fields:
-                fields.append(f)
-    if measurements and measurements[0].family is not schema.Family.RESOURCE:
-        tags = list(schema.PIPELINE_TAGS)
-    return tags, fields
+        fields.extend(f for f in m.field_names if f not in fields)
+    tags = _tag_columns(measurements) if measurements else ()
+    return Layout(measurements, tags, tuple(fields), len(KINDS[kind]) > 1)
 
 
-def _merged(
-    store: Store, ms: Sequence[Measurement], start_ns: int, end_ns: int, where: Where | None
+def merged_points(
+    store: Store, lay: Layout, start_ns: int, end_ns: int, where: Where | None = None
 ) -> Iterator[Point]:
+    """Raw points of the layout's measurements in [start, end), in time order, streamed."""
+    if len(lay.measurements) == 1:
+        yield from store.stream_points(lay.measurements[0].name, start_ns, end_ns, where)
+        return
     streams = [
         ((p.time_ns, i, p) for p in store.stream_points(m.name, start_ns, end_ns, where))
-        for i, m in enumerate(ms)
+        for i, m in enumerate(lay.measurements)
     ]
     for _, _, point in heapq.merge(*streams, key=lambda item: (item[0], item[1])):
         yield point
-
-
-def _cell(value: object) -> object:
-    return neutralize(value) if isinstance(value, str) else value
 
 
 def export_csv(
@@ -75,27 +199,102 @@ def export_csv(
     end_ns: int,
     out: TextIO,
     where: Where | None = None,
+    *,
+    only: Sequence[str] | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> int:
-    """Write the ``kind`` rows in [start, end) to ``out`` as CSV; returns the number of rows."""
-    measurements = KINDS[kind]
-    tag_cols, field_cols = columns_for(measurements)
-    writer = csv.writer(out, lineterminator="\n")
-    multi = len(measurements) > 1
-    writer.writerow(
-        ["time", *(["measurement"] if multi else []), *tag_cols, *field_cols, "other_tags"]
-    )
-    known = set(tag_cols)
+    """Write the ``kind`` rows in [start, end) to ``out`` as CSV; returns the number of rows.
+
+    ``only`` restricts the measurements (see :func:`layout`); ``progress`` is
+    called with the rows written so far: once before the first row, every
+    :data:`PROGRESS_EVERY` rows, and once at the end.
+    """
+    lay = layout(kind, only)
+    writer = csv.writer(out, lineterminator=LINE_END)
+    writer.writerow(lay.header)
+    cells = _RowWriter(lay).row
     rows = 0
-    for p in _merged(store, measurements, start_ns, end_ns, where):
-        other = {k: v for k, v in p.tags.items() if k not in known}
-        writer.writerow(
-            [
-                format_time(p.time_ns),
-                *([p.measurement] if multi else []),
-                *(_cell(p.tags.get(t, "")) for t in tag_cols),
-                *(_cell(p.fields.get(f, "")) for f in field_cols),
-                _cell(json.dumps(other, ensure_ascii=False, sort_keys=True)) if other else "",
-            ]
-        )
+    if progress is not None:
+        progress(0)
+    for p in merged_points(store, lay, start_ns, end_ns, where):
+        writer.writerow(cells(p))
         rows += 1
+        if progress is not None and not rows % PROGRESS_EVERY:
+            progress(rows)
+    if progress is not None:
+        progress(rows)
     return rows
+
+
+def export_file(
+    store: Store,
+    kind: str,
+    start_ns: int,
+    end_ns: int,
+    path: str | os.PathLike[str],
+    where: Where | None = None,
+    *,
+    only: Sequence[str] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """As :func:`export_csv`, into a file that appears only once the export is complete.
+
+    Rows go to ``PATH.partial``, renamed to ``PATH`` at the end; on any error the
+    partial file is removed and ``PATH`` is left as it was. A directory as
+    ``PATH`` raises IsADirectoryError before anything is read.
+    """
+    target = Path(path)
+    if not target.name or target.is_dir():
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+    partial = target.with_name(target.name + ".partial")
+    try:
+        with open(partial, "w", newline="", encoding="utf-8") as out:
+            rows = export_csv(
+                store, kind, start_ns, end_ns, out, where, only=only, progress=progress
+            )
+        os.replace(partial, target)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    return rows
+
+
+class ProgressLine:
+    """A ``rows written, seconds elapsed`` line redrawn in place, a few times a second.
+
+    Meant for a terminal only (the caller checks ``isatty``): it is drawn with
+    ``\\r`` and wiped by :meth:`close`, so the next message starts on a clean line.
+    """
+
+    def __init__(
+        self,
+        stream: TextIO,
+        label: str,
+        interval_s: float = 0.25,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._stream = stream
+        self._label = label
+        self._interval_s = interval_s
+        self._clock = clock
+        self._start = clock()
+        self._next = self._start
+        self._width = 0
+
+    def __call__(self, rows: int) -> None:
+        """Redraw with ``rows`` written, unless the last draw was under ``interval_s`` ago."""
+        now = self._clock()
+        if now < self._next:
+            return
+        self._next = now + self._interval_s
+        text = f"{self._label}: {rows:,} rows written, {now - self._start:.1f} s elapsed"
+        self._stream.write("\r" + text.ljust(self._width))
+        self._stream.flush()
+        self._width = len(text)
+
+    def close(self) -> None:
+        """Wipe the line, if one was drawn."""
+        if self._width:
+            self._stream.write("\r" + " " * self._width + "\r")
+            self._stream.flush()
+            self._width = 0

@@ -295,6 +295,10 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     endpoint: PushServer
 
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A client that hangs up mid-request is routine: one debug line, not a traceback."""
+        log.debug("push connection from %s failed", client_address, exc_info=True)
+
 
 class _Server6(_Server):
     address_family = socket.AF_INET6

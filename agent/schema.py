@@ -128,6 +128,8 @@ RESERVED_TAG_KEYS = frozenset({"time", "_measurement", "_field", "_start", "_sto
 
 PIPELINE_TAGS = (ENVIRONMENT, PIPELINE, DEPLOYMENT, METRIC, EXECUTION_ID)
 """Tags of a pipeline or list metric, in the order exports show them."""
+EVENT_TAGS = (ENVIRONMENT, EVENT_NAME, EVENT_SOURCE, DEPLOYMENT, PIPELINE, EXECUTION_ID)
+"""Tags of an event, in the order exports show them."""
 
 # --- fields -----------------------------------------------------------------
 PERCENT, BYTES, BYTES_PER_SECOND = "percent", "bytes", "bytes_per_second"

@@ -31,9 +31,16 @@ def parse_time(text: str) -> int:
     """
     value = text.strip()
     try:
-        return round(float(value) * NS_PER_S)
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        if not -(2**63) < seconds * NS_PER_S < 2**63:  # also refuses inf and nan
+            raise ValueError(
+                f"time {text!r} is outside the times a store can hold (years 1677 to 2262);"
+                " epoch times are in seconds"
+            )
+        return round(seconds * NS_PER_S)
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:

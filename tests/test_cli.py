@@ -5,8 +5,12 @@ from __future__ import annotations
 import csv
 import io
 import os
+import pty
+import re
+import select
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -96,29 +100,46 @@ def test_export_metrics_matches_the_data_cell_by_cell(store: Store, tmp_path: Pa
     )
     assert result.returncode == 0, result.stderr
     assert "2 rows" in result.stderr
-    assert list(csv.reader(out.open())) == [
+    assert list(csv.reader(out.open(newline=""))) == [
         [
             "time",
+            "measurement",
             "environment",
             "pipeline",
             "deployment",
             "metric",
             "execution_id",
             "value",
+            "step",
             "other_tags",
         ],
         [
             "2026-01-01T00:00:30.5Z",
+            "pipeline_metric",
             "prod",
             "",
             '\'=HYPERLINK("x")',
             "score",
             "run-1",
             "-0.25",
+            "",
             '{"team": "+vision"}',
         ],
-        ["2026-01-01T00:01:30Z", "prod", "", "fraud-v2", "score", "", "1.0", ""],
+        [
+            "2026-01-01T00:01:30Z",
+            "pipeline_metric",
+            "prod",
+            "",
+            "fraud-v2",
+            "score",
+            "",
+            "1.0",
+            "",
+            "",
+        ],
     ]
+    # Piped: no progress line (its \r would read as a line break here), only the summary.
+    assert result.stderr.startswith("2 rows of metrics") and result.stderr.count("\n") == 1
 
 
 def test_export_resources_filters_by_worker_and_neutralizes_formulas(store: Store) -> None:
@@ -180,6 +201,15 @@ def test_export_of_nothing_still_writes_the_header(store: Store, tmp_path: Path)
         (["export", "metrics", "--store", "postgres://x"], "unsupported store URL"),
         (["export", "metrics", "--worker", "w"], "--worker applies to 'export resources' only"),
         (
+            ["export", "resources", "--deployment", "d"],
+            "--deployment applies to 'export metrics' and 'export events' only",
+        ),
+        (["export", "events", "--end", "inf"], "--end: time 'inf' is outside the times"),
+        (
+            ["export", "metrics", "--start", "1767225600000000000"],
+            "outside the times a store can hold",
+        ),
+        (
             ["export", "metrics", "--store", "influxdb+http://u:secret@h:1/b"],
             "do not put credentials",
         ),
@@ -214,3 +244,106 @@ def test_export_from_an_unreachable_influxdb_fails_without_leaving_a_file(tmp_pa
     assert result.returncode == 1 and "unreachable" in result.stderr
     assert "s3cret-token" not in result.stderr + result.stdout
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("where", "reason"),
+    [("no-such-dir/x.csv", "No such file or directory"), (".", "Is a directory")],
+)
+def test_export_to_an_unwritable_path_is_one_clear_line(
+    store: Store, tmp_path: Path, where: str, reason: str
+) -> None:
+    out = tmp_path / where
+    result = fleetgauge(
+        "export", "events", "--start", START, "--end", END, "--out", str(out), env=store_env(store)
+    )
+    assert result.returncode == 1
+    assert result.stderr == f"fleetgauge: error: cannot write {out}: {reason}\n"
+    assert not list(tmp_path.glob("**/*.partial"))
+
+
+def test_export_events_filtered_by_deployment(store: Store) -> None:
+    def event(deployment: str, t: int) -> Point:
+        tags = {"environment": "prod", "name": "deployed", "deployment": deployment}
+        return Point("event", tags, {"metadata": '{"by": "ci"}'}, t)
+
+    store.write([event("a", T0 + S), event("b", T0 + 2 * S)])
+    result = fleetgauge(
+        "export",
+        "events",
+        "--start",
+        START,
+        "--end",
+        END,
+        "--deployment",
+        "b",
+        env=store_env(store),
+    )
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert [(r["time"], r["name"], r["deployment"], r["metadata"]) for r in rows] == [
+        ("2026-01-01T00:00:02Z", "deployed", "b", '{"by": "ci"}')
+    ]
+
+
+def on_a_terminal(*args: str, env: dict[str, str], stdout_too: bool = False) -> tuple[int, str]:
+    """Run fleetgauge with stderr (and stdout when asked) on a pseudo-terminal; its output."""
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "agent", *args],
+            stdin=subprocess.DEVNULL,
+            stdout=slave if stdout_too else subprocess.DEVNULL,
+            stderr=slave,
+            env={**os.environ, **env},
+        )
+    finally:
+        os.close(slave)
+    chunks, deadline = [], time.monotonic() + 120
+    try:
+        while select.select([master], [], [], max(0.0, deadline - time.monotonic()))[0]:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not data:
+                break
+            chunks.append(data)
+    finally:
+        os.close(master)
+    return proc.wait(timeout=10), b"".join(chunks).decode()
+
+
+def test_export_draws_a_progress_line_on_a_terminal_and_wipes_it(
+    store: Store, tmp_path: Path
+) -> None:
+    store.write([Point("cpu", {"environment": "e", "worker": "w"}, {"load1": 1.0}, T0)])
+    out = tmp_path / "r.csv"
+    code, screen = on_a_terminal(
+        "export",
+        "resources",
+        "--start",
+        START,
+        "--end",
+        END,
+        "--out",
+        str(out),
+        env=store_env(store),
+    )
+    assert code == 0, screen
+    drawn = r"\rexporting resources: (\d) rows written, \d+\.\d s elapsed"
+    wiped = r"\r {50,}\r"  # as wide as the line drawn
+    summary = f"1 rows of resources from {START} to {END} written to {out}\r\n"
+    match = re.fullmatch(f"({drawn})+{wiped}{re.escape(summary)}", screen)
+    assert match, repr(screen)
+    assert screen.startswith("\rexporting resources: 0 rows written, 0.0 s elapsed")
+    assert len(list(csv.reader(out.open(newline="")))) == 2
+
+
+def test_no_progress_line_when_the_csv_goes_to_the_same_terminal(store: Store) -> None:
+    code, screen = on_a_terminal(
+        "export", "metrics", "--start", START, "--end", END, env=store_env(store), stdout_too=True
+    )
+    assert code == 0, screen
+    assert "rows written" not in screen
+    assert screen.startswith("time,measurement,environment,pipeline,deployment,metric")

@@ -59,6 +59,10 @@ def test_values_are_parsed_with_units() -> None:
         ({"tags": ["novalue"]}, {}, "'novalue' is not key=value"),
         ({"log_level": "loud"}, {}, "log_level: 'loud' is not debug"),
         ({"worker": "x" * 300}, {}, "worker is 300 characters long"),
+        ({"push_port": "9108"}, {}, "push_port: 9108 is also the metrics_port"),
+        ({}, {"FLEETGAUGE_PUSH_MAX_BODY": "10"}, "push_max_body: must be between 1KiB"),
+        ({"push_histograms": ["lat=0.1,fast"]}, {}, "histogram 'lat': buckets .* are not numbers"),
+        ({"push_histograms": ["lat=1,1"]}, {}, "histogram 'lat': buckets must be finite and"),
     ],
 )
 def test_a_bad_value_names_the_setting_and_its_source(flags, env, message) -> None:
@@ -80,14 +84,29 @@ def test_bad_config_files_say_what_and_where(tmp_path: Path) -> None:
         load_config({}, {}, tmp_path / "missing.toml")
 
 
+def test_push_histograms_from_flags_environment_and_file(tmp_path: Path) -> None:
+    flags = {"push_histograms": ["latency_seconds=1,0.1", "score"]}
+    assert load_config(flags, {}).push_histograms == {
+        "latency_seconds": (0.1, 1.0),
+        "score": (),  # the default buckets
+    }
+    env = {"FLEETGAUGE_PUSH_HISTOGRAMS": "a=1,2;b"}
+    assert load_config({}, env).push_histograms == {"a": (1.0, 2.0), "b": ()}
+    toml = write(tmp_path / "h.toml", "[agent.push_histograms]\nlat = [0.5, 1]\n")
+    assert load_config({}, {}, toml).push_histograms == {"lat": (0.5, 1.0)}
+
+
 def test_printed_config_reads_back_and_hides_the_token(tmp_path: Path) -> None:
     c = load_config(
-        {"worker": 'w"1', "tags": ["zone=eu-1"]}, {"FLEETGAUGE_METRICS_TOKEN": "hunter2-secret"}
+        {"worker": 'w"1', "tags": ["zone=eu-1"], "push_histograms": ["lat=0.1,1"]},
+        {"FLEETGAUGE_METRICS_TOKEN": "hunter2-secret", "FLEETGAUGE_PUSH_TOKEN": "push-secret-1"},
     )
     text = render_config(c)
-    assert "hunter2-secret" not in text and "<redacted>" in text
+    assert "hunter2-secret" not in text and "push-secret-1" not in text
+    assert text.count("<redacted>") == 2
     back = load_config({}, {}, write(tmp_path / "back.toml", text.replace("<redacted>", "t")))
     assert back.worker == 'w"1' and back.tags == {"zone": "eu-1"}
+    assert back.push_histograms == {"lat": (0.1, 1.0)}
     assert tomllib.loads(text)["agent"]["interval"] == c.interval
 
 

@@ -20,6 +20,21 @@ def test_the_example_config_loads_as_documented() -> None:
     assert c.store.startswith("influxdb+http://") and c.environment == "prod"
     assert c.interval == 10.0 and c.spool_max_bytes == 256 * 1024 * 1024
     assert c.tags == {"team": "ml-platform"}
+    assert (c.push_host, c.push_port) == ("127.0.0.1", 9109)
+    assert c.push_histograms == {"latency_seconds": (0.01, 0.05, 0.1, 0.5, 1.0)}
+
+
+def test_the_env_example_names_only_settings_the_agent_reads() -> None:
+    from agent.config import SETTINGS
+    from agent.stores.influxdb import TOKEN_ENV
+
+    names = {
+        line.split("=", 1)[0]
+        for line in (DEPLOY / "agent.env.example").read_text().splitlines()
+        if line and not line.startswith("#")
+    }
+    assert names == {TOKEN_ENV, "FLEETGAUGE_METRICS_TOKEN", "FLEETGAUGE_PUSH_TOKEN"}
+    assert names - {TOKEN_ENV} <= {s.env for s in SETTINGS}
 
 
 def test_the_systemd_unit_runs_the_agent_with_its_config(tmp_path: Path) -> None:
