@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import bisect
 import hmac
-import ipaddress
 import socket
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -34,9 +33,10 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from agent import schema
+from agent.net import is_loopback
 from agent.schema import Point
 
-__all__ = ["Snapshot", "PipelineSeries", "MetricsServer", "is_loopback"]
+__all__ = ["Snapshot", "PipelineSeries", "MetricsServer"]
 
 
 class Snapshot(Collector):
@@ -168,16 +168,6 @@ class PipelineSeries(Collector):
         yield last
         if histogram.samples:
             yield histogram
-
-
-def is_loopback(host: str) -> bool:
-    """True for ``localhost`` and loopback addresses, where no token is needed."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class _Server(ThreadingMixIn, WSGIServer):

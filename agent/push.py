@@ -43,8 +43,9 @@ import orjson
 
 from agent import schema
 from agent.delivery import Delivery
-from agent.exposition import PipelineSeries, is_loopback
+from agent.exposition import PipelineSeries
 from agent.health import Health
+from agent.net import is_loopback
 from agent.schema import InvalidPoint, Point, validate_name
 from agent.timeutil import datetime_to_ns
 

@@ -50,7 +50,7 @@ from prometheus_client.parser import text_string_to_metric_families as text_fami
 
 from agent import schema
 from bench.agent_profile import free_port, profile_agent
-from bench.bench_store import OUT_DIR, REPO, machine, markdown_table, text_table
+from bench.bench_store import OUT_DIR, REPO, machine, markdown_report, text_table
 
 __all__ = ["main", "ProcessUsage", "usage_of"]
 
@@ -409,30 +409,20 @@ def verdict_lines(r: Result) -> list[str]:
 
 def markdown(args: argparse.Namespace, r: Result, info: list[tuple[str, str]]) -> str:
     """The report as markdown: parameters, table, verdict and machine."""
-    rows = table_rows(r)
-    return "\n".join(
-        [
-            "# Agent overhead benchmark",
-            "",
-            f"`python -m bench.bench_agent --seconds {args.seconds:g} --warmup {args.warmup:g}"
-            f" --interval {args.interval:g} --scrape {args.scrape}`",
-            "",
-            f"Both processes ran side by side and were scraped every {args.interval:g} s"
-            f" ({args.scrape}: {SCRAPE_STYLES[args.scrape]}); CPU"
-            f" time (utime+stime with children, /proc/PID/stat) over {r.seconds:g} s after a"
-            f" {args.warmup:g} s warm-up. The agent ran every collector at --interval"
-            f" {args.interval:g} with a SQLite store, so its figure includes writing every point;"
-            " node_exporter (default collectors) writes nothing. MB = 10^6 bytes.",
-            "",
-            *markdown_table(HEADERS, rows),
-            "",
-            *(f"- {text}" for text in verdict_lines(r)),
-            "",
-            "## Machine",
-            "",
-            *(f"- {k}: {v}" for k, v in info),
-            "",
-        ]
+    return markdown_report(
+        "Agent overhead benchmark",
+        f"python -m bench.bench_agent --seconds {args.seconds:g} --warmup {args.warmup:g}"
+        f" --interval {args.interval:g} --scrape {args.scrape}",
+        f"Both processes ran side by side and were scraped every {args.interval:g} s"
+        f" ({args.scrape}: {SCRAPE_STYLES[args.scrape]}); CPU"
+        f" time (utime+stime with children, /proc/PID/stat) over {r.seconds:g} s after a"
+        f" {args.warmup:g} s warm-up. The agent ran every collector at --interval"
+        f" {args.interval:g} with a SQLite store, so its figure includes writing every point;"
+        " node_exporter (default collectors) writes nothing. MB = 10^6 bytes.",
+        HEADERS,
+        table_rows(r),
+        verdict_lines(r),
+        info,
     )
 
 

@@ -42,7 +42,7 @@ from bench.bench_store import (
     generate_batches,
     influxdb_store,
     machine,
-    markdown_table,
+    markdown_report,
     sqlite_store,
     text_table,
 )
@@ -195,28 +195,19 @@ def verdicts(results: dict[str, list[ExportRun]]) -> list[str]:
 def markdown(args: argparse.Namespace, results: dict[str, list[ExportRun]]) -> str:
     """The report: command, data, table, verdicts and machine."""
     runs = list(itertools.chain.from_iterable(results.values()))
-    return "\n".join(
-        [
-            "# Export benchmark",
-            "",
-            f"`python -m bench.bench_export --rows {args.rows} --workers {args.workers}"
-            f" --backend {args.backend}`",
-            "",
-            f"Data: `{CPU.name}`, {len(CPU.field_names)} fields, {args.workers} workers every"
-            " 10 s. Each row is one child `python -m agent export resources --out FILE`"
-            " over a window holding that many rows; rows/s counts the child's whole wall time"
-            " (interpreter start-up included); peak RSS is the child's `ru_maxrss`"
-            " (`os.wait4`).",
-            "",
-            *markdown_table(HEADERS, table_rows(runs)),
-            "",
-            *(f"- {line}" for line in verdicts(results)),
-            "",
-            "## Machine",
-            "",
-            *(f"- {k}: {v}" for k, v in machine()),
-            "",
-        ]
+    return markdown_report(
+        "Export benchmark",
+        f"python -m bench.bench_export --rows {args.rows} --workers {args.workers}"
+        f" --backend {args.backend}",
+        f"Data: `{CPU.name}`, {len(CPU.field_names)} fields, {args.workers} workers every"
+        " 10 s. Each row is one child `python -m agent export resources --out FILE`"
+        " over a window holding that many rows; rows/s counts the child's whole wall time"
+        " (interpreter start-up included); peak RSS is the child's `ru_maxrss`"
+        " (`os.wait4`).",
+        HEADERS,
+        table_rows(runs),
+        verdicts(results),
+        machine(),
     )
 
 

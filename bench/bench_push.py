@@ -44,7 +44,7 @@ from pathlib import Path
 
 from agent import schema
 from agent.sdk import MetricsClient
-from bench.bench_store import OUT_DIR, REPO, machine, markdown_table, text_table
+from bench.bench_store import OUT_DIR, REPO, machine, markdown_report, text_table
 
 __all__ = ["main"]
 
@@ -290,22 +290,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(text_table(HEADERS, rows))
     print()
     print("\n".join(notes))
-    report = [
-        "# Push benchmark (end to end)",
-        "",
-        f"`python -m bench.bench_push --values {n}`",
-        "",
-        *markdown_table(HEADERS, rows),
-        "",
-        *(f"- {text}" for text in notes),
-        "",
-        "## Machine",
-        "",
-        *(f"- {k}: {v}" for k, v in info),
-        "",
-    ]
+    command = f"python -m bench.bench_push --values {n}"
+    report = markdown_report("Push benchmark (end to end)", command, "", HEADERS, rows, notes, info)
     OUT_DIR.mkdir(parents=True, exist_ok=True)
-    REPORT_PATH.write_text("\n".join(report))
+    REPORT_PATH.write_text(report)
     print(f"\nwritten to {REPORT_PATH.relative_to(REPO)}")
     if os.environ.get("CI"):
         print("(CI: figures from a shared machine are indicative only)")

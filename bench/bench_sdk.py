@@ -40,7 +40,7 @@ from collections.abc import Callable, Sequence
 from prometheus_client import CollectorRegistry, Counter
 
 from agent import sdk
-from bench.bench_store import OUT_DIR, REPO, machine, markdown_table, text_table
+from bench.bench_store import OUT_DIR, REPO, machine, markdown_report, text_table
 
 __all__ = ["main", "measure"]
 
@@ -162,22 +162,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(text)
     for k, v in info:
         print(f"{k}: {v}")
-    report = [
-        "# SDK benchmark",
-        "",
-        f"`{command}`",
-        "",
-        *markdown_table(HEADERS, rows),
-        "",
-        *(f"- {text}" for text in notes),
-        "",
-        "## Machine",
-        "",
-        *(f"- {k}: {v}" for k, v in info),
-        "",
-    ]
+    report = markdown_report("SDK benchmark", command, "", HEADERS, rows, notes, info)
     OUT_DIR.mkdir(parents=True, exist_ok=True)
-    REPORT_PATH.write_text("\n".join(report))
+    REPORT_PATH.write_text(report)
     print(f"\nwritten to {REPORT_PATH.relative_to(REPO)}")
     return 0 if passed else 1
 

@@ -469,32 +469,41 @@ def text_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join([fmt.format(*headers), rule, *(fmt.format(*row) for row in rows)])
 
 
+def markdown_report(
+    title: str,
+    command: str,
+    intro: str,
+    headers: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    notes: Sequence[str],
+    info: Sequence[tuple[str, str]],
+) -> str:
+    """A benchmark report: title, the command, what was measured, table, notes, machine."""
+    out = [f"# {title}", "", f"`{command}`", ""]
+    if intro:
+        out += [intro, ""]
+    out += [*markdown_table(headers, rows), "", *(f"- {text}" for text in notes), ""]
+    out += ["## Machine", "", *(f"- {k}: {v}" for k, v in info), ""]
+    return "\n".join(out)
+
+
 def markdown(
     args: argparse.Namespace, results: Sequence[BackendResult], info: list[tuple[str, str]]
 ) -> str:
     """The report as markdown: parameters, table, details and machine."""
-    rows = table_rows(results)
-    out = [
-        "# Store benchmark",
-        "",
-        f"`python -m bench.bench_store --days {args.days} --workers {args.workers}"
-        f" --backend {args.backend}`{' (profiled: timings inflated)' if args.profile else ''}",
-        "",
+    return markdown_report(
+        "Store benchmark",
+        f"python -m bench.bench_store --days {args.days} --workers {args.workers}"
+        f" --backend {args.backend}{' (profiled: timings inflated)' if args.profile else ''}",
         f"Data: `{CPU.name}`, {len(CPU.field_names)} fields, {args.workers} workers,"
         f" {args.days} days every {SAMPLE_EVERY_NS // NS_PER_S} s, batches of {BATCH_SIZE}."
         f" Read: whole range, max_points={MAX_POINTS}, group_by=worker; tier = median of"
         f" {TIER_RUNS} after 1 warm-up, raw scan = median of {RAW_RUNS}.",
-        "",
-        *markdown_table(HEADERS, rows),
-        "",
-        *(f"- {text}" for text in detail_lines(results)),
-        "",
-        "## Machine",
-        "",
-        *(f"- {k}: {v}" for k, v in info),
-        "",
-    ]
-    return "\n".join(out)
+        HEADERS,
+        table_rows(results),
+        detail_lines(results),
+        info,
+    )
 
 
 # --- main ---------------------------------------------------------------------------

@@ -17,7 +17,6 @@ store is opened: it adds about 27 MiB to a process.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 from collections.abc import Iterator, Sequence
@@ -29,6 +28,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import orjson
 import urllib3
 
+from agent.net import is_loopback
 from agent.schema import (
     MEASUREMENTS,
     TIER_AGGREGATES,
@@ -75,16 +75,6 @@ _INT_FIELDS = {
 }
 
 
-def _is_loopback_url(base_url: str) -> bool:
-    host = urlsplit(base_url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _flag(url: str, name: str, text: str) -> bool:
     if text.lower() in ("1", "true", "yes", "on"):
         return True
@@ -112,6 +102,7 @@ class InfluxDBStore:
 
         self.url = url or f"influxdb+{base_url}/{bucket}"
         self._base = base_url.rstrip("/")
+        self._host = urlsplit(self._base).hostname or ""
         self.bucket = bucket
         self.org = org
         self._database, _, self._rp = bucket.partition("/")
@@ -123,7 +114,7 @@ class InfluxDBStore:
             token=token or "",
             org=org or "-",
             timeout=int(timeout_s * 1000),
-            enable_gzip=gzip if gzip is not None else not _is_loopback_url(self._base),
+            enable_gzip=gzip if gzip is not None else not is_loopback(self._host),
         )
         self._writer = self._client.write_api(write_options=SYNCHRONOUS)
         self._http = urllib3.PoolManager(

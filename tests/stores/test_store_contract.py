@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import InfluxHarness
 
 from agent.schema import CPU, DISK, EVENT, LIST_METRIC, MEMORY, PIPELINE_METRIC, InvalidPoint, Point
 from agent.stores import Store, StoreUnavailable, open_store
@@ -188,3 +189,17 @@ def test_unreachable_influxdb_is_reported_as_unavailable() -> None:
         s.write([cpu("w1", T0, 1.0)])
     with pytest.raises(StoreUnavailable):
         s.tag_values("worker", T0, T0 + S, ["cpu"])
+
+
+def test_influxdb_url_chooses_gzip_and_both_ways_store_the_same(influx: InfluxHarness) -> None:
+    for choice in ("true", "false"):
+        url = influx.store_url(influx.new_database()) + f"&gzip={choice}"
+        s = open_store(url)
+        try:
+            s.write([cpu("w1", T0, 1.5), cpu("w2", T0, 2.5)])
+            got = [p.fields["usage_percent"] for p in s.stream_points("cpu", T0, T0 + S)]
+            assert got == [1.5, 2.5]
+        finally:
+            s.close()
+    with pytest.raises(ValueError, match="gzip='maybe' is not true or false"):
+        open_store(influx.store_url("x") + "&gzip=maybe")
