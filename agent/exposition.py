@@ -137,6 +137,12 @@ class PipelineSeries(Collector):
 
     def collect(self) -> Iterator[Metric]:
         """The counter, last-value gauge and declared histograms, one sample per label set."""
+        with self._lock:
+            series = [
+                (k, s.count, s.last, list(s.buckets or []), s.sum) for k, s in self._series.items()
+            ]
+        if not series:  # nothing pushed yet: no empty families on every scrape
+            return
         labels = (*schema.AGENT_LABELS, *schema.PUSH_LABELS)
         counts = CounterMetricFamily(
             schema.PIPELINE_VALUES.name.removesuffix("_total"),
@@ -149,10 +155,6 @@ class PipelineSeries(Collector):
         histogram = HistogramMetricFamily(
             schema.PIPELINE_VALUE.name, schema.PIPELINE_VALUE.description, labels=labels
         )
-        with self._lock:
-            series = [
-                (k, s.count, s.last, list(s.buckets or []), s.sum) for k, s in self._series.items()
-            ]
         for key, count, value, buckets, total in series:
             values = (*self._identity, *key)
             counts.add_metric(values, count)

@@ -8,7 +8,9 @@ For each backend (SQLite in a temporary directory; InfluxDB as a throwaway
    reports points/s over the time spent inside ``store.write`` only (the
    store maintains the rollup tiers as part of each write), plus the wall
    time of the whole load;
-2. reads the whole range with ``read_buckets(..., max_points=1008,
+2. once the server is idle (influxd merges its files for a while after a fast
+   load; a dashboard reads data that has long settled), reads the whole range
+   with ``read_buckets(..., max_points=1008,
    group_by=["worker"])``: the planned tier (median of 5 after a warm-up) and
    the same buckets from raw points (``level="raw"``, median of 3), checks
    that both answers count the same values per bucket, and compares the tier
@@ -288,6 +290,10 @@ def bench_backend(
         f" ({stats.points_per_s:,.0f} points/s), {stats.wall_s:.1f} s wall"
     )
 
+    settle = getattr(store, "settle", None)
+    if settle is not None:
+        _progress(f"[{name}] {settle()}")
+
     def read(level: str | None = None) -> Buckets:
         return store.read_buckets(
             CPU.name, CPU.field_names, start, end, MAX_POINTS, group_by=[WORKER], level=level
@@ -341,7 +347,30 @@ def influxdb_store(tmp: Path) -> Iterator[Store]:
         front = stack.enter_context(V2WriteFront(server.url, timeout=600.0))
         store = open_store(f"influxdb+{front.url}/{INFLUX_DATABASE}?org=bench&timeout=60")
         stack.callback(store.close)
+        store.settle = lambda: wait_idle(server._proc.pid)  # type: ignore[attr-defined]
         yield store
+
+
+def wait_idle(pid: int, below: float = 0.05, timeout: float = 180.0) -> str:
+    """Wait until ``pid`` uses under ``below`` of a core over 2 s (influxd compacting).
+
+    A week loaded in under a minute leaves influxd merging files for a while
+    after the last write; a dashboard reads data that has long settled, so the
+    reads are timed once the server is idle. Returns what it waited.
+    """
+    started = time.monotonic()
+
+    def cpu_s() -> float:
+        text = Path(f"/proc/{pid}/stat").read_text()
+        utime, stime = text[text.rindex(")") + 2 :].split()[11:13]
+        return (int(utime) + int(stime)) / os.sysconf("SC_CLK_TCK")
+
+    while time.monotonic() - started < timeout:
+        before = cpu_s()
+        time.sleep(2.0)
+        if cpu_s() - before < below * 2.0:
+            return f"server idle after {time.monotonic() - started:.0f} s"
+    return f"server still busy after {timeout:.0f} s: reading anyway"
 
 
 _OPENERS: dict[str, Callable[[Path], contextlib.AbstractContextManager[Store]]] = {
