@@ -63,12 +63,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     agent = sub.add_parser(
         "agent",
-        help="per-worker daemon: sample resources, write them to the store, serve /metrics",
+        help="per-worker daemon: sample resources, take pushed model metrics, write them to"
+        " the store, serve /metrics",
         description="The per-worker daemon. Every --interval it samples CPU, memory, disks,"
-        " network, GPUs (NVML) and container limits; it writes the points to the store in"
-        " batches, keeps them in an on-disk spool while the store is down and replays them"
-        " in order, and serves the latest values on /metrics for Prometheus. SIGTERM or"
-        " SIGINT flush what is buffered and exit 0.",
+        " network, GPUs (NVML) and container limits; on --push-port it takes the values"
+        " models record (POST /v1/metrics and /v1/events, or the agent.sdk module); it writes"
+        " the points to the store in batches, keeps them in an on-disk spool while the store"
+        " is down and replays them in order, and serves the latest values on /metrics for"
+        " Prometheus. SIGTERM or SIGINT flush what is buffered and exit 0.",
         epilog="Every flag can also be set in a TOML file (--config, keys as in"
         " --print-config) or by an environment variable FLEETGAUGE_<FLAG> (for example"
         " FLEETGAUGE_INTERVAL=5, FLEETGAUGE_TAGS=team=ml,rack=b2; the store is"
