@@ -489,10 +489,10 @@ def validate_point(point: Point) -> Measurement:
     if not point.fields:
         raise InvalidPoint(f"{m.name} point has no fields")
     fields = _FIELD_TYPES[m.name]
-    for key, value in point.fields.items():
-        f = fields.get(key)
+    for name, value in point.fields.items():
+        f = fields.get(name)
         if f is None:
-            raise InvalidPoint(f"measurement {m.name!r} has no field {key!r}")
+            raise InvalidPoint(f"measurement {m.name!r} has no field {name!r}")
         if type(value) is not float or f.type is not float or value - value != 0.0:
             _check_field_value(m, f, value)
     if type(point.time_ns) is not int:

@@ -50,6 +50,8 @@ def _tag(value: str) -> str:
 
 
 def _field_value(value: float | int | str, is_int: bool) -> str:
+    if type(value) is float and not is_int:  # the common case first
+        return repr(value)
     if isinstance(value, str):
         return '"' + value.translate(_FIELD_STRING_TABLE) + '"'
     if is_int:
@@ -80,12 +82,7 @@ def line(point: Point, int_fields: frozenset[str] = frozenset()) -> str:
     writes the same few series over and over.
     """
     fields = ",".join(
-        [
-            _tag(k) + "=" + (repr(v) if type(v) is float else _field_value(v, k in int_fields))
-            if k not in int_fields
-            else _tag(k) + "=" + _field_value(v, True)
-            for k, v in point.fields.items()
-        ]
+        [f"{_tag(k)}={_field_value(v, k in int_fields)}" for k, v in point.fields.items()]
     )
     return f"{_head(point)}{fields} {point.time_ns}"
 
