@@ -1,0 +1,102 @@
+"""CSV downloads: ``/download/KIND.csv?start=..&end=..&environment=..&worker=..``.
+
+The rows are the raw points of the selection at full resolution (not the
+bucketed view a chart draws), streamed through the same writer as
+``fleetgauge export`` (``agent.export.iter_csv``): formula cells neutralised,
+memory flat whatever the size. The file name says what and when.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterator
+
+import flask
+
+from agent import schema
+from agent.export import KINDS, iter_csv
+from agent.query import to_time_ns
+from agent.stores import StoreError
+from agent.timeutil import format_time
+from dashboard.site import current
+
+__all__ = ["install", "FILTERS", "file_name"]
+
+FILTERS = {
+    "environment": schema.ENVIRONMENT,
+    "worker": schema.WORKER,
+    "deployment": schema.DEPLOYMENT,
+    "pipeline": schema.PIPELINE,
+    "metric": schema.METRIC,
+}
+"""Query parameters of a download and the tags they filter on (each repeatable)."""
+_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def file_name(kind: str, start_ns: int, end_ns: int, where: dict[str, list[str]]) -> str:
+    """``fleetgauge-resources-prod-20261122T1000Z-20261123T1000Z.csv``: what and when."""
+
+    def stamp(ns: int) -> str:
+        return format_time(ns - ns % 60_000_000_000)[:16].replace("-", "").replace(":", "") + "Z"
+
+    parts = ["fleetgauge", kind]
+    for key in (schema.ENVIRONMENT, schema.DEPLOYMENT, schema.METRIC):
+        values = where.get(key, [])
+        if len(values) == 1:
+            parts.append(_SAFE.sub("_", values[0])[:40])
+    parts += [stamp(start_ns), stamp(end_ns)]
+    return "-".join(parts) + ".csv"
+
+
+def _bad(message: str) -> flask.Response:
+    return flask.Response(message + "\n", status=400, mimetype="text/plain")
+
+
+def _download(kind: str) -> flask.Response:
+    if kind not in KINDS:
+        return flask.Response(
+            f"unknown export {kind!r}: use {', '.join(KINDS)}\n", 404, mimetype="text/plain"
+        )
+    args = flask.request.args
+    unknown = set(args) - {"start", "end", *FILTERS}
+    if unknown:
+        return _bad(f"unknown parameter(s) {sorted(unknown)}: use start, end, {', '.join(FILTERS)}")
+    try:
+        start_ns = to_time_ns(args.get("start"), "start")
+        end_ns = to_time_ns(args.get("end"), "end")
+    except (TypeError, ValueError) as e:
+        return _bad(str(e))
+    if start_ns is None or end_ns is None:
+        return _bad("start and end are required (ISO 8601, UTC unless an offset is given)")
+    if start_ns >= end_ns:
+        return _bad(f"start {format_time(start_ns)} is not before end {format_time(end_ns)}")
+    where = {tag: args.getlist(param) for param, tag in FILTERS.items() if args.getlist(param)}
+    borrowed = contextlib.ExitStack()
+    try:
+        store = borrowed.enter_context(current().pool.store())
+        rows = iter_csv(store, kind, start_ns, end_ns, where or None)
+        first = next(rows)  # the header: a store that cannot be read fails here, as a 503
+    except StoreError as e:
+        borrowed.__exit__(type(e), e, e.__traceback__)  # the failed store is closed, not kept
+        return flask.Response(f"the store could not be read: {e}\n", 503, mimetype="text/plain")
+
+    def stream() -> Iterator[str]:
+        with borrowed:
+            yield first
+            yield from rows
+
+    name = file_name(kind, start_ns, end_ns, where)
+    return flask.Response(
+        flask.stream_with_context(stream()),
+        mimetype="text/csv",
+        headers={
+            "Content-Disposition": f'attachment; filename="{name}"',
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+def install(server: flask.Flask) -> None:
+    """Add the download route to the dashboard's Flask server."""
+    server.add_url_rule("/download/<kind>.csv", "download", _download)

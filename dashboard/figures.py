@@ -1,0 +1,306 @@
+"""Pure data -> plotly figure functions (figures as plain dicts: no validation cost).
+
+Figures stay small: curves whose buckets are evenly spaced are sent as
+``x0``/``dx`` plus y values (a missing bucket is ``null``, so the line breaks
+where a worker sent nothing); sparser data (a zoom finer than the sampling
+interval) gets explicit x values with a break only where a gap is at least
+twice the usual spacing. Values are rounded to what a chart can show.
+Times are milliseconds since the epoch, which plotly draws in UTC.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from typing import Any
+
+from agent import schema
+from dashboard.metrics import MetricView
+from dashboard.queries import Curve, ResourceView
+from dashboard.resources import Threshold
+
+__all__ = [
+    "PALETTE",
+    "resource_figure",
+    "empty_figure",
+    "curve_xy",
+    "format_value",
+    "band_traces",
+    "points_note",
+    "metric_figure",
+]
+
+Figure = dict[str, Any]
+PALETTE = (
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+)
+TOTAL_COLOUR = "#111111"
+WARNING_COLOUR = "#e6a700"
+CRITICAL_COLOUR = "#d62728"
+_NS_PER_MS = 1_000_000
+
+
+def _round(values: Sequence[float | None], digits: int) -> list[float | None]:
+    return [None if v is None else round(v, digits) for v in values]
+
+
+def format_value(value: float, unit: str) -> str:
+    """A value as a card or a summary shows it: 97.3 %, 12.5 MB/s."""
+    if unit == schema.PERCENT:
+        return f"{value:.1f} %"
+    if unit == schema.BYTES_PER_SECOND:
+        for scale, prefix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+            if abs(value) >= scale:
+                return f"{value / scale:.1f} {prefix}B/s"
+        return f"{value:.0f} B/s"
+    return f"{value:.4g}"
+
+
+def curve_xy(times: Sequence[int], step_ns: int, *columns: Sequence[float]) -> tuple[dict, list]:
+    """x keys of a trace and its y columns, with ``None`` where the curve must break.
+
+    Returns ``({"x0": .., "dx": ..}, columns)`` for evenly spaced buckets, else
+    ``({"x": [...]}, columns)`` with breaks at gaps of twice the usual spacing.
+    """
+    if not times:
+        return {"x": []}, [[] for _ in columns]
+    spacing = statistics.median_low([b - a for a, b in zip(times, times[1:], strict=False)] or [0])
+    if spacing <= step_ns:
+        first = times[0]
+        slots = (times[-1] - first) // step_ns + 1
+        index = [(t - first) // step_ns for t in times]
+        out = []
+        for col in columns:
+            filled: list[float | None] = [None] * slots
+            for i, v in zip(index, col, strict=True):
+                filled[i] = v
+            out.append(filled)
+        return {"x0": first // _NS_PER_MS, "dx": step_ns // _NS_PER_MS}, out
+    xs: list[int | None] = []
+    out = [[] for _ in columns]
+    previous = None
+    for j, t in enumerate(times):
+        if previous is not None and t - previous >= 2 * spacing:
+            xs.append(None)
+            for col in out:
+                col.append(None)
+        xs.append(t // _NS_PER_MS)
+        for col, src in zip(out, columns, strict=True):
+            col.append(src[j])
+        previous = t
+    return {"x": xs}, out
+
+
+def band_traces(curve: Curve, step_ns: int, colour: str, digits: int, group: str) -> list[dict]:
+    """The min-max band around a curve: a lower edge and an upper edge filled down to it."""
+    x, (lo, hi) = curve_xy(curve.times, step_ns, curve.lo, curve.hi)
+    common = {
+        "type": "scatter",
+        "mode": "lines",
+        "line": {"width": 0, "color": colour},
+        "legendgroup": group,
+        "showlegend": False,
+        "hoverinfo": "skip",
+        **x,
+    }
+    return [
+        {**common, "name": f"{curve.name} min", "y": _round(lo, digits)},
+        {
+            **common,
+            "name": f"{curve.name} max",
+            "y": _round(hi, digits),
+            "fill": "tonexty",
+            "fillcolor": _translucent(colour),
+        },
+    ]
+
+
+def _translucent(colour: str, alpha: float = 0.12) -> str:
+    r, g, b = (int(colour[i : i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({r},{g},{b},{alpha})"
+
+
+def _line(curve: Curve, step_ns: int, colour: str, digits: int, width: float, dash: str) -> dict:
+    x, (mean,) = curve_xy(curve.times, step_ns, curve.mean)
+    name = f"{curve.name} ({curve.note})" if curve.note else curve.name
+    return {
+        "type": "scatter",
+        "mode": "lines",
+        "name": name,
+        "legendgroup": curve.name,
+        "line": {"width": width, "color": colour, "dash": dash},
+        "y": _round(mean, digits),
+        "meta": {"worker": curve.name},
+        **x,
+    }
+
+
+def points_note(view: ResourceView) -> str:
+    """The "N of M points" line: what the graph draws and what it summarises."""
+    step_s = view.step_ns / 1e9
+    width = f"{step_s / 60:g} min" if step_s >= 60 else f"{step_s:g} s"
+    source = "raw samples" if view.level == "raw" else f"{view.level} rollups"
+    if view.plotted == view.samples:
+        return f"{view.plotted:,} of {view.samples:,} points (every sample)"
+    return (
+        f"{view.plotted:,} of {view.samples:,} points: {width} buckets of {source},"
+        " band = min to max"
+    )
+
+
+def _threshold_shapes(t: Threshold) -> list[dict]:
+    shapes = []
+    for value, colour in ((t.warning, WARNING_COLOUR), (t.critical, CRITICAL_COLOUR)):
+        if value is not None:
+            shapes.append(
+                {
+                    "type": "line",
+                    "xref": "paper",
+                    "x0": 0,
+                    "x1": 1,
+                    "y0": value,
+                    "y1": value,
+                    "line": {"color": colour, "width": 1, "dash": "dot"},
+                }
+            )
+    return shapes
+
+
+def resource_figure(view: ResourceView, threshold: Threshold, revision: str = "") -> Figure:
+    """One graph: per-worker curves with bands, the aggregate curve, threshold lines."""
+    r = view.resource
+    digits = 2 if r.is_percent else 0
+    data: list[dict] = []
+    for i, curve in enumerate(view.curves):
+        colour = PALETTE[i % len(PALETTE)]
+        if view.level != "raw" or view.plotted != view.samples:
+            data += band_traces(curve, view.step_ns, colour, digits, curve.name)
+        data.append(_line(curve, view.step_ns, colour, digits, 1.5, "solid"))
+    if view.total is not None and len(view.curves) > 1:
+        data.append(_line(view.total, view.step_ns, TOTAL_COLOUR, digits, 2.5, "dash"))
+    yaxis: dict[str, Any] = {"title": {"text": _axis_title(r.unit)}, "rangemode": "tozero"}
+    if r.is_percent:
+        yaxis["range"] = [0, 105]
+    else:
+        yaxis["tickformat"] = ".3s"
+    return {
+        "data": data,
+        "layout": {
+            "title": {"text": f"{r.title}<br><sup>{points_note(view)}</sup>", "x": 0.01},
+            "xaxis": {
+                "type": "date",
+                "title": {"text": "time (UTC)"},
+                "range": [view.start_ns // _NS_PER_MS, view.end_ns // _NS_PER_MS],
+            },
+            "yaxis": yaxis,
+            "shapes": _threshold_shapes(threshold) if r.is_percent else [],
+            "legend": {"itemclick": "toggle", "itemdoubleclick": "toggleothers"},
+            "margin": {"l": 60, "r": 20, "t": 60, "b": 40},
+            "height": 340,
+            "hovermode": "x",
+            "uirevision": revision or r.key,
+        },
+    }
+
+
+def _axis_title(unit: str) -> str:
+    return {schema.PERCENT: "%", schema.BYTES_PER_SECOND: "bytes/s"}.get(unit, unit)
+
+
+def empty_figure(title: str, message: str) -> Figure:
+    """A graph that says why it is empty instead of drawing nothing."""
+    return {
+        "data": [],
+        "layout": {
+            "title": {"text": title, "x": 0.01},
+            "xaxis": {"visible": False},
+            "yaxis": {"visible": False},
+            "annotations": [
+                {"text": message, "showarrow": False, "xref": "paper", "yref": "paper"}
+            ],
+            "height": 200,
+            "margin": {"l": 20, "r": 20, "t": 50, "b": 20},
+        },
+    }
+
+
+def metric_figure(view: MetricView, revision: str = "") -> Figure:
+    """Every value (or buckets of them) per deployment, a rolling mean, events as markers."""
+    data: list[dict] = []
+    for i, d in enumerate(view.deployments):
+        colour = PALETTE[i % len(PALETTE)]
+        ms = [t // _NS_PER_MS for t in d.times]
+        if d.bucketed:
+            band = Curve(d.deployment, d.times, d.values, d.bucket_lo, d.bucket_hi, [])
+            data += band_traces(band, view.step_ns, colour, 6, d.deployment)
+        else:
+            data.append(
+                {
+                    "type": "scatter",
+                    "mode": "markers",
+                    "name": f"{d.deployment} values",
+                    "legendgroup": d.deployment,
+                    "x": ms,
+                    "y": _round(d.values, 6),
+                    "marker": {"size": 4, "color": colour, "opacity": 0.45},
+                    "meta": {"deployment": d.deployment, "kind": "values"},
+                }
+            )
+        data.append(
+            {
+                "type": "scatter",
+                "mode": "lines",
+                "name": f"{d.deployment} {'mean' if d.bucketed else 'rolling mean'}",
+                "legendgroup": d.deployment,
+                "x": ms,
+                "y": _round(d.rolling, 6),
+                "line": {"width": 2, "color": colour},
+                "meta": {"deployment": d.deployment, "kind": "mean"},
+            }
+        )
+    if view.events:
+        data.append(
+            {
+                "type": "scatter",
+                "mode": "markers",
+                "name": "events",
+                "x": [e.time_ns // _NS_PER_MS for e in view.events],
+                "y": [1] * len(view.events),
+                "yaxis": "y2",
+                "text": [f"{e.name} ({e.deployment}) {e.metadata}" for e in view.events],
+                "hoverinfo": "text+x",
+                "marker": {"symbol": "triangle-down", "size": 11, "color": TOTAL_COLOUR},
+                "meta": {"kind": "events"},
+            }
+        )
+    if view.plotted == view.samples:
+        note = f"{view.plotted:,} of {view.samples:,} points (every value)"
+    else:
+        note = f"{view.plotted:,} of {view.samples:,} points: bucket means, band = min to max"
+    return {
+        "data": data,
+        "layout": {
+            "title": {"text": f"{view.metric}<br><sup>{note}</sup>", "x": 0.01},
+            "xaxis": {
+                "type": "date",
+                "title": {"text": "time (UTC)"},
+                "range": [view.start_ns // _NS_PER_MS, view.end_ns // _NS_PER_MS],
+            },
+            "yaxis": {"title": {"text": view.metric}},
+            "yaxis2": {"overlaying": "y", "range": [0, 1.05], "visible": False, "fixedrange": True},
+            "legend": {"itemclick": "toggle", "itemdoubleclick": "toggleothers"},
+            "margin": {"l": 60, "r": 20, "t": 60, "b": 40},
+            "height": 420,
+            "hovermode": "closest",
+            "uirevision": revision or view.metric,
+        },
+    }

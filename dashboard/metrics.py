@@ -1,0 +1,239 @@
+"""Store reads for the pipeline-metrics page: values per deployment, summary, events.
+
+A window with few values (up to ``raw_limit`` in all) is drawn value by value
+with a rolling mean; a busier one is bucketed on the store like the resource
+graphs (mean line, min-max band, "N of M points"). The summary (count, mean,
+min, max, last) is exact either way: the buckets and rollups keep counts,
+sums, minimums and maximums, and the last value is read from the last bucket.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from agent import schema
+from agent.stores import Store
+from agent.stores.base import Where
+
+__all__ = [
+    "Summary",
+    "DeploymentValues",
+    "MetricView",
+    "EventMark",
+    "read_metric",
+    "metric_options",
+    "RAW_LIMIT",
+]
+
+RAW_LIMIT = 5000
+"""Most values drawn one by one; above it the chart shows buckets."""
+MAX_EVENTS = 500
+VALUE = schema.PIPELINE_METRIC.get_field("value").name
+METADATA = schema.EVENT.get_field("metadata").name
+
+
+@dataclass
+class Summary:
+    """What the values in the window add up to."""
+
+    count: int
+    mean: float
+    min: float
+    max: float
+    last: float
+    last_ns: int
+
+
+@dataclass
+class DeploymentValues:
+    """One deployment's values in the window: raw points or buckets, and the summary."""
+
+    deployment: str
+    times: list[int] = field(default_factory=list)
+    values: list[float] = field(default_factory=list)
+    rolling: list[float] = field(default_factory=list)
+    bucket_lo: list[float] = field(default_factory=list)
+    bucket_hi: list[float] = field(default_factory=list)
+    bucketed: bool = False
+    summary: Summary | None = None
+
+
+@dataclass
+class EventMark:
+    """One event to mark on the chart."""
+
+    time_ns: int
+    name: str
+    deployment: str
+    metadata: str
+
+
+@dataclass
+class MetricView:
+    """The chart and summary of one metric for the chosen deployments in a window."""
+
+    metric: str
+    start_ns: int
+    end_ns: int
+    step_ns: int
+    level: str
+    deployments: list[DeploymentValues]
+    events: list[EventMark]
+
+    @property
+    def samples(self) -> int:
+        """Values in the window (the M of "N of M points")."""
+        return sum(d.summary.count for d in self.deployments if d.summary)
+
+    @property
+    def plotted(self) -> int:
+        """Points drawn (the N)."""
+        return sum(len(d.times) for d in self.deployments)
+
+
+def _where(
+    environment: str | None,
+    deployments: Sequence[str] = (),
+    pipeline: str | None = None,
+    metric: str | None = None,
+) -> Where | None:
+    where: dict[str, list[str]] = {}
+    if environment:
+        where[schema.ENVIRONMENT] = [environment]
+    if deployments:
+        where[schema.DEPLOYMENT] = list(deployments)
+    if pipeline:
+        where[schema.PIPELINE] = [pipeline]
+    if metric:
+        where[schema.METRIC] = [metric]
+    return where or None
+
+
+def metric_options(
+    store: Store,
+    start_ns: int,
+    end_ns: int,
+    environment: str | None,
+    deployments: Sequence[str] = (),
+    pipeline: str | None = None,
+) -> tuple[list[str], list[str], list[str]]:
+    """Deployments, pipelines (of the chosen deployments) and metrics (of both) in the window."""
+    m = [schema.PIPELINE_METRIC.name]
+    found = store.tag_values(schema.DEPLOYMENT, start_ns, end_ns, m, _where(environment))
+    chosen = _where(environment, deployments)
+    pipelines = store.tag_values(schema.PIPELINE, start_ns, end_ns, m, chosen)
+    metrics = store.tag_values(
+        schema.METRIC, start_ns, end_ns, m, _where(environment, deployments, pipeline)
+    )
+    return found, pipelines, metrics
+
+
+def rolling_mean(values: Sequence[float], window: int) -> list[float]:
+    """Trailing mean over up to ``window`` values (fewer at the start)."""
+    out, total = [], 0.0
+    for i, v in enumerate(values):
+        total += v
+        if i >= window:
+            total -= values[i - window]
+        out.append(total / min(i + 1, window))
+    return out
+
+
+def _last(store: Store, where: Where | None, start_ns: int, end_ns: int) -> tuple[int, float]:
+    last = (start_ns, float("nan"))
+    for p in store.stream_points(schema.PIPELINE_METRIC.name, start_ns, end_ns, where):
+        last = (p.time_ns, p.fields[VALUE])
+    return last
+
+
+def read_metric(
+    store: Store,
+    metric: str,
+    deployments: Sequence[str],
+    start_ns: int,
+    end_ns: int,
+    max_points: int,
+    environment: str | None = None,
+    pipeline: str | None = None,
+    raw_limit: int = RAW_LIMIT,
+) -> MetricView:
+    """Values of ``metric`` per deployment in [start, end), with summaries and events."""
+    where = _where(environment, deployments, pipeline, metric)
+    b = store.read_buckets(
+        schema.PIPELINE_METRIC.name,
+        [VALUE],
+        start_ns,
+        end_ns,
+        max_points,
+        where,
+        (schema.DEPLOYMENT,),
+    )
+    view = MetricView(metric, start_ns, end_ns, b.step_ns, b.level, [], [])
+    total = sum(sum(s.fields[VALUE].count) for s in b.series)
+    raw = total <= raw_limit
+    for s in b.series:
+        fb = s.fields[VALUE]
+        keep = [i for i, n in enumerate(fb.count) if n]
+        if not keep:
+            continue
+        d = DeploymentValues(s.tags.get(schema.DEPLOYMENT, ""))
+        count = sum(fb.count[i] for i in keep)
+        total_sum = sum(fb.mean[i] * fb.count[i] for i in keep)  # type: ignore[operator]
+        one = _where(environment, [d.deployment], pipeline, metric)
+        last_bucket = s.times[keep[-1]]
+        last_ns, last = _last(store, one, max(start_ns, last_bucket), end_ns)
+        d.summary = Summary(
+            count,
+            total_sum / count,
+            min(fb.min[i] for i in keep),  # type: ignore[type-var]
+            max(fb.max[i] for i in keep),  # type: ignore[type-var]
+            last,
+            last_ns,
+        )
+        if raw:
+            for p in store.stream_points(schema.PIPELINE_METRIC.name, start_ns, end_ns, one):
+                d.times.append(p.time_ns)
+                d.values.append(p.fields[VALUE])
+            d.rolling = rolling_mean(d.values, max(5, len(d.values) // 50))
+        else:
+            d.bucketed = True
+            d.times = [s.times[i] for i in keep]
+            d.values = [fb.mean[i] for i in keep]  # type: ignore[misc]
+            d.rolling = d.values
+            d.bucket_lo = [fb.min[i] for i in keep]  # type: ignore[misc]
+            d.bucket_hi = [fb.max[i] for i in keep]  # type: ignore[misc]
+        view.deployments.append(d)
+    view.events = read_events(store, start_ns, end_ns, environment, deployments)
+    return view
+
+
+def read_events(
+    store: Store,
+    start_ns: int,
+    end_ns: int,
+    environment: str | None,
+    deployments: Sequence[str],
+    limit: int = MAX_EVENTS,
+) -> list[EventMark]:
+    """The first ``limit`` events of the deployments in the window."""
+    marks = []
+    where = _where(environment, deployments)
+    for p in store.stream_points(schema.EVENT.name, start_ns, end_ns, where):
+        metadata = p.fields.get(METADATA) or ""
+        try:
+            metadata = json.dumps(json.loads(metadata), sort_keys=True) if metadata else ""
+        except ValueError:
+            pass
+        marks.append(
+            EventMark(
+                p.time_ns,
+                p.tags.get(schema.EVENT_NAME, ""),
+                p.tags.get(schema.DEPLOYMENT, ""),
+                metadata,
+            )
+        )
+        if len(marks) >= limit:
+            break
+    return marks

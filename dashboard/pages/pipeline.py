@@ -1,0 +1,217 @@
+"""Pipeline metrics page: one metric's values per deployment, summary, events, CSV download."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+import dash
+from dash import Input, Output, callback, ctx, dcc, html, no_update
+
+from agent.stores import StoreError
+from agent.timeutil import format_time
+from dashboard import components, figures, metrics, queries
+from dashboard.site import current, points_for
+from dashboard.state import ViewState
+
+dash.register_page(
+    __name__, path="/pipeline", name="Pipeline metrics", title="fleetgauge · pipeline", order=1
+)
+
+PAGE = "pipeline"
+WIDTH, REFRESH, TICK = components.page_ids(PAGE)
+components.register_page_controls(PAGE)
+
+__all__ = ["layout", "load", "selection_to_url"]
+
+DEFAULT_OVERLAY = 8
+"""Deployments overlaid when none is chosen: the first ones by name."""
+
+
+def _dropdown(id_: str, label: str, values, selected, multi: bool, placeholder: str) -> html.Label:
+    return html.Label(
+        [
+            label,
+            dcc.Dropdown(
+                id=id_,
+                options=[{"label": v, "value": v} for v in values],
+                value=selected,
+                multi=multi,
+                placeholder=placeholder,
+            ),
+        ],
+        className=f"control {id_}",
+    )
+
+
+def layout(**query: object) -> html.Div:
+    """The page for the view in the URL; data arrives through :func:`load`."""
+    state = components.view_of_query(query)
+    return html.Div(
+        [
+            components.controls(state, PAGE),
+            html.Div(
+                [
+                    _dropdown(
+                        "deployments",
+                        "Deployments",
+                        state.deployment,
+                        list(state.deployment),
+                        True,
+                        "pick one or more to compare",
+                    ),
+                    _dropdown(
+                        "pipeline",
+                        "Pipeline",
+                        [state.pipeline] if state.pipeline else [],
+                        state.pipeline,
+                        False,
+                        "any pipeline",
+                    ),
+                    _dropdown(
+                        "metric",
+                        "Metric",
+                        [state.metric] if state.metric else [],
+                        state.metric,
+                        False,
+                        "pick a metric",
+                    ),
+                    html.A(
+                        "Download CSV",
+                        id=f"{PAGE}-download",
+                        href="",
+                        className="button",
+                        download="",
+                    ),
+                ],
+                className="controls",
+            ),
+            html.Div(id="summary", className="summary"),
+            dcc.Graph(id="metric-graph", config={"displaylogo": False}, className="graph"),
+        ]
+    )
+
+
+def _summary_table(view: metrics.MetricView) -> html.Table:
+    head = ["deployment", "count", "mean", "min", "max", "last", "last at (UTC)"]
+    rows = []
+    for d in view.deployments:
+        s = d.summary
+        if s is None:
+            continue
+        rows.append(
+            html.Tr(
+                [
+                    html.Td(d.deployment),
+                    html.Td(f"{s.count:,}"),
+                    html.Td(f"{s.mean:.4g}"),
+                    html.Td(f"{s.min:.4g}"),
+                    html.Td(f"{s.max:.4g}"),
+                    html.Td(f"{s.last:.4g}"),
+                    html.Td(format_time(s.last_ns)),
+                ],
+                className="summary-row",
+            )
+        )
+    return html.Table([html.Thead(html.Tr([html.Th(h) for h in head])), html.Tbody(rows)])
+
+
+def _download_href(state: ViewState, start_ns: int, end_ns: int, metric: str | None) -> str:
+    params = [("start", format_time(start_ns)), ("end", format_time(end_ns))]
+    if state.env:
+        params.append(("environment", state.env))
+    params += [("deployment", d) for d in state.deployment]
+    if state.pipeline:
+        params.append(("pipeline", state.pipeline))
+    if metric:
+        params.append(("metric", metric))
+    return "/download/metrics.csv?" + urlencode(params)
+
+
+def _options(values: list[str]) -> list[dict]:
+    return [{"label": v, "value": v} for v in values]
+
+
+@callback(
+    Output("metric-graph", "figure"),
+    Output("summary", "children"),
+    Output("deployments", "options"),
+    Output("pipeline", "options"),
+    Output("metric", "options"),
+    Output(f"{PAGE}-download", "href"),
+    Input(WIDTH, "data"),
+    Input(REFRESH, "n_clicks"),
+    Input(TICK, "n_intervals"),
+    Input("metric-graph", "relayoutData"),
+    components.SEARCH,
+)
+def load(width, _refresh, _tick, relayout, search):
+    """Options, chart and summary for the view in the URL (or the zoomed window)."""
+    state = components.view_of(search)
+    start_ns, end_ns = components.window_of(state)
+    zoomed = components.zoomed_window(relayout) if ctx.triggered_id == "metric-graph" else None
+    if ctx.triggered_id == "metric-graph" and zoomed is None:
+        return (no_update,) * 6
+    if isinstance(zoomed, tuple):
+        start_ns, end_ns = zoomed
+    site = current()
+    try:
+        with site.pool.store() as store:
+            environments = queries.list_environments(store, start_ns, end_ns)
+            deployments, pipelines, names = metrics.metric_options(
+                store, start_ns, end_ns, state.env, state.deployment, state.pipeline
+            )
+            metric = state.metric if state.metric in names else (names[0] if names else None)
+            chosen = state.deployment or tuple(deployments[:DEFAULT_OVERLAY])
+            view = None
+            if metric and chosen:
+                view = metrics.read_metric(
+                    store,
+                    metric,
+                    chosen,
+                    start_ns,
+                    end_ns,
+                    points_for(width),
+                    state.env,
+                    state.pipeline,
+                )
+    except StoreError as e:
+        components.report_store_error(e)
+        return (no_update,) * 6
+    components.clear_banner(state)
+    components.set_environments(environments, state.env)
+    if view is None or not view.deployments:
+        why = "pick a metric" if not metric else "no values of this metric in this range"
+        if not names:
+            why = "no pipeline metrics recorded in this range"
+        figure, summary = figures.empty_figure("Pipeline metric", why), []
+    else:
+        figure, summary = figures.metric_figure(view), _summary_table(view)
+        if isinstance(zoomed, tuple):
+            figure["layout"]["xaxis"]["range"] = [start_ns // 1_000_000, end_ns // 1_000_000]
+    return (
+        figure,
+        summary,
+        _options(sorted({*deployments, *state.deployment})),
+        _options(sorted({*pipelines, *([state.pipeline] if state.pipeline else [])})),
+        _options(sorted({*names, *([state.metric] if state.metric else [])})),
+        _download_href(state, start_ns, end_ns, metric),
+    )
+
+
+@callback(
+    Output(components.LOCATION, "search", allow_duplicate=True),
+    Input("deployments", "value"),
+    Input("pipeline", "value"),
+    Input("metric", "value"),
+    components.SEARCH,
+    prevent_initial_call=True,
+)
+def selection_to_url(deployments, pipeline, metric, search):
+    """The deployment, pipeline and metric choice into the URL."""
+    state = components.view_of(search)
+    new = state.with_(
+        deployment=tuple(deployments or ()), pipeline=pipeline or None, metric=metric or None
+    )
+    if new == state:
+        return no_update
+    return components.search_of(new)

@@ -1,0 +1,243 @@
+"""Resources page (the landing page): over-use cards, per-worker graphs, CSV download."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+import dash
+from dash import ALL, MATCH, Input, Output, State, callback, ctx, dcc, html, no_update
+
+from agent.stores import StoreError
+from agent.timeutil import format_time
+from dashboard import components, figures, queries
+from dashboard.resources import Threshold, resource
+from dashboard.site import current, points_for
+from dashboard.state import ViewState
+
+dash.register_page(__name__, path="/", name="Resources", title="fleetgauge · resources", order=0)
+
+PAGE = "resources"
+WIDTH, REFRESH, TICK = components.page_ids(PAGE)
+components.register_page_controls(PAGE)
+
+__all__ = ["layout", "load", "zoom", "workers_to_url"]
+
+CARD = "card"
+GRAPH = "graph"
+
+
+def layout(**query: object) -> html.Div:
+    """The page for the view in the URL; data arrives through :func:`load`."""
+    state = components.view_of_query(query)
+    return html.Div(
+        [
+            components.controls(state, PAGE),
+            html.Div(
+                [
+                    html.Label(
+                        [
+                            "Workers",
+                            dcc.Dropdown(
+                                id="workers",
+                                options=[{"label": w, "value": w} for w in state.worker],
+                                value=list(state.worker),
+                                multi=True,
+                                placeholder="all workers",
+                            ),
+                        ],
+                        className="control workers",
+                    ),
+                    html.A(
+                        "Download CSV",
+                        id=f"{PAGE}-download",
+                        href="",
+                        className="button",
+                        download="",
+                    ),
+                ],
+                className="controls",
+            ),
+            dcc.Loading(html.Div(id="cards", className="cards"), type="dot"),
+            dcc.Store(id="over"),
+            html.Div(id="graphs"),
+        ]
+    )
+
+
+def _card(view: queries.ResourceView, threshold: Threshold) -> html.Button:
+    r = view.resource
+    over = view.over()
+    level = max((v.level for v in over), key=_rank, default=queries.OK)
+    if not view.curves:
+        body = [html.Div("no data in this range", className="card-main")]
+        level = "empty"
+    else:
+        worst = view.verdicts[0]
+        where = f" ({worst.device})" if worst.device else ""
+        limit = "" if threshold.warning is None else figures.format_value(threshold.warning, r.unit)
+        count = (
+            f"{len(over)} of {len(view.verdicts)} over {limit}"
+            if limit
+            else f"{len(view.verdicts)} workers, no threshold set"
+        )
+        body = [
+            html.Div(count, className="card-main"),
+            html.Div(
+                [
+                    "worst: ",
+                    html.Span(worst.worker + where, className="card-worker"),
+                    " ",
+                    html.Span(figures.format_value(worst.value, r.unit), className="card-value"),
+                ],
+                className="card-worst",
+            ),
+        ]
+    return html.Button(
+        [html.Div(r.title, className="card-title"), *body],
+        id={"type": CARD, "resource": r.key},
+        className=f"card {level}",
+        title="show only the workers over the threshold" if over else "",
+        n_clicks=0,
+    )
+
+
+def _rank(level: str) -> int:
+    return (queries.OK, queries.WARNING, queries.CRITICAL).index(level)
+
+
+def _download_href(state: ViewState, start_ns: int, end_ns: int) -> str:
+    params = [("start", format_time(start_ns)), ("end", format_time(end_ns))]
+    if state.env:
+        params.append(("environment", state.env))
+    params += [("worker", w) for w in state.worker]
+    return "/download/resources.csv?" + urlencode(params)
+
+
+def _graph(view: queries.ResourceView, threshold: Threshold) -> dcc.Graph:
+    r = view.resource
+    if view.curves:
+        figure = figures.resource_figure(view, threshold)
+    else:
+        figure = figures.empty_figure(r.title, "no data in this range")
+    return dcc.Graph(
+        id={"type": GRAPH, "resource": r.key},
+        figure=figure,
+        config={"displaylogo": False},
+        className="graph",
+    )
+
+
+@callback(
+    Output("cards", "children"),
+    Output("graphs", "children"),
+    Output("over", "data"),
+    Output("workers", "options"),
+    Output(f"{PAGE}-download", "href"),
+    Input(WIDTH, "data"),
+    Input(REFRESH, "n_clicks"),
+    Input(TICK, "n_intervals"),
+    components.SEARCH,
+)
+def load(width, _refresh, _tick, search):
+    """Read every resource for the view in the URL: cards, graphs, options, download link."""
+    state = components.view_of(search)
+    start_ns, end_ns = components.window_of(state)
+    site = current()
+    thresholds = site.config.thresholds
+    try:
+        with site.pool.store() as store:
+            views = queries.read_resources(
+                store,
+                start_ns,
+                end_ns,
+                points_for(width),
+                thresholds,
+                state.env,
+                state.worker,
+            )
+            workers = queries.list_workers(store, start_ns, end_ns, state.env)
+            environments = queries.list_environments(store, start_ns, end_ns)
+    except StoreError as e:
+        components.report_store_error(e)
+        return [], [], {}, no_update, no_update
+    shown = [v for v in views if v.curves or not v.resource.optional]
+    cards = [_card(v, thresholds.of(v.resource.key)) for v in shown]
+    graphs = [_graph(v, thresholds.of(v.resource.key)) for v in shown]
+    over = {v.resource.key: [o.worker for o in v.over()] for v in views}
+    options = [{"label": w, "value": w} for w in sorted({*workers, *state.worker})]
+    components.clear_banner(state)
+    components.set_environments(environments, state.env)
+    return (
+        cards,
+        graphs,
+        over,
+        options,
+        _download_href(state, start_ns, end_ns),
+    )
+
+
+@callback(
+    Output({"type": GRAPH, "resource": MATCH}, "figure"),
+    Input({"type": GRAPH, "resource": MATCH}, "relayoutData"),
+    State({"type": GRAPH, "resource": MATCH}, "id"),
+    State(WIDTH, "data"),
+    components.SEARCH,
+    prevent_initial_call=True,
+)
+def zoom(relayout, graph_id, width, search):
+    """Read one resource again for the zoomed window, at the finer resolution it allows."""
+    window = components.zoomed_window(relayout)
+    if window is None:
+        return no_update
+    state = components.view_of(search)
+    if window == "reset":
+        window = components.window_of(state)
+    start_ns, end_ns = window
+    r = resource(graph_id["resource"])
+    site = current()
+    threshold = site.config.thresholds.of(r.key)
+    try:
+        with site.pool.store() as store:
+            view = queries.read_resource(
+                store,
+                r,
+                start_ns,
+                end_ns,
+                points_for(width),
+                site.config.thresholds,
+                state.env,
+                state.worker,
+            )
+    except StoreError as e:
+        components.report_store_error(e)
+        return no_update
+    if not view.curves:
+        return figures.empty_figure(r.title, f"no data from {format_time(start_ns)}")
+    figure = figures.resource_figure(view, threshold)
+    figure["layout"]["xaxis"]["range"] = [start_ns // 1_000_000, end_ns // 1_000_000]
+    return figure
+
+
+@callback(
+    Output(components.LOCATION, "search", allow_duplicate=True),
+    Input("workers", "value"),
+    Input({"type": CARD, "resource": ALL}, "n_clicks"),
+    State("over", "data"),
+    components.SEARCH,
+    prevent_initial_call=True,
+)
+def workers_to_url(selected, clicks, over, search):
+    """The worker selection, or a click on a card (its workers at fault), into the URL."""
+    state = components.view_of(search)
+    trigger = ctx.triggered_id
+    if isinstance(trigger, dict):
+        if not ctx.triggered[0]["value"]:
+            return no_update
+        workers = tuple((over or {}).get(trigger["resource"], ()))
+        if not workers:
+            return no_update
+    else:
+        workers = tuple(selected or ())
+    if workers == state.worker:
+        return no_update
+    return components.search_of(state.with_(worker=workers))

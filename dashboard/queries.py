@@ -1,0 +1,301 @@
+"""Store reads shaped for the resources page: curves per worker, an aggregate, verdicts.
+
+Plain functions over a ``Store`` (no Dash here), so they are tested and
+benchmarked without a browser. Reads are bucketed on the store to about the
+chart's width and come from the rollup tiers when the range is long.
+
+How devices and workers combine (a worker may have several GPUs, mounts or
+interfaces):
+
+- a worker's curve is the mean over its devices for percentages and the sum for
+  rates, with a band from the lowest to the highest value any device had in the
+  bucket (for rates: the sums of the lows and of the highs);
+- the aggregate curve is the mean of the workers' curves for percentages and
+  their sum for rates;
+- verdicts judge each device on its own (one full disk is a full disk however
+  empty the others are) and a worker takes its worst device.
+
+A device's *sustained* value is the level it stayed at or above for the
+configured share of its buckets (with a share of 0.25: the upper quartile of
+its bucket means); it is "over" a threshold when that value is. One spike
+therefore never makes a worker over, a quarter of the range does.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from agent import schema
+from agent.stores import Store
+from agent.stores.base import BucketSeries
+from dashboard.resources import RESOURCES, Resource, Threshold, Thresholds
+
+__all__ = [
+    "Curve",
+    "Verdict",
+    "ResourceView",
+    "read_resource",
+    "read_resources",
+    "list_workers",
+    "list_environments",
+    "resource_filter",
+    "sustained",
+]
+
+OK, WARNING, CRITICAL = "ok", "warning", "critical"
+_RESOURCE_NAMES = sorted({r.measurement.name for r in RESOURCES})
+
+
+@dataclass
+class Curve:
+    """One line of a graph: buckets with data only (a missing bucket is a gap)."""
+
+    name: str
+    times: list[int]
+    mean: list[float]
+    lo: list[float]
+    hi: list[float]
+    count: list[int]
+    note: str = ""
+
+    @property
+    def samples(self) -> int:
+        """Raw samples behind the curve."""
+        return sum(self.count)
+
+
+@dataclass
+class Verdict:
+    """How one worker did over the range: its worst device's sustained value and level."""
+
+    worker: str
+    device: str | None
+    value: float
+    level: str
+
+
+@dataclass
+class ResourceView:
+    """Everything one card and one graph show for a resource over a range."""
+
+    resource: Resource
+    start_ns: int
+    end_ns: int
+    step_ns: int
+    level: str
+    curves: list[Curve] = field(default_factory=list)
+    total: Curve | None = None
+    verdicts: list[Verdict] = field(default_factory=list)
+
+    @property
+    def samples(self) -> int:
+        """Raw samples (per device) the view summarises: the M of "N of M points"."""
+        return sum(c.samples for c in self.curves)
+
+    @property
+    def plotted(self) -> int:
+        """Points drawn on the worker curves: the N of "N of M points"."""
+        return sum(len(c.times) for c in self.curves)
+
+    def over(self) -> list[Verdict]:
+        """Workers at warning level or worse, worst first."""
+        return [v for v in self.verdicts if v.level != OK]
+
+
+def resource_filter(
+    environment: str | None, workers: Sequence[str] = ()
+) -> dict[str, list[str]] | None:
+    """The tag filter of a view: one environment (None: all) and the chosen workers."""
+    where: dict[str, list[str]] = {}
+    if environment:
+        where[schema.ENVIRONMENT] = [environment]
+    if workers:
+        where[schema.WORKER] = list(workers)
+    return where or None
+
+
+def sustained(values: Sequence[float], share: float) -> float:
+    """The highest level the values stayed at or above for ``share`` of them."""
+    ranked = sorted(values, reverse=True)
+    return ranked[max(1, math.ceil(share * len(ranked))) - 1]
+
+
+def _judge(value: float, t: Threshold) -> str:
+    if t.critical is not None and value >= t.critical:
+        return CRITICAL
+    if t.warning is not None and value >= t.warning:
+        return WARNING
+    return OK
+
+
+def _device_curve(s: BucketSeries, fields: Sequence[str], is_percent: bool) -> Curve:
+    """One device's curve; several fields (receive + transmit) are added up."""
+    per_field = [s.fields[f] for f in fields]
+    if len(per_field) == 1:
+        fb = per_field[0]
+        keep = [i for i, n in enumerate(fb.count) if n]
+        return Curve(
+            "",
+            [s.times[i] for i in keep],
+            [fb.mean[i] for i in keep],  # type: ignore[misc]
+            [fb.min[i] for i in keep],  # type: ignore[misc]
+            [fb.max[i] for i in keep],  # type: ignore[misc]
+            [fb.count[i] for i in keep],
+        )
+    times, mean, lo, hi, count = [], [], [], [], []
+    for i, t in enumerate(s.times):
+        present = [fb for fb in per_field if fb.count[i]]
+        if not present:
+            continue
+        times.append(t)
+        mean.append(sum(fb.mean[i] for fb in present))  # type: ignore[misc]
+        lo.append(sum(fb.min[i] for fb in present))  # type: ignore[misc]
+        hi.append(sum(fb.max[i] for fb in present))  # type: ignore[misc]
+        count.append(max(fb.count[i] for fb in present))
+    return Curve("", times, mean, lo, hi, count)
+
+
+def combine(name: str, curves: Sequence[Curve], is_percent: bool, weighted: bool) -> Curve:
+    """Curves at the same bucket times made one: mean (or sum) of means, min/max of bands.
+
+    ``weighted`` weighs each curve's mean by its samples (devices of one worker);
+    otherwise every curve counts once (workers in the aggregate).
+    """
+    if len(curves) == 1:
+        c = curves[0]
+        return Curve(name, c.times, c.mean, c.lo, c.hi, c.count, c.note)
+    acc: dict[int, list[float]] = {}
+    for c in curves:
+        for t, m, lo, hi, n in zip(c.times, c.mean, c.lo, c.hi, c.count, strict=True):
+            w = n if weighted else 1
+            a = acc.get(t)
+            if a is None:
+                acc[t] = [m * w if is_percent else m, w, lo, hi, n]
+            elif is_percent:
+                a[0] += m * w
+                a[1] += w
+                a[2] = min(a[2], lo)
+                a[3] = max(a[3], hi)
+                a[4] += n
+            else:
+                a[0] += m
+                a[2] += lo
+                a[3] += hi
+                a[4] += n
+    times = sorted(acc)
+    rows = [acc[t] for t in times]
+    mean = [a[0] / a[1] if is_percent else a[0] for a in rows]
+    return Curve(
+        name,
+        times,
+        mean,
+        [a[2] for a in rows],
+        [a[3] for a in rows],
+        [int(a[4]) for a in rows],
+    )
+
+
+def _device_label(r: Resource, tags: dict[str, str]) -> str | None:
+    parts = [f"{k} {tags[k]}" for k in r.device_tags if k in tags]
+    return ", ".join(parts) or None
+
+
+def read_resource(
+    store: Store,
+    r: Resource,
+    start_ns: int,
+    end_ns: int,
+    max_points: int,
+    thresholds: Thresholds,
+    environment: str | None = None,
+    workers: Sequence[str] = (),
+    level: str | None = None,
+) -> ResourceView:
+    """Curves, aggregate and verdicts of one resource in [start, end).
+
+    Workers whose agent reports a container limit are drawn and judged on their
+    use against that limit (CPU and memory); their curve says so in its note.
+    """
+    where = resource_filter(environment, workers)
+    group_by = (schema.WORKER, *r.device_tags)
+    b = store.read_buckets(
+        r.measurement.name, r.fields, start_ns, end_ns, max_points, where, group_by, level
+    )
+    view = ResourceView(r, b.start_ns, b.end_ns, b.step_ns, b.level)
+    devices: dict[str, list[tuple[str | None, Curve]]] = defaultdict(list)
+    for s in b.series:
+        worker = s.tags.get(schema.WORKER)
+        if worker is not None:
+            curve = _device_curve(s, r.fields, r.is_percent)
+            if curve.times:
+                devices[worker].append((_device_label(r, s.tags), curve))
+    if r.container_field:
+        limited = store.read_buckets(
+            schema.CONTAINER.name,
+            [r.container_field],
+            start_ns,
+            end_ns,
+            max_points,
+            where,
+            (schema.WORKER,),
+            level,
+        )
+        for s in limited.series:
+            curve = _device_curve(s, [r.container_field], True)
+            if curve.times:
+                curve.note = "of its container limit"
+                devices[s.tags[schema.WORKER]] = [("container limit", curve)]
+    threshold = thresholds.of(r.key)
+    for worker in sorted(devices):
+        parts = devices[worker]
+        curve = combine(worker, [c for _, c in parts], r.is_percent, weighted=True)
+        curve.note = parts[0][1].note
+        view.curves.append(curve)
+        value, device = max(
+            ((sustained(c.mean, thresholds.over_share), d) for d, c in parts),
+            key=lambda vd: vd[0],
+        )
+        view.verdicts.append(Verdict(worker, device, value, _judge(value, threshold)))
+    view.verdicts.sort(key=lambda v: (-v.value, v.worker))
+    if view.curves:
+        name = "all selected (mean)" if r.is_percent else "all selected (sum)"
+        view.total = combine(name, view.curves, r.is_percent, weighted=False)
+    return view
+
+
+def read_resources(
+    store: Store,
+    start_ns: int,
+    end_ns: int,
+    max_points: int,
+    thresholds: Thresholds,
+    environment: str | None = None,
+    workers: Sequence[str] = (),
+    level: str | None = None,
+    resources: Sequence[Resource] = RESOURCES,
+) -> list[ResourceView]:
+    """One view per resource, in display order."""
+    return [
+        read_resource(
+            store, r, start_ns, end_ns, max_points, thresholds, environment, workers, level
+        )
+        for r in resources
+    ]
+
+
+def list_workers(
+    store: Store, start_ns: int, end_ns: int, environment: str | None = None
+) -> list[str]:
+    """Workers that sent any resource sample in [start, end), sorted."""
+    return store.tag_values(
+        schema.WORKER, start_ns, end_ns, _RESOURCE_NAMES, resource_filter(environment)
+    )
+
+
+def list_environments(store: Store, start_ns: int, end_ns: int) -> list[str]:
+    """Environments with any resource sample or pipeline value in [start, end), sorted."""
+    names = [*_RESOURCE_NAMES, schema.PIPELINE_METRIC.name, schema.LIST_METRIC.name]
+    return store.tag_values(schema.ENVIRONMENT, start_ns, end_ns, names)

@@ -1,0 +1,158 @@
+"""What a view shows, kept in the URL's query string so it can be bookmarked and shared.
+
+Every control of the site writes its value into the query string and every page
+is drawn from it, so the browser's back button, a reload and a pasted link all
+show the same view. Parsing is lenient: a value that does not parse falls back
+to its default and the problem is reported (the page shows it), never a crash.
+
+Keys: ``env`` (environment, absent for all), ``range`` (a quick range such as
+``24h``, or ``custom`` with ``start`` and ``end`` in ISO 8601 UTC), ``refresh``
+(``off``, ``10s``, ``1m``), and per page ``worker`` (repeated), ``deployment``
+(repeated), ``pipeline`` and ``metric``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from urllib.parse import parse_qs, urlencode
+
+from agent.timeutil import NS_PER_S, format_time, parse_time
+
+__all__ = [
+    "QUICK_RANGES",
+    "REFRESH_MS",
+    "CUSTOM",
+    "DEFAULT_RANGE",
+    "ViewState",
+    "parse_search",
+    "from_query",
+    "to_search",
+]
+
+QUICK_RANGES: dict[str, int] = {
+    "15m": 15 * 60 * NS_PER_S,
+    "1h": 3600 * NS_PER_S,
+    "6h": 6 * 3600 * NS_PER_S,
+    "24h": 24 * 3600 * NS_PER_S,
+    "7d": 7 * 86400 * NS_PER_S,
+    "30d": 30 * 86400 * NS_PER_S,
+}
+"""Quick ranges offered by every page: the last N, ending at the moment of the read."""
+QUICK_LABELS = {"15m": "15 min", "1h": "1 h", "6h": "6 h", "24h": "24 h", "7d": "7 days"}
+QUICK_LABELS["30d"] = "30 days"
+CUSTOM = "custom"
+DEFAULT_RANGE = "24h"
+REFRESH_MS: dict[str, int | None] = {"off": None, "10s": 10_000, "1m": 60_000}
+"""Auto-refresh choices and their period in milliseconds."""
+REFRESH_LABELS = {"off": "off", "10s": "10 s", "1m": "1 min"}
+
+_LIST_KEYS = ("worker", "deployment")
+_TEXT_KEYS = ("env", "pipeline", "metric")
+
+
+@dataclass(frozen=True)
+class ViewState:
+    """One view of the site: shared controls plus the page's own selections."""
+
+    env: str | None = None
+    range: str = DEFAULT_RANGE
+    start: str | None = None
+    end: str | None = None
+    refresh: str = "off"
+    worker: tuple[str, ...] = ()
+    deployment: tuple[str, ...] = ()
+    pipeline: str | None = None
+    metric: str | None = None
+    problems: tuple[str, ...] = field(default=(), compare=False)
+
+    def window(self, now_ns: int) -> tuple[int, int]:
+        """The [start, end) instants in ns: a quick range ends at ``now_ns``."""
+        if self.range == CUSTOM and self.start and self.end:
+            return parse_time(self.start), parse_time(self.end)
+        return now_ns - QUICK_RANGES[self.range], now_ns
+
+    def with_(self, **changes: object) -> ViewState:
+        """A copy with some values changed (problems are not carried over)."""
+        return replace(self, problems=(), **changes)
+
+
+def parse_search(search: str | None) -> dict[str, list[str]]:
+    """The query string (with or without its ``?``) as lists of values per key."""
+    return parse_qs((search or "").lstrip("?"), keep_blank_values=False)
+
+
+def _first(values: object) -> str | None:
+    if isinstance(values, list | tuple):
+        return str(values[0]) if values else None
+    return None if values is None else str(values)
+
+
+def _many(values: object) -> tuple[str, ...]:
+    if isinstance(values, list | tuple):
+        return tuple(str(v) for v in values if str(v))
+    return (str(values),) if values else ()
+
+
+def from_query(query: Mapping[str, object]) -> ViewState:
+    """A view from query parameters (lists or single values); bad values become defaults."""
+    problems = []
+    text = {k: _first(query.get(k)) or None for k in _TEXT_KEYS}
+    lists = {k: _many(query.get(k)) for k in _LIST_KEYS}
+    rng = _first(query.get("range")) or DEFAULT_RANGE
+    start, end = _first(query.get("start")), _first(query.get("end"))
+    if rng == CUSTOM:
+        try:
+            start_ns, end_ns = parse_time(start or ""), parse_time(end or "")
+            if start_ns >= end_ns:
+                raise ValueError(f"start {start} is not before end {end}")
+            start, end = _iso(start_ns), _iso(end_ns)
+        except ValueError as e:
+            problems.append(f"custom range ignored: {e}")
+            rng, start, end = DEFAULT_RANGE, None, None
+    elif rng not in QUICK_RANGES:
+        problems.append(f"unknown range {rng!r}: showing the last {QUICK_LABELS[DEFAULT_RANGE]}")
+        rng, start, end = DEFAULT_RANGE, None, None
+    else:
+        start = end = None
+    refresh = _first(query.get("refresh")) or "off"
+    if refresh not in REFRESH_MS:
+        problems.append(f"unknown refresh {refresh!r}: auto-refresh is off")
+        refresh = "off"
+    return ViewState(
+        text["env"],
+        rng,
+        start,
+        end,
+        refresh,
+        lists["worker"],
+        lists["deployment"],
+        text["pipeline"],
+        text["metric"],
+        tuple(problems),
+    )
+
+
+def _iso(time_ns: int) -> str:
+    """UTC time as the URL and the inputs show it: seconds precision, Z suffix."""
+    return format_time(time_ns - time_ns % NS_PER_S)
+
+
+def to_search(state: ViewState) -> str:
+    """The query string (with its ``?``, or empty) of a view; defaults are left out."""
+    pairs: list[tuple[str, str]] = []
+    if state.env:
+        pairs.append(("env", state.env))
+    if state.range != DEFAULT_RANGE:
+        pairs.append(("range", state.range))
+    if state.range == CUSTOM and state.start and state.end:
+        pairs += [("start", state.start), ("end", state.end)]
+    if state.refresh != "off":
+        pairs.append(("refresh", state.refresh))
+    pairs += [("worker", w) for w in state.worker]
+    pairs += [("deployment", d) for d in state.deployment]
+    if state.pipeline:
+        pairs.append(("pipeline", state.pipeline))
+    if state.metric:
+        pairs.append(("metric", state.metric))
+    return "?" + urlencode(pairs) if pairs else ""
