@@ -76,7 +76,9 @@ def _download(kind: str) -> flask.Response:
     try:
         store = borrowed.enter_context(current().pool.store())
         rows = iter_csv(store, kind, start_ns, end_ns, where or None)
-        first = next(rows)  # the header: a store that cannot be read fails here, as a 503
+        # The header, then the first rows: a store that cannot be read fails here, as a 503,
+        # rather than in the middle of a response that has already said 200.
+        first = next(rows) + next(rows, "")
     except StoreError as e:
         borrowed.__exit__(type(e), e, e.__traceback__)  # the failed store is closed, not kept
         return flask.Response(f"the store could not be read: {e}\n", 503, mimetype="text/plain")

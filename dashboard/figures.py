@@ -25,6 +25,7 @@ __all__ = [
     "empty_figure",
     "curve_xy",
     "format_value",
+    "format_limit",
     "band_traces",
     "points_note",
     "metric_figure",
@@ -63,6 +64,13 @@ def format_value(value: float, unit: str) -> str:
                 return f"{value / scale:.1f} {prefix}B/s"
         return f"{value:.0f} B/s"
     return f"{value:.4g}"
+
+
+def format_limit(value: float, unit: str) -> str:
+    """A threshold as a card names it: 80 %, 100.0 MB/s."""
+    if unit == schema.PERCENT:
+        return f"{value:g} %"
+    return format_value(value, unit)
 
 
 def curve_xy(times: Sequence[int], step_ns: int, *columns: Sequence[float]) -> tuple[dict, list]:

@@ -90,6 +90,7 @@ def pytest_setup_options():  # noqa: ANN201 - hook of dash[testing]
         "--disable-component-update",
         "--no-first-run",
         "--disable-sync",
+        "--window-size=1400,1000",
     ):
         options.add_argument(arg)
     return options

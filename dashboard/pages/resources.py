@@ -74,7 +74,7 @@ def _card(view: queries.ResourceView, threshold: Threshold) -> html.Button:
     else:
         worst = view.verdicts[0]
         where = f" ({worst.device})" if worst.device else ""
-        limit = "" if threshold.warning is None else figures.format_value(threshold.warning, r.unit)
+        limit = "" if threshold.warning is None else figures.format_limit(threshold.warning, r.unit)
         count = (
             f"{len(over)} of {len(view.verdicts)} over {limit}"
             if limit

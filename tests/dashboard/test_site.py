@@ -1,0 +1,350 @@
+"""The site in headless Chromium (dash_duo) over a seeded store, on SQLite and on InfluxDB.
+
+Given the seed of ``dashboard_site`` (w1 at 97 % CPU, w2 at 85 %, ...), the user
+sees the cards, curves, summaries and CSV rows that follow from it; the view
+lives in the URL and the browser's console stays free of errors.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from conftest import BACKENDS, make_store
+from dashboard_site import (
+    CPU,
+    EVIL_WORKER,
+    GAP_AGO,
+    MINUTE,
+    DashboardProcess,
+    Seed,
+    fetch,
+    free_port,
+    no_traceback,
+    seed,
+)
+from selenium.webdriver.common.by import By
+
+from agent.export import layout
+from agent.timeutil import parse_time
+
+GRAPHS_JS = """
+return Array.from(document.querySelectorAll('.js-plotly-plot')).map(g => ({
+  title: (g.layout.title && g.layout.title.text) || '',
+  range: g.layout.xaxis && g.layout.xaxis.range,
+  traces: g.data.map(t => ({name: t.name, y: t.y, x: t.x || null, x0: t.x0 === undefined ?
+    null : t.x0, dx: t.dx === undefined ? null : t.dx, text: t.text || null}))
+}));
+"""
+
+
+@dataclass
+class Site:
+    """A dashboard process over a seeded store."""
+
+    url: str
+    seed: Seed
+    process: DashboardProcess
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def site(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Site]:
+    tmp = tmp_path_factory.mktemp(f"site-{request.param}")
+    store = make_store(request.param, request, tmp)
+    data = seed(store, (time.time_ns() // MINUTE) * MINUTE)
+    url = store.url
+    store.close()
+    process = DashboardProcess(url, tmp / "dashboard.log")
+    process.wait_ready()
+    yield Site(process.url, data, process)
+    assert process.stop() == 0, process.log()
+    assert no_traceback(process.log()), process.log()
+
+
+def open_page(dash_duo, url: str) -> None:
+    dash_duo.driver.get(url)
+    dash_duo.wait_for_element("#banner", timeout=20)
+
+
+def graphs(dash_duo, count: int) -> dict[str, dict]:
+    """The figures drawn in the page by title, once ``count`` graphs are drawn."""
+    deadline = time.monotonic() + 20
+    while True:
+        found = dash_duo.driver.execute_script(GRAPHS_JS)
+        if len(found) >= count and all(g["traces"] or "no data" in g["title"] for g in found):
+            return {g["title"].split("<br>")[0]: g for g in found}
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{count} graphs not drawn: {found!r:.500}")
+        time.sleep(0.2)
+
+
+def axis_ns(value: object) -> int:
+    """A plotly date-axis bound (ms since the epoch or UTC date text) in ns."""
+    if isinstance(value, int | float):
+        return int(value * 1_000_000)
+    return parse_time(str(value))
+
+
+def lines(graph: dict) -> dict[str, dict]:
+    """Curves by name, without the band edges."""
+    return {t["name"]: t for t in graph["traces"] if not t["name"].endswith((" min", " max"))}
+
+
+def values(trace: dict) -> list[float]:
+    return [v for v in trace["y"] if v is not None]
+
+
+def cards(dash_duo) -> dict[str, tuple[str, str]]:
+    dash_duo.wait_for_element(".card .card-main", timeout=20)
+    out = {}
+    for card in dash_duo.driver.find_elements(By.CSS_SELECTOR, ".card"):
+        title = card.find_element(By.CSS_SELECTOR, ".card-title").text
+        out[title.upper()] = (card.text, card.get_attribute("class"))
+    return out
+
+
+def wait_for_url(dash_duo, fragment: str) -> str:
+    deadline = time.monotonic() + 15
+    while fragment not in dash_duo.driver.current_url:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{fragment!r} not in {dash_duo.driver.current_url}")
+        time.sleep(0.1)
+    return dash_duo.driver.current_url
+
+
+def assert_clean_console(dash_duo) -> None:
+    assert dash_duo.get_logs() == []
+
+
+def test_cards_show_the_seeded_overuse(dash_duo, site: Site) -> None:
+    open_page(dash_duo, site.url + "/?env=test")
+    c = cards(dash_duo)
+    assert set(c) == {"CPU", "MEMORY", "GPU UTILISATION", "GPU MEMORY", "DISK", "NETWORK"}
+    text, cls = c["CPU"]
+    assert "2 of 4 over 80 %" in text  # w3's one spike to 100 % is not sustained
+    assert "worst: w1 97.0 %" in text and "critical" in cls
+    text, cls = c["MEMORY"]
+    assert "1 of 4 over 80 %" in text and "w1 (container limit) 90.0 %" in text
+    assert "warning" in cls
+    text, cls = c["GPU UTILISATION"]
+    assert "1 of 4 over 80 %" in text and "w1 (gpu 1) 99.0 %" in text and "critical" in cls
+    assert "0 of 4 over 80 %" in c["GPU MEMORY"][0]
+    assert "0 of 4 over 80 %" in c["DISK"][0] and "60.0 %" in c["DISK"][0]
+    assert "no threshold set" in c["NETWORK"][0] and "1.5 MB/s" in c["NETWORK"][0]
+    assert_clean_console(dash_duo)
+
+
+def test_graphs_draw_each_worker_and_the_aggregate(dash_duo, site: Site) -> None:
+    open_page(dash_duo, site.url + "/?env=test")
+    drawn = graphs(dash_duo, 6)
+    cpu = lines(drawn["CPU"])
+    assert list(cpu) == ["w1", "w2", "w3", "w4", "all selected (mean)"]
+    for worker, level in CPU.items():
+        assert Counter(values(cpu[worker])).most_common(1)[0][0] == level
+    assert set(values(cpu["w1"])) == {97.0}
+    total = Counter(values(cpu["all selected (mean)"]))
+    assert total.most_common(1)[0][0] == 58.0  # (97 + 85 + 40 + 10) / 4
+    assert total[74.0] > 0  # while w4 was down: (97 + 85 + 40) / 3
+    w4 = cpu["w4"]["y"]
+    assert None in w4[1:-1]  # a gap, not a line to zero
+    assert 0.0 not in w4
+    step_ms = cpu["w4"]["dx"]
+    gap_buckets = sum(1 for v in w4 if v is None)
+    assert abs(gap_buckets - (GAP_AGO[0] - GAP_AGO[1]) / 1e6 / step_ms) <= 2
+    assert " of " in drawn["CPU"]["title"] and "points" in drawn["CPU"]["title"]
+    gpu = drawn["GPU utilisation"]
+    gpu_lines = lines(gpu)
+    assert set(values(gpu_lines["w1"])) == {59.5}  # the mean of its two GPUs
+    band = {t["name"]: t for t in gpu["traces"]}
+    assert set(values(band["w1 min"])) == {20.0} and set(values(band["w1 max"])) == {99.0}
+    network = lines(drawn["Network"])
+    assert set(values(network["w1"])) == {1.5e6}
+    assert Counter(values(network["all selected (sum)"])).most_common(1)[0][0] == 6e6
+    assert_clean_console(dash_duo)
+
+
+def test_range_and_worker_selection_change_the_data(dash_duo, site: Site) -> None:
+    open_page(dash_duo, site.url + "/?env=test")
+    day = graphs(dash_duo, 6)["CPU"]
+    assert "buckets" in day["title"]
+    dash_duo.driver.find_element(By.CSS_SELECTOR, "#range input[value='1h']").click()
+    wait_for_url(dash_duo, "range=1h")
+    deadline = time.monotonic() + 20
+    while "every sample" not in (hour := graphs(dash_duo, 6)["CPU"])["title"]:
+        assert time.monotonic() < deadline, hour["title"]
+        time.sleep(0.2)
+    span_s = (axis_ns(hour["range"][1]) - axis_ns(hour["range"][0])) / 1e9
+    assert abs(span_s - 3600) < 5
+    lo, hi = axis_ns(hour["range"][0]), axis_ns(hour["range"][1])
+    seeded = [
+        p
+        for p in site.seed.points
+        if p.measurement == "cpu" and p.tags["worker"] == "w1" and lo <= p.time_ns < hi
+    ]
+    assert abs(len(values(lines(hour)["w1"])) - len(seeded)) <= 1  # every sample, ms bounds
+    c = cards(dash_duo)
+    dash_duo.driver.find_element(By.CSS_SELECTOR, ".card.critical").click()  # CPU: w1 and w2
+    url = wait_for_url(dash_duo, "worker=w1")
+    assert parse_qs(urlsplit(url).query)["worker"] == ["w1", "w2"]
+    deadline = time.monotonic() + 20
+    while list(cpu := lines(graphs(dash_duo, 6)["CPU"])) != ["w1", "w2", "all selected (mean)"]:
+        assert time.monotonic() < deadline, list(cpu)
+        time.sleep(0.2)
+    assert set(values(cpu["all selected (mean)"])) == {91.0}
+    assert "CPU" in c
+    assert_clean_console(dash_duo)
+
+
+def _csv_rows(text: str) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(text, newline="")))
+
+
+def _expected(seed: Seed, start: int, end: int, keep) -> list[tuple]:
+    rows = []
+    for p in seed.points:
+        if start <= p.time_ns < end and keep(p):
+            rows.append((p.time_ns, p.measurement, tuple(sorted(p.tags.items())), p.fields))
+    return sorted(rows, key=repr)
+
+
+def _actual(rows: list[dict[str, str]], tag_keys, field_keys) -> list[tuple]:
+    out = []
+    for r in rows:
+        tags = tuple(sorted((k, r[k]) for k in tag_keys if r.get(k)))
+        fields = {k: float(r[k]) for k in field_keys if r.get(k)}
+        out.append((parse_time(r["time"]), r["measurement"], tags, fields))
+    return sorted(out, key=repr)
+
+
+def test_csv_download_is_the_selected_raw_rows(dash_duo, site: Site) -> None:
+    open_page(dash_duo, site.url + "/?env=test&range=1h&worker=w1&worker=w2")
+    graphs(dash_duo, 6)
+    href = dash_duo.find_element("#resources-download").get_attribute("href")
+    status, headers, text = fetch(href)
+    assert status == 200 and headers["Content-Type"].startswith("text/csv")
+    assert "fleetgauge-resources-test-" in headers["Content-Disposition"]
+    query = parse_qs(urlsplit(href).query)
+    start, end = parse_time(query["start"][0]), parse_time(query["end"][0])
+    rows = _csv_rows(text)
+    header = list(rows[0])
+    tags = [k for k in header if k in layout("resources").tag_columns]
+    fields = [k for k in header if k not in tags and k not in ("time", "measurement", "other_tags")]
+
+    def selected(p) -> bool:
+        return p.tags.get("environment") == "test" and p.tags.get("worker") in ("w1", "w2")
+
+    expected = _expected(site.seed, start, end, selected)
+    assert len(expected) > 400  # an hour of 2 workers x 7 points a minute
+    assert _actual(rows, tags, fields) == expected
+    status, _, evil = fetch(
+        f"{site.url}/download/resources.csv?environment=evil&start={query['start'][0]}"
+        f"&end={query['end'][0]}"
+    )
+    workers = {r["worker"] for r in _csv_rows(evil)}
+    assert status == 200 and workers == {"'" + EVIL_WORKER}
+    assert_clean_console(dash_duo)
+
+
+def test_pipeline_page_shows_values_summary_and_events(dash_duo, site: Site) -> None:
+    open_page(
+        dash_duo,
+        site.url + "/pipeline?env=test&deployment=model-a&deployment=model-b&metric=score",
+    )
+    dash_duo.wait_for_element(".summary-row", timeout=20)
+    rows = _summary(dash_duo)
+    assert rows["model-a"] == ["120", "0.5", "0", "1", "1"]  # 0, 1, 0, ..., 1: last is 1
+    assert rows["model-b"] == ["60", "0.5", "0.5", "0.5", "0.5"]
+    chart = graphs(dash_duo, 1)["score"]
+    drawn = {t["name"]: t for t in chart["traces"]}
+    assert drawn["model-a values"]["y"] == [float(i % 2) for i in range(120)]
+    assert drawn["model-b values"]["y"] == [0.5] * 60
+    assert "model-a rolling mean" in drawn
+    assert len(drawn["events"]["y"]) == 1 and "model_reloaded" in drawn["events"]["text"][0]
+    href = dash_duo.find_element("#pipeline-download").get_attribute("href")
+    status, _, text = fetch(href)
+    csv_rows = _csv_rows(text)
+    assert status == 200 and len(csv_rows) == 180
+    assert (
+        sorted(float(r["value"]) for r in csv_rows if r["deployment"] == "model-a")
+        == [0.0] * 60 + [1.0] * 60
+    )
+    zoom_to = (
+        (site.seed.end_ns - 30 * MINUTE) // 1_000_000,
+        (site.seed.end_ns + MINUTE) // 1_000_000,
+    )
+    deadline = time.monotonic() + 30
+    while _summary(dash_duo).get("model-a", [""])[0] != "30":
+        assert time.monotonic() < deadline, _summary(dash_duo)
+        settle(dash_duo)  # a zoom sent while the first load is in flight can be overtaken by it
+        dash_duo.driver.execute_script(
+            "Plotly.relayout(document.querySelector('.js-plotly-plot'),"
+            " {'xaxis.range': [arguments[0], arguments[1]]});",
+            *zoom_to,
+        )
+        time.sleep(1)
+        settle(dash_duo)
+    assert _summary(dash_duo)["model-b"][0] == "30"
+    assert_clean_console(dash_duo)
+
+
+def settle(dash_duo, timeout: float = 20) -> None:
+    """Wait until the page has no callback in flight."""
+    deadline = time.monotonic() + timeout
+    while dash_duo.redux_state_rqs:
+        assert time.monotonic() < deadline, "callbacks still pending"
+        time.sleep(0.1)
+
+
+def _summary(dash_duo) -> dict[str, list[str]]:
+    out = {}
+    for row in dash_duo.driver.find_elements(By.CSS_SELECTOR, ".summary-row"):
+        cells = [td.text for td in row.find_elements(By.TAG_NAME, "td")]
+        out[cells[0]] = cells[1:6]
+    return out
+
+
+def test_the_url_round_trips_the_view(dash_duo, site: Site) -> None:
+    open_page(dash_duo, site.url + "/?env=test&range=6h&refresh=10s&worker=w2&worker=w3")
+    assert list(lines(graphs(dash_duo, 6)["CPU"])) == ["w2", "w3", "all selected (mean)"]
+    driver = dash_duo.driver
+    assert driver.find_element(By.CSS_SELECTOR, "#range input[value='6h']").is_selected()
+    assert driver.find_element(By.CSS_SELECTOR, "#auto-refresh input[value='10s']").is_selected()
+    assert "test" in driver.find_element(By.CSS_SELECTOR, ".control.env").text
+    driver.find_element(By.CSS_SELECTOR, "#range input[value='1h']").click()
+    wait_for_url(dash_duo, "range=1h")
+    driver.back()
+    wait_for_url(dash_duo, "range=6h")
+    dash_duo.wait_for_element("#range input[value='6h']:checked", timeout=10)
+    assert list(lines(graphs(dash_duo, 6)["CPU"])) == ["w2", "w3", "all selected (mean)"]
+    driver.find_element(By.ID, "nav-pipeline").click()
+    url = wait_for_url(dash_duo, "/pipeline")
+    assert parse_qs(urlsplit(url).query) == {"env": ["test"], "range": ["6h"], "refresh": ["10s"]}
+    assert_clean_console(dash_duo)
+
+
+def test_a_store_that_is_down_shows_a_banner_and_the_page_stays(dash_duo, tmp_path) -> None:
+    url = f"influxdb+http://127.0.0.1:{free_port()}/fleet?org=o&timeout=2"
+    process = DashboardProcess(url, tmp_path / "dashboard.log")
+    try:
+        process.wait_ready()
+        open_page(dash_duo, process.url + "/")
+        dash_duo.wait_for_contains_text("#banner", "could not be read", timeout=20)
+        assert dash_duo.find_element("#banner").is_displayed()
+        assert "Traceback" not in dash_duo.driver.page_source
+        dash_duo.driver.find_element(By.CSS_SELECTOR, "#range input[value='1h']").click()
+        wait_for_url(dash_duo, "range=1h")
+        dash_duo.wait_for_contains_text("#banner", "could not be read", timeout=20)
+        status, _, body = fetch(process.url + "/download/resources.csv?start=0&end=100")
+        assert status == 503 and "could not be read" in body
+        assert_clean_console(dash_duo)
+    finally:
+        assert process.stop() == 0
+    assert no_traceback(process.log()), process.log()
