@@ -195,7 +195,7 @@ def controls(state: ViewState, page: str) -> html.Div:
                         value=_input_time(start_ns),
                         placeholder="YYYY-MM-DD HH:MM",
                         debounce=True,
-                        style={"width": "150px"},
+                        style={"width": "175px"},
                     ),
                     html.Span("to"),
                     dcc.Input(
@@ -203,7 +203,7 @@ def controls(state: ViewState, page: str) -> html.Div:
                         value=_input_time(end_ns),
                         placeholder="YYYY-MM-DD HH:MM",
                         debounce=True,
-                        style={"width": "150px"},
+                        style={"width": "175px"},
                     ),
                     html.Button("Apply", id="apply-range", n_clicks=0),
                 ],

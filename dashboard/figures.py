@@ -247,10 +247,7 @@ def metric_figure(view: MetricView, revision: str = "") -> Figure:
     for i, d in enumerate(view.deployments):
         colour = PALETTE[i % len(PALETTE)]
         ms = [t // _NS_PER_MS for t in d.times]
-        if d.bucketed:
-            band = Curve(d.deployment, d.times, d.values, d.bucket_lo, d.bucket_hi, [])
-            data += band_traces(band, view.step_ns, colour, 6, d.deployment)
-        else:
+        if not d.bucketed:
             data.append(
                 {
                     "type": "scatter",
@@ -293,7 +290,9 @@ def metric_figure(view: MetricView, revision: str = "") -> Figure:
     if view.plotted == view.samples:
         note = f"{view.plotted:,} of {view.samples:,} points (every value)"
     else:
-        note = f"{view.plotted:,} of {view.samples:,} points: bucket means, band = min to max"
+        note = (
+            f"{view.plotted:,} of {view.samples:,} points: bucket means (min and max in the table)"
+        )
     return {
         "data": data,
         "layout": {

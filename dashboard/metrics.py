@@ -2,7 +2,8 @@
 
 A window with few values (up to ``raw_limit`` in all) is drawn value by value
 with a rolling mean; a busier one is bucketed on the store like the resource
-graphs (mean line, min-max band, "N of M points"). The summary (count, mean,
+graphs: a line of bucket means and "N of M points" (a min-max band would only
+span 0 to 1 for the usual 0/1 scores). The summary (count, mean,
 min, max, last) is exact either way: the buckets and rollups keep counts,
 sums, minimums and maximums, and the last value is read from the last bucket.
 """
@@ -54,8 +55,6 @@ class DeploymentValues:
     times: list[int] = field(default_factory=list)
     values: list[float] = field(default_factory=list)
     rolling: list[float] = field(default_factory=list)
-    bucket_lo: list[float] = field(default_factory=list)
-    bucket_hi: list[float] = field(default_factory=list)
     bucketed: bool = False
     summary: Summary | None = None
 
@@ -202,8 +201,6 @@ def read_metric(
             d.times = [s.times[i] for i in keep]
             d.values = [fb.mean[i] for i in keep]  # type: ignore[misc]
             d.rolling = d.values
-            d.bucket_lo = [fb.min[i] for i in keep]  # type: ignore[misc]
-            d.bucket_hi = [fb.max[i] for i in keep]  # type: ignore[misc]
         view.deployments.append(d)
     view.events = read_events(store, start_ns, end_ns, environment, deployments)
     return view

@@ -16,21 +16,25 @@ interfaces):
   empty the others are) and a worker takes its worst device.
 
 A device's *sustained* value is the level it stayed at or above for the
-configured share of its buckets (with a share of 0.25: the upper quartile of
-its bucket means); it is "over" a threshold when that value is. One spike
-therefore never makes a worker over, a quarter of the range does.
+configured share of the range (with a share of 0.25: the upper quartile of its
+bucket means, buckets without a sample counting as 0); it is "over" a
+threshold when that value is. One spike therefore never makes a worker over,
+and neither does a worker seen for a minute of the day; a quarter of the range
+does.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
+import statistics
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from agent import schema
 from agent.stores import Store
-from agent.stores.base import BucketSeries
+from agent.stores.base import Buckets, BucketSeries
 from dashboard.resources import RESOURCES, Resource, Threshold, Thresholds
 
 __all__ = [
@@ -117,10 +121,16 @@ def resource_filter(
     return where or None
 
 
-def sustained(values: Sequence[float], share: float) -> float:
-    """The highest level the values stayed at or above for ``share`` of them."""
+def sustained(values: Sequence[float], share: float, buckets: int) -> float:
+    """The highest level the values stayed at or above for ``share`` of ``buckets``.
+
+    ``values`` are the bucket means a device has; the range has ``buckets``
+    buckets in all, and those without a value count as 0 (a worker seen for a
+    minute of a day is not over anything for that day).
+    """
     ranked = sorted(values, reverse=True)
-    return ranked[max(1, math.ceil(share * len(ranked))) - 1]
+    k = max(1, math.ceil(share * max(buckets, len(ranked))))
+    return ranked[k - 1] if k <= len(ranked) else 0.0
 
 
 def _judge(value: float, t: Threshold) -> str:
@@ -198,6 +208,17 @@ def combine(name: str, curves: Sequence[Curve], is_percent: bool, weighted: bool
     )
 
 
+def _slots(curve: Curve, b: Buckets) -> int:
+    """How many values the curve would have had over the whole range.
+
+    One per bucket, or one per sampling interval when the buckets are finer
+    than the samples (a zoom to an hour of one-a-minute samples: 60, not 1,000).
+    """
+    gaps = [later - earlier for earlier, later in itertools.pairwise(curve.times)]
+    spacing = max(b.step_ns, statistics.median_low(gaps) if gaps else b.step_ns)
+    return max(1, (b.end_ns - b.start_ns) // spacing)
+
+
 def _device_label(r: Resource, tags: dict[str, str]) -> str | None:
     parts = [f"{k} {tags[k]}" for k in r.device_tags if k in tags]
     return ", ".join(parts) or None
@@ -255,7 +276,7 @@ def read_resource(
         curve.note = parts[0][1].note
         view.curves.append(curve)
         value, device = max(
-            ((sustained(c.mean, thresholds.over_share), d) for d, c in parts),
+            ((sustained(c.mean, thresholds.over_share, _slots(c, b)), d) for d, c in parts),
             key=lambda vd: vd[0],
         )
         view.verdicts.append(Verdict(worker, device, value, _judge(value, threshold)))

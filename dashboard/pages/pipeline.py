@@ -137,6 +137,7 @@ def _options(values: list[str]) -> list[dict]:
     Output("deployments", "options"),
     Output("pipeline", "options"),
     Output("metric", "options"),
+    Output("metric", "placeholder"),
     Output(f"{PAGE}-download", "href"),
     Input(WIDTH, "data"),
     Input(REFRESH, "n_clicks"),
@@ -150,7 +151,7 @@ def load(width, _refresh, _tick, relayout, search):
     start_ns, end_ns = components.window_of(state)
     zoomed = components.zoomed_window(relayout) if ctx.triggered_id == "metric-graph" else None
     if ctx.triggered_id == "metric-graph" and zoomed is None:
-        return (no_update,) * 6
+        return (no_update,) * 7
     if isinstance(zoomed, tuple):
         start_ns, end_ns = zoomed
     site = current()
@@ -176,7 +177,7 @@ def load(width, _refresh, _tick, relayout, search):
                 )
     except StoreError as e:
         components.report_store_error(e)
-        return (no_update,) * 6
+        return (no_update,) * 7
     components.clear_banner(state)
     components.set_environments(environments, state.env)
     if view is None or not view.deployments:
@@ -194,6 +195,7 @@ def load(width, _refresh, _tick, relayout, search):
         _options(sorted({*deployments, *state.deployment})),
         _options(sorted({*pipelines, *([state.pipeline] if state.pipeline else [])})),
         _options(sorted({*names, *([state.metric] if state.metric else [])})),
+        f"{metric} (the first one)" if metric and not state.metric else "pick a metric",
         _download_href(state, start_ns, end_ns, metric),
     )
 

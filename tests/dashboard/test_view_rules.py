@@ -1,0 +1,135 @@
+"""The rules behind what the site shows, without a browser: URL state, thresholds, verdicts,
+curves with gaps, and the CLI's refusals."""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from dashboard_site import DashboardProcess
+
+from agent.stores import open_store
+from agent.timeutil import parse_time
+from dashboard.figures import curve_xy
+from dashboard.queries import sustained
+from dashboard.resources import Threshold, load_thresholds
+from dashboard.state import from_query, parse_search, to_search
+
+S = 1_000_000_000
+
+
+def test_a_view_survives_the_url_and_bad_values_fall_back_with_a_reason() -> None:
+    search = (
+        "?env=prod&range=custom&start=2026-11-20T10%3A00%3A00Z&end=2026-11-21T10%3A00%3A00Z"
+        "&refresh=10s&worker=a%2Cb&worker=c&deployment=m1&pipeline=p&metric=score"
+    )
+    state = from_query(parse_search(search))
+    assert state.worker == ("a,b", "c") and state.env == "prod" and state.refresh == "10s"
+    assert from_query(parse_search(to_search(state))) == state
+    assert state.window(0) == (parse_time("2026-11-20T10:00Z"), parse_time("2026-11-21T10:00Z"))
+    bad = from_query(parse_search("?range=3y&refresh=5s"))
+    assert (bad.range, bad.refresh) == ("24h", "off")
+    assert any("3y" in p for p in bad.problems) and any("5s" in p for p in bad.problems)
+    backwards = from_query(parse_search("?range=custom&start=2026-11-21&end=2026-11-20"))
+    assert backwards.range == "24h" and "not before" in backwards.problems[0]
+    assert to_search(from_query({})) == ""
+
+
+def test_thresholds_from_defaults_file_and_flags(tmp_path: Path) -> None:
+    default = load_thresholds()
+    assert default.of("cpu") == Threshold(80.0, 95.0) and default.of("network").warning is None
+    f = tmp_path / "t.toml"
+    f.write_text("over_share = 0.5\n[gpu]\nwarning = 90\ncritical = 99\n")
+    t = load_thresholds(str(f), ["gpu=70,", "network=1e8,1e9"])
+    assert t.of("gpu") == Threshold(70.0, None) and t.of("network") == Threshold(1e8, 1e9)
+    assert t.over_share == 0.5
+    for text, error in (
+        ("[cpu]\nwarning = 99\ncritical = 80\n", "above critical"),
+        ("[gpus]\nwarning = 1\n", "unknown resource 'gpus'"),
+        ("[cpu]\nwarn = 1\n", "unknown keys"),
+        ("over_share = 2\n", "over_share"),
+        ("[cpu]\nwarning = 'high'\n", "expected a number"),
+        ("[cpu", "not valid TOML"),
+    ):
+        f.write_text(text)
+        with pytest.raises(ValueError, match=error) as e:
+            load_thresholds(str(f))
+        assert str(f) in str(e.value)
+    for flag in ("cpu", "cpu=1", "cpux=1,2", "cpu=a,b"):
+        with pytest.raises(ValueError, match="--threshold"):
+            load_thresholds(None, [flag])
+    with pytest.raises(ValueError, match="no such|cannot read"):
+        load_thresholds(str(tmp_path / "missing.toml"))
+
+
+def test_a_spike_or_a_short_visit_is_not_sustained_use() -> None:
+    day = [40.0] * 99 + [100.0]
+    assert sustained(day, 0.25, 100) == 40.0
+    hot_quarter = [95.0] * 30 + [10.0] * 70
+    assert sustained(hot_quarter, 0.25, 100) == 95.0
+    assert sustained([99.0, 99.0], 0.25, 100) == 0.0  # seen for 2 buckets of 100
+    assert sustained([99.0] * 25, 0.25, 100) == 99.0
+
+
+def test_curves_break_where_a_worker_sent_nothing() -> None:
+    step = 10 * S
+    times = [0, step, 2 * step, 6 * step, 7 * step]
+    x, (y,) = curve_xy(times, step, [1.0, 2.0, 3.0, 4.0, 5.0])
+    assert x == {"x0": 0, "dx": 10_000} and y == [1.0, 2.0, 3.0, None, None, None, 4.0, 5.0]
+    sparse = [0, 60 * S, 120 * S, 600 * S, 660 * S]  # one sample a minute, 1 s buckets
+    x, (y,) = curve_xy(sparse, S, [1.0, 2.0, 3.0, 4.0, 5.0])
+    assert x == {"x": [0, 60_000, 120_000, None, 600_000, 660_000]}
+    assert y == [1.0, 2.0, 3.0, None, 4.0, 5.0]
+
+
+def _dashboard(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "agent", "dashboard", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_the_dashboard_refuses_an_open_address_without_auth(tmp_path: Path) -> None:
+    store = f"sqlite:///{tmp_path / 'fg.db'}"
+    open_store(store).close()
+    result = _dashboard("--store", store, "--host", "0.0.0.0", "--port", "0")
+    assert result.returncode == 2
+    assert "--auth-file" in result.stderr and "--insecure" in result.stderr
+    bad = tmp_path / "t.toml"
+    bad.write_text("[cpu]\nwarning = 'x'\n")
+    result = _dashboard("--store", store, "--thresholds", str(bad))
+    assert result.returncode == 2 and str(bad) in result.stderr
+    result = _dashboard("--hash-password", "alice", stdin="s3cret-pw\n")
+    assert result.returncode == 0 and result.stdout.startswith("alice:")
+    assert "s3cret-pw" not in result.stdout + result.stderr
+
+
+def test_with_users_every_route_asks_for_a_password(tmp_path: Path) -> None:
+    store = f"sqlite:///{tmp_path / 'fg.db'}"
+    open_store(store).close()
+    line = _dashboard("--hash-password", "alice", stdin="s3cret-pw\n").stdout
+    users = tmp_path / "users"
+    users.write_text(line)
+    process = DashboardProcess(store, tmp_path / "log", "--auth-file", str(users))
+    try:
+        process.wait_ready()
+        for path in ("/", "/_dash-layout", "/download/resources.csv?start=0&end=1"):
+            with pytest.raises(urllib.error.HTTPError) as e:
+                urllib.request.urlopen(process.url + path, timeout=10)
+            assert e.value.code == 401
+        request = urllib.request.Request(process.url + "/")
+        token = base64.b64encode(b"alice:s3cret-pw").decode()
+        request.add_header("Authorization", f"Basic {token}")
+        with urllib.request.urlopen(request, timeout=10) as r:
+            assert r.status == 200
+    finally:
+        assert process.stop() == 0
+    assert "s3cret-pw" not in process.log() and line.split(":", 1)[1].strip() not in process.log()
