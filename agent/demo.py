@@ -1,33 +1,88 @@
-"""Demo data: a few hours of a small fleet and two deployed models, written into a store.
+"""Demo data: a day of a small fleet and two deployed models, as history and live.
 
-The values are synthetic but shaped like real ones (daily load waves, a worker
-that runs hot, a model whose score drifts) so every page has something to show.
+``seed`` writes synthetic history into a store; ``SimulatedModel`` keeps
+scoring predictions through the SDK while ``fleetgauge demo`` runs. The values
+are made up but shaped like real ones (daily load waves, one worker that runs
+hot, one model whose score slowly drifts worse) so every card and chart has
+something to show. Every name says it is a demo: environment ``demo``, workers
+``demo-gpu-node-NN``, events from source ``demo-model`` with ``"demo": true``.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import random
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 
 from agent import schema
 from agent.schema import Point
+from agent.sdk import MetricsClient
 from agent.stores import Store
 
-__all__ = ["seed"]
+__all__ = [
+    "ENVIRONMENT",
+    "PIPELINE",
+    "DEPLOYMENTS",
+    "DRIFTING",
+    "SCORE",
+    "worker_names",
+    "accuracy",
+    "seed",
+    "SimulatedModel",
+]
 
 S = 1_000_000_000
 GIB = 1024**3
+DAY_S = 86_400
+ENVIRONMENT = "demo"
+PIPELINE = "fraud-scoring"
+DEPLOYMENTS = ("fraud-detector-v1", "fraud-detector-v2")
+DRIFTING = DEPLOYMENTS[1]
+"""The deployment whose score drifts worse over time."""
+SCORE = "score"
+SOURCE = "demo-model"
+RELOAD_EVERY_H = 6
+HOT, FULL_DISK = 0, 1
+"""Indexes of the worker that runs hot (CPU, memory, GPU) and of the one whose disk fills up."""
+
+
+def worker_names(workers: int) -> list[str]:
+    """The demo workers: ``demo-gpu-node-01`` onwards; the first one runs hot."""
+    return [f"demo-gpu-node-{i + 1:02d}" for i in range(workers)]
+
+
+def accuracy(deployment: str, hours: float) -> float:
+    """Share of correct predictions ``hours`` after the demo history began."""
+    if deployment == DRIFTING:
+        return max(0.55, 0.95 - 0.008 * hours)
+    return 0.88
+
+
+def _load(index: int, t_s: float) -> float:
+    """0..1: a daily wave plus a faster ripple, shifted per worker."""
+    day = math.sin(2 * math.pi * t_s / DAY_S + index)
+    ripple = math.sin(2 * math.pi * t_s / 5400 + 2 * index)
+    return 0.5 + 0.35 * day + 0.15 * ripple
 
 
 def _resources(worker: str, index: int, t: int, rng: random.Random) -> list[Point]:
-    tags = {schema.ENVIRONMENT: "demo", schema.WORKER: worker}
-    wave = 0.5 + 0.5 * math.sin(t / S / 3600 + index)
-    hot = 25.0 if index == 0 else 0.0
-    cpu = min(100.0, 20 + 55 * wave + hot + rng.uniform(-5, 5))
+    tags = {schema.ENVIRONMENT: ENVIRONMENT, schema.WORKER: worker}
+    wave = _load(index, t / S)
+    if index == HOT:  # sustained over the levels: CPU and memory warn, the GPU is critical
+        cpu = 84 + 8 * wave + rng.uniform(-2, 2)
+        memory = 0.86 + 0.05 * wave
+        gpu = min(100.0, 96 + 3 * wave + rng.uniform(-1, 1))
+        gpu_memory = 84 + 4 * wave
+    else:
+        cpu = min(100.0, 15 + 55 * wave + rng.uniform(-5, 5))
+        memory = 0.30 + 0.35 * wave
+        gpu = max(0.0, min(100.0, 20 + 60 * wave + rng.uniform(-8, 8)))
+        gpu_memory = 0.7 * gpu
+    disk = 88.0 + 4 * (t / S % DAY_S) / DAY_S if index == FULL_DISK else 40.0 + 5 * index
     total = 64 * GIB
-    used = total * min(0.99, 0.35 + 0.3 * wave + hot / 100)
-    gpu = min(100.0, 30 + 60 * wave + rng.uniform(-8, 8))
     return [
         Point(
             schema.CPU.name,
@@ -45,10 +100,10 @@ def _resources(worker: str, index: int, t: int, rng: random.Random) -> list[Poin
             schema.MEMORY.name,
             tags,
             {
-                "used_bytes": used,
-                "available_bytes": total - used,
+                "used_bytes": total * memory,
+                "available_bytes": total * (1 - memory),
                 "total_bytes": total,
-                "used_percent": 100 * used / total,
+                "used_percent": 100 * memory,
                 "swap_used_bytes": 0.0,
                 "swap_used_percent": 0.0,
             },
@@ -57,7 +112,11 @@ def _resources(worker: str, index: int, t: int, rng: random.Random) -> list[Poin
         Point(
             schema.DISK.name,
             {**tags, schema.MOUNT: "/"},
-            {"used_bytes": 300 * GIB, "total_bytes": 500 * GIB, "used_percent": 60.0},
+            {
+                "used_bytes": 500 * GIB * disk / 100,
+                "total_bytes": 500 * GIB,
+                "used_percent": disk,
+            },
             t,
         ),
         Point(
@@ -71,9 +130,9 @@ def _resources(worker: str, index: int, t: int, rng: random.Random) -> list[Poin
             {**tags, schema.GPU: "0"},
             {
                 "utilization_percent": gpu,
-                "memory_used_bytes": 60 * GIB * gpu / 100,
+                "memory_used_bytes": 80 * GIB * gpu_memory / 100,
                 "memory_total_bytes": 80 * GIB,
-                "memory_used_percent": 0.75 * gpu,
+                "memory_used_percent": gpu_memory,
                 "temperature_celsius": 40 + gpu / 3,
                 "power_draw_watts": 100 + 5 * gpu,
                 "power_limit_watts": 700.0,
@@ -83,33 +142,65 @@ def _resources(worker: str, index: int, t: int, rng: random.Random) -> list[Poin
     ]
 
 
-def _predictions(t: int, rng: random.Random) -> Iterator[Point]:
-    for deployment, accuracy in (("fraud-detector-v1", 0.82), ("fraud-detector-v2", 0.91)):
-        tags = {schema.ENVIRONMENT: "demo", schema.DEPLOYMENT: deployment, schema.METRIC: "score"}
-        yield Point(
-            schema.PIPELINE_METRIC.name, tags, {"value": 1.0 if rng.random() < accuracy else 0.0}, t
-        )
+def _predictions(t: int, hours: float, interval_s: int, rng: random.Random) -> Iterator[Point]:
+    """Scored predictions of each deployment in ``[t, t + interval_s)``: one every 4 s or so."""
+    for deployment in DEPLOYMENTS:
+        tags = {
+            schema.ENVIRONMENT: ENVIRONMENT,
+            schema.PIPELINE: PIPELINE,
+            schema.DEPLOYMENT: deployment,
+            schema.METRIC: SCORE,
+        }
+        correct = accuracy(deployment, hours)
+        count = rng.randint(1, max(1, interval_s // 2))
+        for offset_ms in sorted(rng.sample(range(interval_s * 1000), count)):
+            value = 1.0 if rng.random() < correct else 0.0
+            yield Point(schema.PIPELINE_METRIC.name, tags, {"value": value}, t + offset_ms * 10**6)
+
+
+def _event(name: str, deployment: str, t: int, **metadata: object) -> Point:
+    tags = {
+        schema.ENVIRONMENT: ENVIRONMENT,
+        schema.EVENT_NAME: name,
+        schema.EVENT_SOURCE: SOURCE,
+        schema.PIPELINE: PIPELINE,
+        schema.DEPLOYMENT: deployment,
+    }
+    text = json.dumps({"demo": True, **metadata}, sort_keys=True)
+    return Point(schema.EVENT.name, tags, {"metadata": text}, t)
+
+
+def _events(start: int, end: int) -> list[Point]:
+    """v2 deployed at the start of the history, then each model reloaded every few hours."""
+    points = [_event("model_deployed", DRIFTING, start + 300 * S, version="2.0.0")]
+    step = RELOAD_EVERY_H * 3600 * S
+    for i, deployment in enumerate(DEPLOYMENTS):
+        for t in range(start + (i + 1) * step // 2, end, step):
+            points.append(_event("model_reloaded", deployment, t, reason="scheduled refresh"))
+    return points
 
 
 def seed(
     store: Store,
     end_ns: int,
-    hours: float = 6.0,
+    hours: float = 24.0,
     workers: int = 4,
-    interval_s: int = 10,
+    interval_s: int = 30,
     rng: random.Random | None = None,
 ) -> int:
-    """Write ``hours`` of samples for ``workers`` workers ending at ``end_ns``; returns points."""
+    """Write ``hours`` of history for ``workers`` workers and both deployments ending at
+    ``end_ns``; returns the number of points written."""
     rng = rng or random.Random(7)
-    names = [f"gpu-node-{i + 1:02d}" for i in range(workers)]
+    names = worker_names(workers)
     start = end_ns - int(hours * 3600 * S)
     start -= start % (interval_s * S)
-    batch: list[Point] = []
+    batch: list[Point] = _events(start, end_ns)
     written = 0
     for t in range(start, end_ns, interval_s * S):
         for i, name in enumerate(names):
             batch.extend(_resources(name, i, t, rng))
-        batch.extend(_predictions(t, rng))
+        age_h = (t - start) / (3600 * S)
+        batch.extend(p for p in _predictions(t, age_h, interval_s, rng) if p.time_ns < end_ns)
         if len(batch) >= 5000:
             store.write(batch)
             written += len(batch)
@@ -118,3 +209,60 @@ def seed(
         store.write(batch)
         written += len(batch)
     return written
+
+
+class SimulatedModel:
+    """Both deployments scoring a few predictions a second, each score recorded by the SDK.
+
+    The model starts where the seeded history of ``history_hours`` ended, so v2's
+    accuracy carries on from there; live, a minute counts as an hour of drift, so
+    the decline shows within minutes. It logs ``model_reloaded`` for both
+    deployments when it starts and for one of them every ``reload_every_s``.
+    """
+
+    TICK_S = 0.25
+
+    def __init__(
+        self,
+        client: MetricsClient,
+        history_hours: float,
+        rate: float = 3.0,
+        reload_every_s: float = 90.0,
+        rng: random.Random | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not 0 < rate * self.TICK_S <= 1:
+            raise ValueError(f"rate must be above 0 and at most {1 / self.TICK_S:g} a second")
+        self.client = client
+        self.history_hours = history_hours
+        self.rate = rate
+        self.reload_every_s = reload_every_s
+        self.rng = rng or random.Random()
+        self.clock = clock
+
+    def run(self, stop: threading.Event) -> None:
+        """Record scores until ``stop`` is set; the caller flushes or closes the client."""
+        started = self.clock()
+        for deployment in DEPLOYMENTS:
+            self._reload(deployment, "demo started")
+        next_reload = started + self.reload_every_s
+        while not stop.wait(self.TICK_S):
+            now = self.clock()
+            hours = self.history_hours + (now - started) / 60
+            for deployment in DEPLOYMENTS:
+                if self.rng.random() < self.rate * self.TICK_S:
+                    correct = self.rng.random() < accuracy(deployment, hours)
+                    self.client.record_metric_value(
+                        SCORE, 1.0 if correct else 0.0, deployment=deployment
+                    )
+            if now >= next_reload:
+                self._reload(self.rng.choice(DEPLOYMENTS), "scheduled refresh")
+                next_reload = now + self.reload_every_s
+
+    def _reload(self, deployment: str, reason: str) -> None:
+        self.client.log_event(
+            "model_reloaded",
+            source=SOURCE,
+            metadata={"demo": True, "reason": reason},
+            deployment=deployment,
+        )

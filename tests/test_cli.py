@@ -50,14 +50,14 @@ def test_help_explains_every_command_and_flag() -> None:
 
 def test_demo_creates_the_store_and_says_where(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'demo.db'}"
-    result = fleetgauge("demo", "--store", url, "--hours", "0.5", "--workers", "2")
+    result = fleetgauge("demo", "--seed-only", "--store", url, "--hours", "0.5", "--workers", "2")
     assert result.returncode == 0, result.stderr
     assert url in result.stdout
     out = tmp_path / "resources.csv"
     exported = fleetgauge("export", "resources", "--store", url, "--out", str(out))
     assert exported.returncode == 0, exported.stderr
     rows = list(csv.DictReader(out.open()))
-    assert {r["worker"] for r in rows} == {"gpu-node-01", "gpu-node-02"}
+    assert {r["worker"] for r in rows} == {"demo-gpu-node-01", "demo-gpu-node-02"}
     assert {r["measurement"] for r in rows} >= {"cpu", "memory", "disk", "network", "gpu"}
 
 

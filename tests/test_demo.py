@@ -1,0 +1,208 @@
+"""``fleetgauge demo`` as a user runs it: real agent, dashboard and model, stopped with Ctrl-C."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from agent import demo
+from agent.query import get_events, get_metrics, get_resource_metrics
+from agent.stores import open_store
+
+URL_LINE = re.compile(r"fleetgauge dashboard:\s+(http://127\.0\.0\.1:\d+/)")
+
+
+class DemoProcess:
+    """``fleetgauge demo ARGS`` with its output collected line by line in the background.
+
+    The demo directory (logs, spool) is made under ``workdir`` (through ``TMPDIR``).
+    """
+
+    def __init__(self, workdir: Path, *args: str) -> None:
+        self.launched = datetime.now(UTC)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "agent", "demo", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", "TMPDIR": str(workdir)},
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line)
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for_url(self, timeout: float = 30.0) -> str:
+        url = wait_until(
+            lambda: (m := URL_LINE.search(self.output)) and m.group(1),
+            timeout,
+            lambda: f"no dashboard URL; output:\n{self.output}",
+            self.proc,
+        )
+        return url
+
+    def finish(self, timeout: float) -> int:
+        code = self.proc.wait(timeout)
+        self._reader.join(5)
+        return code
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def wait_until(
+    ready: Callable[[], Any],
+    timeout: float,
+    why: Callable[[], str],
+    proc: subprocess.Popen[str] | None = None,
+) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := ready():
+            return result
+        if proc is not None and proc.poll() is not None:
+            break
+        time.sleep(0.2)
+    pytest.fail(why())
+
+
+def get(url: str) -> tuple[int, str]:
+    with urllib.request.urlopen(url, timeout=20) as resp:
+        return resp.status, resp.read().decode()
+
+
+def iso(t: datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@pytest.fixture
+def running_demo(tmp_path: Path) -> Iterator[tuple[DemoProcess, str]]:
+    url = f"sqlite:///{tmp_path / 'demo.db'}"
+    process = DemoProcess(tmp_path, "--store", url, "--port", "0", "--hours", "1")
+    try:
+        yield process, url
+    finally:
+        process.kill()
+
+
+def test_demo_runs_everything_until_ctrl_c(running_demo: tuple[DemoProcess, str]) -> None:
+    process, store = running_demo
+    site = process.wait_for_url()
+    live_from = datetime.now(UTC)  # the model starts recording once the URL is printed
+    children = psutil.Process(process.proc.pid).children(recursive=True)
+    assert len(children) == 2, [c.cmdline() for c in children]
+    assert "Ctrl-C stops everything" in process.output
+
+    status, page = get(site)
+    assert status == 200 and "fleetgauge" in page
+    now = datetime.now(UTC)
+    status, text = get(
+        f"{site}download/metrics.csv?start={iso(now - timedelta(hours=2))}"
+        f"&end={iso(now + timedelta(minutes=1))}"
+    )
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert status == 200
+    assert {r["deployment"] for r in rows} == set(demo.DEPLOYMENTS)
+
+    def live_scores() -> set[str]:
+        return {r["deployment"] for r in get_metrics(demo.SCORE, start=live_from, store=store)}
+
+    wait_until(
+        lambda: live_scores() == set(demo.DEPLOYMENTS),
+        20,
+        lambda: f"no live scores for both deployments: {live_scores()}\n{process.output}",
+    )
+    reloads = get_events("model_reloaded", start=process.launched, store=store)
+    assert {e["deployment"] for e in reloads} == set(demo.DEPLOYMENTS)
+    assert all(e["metadata"]["reason"] == "demo started" for e in reloads), reloads
+
+    def own_samples() -> list[dict[str, Any]]:
+        return get_resource_metrics(
+            live_from, datetime.now(UTC), workers=socket.gethostname(), store=store
+        )
+
+    wait_until(own_samples, 20, lambda: f"no samples of this machine\n{process.output}")
+    assert {r["environment"] for r in own_samples()} == {demo.ENVIRONMENT}
+
+    process.proc.send_signal(signal.SIGINT)
+    assert process.finish(timeout=20) == 0, process.output
+    assert "Traceback" not in process.output
+    gone, alive = psutil.wait_procs(children, timeout=5)
+    assert not alive, [c.cmdline() for c in alive]
+
+
+def test_demo_says_which_part_failed_and_stops_the_rest(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        url = f"sqlite:///{tmp_path / 'demo.db'}"
+        process = DemoProcess(tmp_path, "--store", url, "--port", str(port), "--hours", "0.1")
+        try:
+            children = wait_until(
+                lambda: psutil.Process(process.proc.pid).children(recursive=True),
+                20,
+                lambda: f"no children started\n{process.output}",
+                process.proc,
+            )
+            code = process.finish(timeout=40)
+        finally:
+            process.kill()
+    assert code == 1, process.output
+    assert "the dashboard exited early" in process.output
+    assert "Traceback" not in process.output.split("ends with:")[0]
+    gone, alive = psutil.wait_procs(children, timeout=5)
+    assert not alive, [c.cmdline() for c in alive]
+
+
+def test_demo_history_has_a_hot_worker_and_a_drifting_model(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'demo.db'}")
+    end = datetime(2026, 1, 2, tzinfo=UTC)
+    try:
+        demo.seed(store, int(end.timestamp()) * 10**9, hours=24, workers=3)
+        start = end - timedelta(hours=24)
+        gpu = get_resource_metrics(start, end, measurements="gpu", store=store)
+        scores = get_metrics(demo.SCORE, deployment=demo.DRIFTING, store=store)
+    finally:
+        store.close()
+    by_worker: dict[str, list[float]] = {}
+    for row in gpu:
+        by_worker.setdefault(row["worker"], []).append(row["utilization_percent"])
+    hot, *others = demo.worker_names(3)
+    assert set(by_worker) == {hot, *others}
+    assert min(by_worker[hot]) > 95
+    assert all(sum(v) / len(v) < 80 for w, v in by_worker.items() if w != hot)
+
+    def mean_score(first: datetime, last: datetime) -> float:
+        values = [r["value"] for r in scores if first <= r["time"] < last]
+        return sum(values) / len(values)
+
+    early = mean_score(start, start + timedelta(hours=6))
+    late = mean_score(end - timedelta(hours=6), end)
+    assert early - late > 0.05
