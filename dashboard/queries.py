@@ -29,7 +29,7 @@ import itertools
 import math
 import statistics
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from agent import schema
@@ -43,6 +43,8 @@ __all__ = [
     "ResourceView",
     "read_resource",
     "read_resources",
+    "one_by_one",
+    "Reads",
     "list_workers",
     "list_environments",
     "resource_filter",
@@ -224,9 +226,40 @@ def _device_label(r: Resource, tags: dict[str, str]) -> str | None:
     return ", ".join(parts) or None
 
 
-def read_resource(
-    store: Store,
-    r: Resource,
+Reads = Callable[[Sequence[Callable[[Store], Buckets]]], list[Buckets]]
+"""Runs read functions, each with a store, and returns their answers in order."""
+
+
+def one_by_one(store: Store) -> Reads:
+    """Reads run one after the other on one store."""
+    return lambda reads: [read(store) for read in reads]
+
+
+@dataclass(frozen=True)
+class _Read:
+    """One bucketed read that may serve several resources (GPU use and GPU memory)."""
+
+    measurement: str
+    fields: tuple[str, ...]
+    group_by: tuple[str, ...]
+
+
+def _reads(resources: Sequence[Resource]) -> list[_Read]:
+    fields: dict[str, list[str]] = {}
+    group_by: dict[str, tuple[str, ...]] = {}
+    for r in resources:
+        names = fields.setdefault(r.measurement.name, [])
+        names += [f for f in r.fields if f not in names]
+        group_by[r.measurement.name] = (schema.WORKER, *r.device_tags)
+        if r.container_field:
+            names = fields.setdefault(schema.CONTAINER.name, [])
+            names += [r.container_field] if r.container_field not in names else []
+            group_by[schema.CONTAINER.name] = (schema.WORKER,)
+    return [_Read(m, tuple(f), group_by[m]) for m, f in fields.items()]
+
+
+def read_resources(
+    reads: Reads | Store,
     start_ns: int,
     end_ns: int,
     max_points: int,
@@ -234,17 +267,39 @@ def read_resource(
     environment: str | None = None,
     workers: Sequence[str] = (),
     level: str | None = None,
-) -> ResourceView:
-    """Curves, aggregate and verdicts of one resource in [start, end).
+    resources: Sequence[Resource] = RESOURCES,
+) -> list[ResourceView]:
+    """One view per resource, in display order.
+
+    Each measurement is read once for all the resources it serves (and the
+    container limits once for CPU and memory). ``reads`` runs those reads: a
+    store reads them one by one; ``StorePool.run_all`` runs them at once, each
+    on its own store.
+    """
+    run = one_by_one(reads) if not callable(reads) else reads
+    where = resource_filter(environment, workers)
+    plan = _reads(resources)
+
+    def reader(rd: _Read) -> Callable[[Store], Buckets]:
+        return lambda store: store.read_buckets(
+            rd.measurement, rd.fields, start_ns, end_ns, max_points, where, rd.group_by, level
+        )
+
+    answers = dict(
+        zip((rd.measurement for rd in plan), run([reader(rd) for rd in plan]), strict=True)
+    )
+    return [
+        _view(r, answers[r.measurement.name], answers.get(schema.CONTAINER.name), thresholds)
+        for r in resources
+    ]
+
+
+def _view(r: Resource, b: Buckets, limits: Buckets | None, thresholds: Thresholds) -> ResourceView:
+    """Curves, aggregate and verdicts of one resource from its measurement's buckets.
 
     Workers whose agent reports a container limit are drawn and judged on their
     use against that limit (CPU and memory); their curve says so in its note.
     """
-    where = resource_filter(environment, workers)
-    group_by = (schema.WORKER, *r.device_tags)
-    b = store.read_buckets(
-        r.measurement.name, r.fields, start_ns, end_ns, max_points, where, group_by, level
-    )
     view = ResourceView(r, b.start_ns, b.end_ns, b.step_ns, b.level)
     devices: dict[str, list[tuple[str | None, Curve]]] = defaultdict(list)
     for s in b.series:
@@ -253,18 +308,8 @@ def read_resource(
             curve = _device_curve(s, r.fields, r.is_percent)
             if curve.times:
                 devices[worker].append((_device_label(r, s.tags), curve))
-    if r.container_field:
-        limited = store.read_buckets(
-            schema.CONTAINER.name,
-            [r.container_field],
-            start_ns,
-            end_ns,
-            max_points,
-            where,
-            (schema.WORKER,),
-            level,
-        )
-        for s in limited.series:
+    if r.container_field and limits is not None:
+        for s in limits.series:
             curve = _device_curve(s, [r.container_field], True)
             if curve.times:
                 curve.note = "of its container limit"
@@ -287,8 +332,9 @@ def read_resource(
     return view
 
 
-def read_resources(
-    store: Store,
+def read_resource(
+    reads: Reads | Store,
+    r: Resource,
     start_ns: int,
     end_ns: int,
     max_points: int,
@@ -296,15 +342,11 @@ def read_resources(
     environment: str | None = None,
     workers: Sequence[str] = (),
     level: str | None = None,
-    resources: Sequence[Resource] = RESOURCES,
-) -> list[ResourceView]:
-    """One view per resource, in display order."""
-    return [
-        read_resource(
-            store, r, start_ns, end_ns, max_points, thresholds, environment, workers, level
-        )
-        for r in resources
-    ]
+) -> ResourceView:
+    """The view of one resource (a zoomed graph): :func:`read_resources` for one."""
+    return read_resources(
+        reads, start_ns, end_ns, max_points, thresholds, environment, workers, level, [r]
+    )[0]
 
 
 def list_workers(

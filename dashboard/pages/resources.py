@@ -145,18 +145,21 @@ def load(width, _refresh, _tick, search):
     site = current()
     thresholds = site.config.thresholds
     try:
-        with site.pool.store() as store:
-            views = queries.read_resources(
-                store,
-                start_ns,
-                end_ns,
-                points_for(width),
-                thresholds,
-                state.env,
-                state.worker,
-            )
-            workers = queries.list_workers(store, start_ns, end_ns, state.env)
-            environments = queries.list_environments(store, start_ns, end_ns)
+        views = queries.read_resources(
+            site.pool.run_all,
+            start_ns,
+            end_ns,
+            points_for(width),
+            thresholds,
+            state.env,
+            state.worker,
+        )
+        workers, environments = site.pool.run_all(
+            [
+                lambda store: queries.list_workers(store, start_ns, end_ns, state.env),
+                lambda store: queries.list_environments(store, start_ns, end_ns),
+            ]
+        )
     except StoreError as e:
         components.report_store_error(e)
         return [], [], {}, no_update, no_update
@@ -197,17 +200,16 @@ def zoom(relayout, graph_id, width, search):
     site = current()
     threshold = site.config.thresholds.of(r.key)
     try:
-        with site.pool.store() as store:
-            view = queries.read_resource(
-                store,
-                r,
-                start_ns,
-                end_ns,
-                points_for(width),
-                site.config.thresholds,
-                state.env,
-                state.worker,
-            )
+        view = queries.read_resource(
+            site.pool.run_all,
+            r,
+            start_ns,
+            end_ns,
+            points_for(width),
+            site.config.thresholds,
+            state.env,
+            state.worker,
+        )
     except StoreError as e:
         components.report_store_error(e)
         return no_update
