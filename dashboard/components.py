@@ -41,6 +41,7 @@ __all__ = [
     "LOCATION",
     "SEARCH",
     "controls",
+    "download_link",
     "page_ids",
     "register_page_controls",
     "view_of",
@@ -157,6 +158,21 @@ def register_page_controls(page: str) -> None:
     )
 
 
+def _time_input(id_: str, time_ns: int) -> dcc.Input:
+    return dcc.Input(
+        id=id_,
+        value=_input_time(time_ns),
+        placeholder="YYYY-MM-DD HH:MM",
+        debounce=True,
+        style={"width": "175px"},
+    )
+
+
+def download_link(page: str) -> html.A:
+    """The page's "Download CSV" link; its href is set with the page's data."""
+    return html.A("Download CSV", id=f"{page}-download", href="", className="button", download="")
+
+
 def controls(state: ViewState, page: str) -> html.Div:
     """The shared control bar: environment, quick ranges, custom range, refresh."""
     width_id, refresh_id, tick_id = page_ids(page)
@@ -190,21 +206,9 @@ def controls(state: ViewState, page: str) -> html.Div:
             html.Div(
                 [
                     html.Span("Custom, UTC", className="control-title"),
-                    dcc.Input(
-                        id="start",
-                        value=_input_time(start_ns),
-                        placeholder="YYYY-MM-DD HH:MM",
-                        debounce=True,
-                        style={"width": "175px"},
-                    ),
+                    _time_input("start", start_ns),
                     html.Span("to"),
-                    dcc.Input(
-                        id="end",
-                        value=_input_time(end_ns),
-                        placeholder="YYYY-MM-DD HH:MM",
-                        debounce=True,
-                        style={"width": "175px"},
-                    ),
+                    _time_input("end", end_ns),
                     html.Button("Apply", id="apply-range", n_clicks=0),
                 ],
                 className="control custom",
