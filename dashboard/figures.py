@@ -10,9 +10,10 @@ Times are milliseconds since the epoch, which plotly draws in UTC.
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Sequence
 from typing import Any
+
+import numpy as np
 
 from agent import schema
 from dashboard.metrics import MetricView
@@ -50,8 +51,15 @@ CRITICAL_COLOUR = "#d62728"
 _NS_PER_MS = 1_000_000
 
 
-def _round(values: Sequence[float | None], digits: int) -> list[float | None]:
-    return [None if v is None else round(v, digits) for v in values]
+def _round(values: Sequence[float | None] | np.ndarray, digits: int) -> np.ndarray:
+    """Values rounded to what a chart shows, as a float array (NaN: a break in the line).
+
+    Arrays serialise straight to JSON (NaN as null) instead of being walked
+    value by value when Dash encodes a callback's answer.
+    """
+    if not isinstance(values, np.ndarray):
+        values = np.array([np.nan if v is None else v for v in values], dtype=float)
+    return np.round(values, digits)
 
 
 def format_value(value: float, unit: str) -> str:
@@ -73,38 +81,33 @@ def format_limit(value: float, unit: str) -> str:
     return format_value(value, unit)
 
 
-def curve_xy(times: Sequence[int], step_ns: int, *columns: Sequence[float]) -> tuple[dict, list]:
-    """x keys of a trace and its y columns, with ``None`` where the curve must break.
+def curve_xy(
+    times: Sequence[int], step_ns: int, *columns: Sequence[float]
+) -> tuple[dict, list[np.ndarray]]:
+    """x keys of a trace and its y columns, with NaN (null in JSON) where the curve breaks.
 
     Returns ``({"x0": .., "dx": ..}, columns)`` for evenly spaced buckets, else
     ``({"x": [...]}, columns)`` with breaks at gaps of twice the usual spacing.
     """
     if not times:
-        return {"x": []}, [[] for _ in columns]
-    spacing = statistics.median_low([b - a for a, b in zip(times, times[1:], strict=False)] or [0])
+        return {"x": []}, [np.array([]) for _ in columns]
+    t = np.asarray(times, dtype=np.int64)
+    gaps = np.diff(t)
+    spacing = int(np.sort(gaps)[(len(gaps) - 1) // 2]) if len(gaps) else 0  # median_low
     if spacing <= step_ns:
-        first = times[0]
-        slots = (times[-1] - first) // step_ns + 1
-        index = [(t - first) // step_ns for t in times]
+        index = (t - t[0]) // step_ns
         out = []
         for col in columns:
-            filled: list[float | None] = [None] * slots
-            for i, v in zip(index, col, strict=True):
-                filled[i] = v
+            filled = np.full(int(index[-1]) + 1, np.nan)
+            filled[index] = np.asarray(col, dtype=float)
             out.append(filled)
-        return {"x0": first // _NS_PER_MS, "dx": step_ns // _NS_PER_MS}, out
-    xs: list[int | None] = []
-    out = [[] for _ in columns]
-    previous = None
-    for j, t in enumerate(times):
-        if previous is not None and t - previous >= 2 * spacing:
-            xs.append(None)
-            for col in out:
-                col.append(None)
-        xs.append(t // _NS_PER_MS)
-        for col, src in zip(out, columns, strict=True):
-            col.append(src[j])
-        previous = t
+        return {"x0": int(t[0]) // _NS_PER_MS, "dx": step_ns // _NS_PER_MS}, out
+    breaks = np.flatnonzero(gaps >= 2 * spacing) + 1
+    xs: list[int | None] = (t // _NS_PER_MS).tolist()
+    out = [np.asarray(col, dtype=float) for col in columns]
+    for at in breaks[::-1]:
+        xs.insert(int(at), None)
+        out = [np.insert(col, at, np.nan) for col in out]
     return {"x": xs}, out
 
 
@@ -186,7 +189,7 @@ def _threshold_shapes(t: Threshold) -> list[dict]:
 def resource_figure(view: ResourceView, threshold: Threshold, revision: str = "") -> Figure:
     """One graph: per-worker curves with bands, the aggregate curve, threshold lines."""
     r = view.resource
-    digits = 2 if r.is_percent else 0
+    digits = 1 if r.is_percent else 0
     data: list[dict] = []
     for i, curve in enumerate(view.curves):
         colour = PALETTE[i % len(PALETTE)]

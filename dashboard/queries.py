@@ -32,6 +32,8 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from agent import schema
 from agent.stores import Store
 from agent.stores.base import Buckets, BucketSeries
@@ -174,39 +176,33 @@ def combine(name: str, curves: Sequence[Curve], is_percent: bool, weighted: bool
     """Curves at the same bucket times made one: mean (or sum) of means, min/max of bands.
 
     ``weighted`` weighs each curve's mean by its samples (devices of one worker);
-    otherwise every curve counts once (workers in the aggregate).
+    otherwise every curve counts once (workers in the aggregate). Rates add up,
+    their bands too.
     """
     if len(curves) == 1:
         c = curves[0]
         return Curve(name, c.times, c.mean, c.lo, c.hi, c.count, c.note)
-    acc: dict[int, list[float]] = {}
-    for c in curves:
-        for t, m, lo, hi, n in zip(c.times, c.mean, c.lo, c.hi, c.count, strict=True):
-            w = n if weighted else 1
-            a = acc.get(t)
-            if a is None:
-                acc[t] = [m * w if is_percent else m, w, lo, hi, n]
-            elif is_percent:
-                a[0] += m * w
-                a[1] += w
-                a[2] = min(a[2], lo)
-                a[3] = max(a[3], hi)
-                a[4] += n
-            else:
-                a[0] += m
-                a[2] += lo
-                a[3] += hi
-                a[4] += n
-    times = sorted(acc)
-    rows = [acc[t] for t in times]
-    mean = [a[0] / a[1] if is_percent else a[0] for a in rows]
+    times, at = np.unique(np.concatenate([c.times for c in curves]), return_inverse=True)
+    size = len(times)
+    mean, lo, hi, count = (
+        np.concatenate([getattr(c, a) for c in curves]).astype(float)
+        for a in ("mean", "lo", "hi", "count")
+    )
+    if is_percent:
+        w = count if weighted else np.ones_like(mean)
+        total = np.bincount(at, mean * w, size) / np.bincount(at, w, size)
+        low, high = np.full(size, np.inf), np.full(size, -np.inf)
+        np.minimum.at(low, at, lo)
+        np.maximum.at(high, at, hi)
+    else:
+        total, low, high = (np.bincount(at, v, size) for v in (mean, lo, hi))
     return Curve(
         name,
-        times,
-        mean,
-        [a[2] for a in rows],
-        [a[3] for a in rows],
-        [int(a[4]) for a in rows],
+        times.tolist(),
+        total.tolist(),
+        low.tolist(),
+        high.tolist(),
+        np.bincount(at, count, size).astype(int).tolist(),
     )
 
 
