@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from urllib.parse import urlencode
 
 from dash import (
     Input,
@@ -42,6 +43,7 @@ __all__ = [
     "SEARCH",
     "controls",
     "download_link",
+    "download_href",
     "page_ids",
     "register_page_controls",
     "view_of",
@@ -171,6 +173,18 @@ def _time_input(id_: str, time_ns: int) -> dcc.Input:
 def download_link(page: str) -> html.A:
     """The page's "Download CSV" link; its href is set with the page's data."""
     return html.A("Download CSV", id=f"{page}-download", href="", className="button", download="")
+
+
+def download_href(
+    kind: str, state: ViewState, start_ns: int, end_ns: int, **filters: Sequence[str]
+) -> str:
+    """The link of a page's CSV download: the window, the environment and ``filters``
+    (query parameter -> values, as ``dashboard.download.FILTERS`` names them)."""
+    params = [("start", format_time(start_ns)), ("end", format_time(end_ns))]
+    if state.env:
+        params.append(("environment", state.env))
+    params += [(key, value) for key, values in filters.items() for value in values]
+    return f"/download/{kind}.csv?" + urlencode(params)
 
 
 def controls(state: ViewState, page: str) -> html.Div:

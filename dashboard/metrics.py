@@ -181,8 +181,14 @@ def read_metric(
         count = sum(fb.count[i] for i in keep)
         total_sum = sum(fb.mean[i] * fb.count[i] for i in keep)  # type: ignore[operator]
         one = _where(environment, [d.deployment], pipeline, metric)
-        last_bucket = s.times[keep[-1]]
-        last_ns, last = _last(store, one, max(start_ns, last_bucket), end_ns)
+        if raw:
+            for p in store.stream_points(schema.PIPELINE_METRIC.name, start_ns, end_ns, one):
+                d.times.append(p.time_ns)
+                d.values.append(p.fields[VALUE])
+            d.rolling = rolling_mean(d.values, max(5, len(d.values) // 50))
+            last_ns, last = d.times[-1], d.values[-1]
+        else:
+            last_ns, last = _last(store, one, max(start_ns, s.times[keep[-1]]), end_ns)
         d.summary = Summary(
             count,
             total_sum / count,
@@ -191,12 +197,7 @@ def read_metric(
             last,
             last_ns,
         )
-        if raw:
-            for p in store.stream_points(schema.PIPELINE_METRIC.name, start_ns, end_ns, one):
-                d.times.append(p.time_ns)
-                d.values.append(p.fields[VALUE])
-            d.rolling = rolling_mean(d.values, max(5, len(d.values) // 50))
-        else:
+        if not raw:
             d.bucketed = True
             d.times = [s.times[i] for i in keep]
             d.values = [fb.mean[i] for i in keep]  # type: ignore[misc]

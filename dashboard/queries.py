@@ -29,7 +29,7 @@ import itertools
 import math
 import statistics
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -45,8 +45,6 @@ __all__ = [
     "ResourceView",
     "read_resource",
     "read_resources",
-    "one_by_one",
-    "Reads",
     "list_workers",
     "list_environments",
     "resource_filter",
@@ -145,7 +143,7 @@ def _judge(value: float, t: Threshold) -> str:
     return OK
 
 
-def _device_curve(s: BucketSeries, fields: Sequence[str], is_percent: bool) -> Curve:
+def _device_curve(s: BucketSeries, fields: Sequence[str]) -> Curve:
     """One device's curve; several fields (receive + transmit) are added up."""
     per_field = [s.fields[f] for f in fields]
     if len(per_field) == 1:
@@ -222,15 +220,6 @@ def _device_label(r: Resource, tags: dict[str, str]) -> str | None:
     return ", ".join(parts) or None
 
 
-Reads = Callable[[Sequence[Callable[[Store], Buckets]]], list[Buckets]]
-"""Runs read functions, each with a store, and returns their answers in order."""
-
-
-def one_by_one(store: Store) -> Reads:
-    """Reads run one after the other on one store."""
-    return lambda reads: [read(store) for read in reads]
-
-
 @dataclass(frozen=True)
 class _Read:
     """One bucketed read that may serve several resources (GPU use and GPU memory)."""
@@ -255,7 +244,7 @@ def _reads(resources: Sequence[Resource]) -> list[_Read]:
 
 
 def read_resources(
-    reads: Reads | Store,
+    store: Store,
     start_ns: int,
     end_ns: int,
     max_points: int,
@@ -268,26 +257,19 @@ def read_resources(
     """One view per resource, in display order.
 
     Each measurement is read once for all the resources it serves (and the
-    container limits once for CPU and memory). ``reads`` runs those reads: a
-    store reads them one by one; ``StorePool.run_all`` runs them at once, each
-    on its own store.
+    container limits once for CPU and memory).
     """
-    run = one_by_one(reads) if not callable(reads) else reads
     where = resource_filter(environment, workers)
     plan = _reads(resources)
 
-    def reader(rd: _Read) -> Callable[[Store], Buckets]:
-        return lambda store: store.read_buckets(
+    answers = {
+        rd.measurement: store.read_buckets(
             rd.measurement, rd.fields, start_ns, end_ns, max_points, where, rd.group_by, level
         )
-
-    answers = dict(
-        zip((rd.measurement for rd in plan), run([reader(rd) for rd in plan]), strict=True)
-    )
-    return [
-        _view(r, answers[r.measurement.name], answers.get(schema.CONTAINER.name), thresholds)
-        for r in resources
-    ]
+        for rd in plan
+    }
+    limits = answers.get(schema.CONTAINER.name)
+    return [_view(r, answers[r.measurement.name], limits, thresholds) for r in resources]
 
 
 def _view(r: Resource, b: Buckets, limits: Buckets | None, thresholds: Thresholds) -> ResourceView:
@@ -301,12 +283,12 @@ def _view(r: Resource, b: Buckets, limits: Buckets | None, thresholds: Threshold
     for s in b.series:
         worker = s.tags.get(schema.WORKER)
         if worker is not None:
-            curve = _device_curve(s, r.fields, r.is_percent)
+            curve = _device_curve(s, r.fields)
             if curve.times:
                 devices[worker].append((_device_label(r, s.tags), curve))
     if r.container_field and limits is not None:
         for s in limits.series:
-            curve = _device_curve(s, [r.container_field], True)
+            curve = _device_curve(s, [r.container_field])
             if curve.times:
                 curve.note = "of its container limit"
                 devices[s.tags[schema.WORKER]] = [("container limit", curve)]
@@ -329,7 +311,7 @@ def _view(r: Resource, b: Buckets, limits: Buckets | None, thresholds: Threshold
 
 
 def read_resource(
-    reads: Reads | Store,
+    store: Store,
     r: Resource,
     start_ns: int,
     end_ns: int,
@@ -341,7 +323,7 @@ def read_resource(
 ) -> ResourceView:
     """The view of one resource (a zoomed graph): :func:`read_resources` for one."""
     return read_resources(
-        reads, start_ns, end_ns, max_points, thresholds, environment, workers, level, [r]
+        store, start_ns, end_ns, max_points, thresholds, environment, workers, level, [r]
     )[0]
 
 

@@ -11,17 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import queue
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 from agent.stores import Store, open_store
 from dashboard.resources import Thresholds
 
 __all__ = ["SiteConfig", "StorePool", "configure", "current", "DEFAULT_POINTS"]
 
-T = TypeVar("T")
 DEFAULT_POINTS = 1000
 """Buckets per curve when the browser has not said how wide its charts are."""
 MIN_POINTS, MAX_POINTS = 100, 2000
@@ -42,9 +39,8 @@ class SiteConfig:
 class StorePool:
     """Open stores handed to one reader at a time; at most ``size`` are kept open."""
 
-    def __init__(self, url: str, size: int = 6) -> None:
+    def __init__(self, url: str, size: int = 4) -> None:
         self.url = url
-        self.size = size
         self._idle: queue.LifoQueue[Store] = queue.LifoQueue(maxsize=size)
 
     @contextlib.contextmanager
@@ -63,22 +59,6 @@ class StorePool:
             self._idle.put_nowait(s)
         except queue.Full:
             s.close()
-
-    def run_all(self, reads: Sequence[Callable[[Store], T]]) -> list[T]:
-        """Run each read with its own store, at the same time; answers in order.
-
-        A store answers one read at a time, so reads run concurrently only on
-        separate stores; InfluxDB serves them in parallel and SQLite releases
-        the GIL while it scans.
-        """
-        if len(reads) <= 1:
-            return [self._run(read) for read in reads]
-        with ThreadPoolExecutor(max_workers=min(len(reads), self.size)) as executor:
-            return list(executor.map(self._run, reads))
-
-    def _run(self, read: Callable[[Store], T]) -> T:
-        with self.store() as s:
-            return read(s)
 
     def close(self) -> None:
         """Close every idle store."""

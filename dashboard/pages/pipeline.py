@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
-
 import dash
 from dash import Input, Output, callback, ctx, dcc, html, no_update
 
@@ -11,7 +9,6 @@ from agent.stores import StoreError
 from agent.timeutil import format_time
 from dashboard import components, figures, metrics, queries
 from dashboard.site import current, points_for
-from dashboard.state import ViewState
 
 dash.register_page(
     __name__, path="/pipeline", name="Pipeline metrics", title="fleetgauge · pipeline", order=1
@@ -109,18 +106,6 @@ def _summary_table(view: metrics.MetricView) -> html.Table:
     return html.Table([html.Thead(html.Tr([html.Th(h) for h in head])), html.Tbody(rows)])
 
 
-def _download_href(state: ViewState, start_ns: int, end_ns: int, metric: str | None) -> str:
-    params = [("start", format_time(start_ns)), ("end", format_time(end_ns))]
-    if state.env:
-        params.append(("environment", state.env))
-    params += [("deployment", d) for d in state.deployment]
-    if state.pipeline:
-        params.append(("pipeline", state.pipeline))
-    if metric:
-        params.append(("metric", metric))
-    return "/download/metrics.csv?" + urlencode(params)
-
-
 def _options(values: list[str]) -> list[dict]:
     return [{"label": v, "value": v} for v in values]
 
@@ -190,7 +175,15 @@ def load(width, _refresh, _tick, relayout, search):
         _options(sorted({*pipelines, *([state.pipeline] if state.pipeline else [])})),
         _options(sorted({*names, *([state.metric] if state.metric else [])})),
         f"{metric} (the first one)" if metric and not state.metric else "pick a metric",
-        _download_href(state, start_ns, end_ns, metric),
+        components.download_href(
+            "metrics",
+            state,
+            start_ns,
+            end_ns,
+            deployment=state.deployment,
+            pipeline=[state.pipeline] if state.pipeline else [],
+            metric=[metric] if metric else [],
+        ),
     )
 
 

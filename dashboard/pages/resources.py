@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
-
 import dash
 from dash import ALL, MATCH, Input, Output, State, callback, ctx, dcc, html, no_update
 
@@ -12,7 +10,6 @@ from agent.timeutil import format_time
 from dashboard import components, figures, queries
 from dashboard.resources import Threshold, resource
 from dashboard.site import current, points_for
-from dashboard.state import ViewState
 
 dash.register_page(__name__, path="/", name="Resources", title="fleetgauge · resources", order=0)
 
@@ -99,14 +96,6 @@ def _rank(level: str) -> int:
     return (queries.OK, queries.WARNING, queries.CRITICAL).index(level)
 
 
-def _download_href(state: ViewState, start_ns: int, end_ns: int) -> str:
-    params = [("start", format_time(start_ns)), ("end", format_time(end_ns))]
-    if state.env:
-        params.append(("environment", state.env))
-    params += [("worker", w) for w in state.worker]
-    return "/download/resources.csv?" + urlencode(params)
-
-
 def _graph(view: queries.ResourceView, threshold: Threshold) -> dcc.Graph:
     r = view.resource
     if view.curves:
@@ -139,21 +128,12 @@ def load(width, _refresh, _tick, search):
     site = current()
     thresholds = site.config.thresholds
     try:
-        views = queries.read_resources(
-            site.pool.run_all,
-            start_ns,
-            end_ns,
-            points_for(width),
-            thresholds,
-            state.env,
-            state.worker,
-        )
-        workers, environments = site.pool.run_all(
-            [
-                lambda store: queries.list_workers(store, start_ns, end_ns, state.env),
-                lambda store: queries.list_environments(store, start_ns, end_ns),
-            ]
-        )
+        with site.pool.store() as store:
+            views = queries.read_resources(
+                store, start_ns, end_ns, points_for(width), thresholds, state.env, state.worker
+            )
+            workers = queries.list_workers(store, start_ns, end_ns, state.env)
+            environments = queries.list_environments(store, start_ns, end_ns)
     except StoreError as e:
         components.report_store_error(e)
         return [], [], {}, no_update, no_update
@@ -169,7 +149,7 @@ def load(width, _refresh, _tick, search):
         graphs,
         over,
         options,
-        _download_href(state, start_ns, end_ns),
+        components.download_href("resources", state, start_ns, end_ns, worker=state.worker),
     )
 
 
@@ -194,16 +174,17 @@ def zoom(relayout, graph_id, width, search):
     site = current()
     threshold = site.config.thresholds.of(r.key)
     try:
-        view = queries.read_resource(
-            site.pool.run_all,
-            r,
-            start_ns,
-            end_ns,
-            points_for(width),
-            site.config.thresholds,
-            state.env,
-            state.worker,
-        )
+        with site.pool.store() as store:
+            view = queries.read_resource(
+                store,
+                r,
+                start_ns,
+                end_ns,
+                points_for(width),
+                site.config.thresholds,
+                state.env,
+                state.worker,
+            )
     except StoreError as e:
         components.report_store_error(e)
         return no_update
