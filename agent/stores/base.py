@@ -250,33 +250,32 @@ def merge_columns(
     """One entry per bucket: entries with the same time merged, empty ones dropped.
 
     ``times`` must be ascending. Columns that already have one non-empty entry
-    per bucket (the common case: one rollup generation per bucket) are returned
-    as they are, checked in C rather than looped over in Python.
+    per bucket (one rollup generation per bucket, buckets as wide as the tier)
+    are returned as they are, checked in C. Otherwise (several tier points per
+    bucket) the runs of equal times are reduced with numpy, imported here so an
+    agent that never reads back does not carry it.
     """
     if 0 not in counts and None not in counts and len(set(times)) == len(times):
         return list(times), list(counts), list(sums), list(mins), list(maxs)  # type: ignore[arg-type]
-    ot: list[int] = []
-    oc: list[int] = []
-    osum: list[float] = []
-    olo: list[float] = []
-    ohi: list[float] = []
-    for t, c, total, lo, hi in zip(times, counts, sums, mins, maxs, strict=True):
-        if not c:
-            continue
-        if ot and ot[-1] == t:
-            oc[-1] += c
-            osum[-1] += total
-            if lo < olo[-1]:
-                olo[-1] = lo
-            if hi > ohi[-1]:
-                ohi[-1] = hi
-        else:
-            ot.append(t)
-            oc.append(c)
-            osum.append(total)
-            olo.append(lo)
-            ohi.append(hi)
-    return ot, oc, osum, olo, ohi
+    import numpy as np
+
+    count = np.array(counts, dtype=float)  # None (field absent from a tier point) -> NaN
+    keep = count > 0
+    t = np.array(times, dtype=np.int64)[keep]
+    if not len(t):
+        return [], [], [], [], []
+    starts = np.flatnonzero(np.concatenate(([True], t[1:] != t[:-1])))
+
+    def reduced(ufunc: np.ufunc, column: Sequence[float] | np.ndarray) -> list:
+        return ufunc.reduceat(np.array(column, dtype=float)[keep], starts).tolist()
+
+    return (
+        t[starts].tolist(),
+        np.add.reduceat(count[keep], starts).astype(np.int64).tolist(),
+        reduced(np.add, sums),
+        reduced(np.minimum, mins),
+        reduced(np.maximum, maxs),
+    )
 
 
 def series_from_columns(

@@ -248,26 +248,32 @@ class InfluxDBStore:
         measurements: Sequence[str],
         where: Where | None = None,
     ) -> list[str]:
-        """Values of ``key`` on points in [start, end), tiers covering the inner whole buckets."""
+        """Values of ``key`` on points in [start, end), tiers covering the inner whole buckets.
+
+        A tier point is counted by its ``<field>_count`` columns only: ``count(*)``
+        over a tier reads all four aggregates of every field, four times the
+        work (about 0.5 s over a fleet's week of tiers).
+        """
         filters = _where(where)
         if filters is None or not measurements:
             return []
-        statements = []
         tiered = [m for m in measurements if MEASUREMENTS[m].tiered]
         plain = [m for m in measurements if not MEASUREMENTS[m].tiered]
         segments = [(tier, a, b, tiered) for tier, a, b in cover(start_ns, end_ns)]
         if plain:
             segments.append((None, start_ns, end_ns, plain))
+        statements = []
         for tier, a, b, names in segments:
-            if not names:
-                continue
-            sources = ",".join(
-                influxql_ident(tier_measurement(n, tier) if tier else n) for n in names
-            )
-            statements.append(
-                f"SELECT count(*) FROM {sources} WHERE time >= {a} AND time < {b}{filters}"
-                f" GROUP BY {influxql_ident(key)}"
-            )
+            for name in names:
+                source, columns = name, MEASUREMENTS[name].field_names
+                if tier is not None:
+                    source = tier_measurement(name, tier)
+                    columns = tuple(tier_field(f, "count") for f in columns)
+                counted = ", ".join(f"count({influxql_ident(c)})" for c in columns)
+                statements.append(
+                    f"SELECT {counted} FROM {influxql_ident(source)}"
+                    f" WHERE time >= {a} AND time < {b}{filters} GROUP BY {influxql_ident(key)}"
+                )
         found: set[str] = set()
         for result in self._query(";".join(statements)) if statements else []:
             for s in result.get("series", []):

@@ -132,7 +132,12 @@ def load(width, _refresh, _tick, search):
             views = queries.read_resources(
                 store, start_ns, end_ns, points_for(width), thresholds, state.env, state.worker
             )
-            workers = queries.list_workers(store, start_ns, end_ns, state.env)
+            # Unfiltered views already name every worker; only a filter hides some.
+            workers = (
+                queries.list_workers(store, start_ns, end_ns, state.env)
+                if state.worker
+                else {c.name for v in views for c in v.curves}
+            )
             environments = queries.list_environments(store, start_ns, end_ns)
     except StoreError as e:
         components.report_store_error(e)

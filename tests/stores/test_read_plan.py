@@ -1,12 +1,16 @@
-"""Read planning: whatever the range, no series gets more buckets than asked for."""
+"""Read planning: whatever the range, no series gets more buckets than asked for.
+
+And merging the tier points that fall in one bucket keeps every count, sum and extreme.
+"""
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from agent.schema import TIERS
-from agent.stores.base import RAW, cover, level_width, plan_read
+from agent.stores.base import RAW, cover, level_width, merge_columns, plan_read
 
 S = 1_000_000_000
 DAY = 86400 * S
@@ -40,3 +44,38 @@ def test_cover_splits_a_range_into_aligned_contiguous_segments(start, span):
         if tier is not None:
             assert a % tier.width_ns == 0 and b % tier.width_ns == 0
             assert tier in TIERS
+
+
+entries = st.lists(
+    st.tuples(
+        st.integers(0, 20),  # bucket time
+        st.one_of(st.none(), st.integers(0, 5)),  # count; None: the field was absent
+        st.floats(-1e6, 1e6),
+        st.floats(-1e6, 1e6),
+    ),
+    max_size=60,
+)
+
+
+@given(entries)
+def test_merging_tier_points_keeps_every_count_sum_and_extreme(rows):
+    rows.sort(key=lambda r: r[0])
+    times = [t for t, _, _, _ in rows]
+    counts = [c for _, c, _, _ in rows]
+    sums = [None if c is None else s for _, c, s, _ in rows]
+    lows = [None if c is None else min(a, b) for _, c, a, b in rows]
+    highs = [None if c is None else max(a, b) for _, c, a, b in rows]
+    expected: dict[int, list] = {}
+    for t, c, total, lo, hi in zip(times, counts, sums, lows, highs, strict=True):
+        if c:
+            e = expected.setdefault(t, [0, 0.0, lo, hi])
+            e[0] += c
+            e[1] += total
+            e[2], e[3] = min(e[2], lo), max(e[3], hi)
+    ot, oc, osum, olo, ohi = merge_columns(times, counts, sums, lows, highs)
+    assert ot == sorted(expected)
+    assert oc == [expected[t][0] for t in ot]
+    assert all(isinstance(c, int) for c in oc)
+    assert osum == [pytest.approx(expected[t][1]) for t in ot]
+    assert olo == [expected[t][2] for t in ot]
+    assert ohi == [expected[t][3] for t in ot]
