@@ -148,6 +148,8 @@ def _device_curve(s: BucketSeries, fields: Sequence[str]) -> Curve:
     per_field = [s.fields[f] for f in fields]
     if len(per_field) == 1:
         fb = per_field[0]
+        if 0 not in fb.count:  # a value in every bucket: the columns as they are
+            return Curve("", list(s.times), *map(list, (fb.mean, fb.min, fb.max, fb.count)))
         keep = [i for i, n in enumerate(fb.count) if n]
         return Curve(
             "",
@@ -157,17 +159,22 @@ def _device_curve(s: BucketSeries, fields: Sequence[str]) -> Curve:
             [fb.max[i] for i in keep],  # type: ignore[misc]
             [fb.count[i] for i in keep],
         )
-    times, mean, lo, hi, count = [], [], [], [], []
-    for i, t in enumerate(s.times):
-        present = [fb for fb in per_field if fb.count[i]]
-        if not present:
-            continue
-        times.append(t)
-        mean.append(sum(fb.mean[i] for fb in present))  # type: ignore[misc]
-        lo.append(sum(fb.min[i] for fb in present))  # type: ignore[misc]
-        hi.append(sum(fb.max[i] for fb in present))  # type: ignore[misc]
-        count.append(max(fb.count[i] for fb in present))
-    return Curve("", times, mean, lo, hi, count)
+    counts = np.array([fb.count for fb in per_field], dtype=float)
+    present = counts > 0  # per field and bucket
+    keep = present.any(axis=0)
+
+    def added(column: str) -> list[float]:
+        values = np.array([getattr(fb, column) for fb in per_field], dtype=float)  # None: NaN
+        return np.where(present, values, 0.0).sum(axis=0)[keep].tolist()
+
+    return Curve(
+        "",
+        np.asarray(s.times)[keep].tolist(),
+        added("mean"),
+        added("min"),
+        added("max"),
+        counts.max(axis=0)[keep].astype(np.int64).tolist(),
+    )
 
 
 def combine(name: str, curves: Sequence[Curve], is_percent: bool, weighted: bool) -> Curve:
