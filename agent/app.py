@@ -63,6 +63,8 @@ class Agent:
                 mounts=config.mounts,
                 include_loopback=config.include_loopback,
                 enabled=config.collectors,
+                host_proc=config.host_proc,
+                host_root=config.host_root,
             )
         )
         self.health.track_collectors([c.name for c in self.collectors])

@@ -62,6 +62,8 @@ class AgentConfig:
     collectors: tuple[str, ...] | None = None
     mounts: tuple[str, ...] | None = None
     include_loopback: bool = False
+    host_proc: str = "/proc"
+    host_root: str = "/"
     log_level: str = "info"
 
     def identity_tags(self) -> dict[str, str]:
@@ -282,6 +284,22 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("mounts", _names, "comma-separated mount points to report (default: all real ones)"),
     Setting("include_loopback", _bool, "also report the loopback network interface", "BOOL"),
+    Setting(
+        "host_proc",
+        _text,
+        "the procfs CPU, memory, disk I/O and network are read from: the host's /proc mounted"
+        " into a container (for example /host/proc) makes the agent report the host"
+        " (default: /proc)",
+        "DIR",
+    ),
+    Setting(
+        "host_root",
+        _text,
+        "where the host's root filesystem is mounted (for example /rootfs): disks are then the"
+        " host's mounts, listed in HOST_PROC/1/mounts and measured under this directory"
+        " (default: /)",
+        "DIR",
+    ),
     Setting("log_level", _text, "debug, info, warning or error (default: info)", "LEVEL"),
 )
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -365,6 +383,9 @@ def _check(c: AgentConfig) -> None:
             validate_name("push_histograms metric", name)
     except InvalidPoint as e:
         raise ConfigError(str(e)) from e
+    for name in ("host_proc", "host_root"):
+        if not os.path.isabs(getattr(c, name)):
+            raise bad(name, f"{getattr(c, name)!r} is not an absolute path")
     if c.log_level.lower() not in ("debug", "info", "warning", "error"):
         raise bad("log_level", f"{c.log_level!r} is not debug, info, warning or error")
     try:

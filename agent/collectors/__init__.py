@@ -9,16 +9,21 @@ measured against a monotonic clock between two ``collect`` calls; collectors tha
 previous reading take it when they are built, so the first sample already has values.
 
 Collectors that hold a resource (the GPU one holds NVML) also have ``close()``.
+
+An agent in a container reports the host when the host's ``/proc`` and root filesystem are
+mounted into it and named by ``host_proc`` and ``host_root`` (see :func:`build_collectors`).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Collection, Mapping, Sequence
+from functools import partial
 from typing import Protocol, runtime_checkable
 
 from agent.collectors.container import ContainerCollector
 from agent.collectors.cpu import CpuCollector
-from agent.collectors.disk import DiskCollector
+from agent.collectors.disk import DiskCollector, read_mounts
 from agent.collectors.gpu import GpuCollector
 from agent.collectors.memory import MemoryCollector
 from agent.collectors.network import NetworkCollector
@@ -56,13 +61,26 @@ def build_collectors(
     mounts: Sequence[str] | None = None,
     include_loopback: bool = False,
     enabled: Collection[str] | None = None,
+    host_proc: str = "/proc",
+    host_root: str = "/",
 ) -> list[Collector]:
     """Build the enabled collectors (all when ``enabled`` is None) in ``COLLECTOR_NAMES`` order.
 
     ``tags`` are the identity tags put on every point (``environment``, ``worker`` and any
     static extras); ``mounts`` picks the filesystems the disk collector reports;
-    ``include_loopback`` makes the network collector report ``lo``. Raises ValueError for an
-    unknown collector name or missing identity tags, so a bad config fails at start-up.
+    ``include_loopback`` makes the network collector report ``lo``.
+
+    ``host_proc`` is the procfs that CPU, memory, disk I/O and network are read from. psutil
+    keeps its procfs in one module-wide setting (``psutil.PROCFS_PATH``), so another path
+    holds for the whole process. Network counters are those of the agent's own network
+    namespace (``<host_proc>/net`` is ``<host_proc>/self/net``): a container reports the
+    host's interfaces only with the host's network. ``host_root`` other than ``/`` makes the
+    disk collector list the mounts of the host (``<host_proc>/1/mounts``, the mount namespace
+    of the host's init) and measure each at ``<host_root>/<mount point>``.
+
+    Raises ValueError for an unknown collector name, missing identity tags, or a
+    ``host_proc``/``host_root`` that does not hold what it should, so a bad config (or a
+    forgotten volume) fails at start-up.
     """
     missing = [t for t in (ENVIRONMENT, WORKER) if not tags.get(t)]
     if missing:
@@ -73,7 +91,32 @@ def build_collectors(
         known = ", ".join(COLLECTOR_NAMES)
         raise ValueError(f"unknown collector(s) {', '.join(unknown)} (known: {known})")
     options: dict[type, dict[str, object]] = {
-        DiskCollector: {"mounts": mounts},
+        DiskCollector: {"mounts": mounts, **_host_disks(host_proc, host_root)},
+        MemoryCollector: {"proc_root": host_proc},
         NetworkCollector: {"include_loopback": include_loopback},
     }
+    if host_proc != "/proc":
+        _use_procfs(host_proc)
     return [cls(tags, **options.get(cls, {})) for cls in _CLASSES if cls.name in wanted]
+
+
+def _use_procfs(host_proc: str) -> None:
+    """Make psutil read ``host_proc`` instead of ``/proc``."""
+    if not os.path.isfile(os.path.join(host_proc, "stat")):
+        raise ValueError(f"host_proc {host_proc}: no 'stat' file there, so it is no procfs")
+    import psutil
+
+    psutil.PROCFS_PATH = host_proc
+
+
+def _host_disks(host_proc: str, host_root: str) -> dict[str, object]:
+    """Disk collector options that make it report the host's mounts under ``host_root``."""
+    if host_root == "/":
+        return {}
+    table = os.path.join(host_proc, "1", "mounts")
+    if not os.access(table, os.R_OK) or not os.path.isdir(host_root):
+        raise ValueError(
+            f"host_root {host_root}: needs a directory there and the host's mount table"
+            f" readable at {table}"
+        )
+    return {"root": host_root, "partitions": partial(read_mounts, table)}

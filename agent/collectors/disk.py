@@ -7,7 +7,10 @@ are skipped; overlay is kept only when mounted on ``/`` (the root of a container
 device mounted twice (bind mounts, the same disk at two places) is reported once, at its
 shortest mount point; files bind-mounted into a container (``/etc/hosts``) are skipped.
 ``mounts=`` replaces this choice with an explicit list of mount points. The mount table
-is re-read every ``refresh_s`` seconds, not every sample.
+is re-read every ``refresh_s`` seconds, not every sample. An agent in a container reports
+the host's filesystems with ``root=`` (where the host's ``/`` is mounted) and
+``partitions=`` reading the host's mount table (:func:`read_mounts`): each mount is then
+measured under ``root`` and named by its path on the host.
 
 ``disk_io`` (tag ``device``): read and write bytes per second of whole disks only, that is
 the names ``/sys/block`` lists (``sda``, ``nvme0n1``, ``dm-0``, ``md0``), the rule psutil and
@@ -22,12 +25,12 @@ import os
 import re
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from agent.collectors.rates import RateTracker
 from agent.schema import DEVICE, DISK, DISK_IO, MOUNT, Point
 
-__all__ = ["DiskCollector", "PSEUDO_FILESYSTEMS"]
+__all__ = ["DiskCollector", "Partition", "PSEUDO_FILESYSTEMS", "read_mounts"]
 
 USED_BYTES, TOTAL_BYTES, USED_PERCENT = DISK.field_names
 READ_BYTES_PER_SECOND, WRITE_BYTES_PER_SECOND = DISK_IO.field_names
@@ -41,6 +44,28 @@ PSEUDO_FILESYSTEMS = frozenset(
 
 _VIRTUAL_DEVICE = re.compile(r"^(loop|ram|zram|fd)\d+$")
 log = logging.getLogger("fleetgauge.agent.disk")
+
+
+class Partition(NamedTuple):
+    """One line of a mount table, as psutil's ``disk_partitions`` gives it."""
+
+    device: str
+    mountpoint: str
+    fstype: str
+
+
+_OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
+
+
+def read_mounts(path: str) -> list[Partition]:
+    """The mounts listed in a ``/proc/PID/mounts`` file (``\\040`` in a path is a space)."""
+
+    def unescape(text: str) -> str:
+        return _OCTAL_ESCAPE.sub(lambda m: chr(int(m.group(1), 8)), text)
+
+    with open(path, encoding="utf-8", errors="surrogateescape") as f:
+        fields = [line.split() for line in f]
+    return [Partition(unescape(f[0]), unescape(f[1]), f[2]) for f in fields if len(f) >= 3]
 
 
 def _list_block_devices() -> set[str]:
@@ -63,14 +88,18 @@ class DiskCollector:
         is_dir: Callable[[str], bool] = os.path.isdir,
         clock: Callable[[], float] = time.monotonic,
         refresh_s: float = 60.0,
+        root: str = "/",
+        partitions: Callable[[], Sequence[Any]] | None = None,
     ) -> None:
         """``mounts`` chooses mount points explicitly; ``psutil_module``, ``block_devices``
         and ``is_dir`` stand in for the machine in tests; ``refresh_s`` is how often the
-        mount table and the disk list are re-read."""
+        mount table and the disk list are re-read; ``root`` is where the mount points of
+        the table ``partitions`` returns (default: psutil's, of this process) are found."""
         if psutil_module is None:
             import psutil as psutil_module
         self._psutil, self._block_devices, self._clock = psutil_module, block_devices, clock
-        self._is_dir = is_dir
+        self._is_dir, self._root = is_dir, root
+        self._partitions = partitions
         self._wanted = None if mounts is None else {_normalize(m) for m in mounts}
         self._tags, self._refresh_s = dict(tags), refresh_s
         self._rates = RateTracker(clock)
@@ -89,7 +118,7 @@ class DiskCollector:
         points = []
         for mount, tags in self._mounts:
             try:
-                usage = self._psutil.disk_usage(mount)
+                usage = self._psutil.disk_usage(self._under_root(mount))
             except OSError:
                 continue  # unmounted since the last refresh, or not ours to read
             usable = usage.used + usage.free  # what df calls size for non-root users
@@ -130,7 +159,10 @@ class DiskCollector:
         except OSError:
             self._disks = None  # no /sys here: fall back to every non-virtual device
         try:
-            partitions = self._psutil.disk_partitions(all=True)
+            if self._partitions is not None:
+                partitions = self._partitions()
+            else:
+                partitions = self._psutil.disk_partitions(all=True)
         except OSError:
             return  # keep the previous mount list
         self._mounts = [(m, {**self._tags, MOUNT: m}) for m in self._choose(partitions)]
@@ -150,9 +182,17 @@ class DiskCollector:
                 p.fstype == "overlay" and p.mountpoint == "/"
             )
             # a file bind-mounted into a container (/etc/hosts) is no filesystem of its own
-            if not pseudo and _source(p) not in chosen and self._is_dir(p.mountpoint):
+            if (
+                not pseudo
+                and _source(p) not in chosen
+                and self._is_dir(self._under_root(p.mountpoint))
+            ):
                 chosen[_source(p)] = p.mountpoint
         return sorted(chosen.values())
+
+    def _under_root(self, mount: str) -> str:
+        """Where a mount point of the table is found from here."""
+        return mount if self._root == "/" else os.path.join(self._root, mount.lstrip("/"))
 
 
 def _source(partition: Any) -> str:

@@ -12,6 +12,7 @@ elsewhere, or on kernels without ``MemAvailable``, from psutil.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from typing import NamedTuple
 
@@ -65,20 +66,24 @@ def read_psutil() -> MemoryReading:
     return MemoryReading(mem.total, mem.available, swap.total, swap.used)
 
 
-def _read_default() -> MemoryReading:
-    return read_meminfo() or read_psutil()
-
-
 class MemoryCollector:
     """Reports one ``memory`` point per sample."""
 
     name = MEMORY.name  # a collector is named after its main measurement
 
     def __init__(
-        self, tags: Mapping[str, str], *, read: Callable[[], MemoryReading | None] | None = None
+        self,
+        tags: Mapping[str, str],
+        *,
+        read: Callable[[], MemoryReading | None] | None = None,
+        proc_root: str = "/proc",
     ) -> None:
-        """``read`` returns the current sizes (default: /proc/meminfo, else psutil)."""
-        self._read = read or (_read_default if read_meminfo() else read_psutil)
+        """``read`` returns the current sizes (default: ``<proc_root>/meminfo``, else psutil)."""
+        if read is None:
+            path = os.path.join(proc_root, "meminfo")
+            meminfo = read_meminfo(path) is not None
+            read = (lambda: read_meminfo(path) or read_psutil()) if meminfo else read_psutil
+        self._read = read
         self._tags = dict(tags)
 
     def collect(self, now_ns: int) -> list[Point]:
