@@ -1,0 +1,323 @@
+"""Prometheus alerting rules for a fleet of agents, every name taken from ``agent.schema``.
+
+Two rule groups: the agents themselves (down, gone, not sampling, collectors or
+store writes failing, spool growing, points dropped, nothing written for too
+long) and the resources they watch (CPU, memory, GPU, GPU memory and disk used
+above a threshold on average over a window). Each :class:`Alert` also records
+the metrics its expression selects and the labels its alerts carry, so the tests
+can check both against what a real Prometheus scraped from a real agent.
+
+Prometheus must scrape the agents in a job called :data:`JOB`: the "agent down"
+rule selects ``up`` by it (``prometheus/prometheus.yml`` uses the same name).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import yaml
+
+from agent import schema
+from agent.schema import Field, Measurement
+from agent.stack import AGENT_JOB
+
+__all__ = ["Alert", "ALERTS", "GROUPS", "JOB", "RULES_PATH", "files", "render"]
+
+RULES_PATH = "prometheus/rules/fleetgauge.rules.yml"
+JOB = AGENT_JOB
+"""Scrape job of the agents in prometheus.yml (shared with the Grafana dashboards)."""
+
+# Prometheus' own names: the target labels it adds to every scraped series, and ``up``.
+INSTANCE, JOB_LABEL, UP = "instance", "job", "up"
+TARGET_LABELS = (INSTANCE, JOB_LABEL)
+AGENT_ALERT_LABELS = (*schema.AGENT_LABELS, *TARGET_LABELS)
+"""Labels of every agent-health series once Prometheus scraped it."""
+
+CRITICAL, WARNING, INFO = "critical", "warning", "info"
+
+# --- thresholds and durations -------------------------------------------------------
+AGENT_DOWN_FOR = "5m"
+AGENT_MISSING_LOOKBACK = "1h"
+"""How long a worker that stopped reporting is remembered (and alerted on)."""
+AGENT_MISSING_FOR = "5m"
+NOT_SAMPLING_WINDOW, NOT_SAMPLING_FOR = "10m", "5m"
+ERROR_WINDOW = "5m"
+"""Errors are counted over this window: one failure keeps the count above zero this long."""
+COLLECTOR_ERRORS_FOR = "15m"
+WRITE_ERRORS_FOR = "10m"
+SPOOL_GROWTH_WINDOW, SPOOL_GROWING_FOR = "15m", "5m"
+DROPPED_WINDOW, DROPPED_FOR = "15m", "1m"
+LAST_WRITE_MAX_AGE_SECONDS = 900
+NO_WRITE_FOR = "5m"
+NEVER_WROTE_FOR = "15m"
+RESOURCE_WINDOW = "15m"
+"""Resource ratios are averaged over this window, so a short spike never alerts."""
+RESOURCE_FOR = "5m"
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One alerting rule, plus what the tests check it against.
+
+    ``metrics`` are the metric names ``expr`` selects, the one whose labels the
+    alerts keep first; ``labels`` are the labels every alert of this rule
+    carries (the annotations may only use these).
+    """
+
+    name: str
+    expr: str
+    for_: str
+    severity: str
+    summary: str
+    description: str
+    metrics: tuple[str, ...]
+    labels: tuple[str, ...]
+
+    def rule(self) -> dict[str, object]:
+        """The rule as it appears in a Prometheus rule file."""
+        return {
+            "alert": self.name,
+            "expr": self.expr,
+            "for": self.for_,
+            "labels": {"severity": self.severity},
+            "annotations": {"summary": self.summary, "description": self.description},
+        }
+
+
+def _l(label: str) -> str:
+    """Template text that an alert's annotation expands to the value of ``label``."""
+    return "{{ $labels." + label + " }}"
+
+
+WHO = f"{_l(schema.WORKER)} ({_l(schema.ENVIRONMENT)})"
+"""How annotations name the agent or worker an alert is about."""
+AT = f"{_l(INSTANCE)}, job {_l(JOB_LABEL)}"
+
+
+# --- the agents -----------------------------------------------------------------------
+_SAMPLES = schema.AGENT_SAMPLES.name
+_COLLECTOR_ERRORS = schema.AGENT_COLLECTOR_ERRORS.name
+_COLLECTOR = schema.AGENT_COLLECTOR_ERRORS.labels[0]
+_WRITE_ERRORS = schema.AGENT_WRITE_ERRORS.name
+_SPOOL_BYTES = schema.AGENT_SPOOL_BYTES.name
+_DROPPED = schema.AGENT_POINTS_DROPPED.name
+_LAST_WRITE = schema.AGENT_LAST_WRITE.name
+_ON_TARGET = f"on({', '.join(TARGET_LABELS)})"
+_ON_AGENT = f"on({', '.join(AGENT_ALERT_LABELS)})"
+_COUNT = '{{ printf "%.0f" $value }}'
+"""The alert's value as a whole number (``increase`` extrapolates, so it is approximate)."""
+
+AGENT_ALERTS = (
+    Alert(
+        "FleetgaugeAgentDown",
+        f'{UP}{{{JOB_LABEL}="{JOB}"}} == 0',
+        AGENT_DOWN_FOR,
+        CRITICAL,
+        f"fleetgauge agent at {_l(INSTANCE)} is down",
+        f"Prometheus has failed to scrape {AT} for {AGENT_DOWN_FOR}: the agent is stopped,"
+        " its machine is down or unreachable, or /metrics refuses the scrape.",
+        (UP,),
+        TARGET_LABELS,
+    ),
+    Alert(
+        "FleetgaugeAgentMissing",
+        f"(last_over_time({_SAMPLES}[{AGENT_MISSING_LOOKBACK}]) unless {_ON_AGENT} {_SAMPLES})"
+        f" unless {_ON_TARGET} {UP} == 0",
+        AGENT_MISSING_FOR,
+        WARNING,
+        f"worker {WHO} stopped reporting",
+        f"{WHO} reported through {AT} within the last {AGENT_MISSING_LOOKBACK} but not for"
+        f" {AGENT_MISSING_FOR}, and no failing scrape explains it: its target left service"
+        " discovery, or the agent there now runs under another worker name.",
+        (_SAMPLES, UP),
+        AGENT_ALERT_LABELS,
+    ),
+    Alert(
+        "FleetgaugeAgentNotSampling",
+        f"increase({_SAMPLES}[{NOT_SAMPLING_WINDOW}]) == 0",
+        NOT_SAMPLING_FOR,
+        CRITICAL,
+        f"agent on {WHO} takes no samples",
+        f"The agent on {WHO} answers scrapes but has taken no sample in {NOT_SAMPLING_WINDOW}:"
+        " its scheduler is stuck, so nothing about this worker is recorded.",
+        (_SAMPLES,),
+        AGENT_ALERT_LABELS,
+    ),
+    Alert(
+        "FleetgaugeCollectorFailing",
+        f"increase({_COLLECTOR_ERRORS}[{ERROR_WINDOW}]) > 0",
+        COLLECTOR_ERRORS_FOR,
+        WARNING,
+        f"collector {_l(_COLLECTOR)} failing on {WHO}",
+        f"The {_l(_COLLECTOR)} collector of the agent on {WHO} has kept failing for"
+        f" {COLLECTOR_ERRORS_FOR} ({_COUNT} failures in the last {ERROR_WINDOW}):"
+        " its metrics are missing. The agent's log says why.",
+        (_COLLECTOR_ERRORS,),
+        (*AGENT_ALERT_LABELS, _COLLECTOR),
+    ),
+    Alert(
+        "FleetgaugeStoreWriteErrors",
+        f"increase({_WRITE_ERRORS}[{ERROR_WINDOW}]) > 0",
+        WRITE_ERRORS_FOR,
+        WARNING,
+        f"agent on {WHO} cannot write to its store",
+        f"Writes from {WHO} to its store have kept failing for {WRITE_ERRORS_FOR}"
+        f" ({_COUNT} failed in the last {ERROR_WINDOW}): the store is unreachable, answers"
+        " errors or refuses the points. Points wait in the on-disk spool.",
+        (_WRITE_ERRORS,),
+        AGENT_ALERT_LABELS,
+    ),
+    Alert(
+        "FleetgaugeSpoolGrowing",
+        f"delta({_SPOOL_BYTES}[{SPOOL_GROWTH_WINDOW}]) > 0"
+        f" and {_ON_AGENT} increase({_WRITE_ERRORS}[{ERROR_WINDOW}]) > 0",
+        SPOOL_GROWING_FOR,
+        WARNING,
+        f"spool of {WHO} is growing",
+        f"The on-disk spool of {WHO} grew by {{{{ $value | humanize1024 }}}}B in"
+        f" {SPOOL_GROWTH_WINDOW} while writes to its store fail; once it is full the oldest"
+        " points are dropped.",
+        (_SPOOL_BYTES, _WRITE_ERRORS),
+        AGENT_ALERT_LABELS,
+    ),
+    Alert(
+        "FleetgaugePointsDropped",
+        f"increase({_DROPPED}[{DROPPED_WINDOW}]) > 0",
+        DROPPED_FOR,
+        CRITICAL,
+        f"{WHO} lost points ({_l(schema.DROP_REASON)})",
+        f"The agent on {WHO} gave up about {_COUNT} points in the last {DROPPED_WINDOW},"
+        f" reason {_l(schema.DROP_REASON)}: spool_full (the store was down longer than the"
+        " spool holds), rejected (the store refused them), invalid, or spool_error (the spool"
+        " directory cannot be written).",
+        (_DROPPED,),
+        (*AGENT_ALERT_LABELS, schema.DROP_REASON),
+    ),
+    Alert(
+        "FleetgaugeNoRecentWrite",
+        f"time() - {_LAST_WRITE} > {LAST_WRITE_MAX_AGE_SECONDS} and {_LAST_WRITE} > 0",
+        NO_WRITE_FOR,
+        CRITICAL,
+        f"nothing from {WHO} reached the store lately",
+        f"The last successful write from {WHO} to its store was {{{{ $value | humanizeDuration }}}}"
+        " ago: charts reading the store show nothing newer.",
+        (_LAST_WRITE,),
+        AGENT_ALERT_LABELS,
+    ),
+    Alert(
+        "FleetgaugeNeverWrote",
+        f"{_LAST_WRITE} == 0",
+        NEVER_WROTE_FOR,
+        CRITICAL,
+        f"agent on {WHO} has written nothing since it started",
+        f"The agent on {WHO} has run for {NEVER_WROTE_FOR} without one successful write to"
+        " its store: check its store URL, credentials and the store itself.",
+        (_LAST_WRITE,),
+        AGENT_ALERT_LABELS,
+    ),
+)
+
+
+# --- the resources --------------------------------------------------------------------
+def _resource_alert(
+    name: str, m: Measurement, f: Field, threshold: float, severity: str, what: str
+) -> Alert:
+    """Alert when ``m.f`` (a percentage, exposed as a 0-1 ratio) stays above ``threshold``.
+
+    ``what`` names the resource in the annotations; it may use ``m``'s device tags.
+    """
+    metric, factor = schema.prometheus_name(m, f)
+    if f.unit != schema.PERCENT or factor != 0.01:
+        raise ValueError(f"{m.name}.{f.name} is not a percentage")
+    return Alert(
+        name,
+        f"avg_over_time({metric}[{RESOURCE_WINDOW}]) > {threshold:g}",
+        RESOURCE_FOR,
+        severity,
+        f"{what} on {WHO} above {threshold:.0%}",
+        f"{what} on {WHO} has been {{{{ $value | humanizePercentage }}}} on average"
+        f" over {RESOURCE_WINDOW} (threshold {threshold:.0%}).",
+        (metric,),
+        (schema.WORKER, schema.ENVIRONMENT, *m.device_tags, *TARGET_LABELS),
+    )
+
+
+CPU_THRESHOLD = 0.95
+MEMORY_THRESHOLD = 0.9
+GPU_THRESHOLD = 0.95
+GPU_MEMORY_THRESHOLD = 0.95
+DISK_THRESHOLD = 0.9
+
+_CPU, _MEMORY, _GPU, _DISK = schema.CPU, schema.MEMORY, schema.GPU_MEASUREMENT, schema.DISK
+RESOURCE_ALERTS = (
+    _resource_alert(
+        "FleetgaugeCpuBusy",
+        _CPU,
+        _CPU.get_field("usage_percent"),
+        CPU_THRESHOLD,
+        WARNING,
+        "CPU use",
+    ),
+    _resource_alert(
+        "FleetgaugeMemoryFull",
+        _MEMORY,
+        _MEMORY.get_field("used_percent"),
+        MEMORY_THRESHOLD,
+        WARNING,
+        "Memory use",
+    ),
+    _resource_alert(
+        "FleetgaugeGpuBusy",
+        _GPU,
+        _GPU.get_field("utilization_percent"),
+        GPU_THRESHOLD,
+        INFO,
+        f"Utilization of GPU {_l(schema.GPU)}",
+    ),
+    _resource_alert(
+        "FleetgaugeGpuMemoryFull",
+        _GPU,
+        _GPU.get_field("memory_used_percent"),
+        GPU_MEMORY_THRESHOLD,
+        WARNING,
+        f"Memory use of GPU {_l(schema.GPU)}",
+    ),
+    _resource_alert(
+        "FleetgaugeDiskFull",
+        _DISK,
+        _DISK.get_field("used_percent"),
+        DISK_THRESHOLD,
+        WARNING,
+        f"Disk space used at {_l(schema.MOUNT)}",
+    ),
+)
+
+GROUPS: dict[str, tuple[Alert, ...]] = {
+    "fleetgauge-agent": AGENT_ALERTS,
+    "fleetgauge-resources": RESOURCE_ALERTS,
+}
+ALERTS: tuple[Alert, ...] = tuple(a for alerts in GROUPS.values() for a in alerts)
+
+HEADER = (
+    "# Prometheus alerting rules for fleetgauge agents. Generated by `python -m agent.stack`\n"
+    "# from agent/schema.py (agent/stack/prometheus.py): edit those, not this file.\n"
+    f"# The agents must be scraped in the job {JOB!r}.\n"
+)
+
+
+_NO_WRAP = 1 << 20
+"""YAML line width: one line per expression and annotation, never folded mid-template."""
+
+
+def render() -> str:
+    """The rule file's text: deterministic YAML, groups and rules in declaration order."""
+    groups = [
+        {"name": name, "rules": [a.rule() for a in alerts]} for name, alerts in GROUPS.items()
+    ]
+    body = yaml.safe_dump({"groups": groups}, sort_keys=False, allow_unicode=True, width=_NO_WRAP)
+    return HEADER + body
+
+
+def files() -> dict[str, str]:
+    """``{RULES_PATH: text}`` for ``python -m agent.stack``."""
+    return {RULES_PATH: render()}
