@@ -25,7 +25,7 @@ from urllib.parse import urlencode
 
 from influx_server import free_port, terminate
 
-__all__ = ["PrometheusServer", "PrometheusError", "find_prometheus", "INSTALL_HINT"]
+__all__ = ["PrometheusServer", "PrometheusError", "find_prometheus", "require_tool", "INSTALL_HINT"]
 
 INSTALL_HINT = (
     "prometheus not found: install it with `apt-get update && apt-get install -y prometheus`"
@@ -38,6 +38,25 @@ Result = list[dict[str, Any]]
 def find_prometheus() -> str | None:
     """Path of the ``prometheus`` binary, or None when it is not installed."""
     return shutil.which("prometheus")
+
+
+def require_tool(name: str = "prometheus") -> str:
+    """Path of ``prometheus`` or ``promtool`` (Debian package ``prometheus``).
+
+    A missing binary skips the test on a developer's machine and fails it on CI
+    (``CI`` set), where scripts/test installs it: nothing is skipped silently there.
+    """
+    import os
+
+    import pytest
+
+    binary = shutil.which(name)
+    if binary is None:
+        hint = INSTALL_HINT.replace("prometheus not", f"{name} not", 1)
+        if os.environ.get("CI"):
+            pytest.fail(hint)
+        pytest.skip(hint)
+    return binary
 
 
 class PrometheusError(RuntimeError):

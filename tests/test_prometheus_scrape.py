@@ -8,14 +8,13 @@ Prometheus' HTTP API, so it checks what a Prometheus user really gets. On CI
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from agent_process import AgentProcess
-from prometheus_server import INSTALL_HINT, PrometheusServer, find_prometheus
+from prometheus_server import PrometheusServer, require_tool
 
 from agent import schema
 
@@ -29,12 +28,7 @@ SAMPLES = schema.AGENT_SAMPLES.name
 @pytest.fixture
 def prometheus_binary() -> str:
     """Path of ``prometheus``; skip when missing, but fail on CI."""
-    binary = find_prometheus()
-    if binary is None:
-        if os.environ.get("CI"):
-            pytest.fail(INSTALL_HINT)
-        pytest.skip(INSTALL_HINT)
-    return binary
+    return require_tool()
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ that scraped a running agent. It checks the series a user would see.
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 import uuid
@@ -23,7 +22,7 @@ from typing import Any
 import pytest
 import yaml
 from agent_process import AgentProcess
-from prometheus_server import INSTALL_HINT, PrometheusServer, find_prometheus
+from prometheus_server import PrometheusServer, require_tool
 
 from agent import schema
 from agent.schema import Point
@@ -338,11 +337,7 @@ def test_every_influxql_query_of_every_dashboard_runs(seeded):
 # --- PromQL against a real Prometheus scraping a real agent -----------------------------
 @pytest.fixture(scope="module")
 def scraped(tmp_path_factory) -> Iterator[tuple[PrometheusServer, str]]:
-    binary = find_prometheus()
-    if binary is None:
-        if os.environ.get("CI"):
-            pytest.fail(INSTALL_HINT)
-        pytest.skip(INSTALL_HINT)
+    binary = require_tool()
     tmp = tmp_path_factory.mktemp("grafana-prom")
     worker = f"graf-{uuid.uuid4().hex[:8]}"
     (tmp / "agent").mkdir()

@@ -17,11 +17,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
 import stack_files as sf
 import yaml
 from agent_process import AgentProcess
-from prometheus_server import INSTALL_HINT, PrometheusServer
+from prometheus_server import PrometheusServer, require_tool
 
 from agent.stack import AGENT_JOB
 
@@ -32,9 +31,7 @@ EXAMPLE = sf.PROMETHEUS_DIR / "targets" / "agents.yml.example"
 
 def promtool(*args: str) -> subprocess.CompletedProcess:
     """Run Debian's promtool (package ``prometheus``) from the repository root."""
-    binary = shutil.which("promtool")
-    if binary is None:
-        pytest.fail(INSTALL_HINT)
+    binary = require_tool("promtool")
     return subprocess.run(
         [binary, *args], cwd=sf.ROOT, capture_output=True, text=True, timeout=60, check=False
     )

@@ -13,9 +13,7 @@ annotations filled in. On CI (``CI`` set) a missing ``promtool`` or
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -27,7 +25,7 @@ import pytest
 import yaml
 from agent_process import AgentProcess
 from influx_server import free_port
-from prometheus_server import INSTALL_HINT, PrometheusServer, find_prometheus
+from prometheus_server import PrometheusServer, require_tool
 
 from agent import schema
 from agent.stack import prometheus as rules
@@ -53,20 +51,10 @@ CATALOGUE_METRICS = {
 """Every metric name a scraped agent can have, and ``up``."""
 
 
-def _require(binary: str | None, hint: str) -> str:
-    if binary is None:
-        if os.environ.get("CI"):
-            pytest.fail(hint)
-        pytest.skip(hint)
-    return binary
-
-
 @pytest.fixture
 def promtool() -> str:
     """Path of ``promtool`` (Debian package ``prometheus``); skip when missing, fail on CI."""
-    return _require(
-        shutil.which("promtool"), INSTALL_HINT.replace("prometheus not", "promtool not")
-    )
+    return require_tool("promtool")
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -162,7 +150,7 @@ class Fleet:
 @pytest.fixture
 def fleet(tmp_path: Path) -> Iterator[Fleet]:
     """Two agents and a dead target, scraped every second in the job the rules expect."""
-    binary = _require(find_prometheus(), INSTALL_HINT)
+    binary = require_tool()
     suffix = uuid.uuid4().hex[:6]
     healthy_worker, broken_worker = f"healthy-{suffix}", f"broken-{suffix}"
     common = ("--environment", ENVIRONMENT, "--interval", "0.5", "--flush-interval", "0.5")
