@@ -9,13 +9,23 @@ import sys
 import time
 from collections.abc import Sequence
 
-from agent import __version__
-from agent.export import KINDS, ProgressLine, export_csv, export_file
+from agent import __version__, schema
+from agent.executions import (
+    METADATA_COLUMNS,
+    MODES,
+    check_column,
+    columns_of,
+    iter_executions_csv,
+    read_executions,
+)
+from agent.export import KINDS, ProgressLine, atomic_text_file, export_csv, export_file
 from agent.query import to_time_ns
 from agent.stores import STORE_ENV, Store, StoreError, default_store_url, open_store
 from agent.timeutil import format_time
 
 __all__ = ["main", "build_parser"]
+
+EXECUTIONS = "executions"
 
 _STORE_HELP = (
     "where the data lives: sqlite:///PATH (embedded, the default; sqlite:////abs/path for an"
@@ -209,15 +219,17 @@ def build_parser() -> argparse.ArgumentParser:
         " outside the catalogue as JSON in other_tags. Memory stays flat whatever the number"
         " of rows; on a terminal a progress line shows the rows written so far. Text cells"
         " that a spreadsheet would run as a formula (=, +, -, @, tab, carriage return) are"
-        " prefixed with a quote; numbers are written as they are.",
+        " prefixed with a quote; numbers are written as they are. 'executions' writes one"
+        " row per execution started in the window instead (see --columns).",
     )
     export.add_argument(
         "kind",
-        choices=list(KINDS),
+        choices=[*KINDS, EXECUTIONS],
         help="resources: worker samples (CPU, memory, disk, network, GPU), one row per"
         " measurement and time; metrics: values recorded by deployed models and pipelines"
         " (list metrics too: their step is in the step column); events: named events with"
-        " their metadata as JSON",
+        " their metadata as JSON; executions: one row per execution (run of a pipeline)"
+        " started in the window, newest first",
     )
     _add_store(export)
     export.add_argument(
@@ -250,6 +262,33 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         metavar="NAME",
         help="metrics and events only: only this deployment (repeatable)",
+    )
+    export.add_argument(
+        "--pipeline",
+        action="append",
+        metavar="NAME",
+        help="executions only: only executions of this pipeline (repeatable)",
+    )
+    export.add_argument(
+        "--status",
+        action="append",
+        choices=schema.EXECUTION_STATUSES,
+        help="executions only: only executions in this state (repeatable)",
+    )
+    export.add_argument(
+        "--columns",
+        metavar="COLS",
+        help="executions only: comma-separated columns, in order: "
+        + ", ".join(METADATA_COLUMNS)
+        + ", environment, input.NAME, metric.NAME (last value of a metric) and"
+        " list.NAME.MODE (a list metric's last, min, max or mean). Default: the metadata,"
+        " every input, every metric and every list metric reduced by --mode",
+    )
+    export.add_argument(
+        "--mode",
+        choices=MODES,
+        default="last",
+        help="executions only: how the default columns reduce list metrics (default: %(default)s)",
     )
     return parser
 
@@ -318,6 +357,12 @@ def _read_password() -> str:
 
 
 def _export_filters(args: argparse.Namespace) -> dict[str, list[str]]:
+    if args.kind != EXECUTIONS:
+        for flag in ("pipeline", "status", "columns"):
+            if getattr(args, flag):
+                raise ValueError(f"--{flag} applies to 'export executions' only")
+    elif args.worker or args.deployment:
+        raise ValueError("--worker and --deployment do not apply to 'export executions'")
     where = {}
     if args.environment:
         where["environment"] = args.environment
@@ -342,6 +387,8 @@ def _export_progress(args: argparse.Namespace) -> ProgressLine | None:
 def _export_rows(
     args: argparse.Namespace, store: Store, start: int, end: int, where: dict[str, list[str]]
 ) -> int:
+    if args.kind == EXECUTIONS:
+        return _export_executions(args, store, start, end)
     progress = _export_progress(args)
     try:
         if args.out == "-":
@@ -350,6 +397,24 @@ def _export_rows(
     finally:
         if progress is not None:
             progress.close()
+
+
+def _export_executions(args: argparse.Namespace, store: Store, start: int, end: int) -> int:
+    columns = None
+    if args.columns is not None:
+        columns = [check_column(c.strip()) for c in args.columns.split(",") if c.strip()]
+        if not columns:
+            raise ValueError("--columns names no column")
+    records = read_executions(store, start, end, args.environment, args.pipeline, args.status)
+    columns = columns or columns_of(records, args.mode)
+    if args.out == "-":
+        for chunk in iter_executions_csv(records, columns):
+            sys.stdout.write(chunk)
+    else:
+        with atomic_text_file(args.out) as out:
+            for chunk in iter_executions_csv(records, columns):
+                out.write(chunk)
+    return len(records)
 
 
 def _run_export(args: argparse.Namespace) -> int:

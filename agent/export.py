@@ -19,6 +19,7 @@ straight to the output, so memory does not grow with the number of rows.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import errno
 import heapq
@@ -45,6 +46,7 @@ __all__ = [
     "export_csv",
     "iter_csv",
     "export_file",
+    "atomic_text_file",
     "neutralize",
     "ProgressLine",
     "PROGRESS_EVERY",
@@ -278,11 +280,19 @@ def export_file(
     only: Sequence[str] | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> int:
-    """As :func:`export_csv`, into a file that appears only once the export is complete.
+    """As :func:`export_csv`, into a file that appears only once the export is complete
+    (see :func:`atomic_text_file`)."""
+    with atomic_text_file(path) as out:
+        return export_csv(store, kind, start_ns, end_ns, out, where, only=only, progress=progress)
 
-    Rows go to ``PATH.partial``, renamed to ``PATH`` at the end; on any error the
+
+@contextlib.contextmanager
+def atomic_text_file(path: str | os.PathLike[str]) -> Iterator[TextIO]:
+    """A CSV text file that appears at ``path`` only when the block ends without error.
+
+    Text goes to ``PATH.partial``, renamed to ``PATH`` at the end; on any error the
     partial file is removed and ``PATH`` is left as it was. A directory as
-    ``PATH`` raises IsADirectoryError before anything is read.
+    ``PATH`` raises IsADirectoryError before the block runs.
     """
     target = Path(path)
     if not target.name or target.is_dir():
@@ -290,14 +300,11 @@ def export_file(
     partial = target.with_name(target.name + ".partial")
     try:
         with open(partial, "w", newline="", encoding="utf-8") as out:
-            rows = export_csv(
-                store, kind, start_ns, end_ns, out, where, only=only, progress=progress
-            )
+            yield out
         os.replace(partial, target)
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
-    return rows
 
 
 class ProgressLine:

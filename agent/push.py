@@ -1,13 +1,16 @@
 """The push endpoint: models and pipelines POST the values they record to the local agent.
 
-``POST /v1/metrics`` with ``{"metrics": [item, ...]}`` and ``POST /v1/events``
-with ``{"events": [item, ...]}`` (item keys: ``schema.PUSH_METRIC_KEYS`` and
-``schema.PUSH_EVENT_KEYS``). Every item is checked before anything is kept:
-one bad item rejects the whole request with a 4xx JSON answer
-``{"error": ..., "index": N, "field": ...}`` naming the item and the field at
-fault, so a client never has to guess what was stored. Accepted items become
-points in the agent's delivery buffer, the same batched path (spooled while the
-store is down) as the resource samples, and the answer is ``202 {"accepted": N}``.
+``POST /v1/metrics`` with ``{"metrics": [item, ...]}``, ``POST /v1/events``
+with ``{"events": [item, ...]}`` and ``POST /v1/executions`` with
+``{"executions": [item, ...]}`` (item keys: ``schema.PUSH_METRIC_KEYS``,
+``schema.PUSH_EVENT_KEYS`` and ``schema.PUSH_EXECUTION_KEYS``). Every item is
+checked before anything is kept: one bad item rejects the whole request with a
+4xx JSON answer ``{"error": ..., "index": N, "field": ...}`` naming the item
+and the field at fault, so a client never has to guess what was stored.
+Accepted items become points in the agent's delivery buffer, the same batched
+path (spooled while the store is down) as the resource samples, and the answer
+is ``202 {"accepted": N}`` (for executions also ``"execution_ids"``, in item
+order: an execution started without an id gets one made up).
 
 Times. An item without ``time`` takes its arrival time. Both stores keep one
 value per series and timestamp, so two values of one series whose times would
@@ -58,6 +61,7 @@ _MAX_NS = 2**63 - 1
 _TIE_WINDOW_NS = 1_000_000
 _METRIC_KEYS = frozenset(schema.PUSH_METRIC_KEYS)
 _EVENT_KEYS = frozenset(schema.PUSH_EVENT_KEYS)
+_EXECUTION_KEYS = frozenset(schema.PUSH_EXECUTION_KEYS)
 _MAX_CACHED = 50_000
 _ROOM_WAIT_S = 2.0
 _PARALLEL_REQUESTS = 8
@@ -174,6 +178,45 @@ class PushParser:
         items = _items(doc, "events")
         with self._lock:
             return [self._event(i, item, now_ns) for i, item in enumerate(items)]
+
+    def executions(self, doc: object, now_ns: int) -> list[Point]:
+        """Points for a ``/v1/executions`` body; PushError for the first bad item.
+
+        An item with status ``running`` starts an execution (its id is made up
+        when not given; the answer lists the ids); ``succeeded`` or ``failed``
+        ends one, which needs its ``execution_id``.
+        """
+        items = _items(doc, "executions")
+        with self._lock:
+            return [self._execution(i, item, now_ns) for i, item in enumerate(items)]
+
+    def _execution(self, i: int, item: object, now_ns: int) -> Point:
+        if type(item) is not dict:
+            raise _bad(i, None, f"must be a JSON object, got {_kind(item)}")
+        if not _EXECUTION_KEYS.issuperset(item):
+            raise _unknown(i, item, _EXECUTION_KEYS)
+        status = item.get("status")
+        if status not in schema.EXECUTION_STATUSES:
+            known = ", ".join(schema.EXECUTION_STATUSES)
+            raise _bad(i, "status", f"must be one of {known}, got {status!r}")
+        t = _time(i, item.get("time"), now_ns)
+        tags = {
+            schema.ENVIRONMENT: self.environment,
+            schema.PIPELINE: _name(i, schema.PIPELINE, item.get(schema.PIPELINE)),
+        }
+        given = item.get(schema.EXECUTION_ID)
+        if given is None and status == schema.RUNNING:
+            given = schema.new_execution_id(t)
+        tags[schema.EXECUTION_ID] = _name(i, schema.EXECUTION_ID, given)
+        if status != schema.RUNNING:
+            if item.get("inputs") is not None:
+                raise _bad(i, "inputs", "inputs are given when the execution starts (running)")
+            return Point(schema.EXECUTION_END.name, tags, {"status": status}, t)
+        try:
+            inputs = schema.inputs_json({} if item.get("inputs") is None else item["inputs"])
+        except InvalidPoint as e:
+            raise _bad(i, "inputs", str(e)) from None
+        return Point(schema.EXECUTION.name, tags, {"inputs": inputs}, t)
 
     def _metric(self, i: int, item: object, now_ns: int) -> Point:
         if type(item) is not dict:
@@ -354,7 +397,7 @@ class PushServer:
         self._clock = clock
         self._parsing = threading.BoundedSemaphore(_PARALLEL_REQUESTS)
         self._closing = False
-        self._seen: OrderedDict[str, int] = OrderedDict()
+        self._seen: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._seen_lock = threading.Lock()
         self._httpd = (_Server6 if ":" in host else _Server)((host, port), _Handler)
         self._httpd.endpoint = self
@@ -392,9 +435,14 @@ class PushServer:
                 parse = self.parser.metrics
             elif path == schema.PUSH_EVENTS_PATH:
                 parse = self.parser.events
+            elif path == schema.PUSH_EXECUTIONS_PATH:
+                parse = self.parser.executions
             else:
+                paths = (schema.PUSH_METRICS_PATH, schema.PUSH_EVENTS_PATH)
                 raise PushError(
-                    404, f"no endpoint at {path[:100]!r}: POST /v1/metrics or /v1/events"
+                    404,
+                    f"no endpoint at {path[:100]!r}: POST {', '.join(paths)}"
+                    f" or {schema.PUSH_EXECUTIONS_PATH}",
                 )
             body = self._read(request)
             key = request.headers.get(schema.PUSH_IDEMPOTENCY_HEADER)
@@ -445,7 +493,7 @@ class PushServer:
         if key is not None:
             with self._seen_lock:
                 if key in self._seen:
-                    return {"accepted": self._seen[key], "duplicate": True}
+                    return {**self._seen[key], "duplicate": True}
         try:
             doc = orjson.loads(body)
         except orjson.JSONDecodeError as e:
@@ -457,12 +505,15 @@ class PushServer:
             if self.series is not None:
                 self.health.push_unexposed.inc(self.series.record(points))
             self.health.push_accepted.inc(len(points))
+        answer: dict[str, Any] = {"accepted": len(points)}
+        if parse == self.parser.executions:
+            answer["execution_ids"] = [p.tags[schema.EXECUTION_ID] for p in points]
         if key is not None:
             with self._seen_lock:
-                self._seen[key] = len(points)
+                self._seen[key] = answer
                 if len(self._seen) > _REMEMBERED_KEYS:
                     self._seen.popitem(last=False)
-        return {"accepted": len(points)}
+        return answer
 
     def refuse_method(self, request: _Handler) -> None:
         """Answer anything but POST."""

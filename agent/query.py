@@ -45,7 +45,7 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal, TextIO, overload
 
-from agent import schema
+from agent import executions, schema
 from agent.export import Layout, export_csv, export_file, layout, merged_points
 from agent.schema import Point
 from agent.stores import Store, default_store_url, open_store
@@ -56,6 +56,8 @@ __all__ = [
     "get_list_metrics",
     "get_events",
     "get_resource_metrics",
+    "get_execution",
+    "list_executions",
     "iter_metrics",
     "iter_list_metrics",
     "iter_events",
@@ -526,7 +528,53 @@ def get_resource_metrics(
     )
 
 
-def _with_store(store: StoreLike, work: Callable[[Store], int]) -> int:
+# --- executions ------------------------------------------------------------------------
+def get_execution(
+    execution_id: str, *, environment: Names = None, store: StoreLike = None
+) -> dict[str, Any] | None:
+    """Execution ``execution_id`` as a dict, or None when no start was recorded for it.
+
+    Keys: execution_id, pipeline, environment, status (running, succeeded or
+    failed), start and end (ISO 8601 UTC; end None while running), duration_s,
+    inputs (name -> value), metrics (last value of each simple metric) and
+    list_metrics (per name: steps, values, and their last, min, max and mean).
+    """
+    if not isinstance(execution_id, str) or not execution_id:
+        raise TypeError(f"execution_id must be a non-empty str, got {execution_id!r}")
+    envs = _names(environment, "environment")
+    _check_store(store)
+    found = _with_store(store, lambda s: executions.read_execution(s, execution_id, envs))
+    return None if found is None else found.as_dict()
+
+
+def list_executions(
+    pipeline: Names = None,
+    start: TimeLike = None,
+    end: TimeLike = None,
+    *,
+    status: Names = None,
+    environment: Names = None,
+    limit: int | None = None,
+    store: StoreLike = None,
+) -> list[dict[str, Any]]:
+    """Executions started in [start, end), newest first, as dicts (see :func:`get_execution`).
+
+    ``pipeline``, ``status`` and ``environment`` filter; ``limit`` keeps the
+    newest ones. List metrics carry their last, min, max and mean (not every value).
+    """
+    window = _window(start, end, ("start", "end"))
+    pipelines = _names(pipeline, "pipeline")
+    statuses = _names(status, "status")
+    envs = _names(environment, "environment")
+    _check_store(store)
+    records = _with_store(
+        store,
+        lambda s: executions.read_executions(s, *window, envs, pipelines, statuses, limit),
+    )
+    return [r.as_dict(with_values=False) for r in records]
+
+
+def _with_store(store: StoreLike, work: Callable[[Store], Any]) -> Any:
     """``work(store)`` on an open store; a store opened here from a URL is closed after."""
     if store is not None and not isinstance(store, str):
         return work(store)

@@ -13,6 +13,7 @@ dimensionless values carry none. Prometheus names follow Prometheus conventions
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -48,6 +49,7 @@ class Family(StrEnum):
     PIPELINE = "pipeline"
     LIST = "list"
     EVENT = "event"
+    EXECUTION = "execution"
 
 
 class Point(NamedTuple):
@@ -121,6 +123,7 @@ REQUIRED_TAGS: dict[Family, tuple[str, ...]] = {
     Family.PIPELINE: (ENVIRONMENT, METRIC),
     Family.LIST: (ENVIRONMENT, METRIC),
     Family.EVENT: (ENVIRONMENT, EVENT_NAME),
+    Family.EXECUTION: (ENVIRONMENT, PIPELINE, EXECUTION_ID),
 }
 
 RESERVED_TAG_KEYS = frozenset({"time", "_measurement", "_field", "_start", "_stop"})
@@ -258,6 +261,25 @@ EVENT = Measurement(
     tiered=False,
 )
 
+EXECUTION = Measurement(
+    "execution",
+    Family.EXECUTION,
+    "An execution (one run of a pipeline) started, with the inputs it was given.",
+    (_f("inputs", "", "JSON object of input names to values (learning_rate=0.001, ...)", str),),
+    tiered=False,
+)
+EXECUTION_END = Measurement(
+    "execution_end",
+    Family.EXECUTION,
+    "An execution ended, and how.",
+    (_f("status", "", "How it ended: succeeded or failed", str),),
+    tiered=False,
+)
+RUNNING, SUCCEEDED, FAILED = "running", "succeeded", "failed"
+EXECUTION_STATUSES = (RUNNING, SUCCEEDED, FAILED)
+"""An execution is running from its start record until an end record says how it ended."""
+END_STATUSES = (SUCCEEDED, FAILED)
+
 RESOURCE_MEASUREMENTS: tuple[Measurement, ...] = (
     CPU,
     CPU_CORE,
@@ -270,7 +292,8 @@ RESOURCE_MEASUREMENTS: tuple[Measurement, ...] = (
     CONTAINER,
 )
 MEASUREMENTS: dict[str, Measurement] = {
-    m.name: m for m in (*RESOURCE_MEASUREMENTS, PIPELINE_METRIC, LIST_METRIC, EVENT)
+    m.name: m
+    for m in (*RESOURCE_MEASUREMENTS, PIPELINE_METRIC, LIST_METRIC, EVENT, EXECUTION, EXECUTION_END)
 }
 
 
@@ -375,6 +398,12 @@ PUSH_METRIC_KEYS = ("metric", "value", DEPLOYMENT, PIPELINE, EXECUTION_ID, "step
 """Every key a pushed metric item may have; any other key is refused."""
 PUSH_EVENT_KEYS = (EVENT_NAME, EVENT_SOURCE, "time", "metadata", DEPLOYMENT, PIPELINE, EXECUTION_ID)
 """Every key a pushed event item may have; any other key is refused."""
+PUSH_EXECUTIONS_PATH = "/v1/executions"
+"""``POST {"executions": [item, ...]}``: an execution started (status running) or ended."""
+PUSH_EXECUTION_KEYS = (EXECUTION_ID, PIPELINE, "status", "time", "inputs")
+"""Every key a pushed execution item may have; any other key is refused."""
+MAX_INPUTS_BYTES = 4096
+"""Largest ``inputs`` of one execution, as compact JSON in UTF-8."""
 PUSH_CONTEXT = (DEPLOYMENT, PIPELINE, EXECUTION_ID)
 """Context a pushed item may carry; a metric item needs a deployment or a pipeline."""
 PUSH_TAG_KEYS_TAKEN = frozenset(
@@ -528,3 +557,74 @@ def _check_field_value(m: Measurement, f: Field, value: object) -> None:
         raise InvalidPoint(f"{m.name}.{f.name} must be an integer")
     if value != value or value in (float("inf"), float("-inf")):
         raise InvalidPoint(f"{m.name}.{f.name} must be finite, got {value}")
+
+
+# --- executions ---------------------------------------------------------------
+MAX_INPUTS = 64
+"""Most inputs (name -> value) one execution may declare."""
+
+
+def new_execution_id(time_ns: int) -> str:
+    """A fresh execution id: its start second in UTC, then random hex.
+
+    For example ``20261122T101500-3fa2c1d0``: ids sort by start time, and two
+    runs started in the same second differ.
+    """
+    import secrets
+    import time as _time
+
+    stamp = _time.strftime("%Y%m%dT%H%M%S", _time.gmtime(time_ns // 1_000_000_000))
+    return f"{stamp}-{secrets.token_hex(4)}"
+
+
+def inputs_json(inputs: object) -> str:
+    """An execution's inputs as compact JSON; InvalidPoint naming the input at fault.
+
+    Inputs map names to text, finite numbers, true/false or null (numpy and
+    other number types become plain numbers); at most :data:`MAX_INPUTS` of
+    them and :data:`MAX_INPUTS_BYTES` of JSON.
+    """
+    import orjson
+
+    if not isinstance(inputs, Mapping):
+        raise InvalidPoint(f"inputs must be an object of names to values, got {_type(inputs)}")
+    if len(inputs) > MAX_INPUTS:
+        raise InvalidPoint(f"{len(inputs)} inputs, the limit is {MAX_INPUTS}")
+    clean: dict[str, object] = {}
+    for name, value in inputs.items():
+        validate_name("input name", name)
+        if value is None or isinstance(value, bool | str):
+            if isinstance(value, str):
+                validate_name(f"input {name!r}", value)
+            clean[name] = value
+        elif isinstance(value, numbers.Integral) and abs(int(value)) < 2**53:
+            clean[name] = int(value)
+        elif isinstance(value, numbers.Real) and float(value) - float(value) == 0.0:
+            clean[name] = _shortest(value)
+        elif type(value).__name__ in ("bool_", "bool"):
+            clean[name] = bool(value)
+        else:
+            raise InvalidPoint(
+                f"input {name!r} must be text, a finite number, true/false or null,"
+                f" got {_type(value)} {str(value)[:40]!r}"
+            )
+    text = orjson.dumps(clean).decode()
+    if len(text.encode()) > MAX_INPUTS_BYTES:
+        raise InvalidPoint(
+            f"inputs are {len(text.encode())} bytes as JSON (limit {MAX_INPUTS_BYTES})"
+        )
+    return text
+
+
+def _shortest(value: numbers.Real) -> float:
+    """A float as the user wrote it: numpy's float32 0.001 stays 0.001, not 0.0010000000474."""
+    if type(value) is float:
+        return value
+    try:
+        return float(str(value))
+    except ValueError:
+        return float(value)
+
+
+def _type(value: object) -> str:
+    return "null" if value is None else type(value).__name__

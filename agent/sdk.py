@@ -61,6 +61,9 @@ __all__ = [
     "record_metric_value",
     "record_list_metric_values",
     "log_event",
+    "start_execution",
+    "finish_execution",
+    "Execution",
     "flush",
     "stats",
     "DEFAULT_PUSH_URL",
@@ -92,7 +95,7 @@ _MAX_NS = 2**63 - 1
 _MAX_BODY_BYTES = 1024 * 1024  # the agent's default limit is 4 MiB
 _BACKOFF_S = (0.2, 5.0)
 _MAX_CACHED = 10_000
-_METRIC, _LIST, _EVENT, _MARK = 0, 1, 2, 3
+_METRIC, _LIST, _EVENT, _MARK, _EXECUTION = 0, 1, 2, 3, 4
 _METRIC_CONTEXT = frozenset({*schema.PUSH_CONTEXT, "time", "tags"})
 _EVENT_CONTEXT = frozenset({*schema.PUSH_CONTEXT, "time"})
 _USERINFO = re.compile(r"//[^/]*@")
@@ -347,6 +350,57 @@ class MetricsClient:
         else:
             self._drop_on_record(1)
 
+    def start_execution(
+        self,
+        pipeline: str | None = None,
+        inputs: Mapping[str, Any] | None = None,
+        execution_id: str | None = None,
+        time: Any = None,
+    ) -> Execution:
+        """Record that an execution of ``pipeline`` starts now with ``inputs``; returns it.
+
+        ``execution_id`` is made up (``20261122T101500-3fa2c1d0``) when not given;
+        ``pipeline`` defaults to the client's. Record its values through the
+        returned :class:`Execution` (they carry its id and pipeline) and end it
+        with :meth:`Execution.finish`, or use it as a context manager: it ends
+        ``succeeded``, or ``failed`` when the block raises. Never raises: bad
+        inputs are dropped as ``invalid`` (the values recorded still count).
+        """
+        t_ns = _time_ns()
+        if execution_id is None:
+            execution_id = schema.new_execution_id(t_ns)
+        pipeline = pipeline if pipeline is not None else self._defaults.get(schema.PIPELINE)
+        try:
+            data: str | InvalidPoint = schema.inputs_json({} if inputs is None else inputs)
+        except InvalidPoint as e:
+            data = e
+        self._record_execution(t_ns, execution_id, pipeline, schema.RUNNING, data, time)
+        return Execution(self, execution_id, pipeline)
+
+    def finish_execution(
+        self,
+        execution_id: str,
+        status: str = schema.SUCCEEDED,
+        pipeline: str | None = None,
+        time: Any = None,
+    ) -> None:
+        """Record that execution ``execution_id`` ended now, ``succeeded`` or ``failed``.
+
+        For an execution started elsewhere (another process); one started here
+        ends with :meth:`Execution.finish`. Never raises.
+        """
+        problem = None
+        if status not in schema.END_STATUSES:
+            problem = InvalidPoint(f"an execution ends succeeded or failed, not {status!r}")
+        self._record_execution(_time_ns(), execution_id, pipeline, status, problem, time)
+
+    def _record_execution(self, *entry: Any) -> None:
+        queue = self._queue
+        if len(queue) < self._room:
+            queue.append((_EXECUTION, *entry))
+        else:
+            self._drop_on_record(1)
+
     def _drop_on_record(self, n: int) -> None:
         reason = self._refused or "queue_full"
         self._counts[reason] += n
@@ -451,6 +505,7 @@ class MetricsClient:
         self._room = self._max_queue - n  # before popping, so queue + batch never exceed it
         metrics: list[dict[str, Any]] = []
         events: list[dict[str, Any]] = []
+        executions: list[dict[str, Any]] = []
         taken = 0
         for _ in range(n):
             try:
@@ -465,6 +520,8 @@ class MetricsClient:
             try:
                 if entry[0] == _EVENT:
                     events.append(self._event_item(entry))
+                elif entry[0] == _EXECUTION:
+                    executions.append(self._execution_item(entry))
                 else:
                     metrics.append(self._metric_item(entry))
             except Exception as e:  # InvalidPoint, or garbage failing in its own way
@@ -474,12 +531,13 @@ class MetricsClient:
         self._pending = [
             _request(path, key, items)
             for path, key, items in (
+                (schema.PUSH_EXECUTIONS_PATH, "executions", executions),
                 (schema.PUSH_METRICS_PATH, "metrics", metrics),
                 (schema.PUSH_EVENTS_PATH, "events", events),
             )
             if items
         ]
-        self._room = self._max_queue - len(metrics) - len(events)
+        self._room = self._max_queue - len(metrics) - len(events) - len(executions)
         return True
 
     def _send_pending(self) -> bool:
@@ -611,6 +669,25 @@ class MetricsClient:
         if metadata is not None:
             item["metadata"] = orjson.Fragment(metadata)
         item["time"] = (t_ns if t is None else t) / NS_PER_S
+        return item
+
+    def _execution_item(self, entry: tuple[Any, ...]) -> dict[str, Any]:
+        _, t_ns, execution_id, pipeline, status, inputs, t = entry
+        pipeline = pipeline if pipeline is not None else self._defaults.get(schema.PIPELINE)
+        if pipeline is None:
+            raise InvalidPoint(
+                "an execution needs a pipeline (pass pipeline=... or set FLEETGAUGE_PIPELINE)"
+            )
+        if isinstance(inputs, InvalidPoint):
+            raise inputs
+        item = {
+            schema.EXECUTION_ID: self._name(schema.EXECUTION_ID, execution_id),
+            schema.PIPELINE: self._name(schema.PIPELINE, pipeline),
+            "status": status,
+            "time": (t_ns if t is None else _to_ns(t)) / NS_PER_S,
+        }
+        if inputs is not None:
+            item["inputs"] = orjson.Fragment(inputs)
         return item
 
     def _context(
@@ -767,6 +844,60 @@ class MetricsClient:
         log.warning(message + " (logged once; see stats())", *args, exc_info=exc_info)
 
 
+class Execution:
+    """One execution started by :meth:`MetricsClient.start_execution`.
+
+    Its ``record_*`` and ``log_event`` methods are the client's with this
+    execution's id and pipeline filled in. As a context manager it ends
+    ``succeeded``, or ``failed`` when the block raises (the exception goes on).
+    """
+
+    def __init__(self, client: MetricsClient, execution_id: str, pipeline: str | None) -> None:
+        self.client, self.execution_id, self.pipeline = client, execution_id, pipeline
+        self.status = schema.RUNNING
+        self._context: dict[str, Any] = {schema.EXECUTION_ID: execution_id}
+        if pipeline is not None:
+            self._context[schema.PIPELINE] = pipeline
+
+    def __repr__(self) -> str:
+        return f"Execution({self.execution_id!r}, pipeline={self.pipeline!r}, {self.status})"
+
+    def record_metric_value(self, name: str, value: float, **context: Any) -> None:
+        """:meth:`MetricsClient.record_metric_value` for this execution."""
+        self.client.record_metric_value(name, value, **{**self._context, **context})
+
+    def record_list_metric_values(
+        self, name: str, values_or_value: Any, step: int | None = None, **context: Any
+    ) -> None:
+        """:meth:`MetricsClient.record_list_metric_values` for this execution."""
+        self.client.record_list_metric_values(
+            name, values_or_value, step, **{**self._context, **context}
+        )
+
+    def log_event(
+        self,
+        name: str,
+        source: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        **context: Any,
+    ) -> None:
+        """:meth:`MetricsClient.log_event` for this execution."""
+        self.client.log_event(name, source, metadata, **{**self._context, **context})
+
+    def finish(self, status: str = schema.SUCCEEDED, time: Any = None) -> None:
+        """Record that this execution ended now (``succeeded`` or ``failed``); once only."""
+        if self.status != schema.RUNNING:
+            return
+        self.status = status
+        self.client.finish_execution(self.execution_id, status, self.pipeline, time)
+
+    def __enter__(self) -> Execution:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        self.finish(schema.SUCCEEDED if kind is None else schema.FAILED)
+
+
 # --- the default client and module-level helpers --------------------------------------
 _clients: set[MetricsClient] = set()
 _default: MetricsClient | None = None
@@ -810,6 +941,23 @@ def log_event(
 ) -> None:
     """Record an event on the default client (see :meth:`MetricsClient.log_event`)."""
     (_default or get_client()).log_event(name, source, metadata, **context)
+
+
+def start_execution(
+    pipeline: str | None = None,
+    inputs: Mapping[str, Any] | None = None,
+    execution_id: str | None = None,
+    time: Any = None,
+) -> Execution:
+    """Start an execution on the default client (see :meth:`MetricsClient.start_execution`)."""
+    return (_default or get_client()).start_execution(pipeline, inputs, execution_id, time)
+
+
+def finish_execution(
+    execution_id: str, status: str = schema.SUCCEEDED, pipeline: str | None = None, time: Any = None
+) -> None:
+    """End an execution on the default client (see :meth:`MetricsClient.finish_execution`)."""
+    (_default or get_client()).finish_execution(execution_id, status, pipeline, time)
 
 
 def flush(timeout: float | None = None) -> bool:

@@ -94,3 +94,21 @@ def pytest_setup_options():  # noqa: ANN201 - hook of dash[testing]
     ):
         options.add_argument(arg)
     return options
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def grid(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    """The 9-execution grid of ``executions_grid``, recorded through a real agent, per backend.
+
+    Returns ``(store URL, Grid)``; the first execution started 4 hours ago.
+    """
+    import time
+
+    from executions_grid import MINUTE, S, seed_grid
+
+    tmp = tmp_path_factory.mktemp(f"grid-{request.param}")
+    store = make_store(request.param, request, tmp)
+    url = store.url
+    store.close()
+    first = (time.time_ns() // MINUTE) * MINUTE - 4 * 3600 * S
+    return url, seed_grid(url, tmp / "agent", first)

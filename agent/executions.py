@@ -1,0 +1,373 @@
+"""Executions read back: what each run of a pipeline was given, how it ended, how it did.
+
+An execution is written as two kinds of records (``schema.EXECUTION`` when it
+starts, with its inputs, and ``schema.EXECUTION_END`` when it ends, with its
+status) plus whatever values and events were recorded with its
+``execution_id``. This module joins them, for the query SDK
+(``agent.query.get_execution`` / ``list_executions``), ``fleetgauge export
+executions`` and the dashboard's Executions page:
+
+- the executions *started* in a window (newest first), optionally of some
+  pipelines or statuses; one still without an end record is ``running``;
+- per execution, the last value of each simple (pipeline) metric and, per list
+  metric, its values by step: the last (highest step), min, max and mean. A
+  step recorded twice keeps the later value, as a re-run epoch would;
+- the table columns: metadata, ``input.NAME``, ``metric.NAME`` and
+  ``list.NAME.MODE``, and the CSV of chosen columns (same writer rules as
+  every export: formula cells neutralised, numbers as numbers, CRLF).
+
+Values and events are matched on the execution id alone (with the
+environment), whatever their time.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent import schema
+from agent.export import LINE_END, neutralize
+from agent.stores import Store
+from agent.timeutil import NS_PER_S, format_time
+
+__all__ = [
+    "ExecutionRecord",
+    "ListMetric",
+    "MODES",
+    "METADATA_COLUMNS",
+    "read_executions",
+    "read_execution",
+    "read_events",
+    "columns_of",
+    "column_label",
+    "check_column",
+    "cell",
+    "iter_executions_csv",
+]
+
+EARLIEST_NS, LATEST_NS = -(2**63) + 2, 2**63 - 2
+MODES = ("last", "min", "max", "mean")
+"""How a list metric is reduced to one table cell."""
+METADATA_COLUMNS = ("execution_id", "pipeline", "status", "start", "end", "duration_s")
+"""Columns every execution has; ``environment`` is available too."""
+ENVIRONMENT_COLUMN = "environment"
+_ID_CHUNK = 200  # ids per store filter, so an InfluxQL statement stays small
+INPUTS = schema.EXECUTION.get_field("inputs").name
+STATUS = schema.EXECUTION_END.get_field("status").name
+VALUE = schema.PIPELINE_METRIC.get_field("value").name
+STEP = schema.LIST_METRIC.get_field("step").name
+
+
+@dataclass
+class ListMetric:
+    """One list metric of one execution: its values by step (the later value of a step wins)."""
+
+    steps: list[int] = field(default_factory=list)
+    values: list[float] = field(default_factory=list)
+    times_ns: list[int] = field(default_factory=list)
+
+    def reduce(self, mode: str) -> float | None:
+        """The value at the last step, or the min, max or mean over all steps."""
+        if not self.values:
+            return None
+        if mode == "last":
+            return self.values[-1]
+        if mode == "min":
+            return min(self.values)
+        if mode == "max":
+            return max(self.values)
+        if mode == "mean":
+            return math.fsum(self.values) / len(self.values)
+        raise ValueError(f"unknown mode {mode!r} (known: {', '.join(MODES)})")
+
+
+@dataclass
+class ExecutionRecord:
+    """One execution: metadata, inputs, last simple-metric values and list metrics."""
+
+    execution_id: str
+    pipeline: str
+    environment: str
+    start_ns: int
+    inputs: dict[str, Any]
+    status: str = schema.RUNNING
+    end_ns: int | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    list_metrics: dict[str, ListMetric] = field(default_factory=dict)
+
+    @property
+    def duration_s(self) -> float | None:
+        """Seconds from start to end; None while running."""
+        return None if self.end_ns is None else (self.end_ns - self.start_ns) / NS_PER_S
+
+    def as_dict(self, with_values: bool = True) -> dict[str, Any]:
+        """Plain data: metadata, inputs, metrics, and list metrics (steps and values, or
+        only their last/min/max/mean when ``with_values`` is false)."""
+        lists: dict[str, Any] = {}
+        for name, lm in self.list_metrics.items():
+            summary = {mode: lm.reduce(mode) for mode in MODES}
+            if with_values:
+                summary.update(steps=list(lm.steps), values=list(lm.values))
+            lists[name] = summary
+        return {
+            "execution_id": self.execution_id,
+            "pipeline": self.pipeline,
+            "environment": self.environment,
+            "status": self.status,
+            "start": format_time(self.start_ns),
+            "end": None if self.end_ns is None else format_time(self.end_ns),
+            "duration_s": self.duration_s,
+            "inputs": dict(self.inputs),
+            "metrics": dict(self.metrics),
+            "list_metrics": lists,
+        }
+
+
+def _where(
+    environment: Sequence[str] | None = None, **tags: Sequence[str] | None
+) -> dict[str, list[str]]:
+    where = {schema.ENVIRONMENT: list(environment)} if environment is not None else {}
+    for key, values in tags.items():
+        if values is not None:
+            where[key] = list(values)
+    return where
+
+
+def _chunks(ids: Sequence[str]) -> Iterator[list[str]]:
+    for i in range(0, len(ids), _ID_CHUNK):
+        yield list(ids[i : i + _ID_CHUNK])
+
+
+def _key(tags: dict[str, str]) -> tuple[str, str]:
+    return tags[schema.ENVIRONMENT], tags[schema.EXECUTION_ID]
+
+
+def read_executions(
+    store: Store,
+    start_ns: int,
+    end_ns: int,
+    environment: Sequence[str] | None = None,
+    pipeline: Sequence[str] | None = None,
+    status: Sequence[str] | None = None,
+    limit: int | None = None,
+    with_metrics: bool = True,
+) -> list[ExecutionRecord]:
+    """Executions started in [start, end), newest first, at most ``limit`` of them.
+
+    ``environment``, ``pipeline`` and ``status`` filter (None: no filter). A
+    start recorded twice for one id keeps the later one; the latest end record
+    gives the status.
+    """
+    if status is not None:
+        unknown = [s for s in status if s not in schema.EXECUTION_STATUSES]
+        if unknown:
+            known = ", ".join(schema.EXECUTION_STATUSES)
+            raise ValueError(f"unknown status {unknown[0]!r} (known: {known})")
+    found: dict[tuple[str, str], ExecutionRecord] = {}
+    where = _where(environment, **{schema.PIPELINE: pipeline})
+    for p in store.stream_points(schema.EXECUTION.name, start_ns, end_ns, where):
+        found[_key(p.tags)] = _record(p)
+    records = _finish(store, found, start_ns, environment)
+    if status is not None:
+        records = [r for r in records if r.status in status]
+    records.sort(key=lambda r: (r.start_ns, r.execution_id), reverse=True)
+    if limit is not None:
+        records = records[:limit]
+    if with_metrics:
+        _add_metrics(store, records)
+    return records
+
+
+def read_execution(
+    store: Store, execution_id: str, environment: Sequence[str] | None = None
+) -> ExecutionRecord | None:
+    """The execution called ``execution_id`` (the latest started, if several environments
+    have one), with its metrics; None when no start was recorded."""
+    found: dict[tuple[str, str], ExecutionRecord] = {}
+    where = _where(environment, **{schema.EXECUTION_ID: [execution_id]})
+    for p in store.stream_points(schema.EXECUTION.name, EARLIEST_NS, LATEST_NS, where):
+        found[_key(p.tags)] = _record(p)
+    records = _finish(store, found, EARLIEST_NS, environment)
+    if not records:
+        return None
+    latest = max(records, key=lambda r: r.start_ns)
+    _add_metrics(store, [latest])
+    return latest
+
+
+def _record(p: schema.Point) -> ExecutionRecord:
+    try:
+        inputs = json.loads(str(p.fields.get(INPUTS) or "{}"))
+    except ValueError:
+        inputs = {}
+    return ExecutionRecord(
+        p.tags[schema.EXECUTION_ID],
+        p.tags[schema.PIPELINE],
+        p.tags[schema.ENVIRONMENT],
+        p.time_ns,
+        inputs if isinstance(inputs, dict) else {},
+    )
+
+
+def _finish(
+    store: Store,
+    found: dict[tuple[str, str], ExecutionRecord],
+    since_ns: int,
+    environment: Sequence[str] | None,
+) -> list[ExecutionRecord]:
+    """Statuses and ends from the end records written since the earliest start."""
+    if not found:
+        return []
+    since = min([since_ns, *(r.start_ns for r in found.values())])
+    ids = sorted({execution_id for _, execution_id in found})
+    for chunk in _chunks(ids):
+        where = _where(environment, **{schema.EXECUTION_ID: chunk})
+        for p in store.stream_points(schema.EXECUTION_END.name, since, LATEST_NS, where):
+            record = found.get(_key(p.tags))
+            if record is not None and p.time_ns >= record.start_ns:
+                record.status, record.end_ns = str(p.fields.get(STATUS)), p.time_ns
+    return list(found.values())
+
+
+def _add_metrics(store: Store, records: Sequence[ExecutionRecord]) -> None:
+    """Last simple-metric values and list-metric values of ``records``, read in chunks."""
+    by_key = {(r.environment, r.execution_id): r for r in records}
+    ids = sorted({r.execution_id for r in records})
+    environments = sorted({r.environment for r in records})
+    for chunk in _chunks(ids):
+        where = _where(environments, **{schema.EXECUTION_ID: chunk})
+        for p in store.stream_points(schema.PIPELINE_METRIC.name, EARLIEST_NS, LATEST_NS, where):
+            record = by_key.get(_key(p.tags))
+            if record is not None:
+                record.metrics[p.tags[schema.METRIC]] = float(p.fields[VALUE])
+        steps: dict[tuple[tuple[str, str], str], dict[int, tuple[int, float]]] = {}
+        for p in store.stream_points(schema.LIST_METRIC.name, EARLIEST_NS, LATEST_NS, where):
+            key = _key(p.tags)
+            if key in by_key:
+                per_step = steps.setdefault((key, p.tags[schema.METRIC]), {})
+                per_step[int(p.fields[STEP])] = (p.time_ns, float(p.fields[VALUE]))
+        for (key, metric), per_step in steps.items():
+            lm = by_key[key].list_metrics[metric] = ListMetric()
+            for step in sorted(per_step):
+                t, value = per_step[step]
+                lm.steps.append(step)
+                lm.times_ns.append(t)
+                lm.values.append(value)
+    for r in records:
+        r.metrics = dict(sorted(r.metrics.items()))
+        r.list_metrics = dict(sorted(r.list_metrics.items()))
+
+
+def read_events(
+    store: Store, records: Sequence[ExecutionRecord], limit: int = 500
+) -> list[schema.Point]:
+    """Events recorded with the ids of ``records`` (their environments), in time order."""
+    by_key = {(r.environment, r.execution_id) for r in records}
+    ids = sorted({r.execution_id for r in records})
+    environments = sorted({r.environment for r in records})
+    events: list[schema.Point] = []
+    for chunk in _chunks(ids):
+        where = _where(environments, **{schema.EXECUTION_ID: chunk})
+        for p in store.stream_points(schema.EVENT.name, EARLIEST_NS, LATEST_NS, where):
+            if _key(p.tags) in by_key:
+                events.append(p)
+    events.sort(key=lambda p: p.time_ns)
+    return events[:limit]
+
+
+# --- columns -------------------------------------------------------------------------
+def columns_of(records: Iterable[ExecutionRecord], mode: str = "last") -> list[str]:
+    """Every column the records can fill: metadata, inputs, metrics, list metrics (``mode``)."""
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r} (known: {', '.join(MODES)})")
+    inputs: dict[str, None] = {}
+    metrics: set[str] = set()
+    lists: set[str] = set()
+    for r in records:
+        inputs.update(dict.fromkeys(r.inputs))
+        metrics.update(r.metrics)
+        lists.update(r.list_metrics)
+    return [
+        *METADATA_COLUMNS,
+        *(f"input.{name}" for name in inputs),
+        *(f"metric.{name}" for name in sorted(metrics)),
+        *(f"list.{name}.{mode}" for name in sorted(lists)),
+    ]
+
+
+def column_label(column: str) -> str:
+    """What a table header shows: ``learning_rate``, ``score (last value)``, ``accuracy (max)``."""
+    if column.startswith("input."):
+        return column[len("input.") :]
+    if column.startswith("metric."):
+        return f"{column[len('metric.') :]} (last value)"
+    if column.startswith("list."):
+        name, mode = column[len("list.") :].rsplit(".", 1)
+        return f"{name} ({mode})"
+    if column in ("start", "end"):
+        return f"{column} (UTC)"
+    return column
+
+
+def check_column(column: str) -> str:
+    """``column`` when it names a column of some execution; ValueError saying the forms."""
+    ok = column in (*METADATA_COLUMNS, ENVIRONMENT_COLUMN) or column.startswith(
+        ("input.", "metric.")
+    )
+    if column.startswith("list."):
+        ok = "." in column[len("list.") :] and column.rsplit(".", 1)[1] in MODES
+    if not ok or column.endswith("."):
+        raise ValueError(
+            f"unknown column {column!r}: use {', '.join(METADATA_COLUMNS)}, {ENVIRONMENT_COLUMN},"
+            f" input.NAME, metric.NAME or list.NAME.MODE (MODE: {', '.join(MODES)})"
+        )
+    return column
+
+
+def cell(record: ExecutionRecord, column: str) -> Any:
+    """The value of ``column`` for ``record`` (None when it has none)."""
+    if column.startswith("input."):
+        return record.inputs.get(column[len("input.") :])
+    if column.startswith("metric."):
+        return record.metrics.get(column[len("metric.") :])
+    if column.startswith("list."):
+        name, mode = column[len("list.") :].rsplit(".", 1)
+        lm = record.list_metrics.get(name)
+        return None if lm is None else lm.reduce(mode)
+    if column == "start":
+        return format_time(record.start_ns)
+    if column == "end":
+        return None if record.end_ns is None else format_time(record.end_ns)
+    if column == "duration_s":
+        return record.duration_s
+    return getattr(record, column)
+
+
+def _csv_value(value: Any) -> object:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return value
+    return neutralize(str(value))
+
+
+def iter_executions_csv(
+    records: Iterable[ExecutionRecord], columns: Sequence[str]
+) -> Iterator[str]:
+    """CSV text, one row per execution with ``columns`` (header first, one chunk per row)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator=LINE_END)
+    writer.writerow([neutralize(c) for c in columns])
+    yield buffer.getvalue()
+    for r in records:
+        buffer.seek(0)
+        buffer.truncate()
+        writer.writerow([_csv_value(cell(r, c)) for c in columns])
+        yield buffer.getvalue()

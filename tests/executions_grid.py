@@ -1,0 +1,133 @@
+"""A simulated hyper-parameter grid, recorded through the SDK into a real agent's push endpoint.
+
+Nine executions of pipeline ``train``: learning rate 0.01 / 0.001 / 0.0001 x
+batch size 32 / 64 / 128. Each records ``accuracy`` and ``loss`` per epoch (list
+metrics), a ``checkpoint_saved`` event after epoch 2, and, when it succeeds,
+``test_accuracy`` (a simple metric). Accuracy climbs to a ceiling that depends
+on the inputs, so the best execution is known: lr 0.001, batch 64. The run at
+lr 0.01, batch 128 fails after four epochs. One execution (lr 0.0001, batch 32)
+gets its id made up by the SDK; the others are named ``grid-lr<lr>-bs<bs>``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from agent_process import AgentProcess
+
+from agent.sdk import MetricsClient
+
+S = 1_000_000_000
+MINUTE = 60 * S
+PIPELINE = "train"
+ENVIRONMENT = "lab"
+LEARNING_RATES = (0.01, 0.001, 0.0001)
+BATCH_SIZES = (32, 64, 128)
+EPOCHS = 6
+FAILED = (0.01, 128)
+FAILED_AFTER = 4
+GENERATED = (0.0001, 32)
+BEST = (0.001, 64)
+CHECKPOINT_EPOCH = 2
+_CEILING_LR = {0.01: 0.8, 0.001: 0.9, 0.0001: 0.7}
+_CEILING_BS = {32: 0.0, 64: 0.05, 128: 0.02}
+
+
+def accuracy(lr: float, batch: int, epoch: int) -> float:
+    """Accuracy after ``epoch`` (from 0): rises towards a ceiling set by the inputs."""
+    return round((_CEILING_LR[lr] + _CEILING_BS[batch]) * (1 - 0.5 ** (epoch + 1)), 6)
+
+
+@dataclass
+class Run:
+    """What one execution recorded."""
+
+    execution_id: str
+    lr: float
+    batch: int
+    start_ns: int
+    end_ns: int
+    status: str
+    accuracy: list[float] = field(default_factory=list)
+    loss: list[float] = field(default_factory=list)
+    epoch_ns: list[int] = field(default_factory=list)
+    test_accuracy: float | None = None
+    checkpoint_ns: int | None = None
+
+
+@dataclass
+class Grid:
+    """The nine runs, by (lr, batch)."""
+
+    runs: dict[tuple[float, int], Run]
+
+    @property
+    def best(self) -> Run:
+        return self.runs[BEST]
+
+    def by_final_accuracy(self) -> list[Run]:
+        return sorted(self.runs.values(), key=lambda r: r.accuracy[-1], reverse=True)
+
+
+def record_grid(client: MetricsClient, first_start_ns: int) -> Grid:
+    """Record the grid with the SDK; execution k starts 15 minutes after execution k-1."""
+    runs = {}
+    k = 0
+    for lr in LEARNING_RATES:
+        for batch in BATCH_SIZES:
+            start = first_start_ns + k * 15 * MINUTE
+            k += 1
+            given = None if (lr, batch) == GENERATED else f"grid-lr{lr}-bs{batch}"
+            run = client.start_execution(
+                PIPELINE,
+                inputs={"learning_rate": lr, "batch_size": batch, "optimizer": "adam"},
+                execution_id=given,
+                time=start / S,
+            )
+            epochs = FAILED_AFTER if (lr, batch) == FAILED else EPOCHS
+            r = Run(run.execution_id, lr, batch, start, start + (epochs + 1) * MINUTE, "")
+            for epoch in range(epochs):
+                t = start + (epoch + 1) * MINUTE
+                acc = accuracy(lr, batch, epoch)
+                r.accuracy.append(acc)
+                r.loss.append(round(1 - acc, 6))
+                r.epoch_ns.append(t)
+                run.record_list_metric_values("accuracy", acc, step=epoch, time=t / S)
+                run.record_list_metric_values("loss", r.loss[-1], step=epoch, time=t / S)
+                if epoch == CHECKPOINT_EPOCH:
+                    r.checkpoint_ns = t + 10 * S
+                    run.log_event(
+                        "checkpoint_saved", metadata={"epoch": epoch}, time=r.checkpoint_ns / S
+                    )
+            if (lr, batch) == FAILED:
+                r.status = "failed"
+            else:
+                r.status = "succeeded"
+                r.test_accuracy = round(r.accuracy[-1] + 0.01, 6)
+                run.record_metric_value("test_accuracy", r.test_accuracy, time=r.end_ns / S)
+            run.finish(r.status, time=r.end_ns / S)
+            runs[(lr, batch)] = r
+    return Grid(runs)
+
+
+def seed_grid(store_url: str, workdir: Path, first_start_ns: int) -> Grid:
+    """Run a real agent on ``store_url``, record the grid through its push endpoint, stop it."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    agent = AgentProcess(
+        workdir,
+        *("--store", store_url, "--environment", ENVIRONMENT),
+        *("--interval", "60", "--flush-interval", "0.2", "--collectors", "cpu"),
+    )
+    with agent:
+        client = MetricsClient(url=f"http://127.0.0.1:{agent.push_port}", flush_interval=0.05)
+        try:
+            grid = record_grid(client, first_start_ns)
+            assert client.flush(20), client.stats()
+            stats = client.stats()
+        finally:
+            client.close()
+        assert sum(stats["dropped"].values()) == 0, stats
+        code, _ = agent.stop()
+        assert code == 0, agent.log()
+    return grid
