@@ -14,10 +14,11 @@ from collections.abc import Iterator
 
 import flask
 
+from agent import executions as ex
 from agent import schema
 from agent.export import KINDS, iter_csv
 from agent.query import to_time_ns
-from agent.stores import StoreError
+from agent.stores import Store, StoreError
 from agent.timeutil import format_time
 from dashboard.site import current
 
@@ -31,6 +32,10 @@ FILTERS = {
     "metric": schema.METRIC,
 }
 """Query parameters of a download and the tags they filter on (each repeatable)."""
+EXECUTIONS = "executions"
+EXECUTION_PARAMS = ("start", "end", "environment", "pipeline", "status", "column", "mode")
+"""Query parameters of ``/download/executions.csv``: ``column`` (repeatable, in order) as
+``fleetgauge export executions --columns`` names them; ``mode`` reduces list metrics."""
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -53,35 +58,61 @@ def _bad(message: str) -> flask.Response:
     return flask.Response(message + "\n", status=400, mimetype="text/plain")
 
 
+def _window(args) -> tuple[int, int]:
+    start_ns = to_time_ns(args.get("start"), "start")
+    end_ns = to_time_ns(args.get("end"), "end")
+    if start_ns is None or end_ns is None:
+        raise ValueError("start and end are required (ISO 8601, UTC unless an offset is given)")
+    if start_ns >= end_ns:
+        raise ValueError(f"start {format_time(start_ns)} is not before end {format_time(end_ns)}")
+    return start_ns, end_ns
+
+
+def _executions_csv(args, store: Store, start_ns: int, end_ns: int) -> Iterator[str]:
+    """One row per execution started in the window, the chosen columns (or every one)."""
+    columns = [ex.check_column(c) for c in args.getlist("column")]
+    mode = args.get("mode", "last")
+    records = ex.read_executions(
+        store,
+        start_ns,
+        end_ns,
+        args.getlist("environment") or None,
+        args.getlist("pipeline") or None,
+        args.getlist("status") or None,
+    )
+    return ex.iter_executions_csv(records, columns or ex.columns_of(records, mode))
+
+
 def _download(kind: str) -> flask.Response:
-    if kind not in KINDS:
-        return flask.Response(
-            f"unknown export {kind!r}: use {', '.join(KINDS)}\n", 404, mimetype="text/plain"
-        )
+    if kind not in KINDS and kind != EXECUTIONS:
+        known = ", ".join([*KINDS, EXECUTIONS])
+        return flask.Response(f"unknown export {kind!r}: use {known}\n", 404, mimetype="text/plain")
     args = flask.request.args
-    unknown = set(args) - {"start", "end", *FILTERS}
+    allowed = EXECUTION_PARAMS if kind == EXECUTIONS else ("start", "end", *FILTERS)
+    unknown = set(args) - set(allowed)
     if unknown:
-        return _bad(f"unknown parameter(s) {sorted(unknown)}: use start, end, {', '.join(FILTERS)}")
+        return _bad(f"unknown parameter(s) {sorted(unknown)}: use {', '.join(allowed)}")
     try:
-        start_ns = to_time_ns(args.get("start"), "start")
-        end_ns = to_time_ns(args.get("end"), "end")
+        start_ns, end_ns = _window(args)
     except (TypeError, ValueError) as e:
         return _bad(str(e))
-    if start_ns is None or end_ns is None:
-        return _bad("start and end are required (ISO 8601, UTC unless an offset is given)")
-    if start_ns >= end_ns:
-        return _bad(f"start {format_time(start_ns)} is not before end {format_time(end_ns)}")
     where = {tag: args.getlist(param) for param, tag in FILTERS.items() if args.getlist(param)}
     borrowed = contextlib.ExitStack()
     try:
         store = borrowed.enter_context(current().pool.store())
-        rows = iter_csv(store, kind, start_ns, end_ns, where or None)
+        if kind == EXECUTIONS:
+            rows = _executions_csv(args, store, start_ns, end_ns)
+        else:
+            rows = iter_csv(store, kind, start_ns, end_ns, where or None)
         # The header, then the first rows: a store that cannot be read fails here, as a 503,
         # rather than in the middle of a response that has already said 200.
         first = next(rows) + next(rows, "")
     except StoreError as e:
         borrowed.__exit__(type(e), e, e.__traceback__)  # the failed store is closed, not kept
         return flask.Response(f"the store could not be read: {e}\n", 503, mimetype="text/plain")
+    except ValueError as e:
+        borrowed.close()
+        return _bad(str(e))
 
     def stream() -> Iterator[str]:
         with borrowed:

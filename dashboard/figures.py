@@ -30,6 +30,7 @@ __all__ = [
     "band_traces",
     "points_note",
     "metric_figure",
+    "compare_figure",
 ]
 
 Figure = dict[str, Any]
@@ -312,5 +313,93 @@ def metric_figure(view: MetricView, revision: str = "") -> Figure:
             "height": 420,
             "hovermode": "closest",
             "uirevision": revision or view.metric,
+        },
+    }
+
+
+def _step_at(steps: Sequence[int], times_ns: Sequence[int], t: int) -> int | None:
+    """The step recorded last at or before ``t`` (None before the first one)."""
+    at = None
+    for step, when in zip(steps, times_ns, strict=True):
+        if when <= t:
+            at = step
+    return at
+
+
+def compare_figure(metric: str, executions: Sequence[Any], events: Sequence[Any], x: str) -> Figure:
+    """One line per execution of list metric ``metric`` against step or wall time.
+
+    ``executions`` are ``agent.executions.ExecutionRecord``; ``events`` their
+    events (points), drawn as markers on the line of their execution: at their
+    time, or at the step recorded last before it. A legend click hides an
+    execution with its markers.
+    """
+    data: list[dict] = []
+    for i, r in enumerate(executions):
+        lm = r.list_metrics.get(metric)
+        if lm is None:
+            continue
+        colour = PALETTE[i % len(PALETTE)]
+        xs = lm.steps if x == "step" else [t // _NS_PER_MS for t in lm.times_ns]
+        data.append(
+            {
+                "type": "scatter",
+                "mode": "lines+markers",
+                "name": r.execution_id,
+                "legendgroup": r.execution_id,
+                "x": list(xs),
+                "y": _round(lm.values, 6),
+                "line": {"width": 2, "color": colour},
+                "marker": {"size": 5},
+                "meta": {"execution_id": r.execution_id, "kind": "line"},
+            }
+        )
+        marks = [e for e in events if e.tags.get(schema.EXECUTION_ID) == r.execution_id]
+        ex, ey, text = [], [], []
+        for e in marks:
+            step = _step_at(lm.steps, lm.times_ns, e.time_ns)
+            if step is None:
+                continue
+            value = lm.values[lm.steps.index(step)]
+            ex.append(step if x == "step" else e.time_ns // _NS_PER_MS)
+            ey.append(value)
+            text.append(f"{e.tags.get(schema.EVENT_NAME, '')} {e.fields.get('metadata') or ''}")
+        if ex:
+            data.append(
+                {
+                    "type": "scatter",
+                    "mode": "markers",
+                    "name": f"{r.execution_id} events",
+                    "legendgroup": r.execution_id,
+                    "showlegend": False,
+                    "x": ex,
+                    "y": ey,
+                    "text": text,
+                    "hoverinfo": "text+x",
+                    "marker": {"symbol": "star", "size": 13, "color": colour},
+                    "meta": {"execution_id": r.execution_id, "kind": "events"},
+                }
+            )
+    axis = (
+        {"title": {"text": "step"}}
+        if x == "step"
+        else {
+            "type": "date",
+            "title": {"text": "time (UTC)"},
+        }
+    )
+    lines = sum(1 for d in data if d["meta"]["kind"] == "line")
+    return {
+        "data": data,
+        "layout": {
+            "title": {
+                "text": f"{metric}<br><sup>{lines} executions, events as stars</sup>",
+                "x": 0.01,
+            },
+            "xaxis": axis,
+            "yaxis": {"title": {"text": metric}},
+            "legend": {"title": {"text": "execution (click to hide)"}},
+            "margin": {"l": 60, "r": 20, "t": 60, "b": 50},
+            "height": 360,
         },
     }

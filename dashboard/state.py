@@ -8,7 +8,9 @@ to its default and the problem is reported (the page shows it), never a crash.
 Keys: ``env`` (environment, absent for all), ``range`` (a quick range such as
 ``24h``, or ``custom`` with ``start`` and ``end`` in ISO 8601 UTC), ``refresh``
 (``off``, ``10s``, ``1m``), and per page ``worker`` (repeated), ``deployment``
-(repeated), ``pipeline`` and ``metric``.
+(repeated), ``pipeline`` and ``metric``; the Executions page adds ``status``,
+``mode`` (how list metrics are reduced), ``col`` (repeated: chosen columns),
+``run`` (repeated: executions compared) and ``x`` (``step`` or ``time``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from urllib.parse import parse_qs, urlencode
 
+from agent.executions import MODES
 from agent.timeutil import NS_PER_S, format_time, parse_time
 
 __all__ = [
@@ -47,8 +50,10 @@ REFRESH_MS: dict[str, int | None] = {"off": None, "10s": 10_000, "1m": 60_000}
 """Auto-refresh choices and their period in milliseconds."""
 REFRESH_LABELS = {"off": "off", "10s": "10 s", "1m": "1 min"}
 
-_LIST_KEYS = ("worker", "deployment")
-_TEXT_KEYS = ("env", "pipeline", "metric")
+_LIST_KEYS = ("worker", "deployment", "col", "run")
+_TEXT_KEYS = ("env", "pipeline", "metric", "status")
+X_AXES = ("step", "time")
+"""What the comparison charts plot values against."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,11 @@ class ViewState:
     deployment: tuple[str, ...] = ()
     pipeline: str | None = None
     metric: str | None = None
+    status: str | None = None
+    mode: str = "last"
+    col: tuple[str, ...] = ()
+    run: tuple[str, ...] = ()
+    x: str = "step"
     problems: tuple[str, ...] = field(default=(), compare=False)
 
     def window(self, now_ns: int) -> tuple[int, int]:
@@ -119,6 +129,14 @@ def from_query(query: Mapping[str, object]) -> ViewState:
     if refresh not in REFRESH_MS:
         problems.append(f"unknown refresh {refresh!r}: auto-refresh is off")
         refresh = "off"
+    mode = _first(query.get("mode")) or "last"
+    if mode not in MODES:
+        problems.append(f"unknown mode {mode!r}: showing the last value")
+        mode = "last"
+    x = _first(query.get("x")) or "step"
+    if x not in X_AXES:
+        problems.append(f"unknown x axis {x!r}: plotting against step")
+        x = "step"
     return ViewState(
         text["env"],
         rng,
@@ -129,6 +147,11 @@ def from_query(query: Mapping[str, object]) -> ViewState:
         lists["deployment"],
         text["pipeline"],
         text["metric"],
+        text["status"],
+        mode,
+        lists["col"],
+        lists["run"],
+        x,
         tuple(problems),
     )
 
@@ -155,4 +178,12 @@ def to_search(state: ViewState) -> str:
         pairs.append(("pipeline", state.pipeline))
     if state.metric:
         pairs.append(("metric", state.metric))
+    if state.status:
+        pairs.append(("status", state.status))
+    if state.mode != "last":
+        pairs.append(("mode", state.mode))
+    pairs += [("col", c) for c in state.col]
+    pairs += [("run", r) for r in state.run]
+    if state.x != "step":
+        pairs.append(("x", state.x))
     return "?" + urlencode(pairs) if pairs else ""

@@ -1,0 +1,313 @@
+"""Executions page: a table of the runs started in the range, and a comparison of chosen ones.
+
+The table lists the executions (newest first) with the columns the user picks
+among metadata, inputs, simple metrics (last value) and list metrics reduced by
+the chosen mode; it sorts by any column (click a header) and filters by
+pipeline and status. Ticking rows and pressing Compare puts those executions
+in the URL (``run=``) and draws, for every list metric, one chart with a line
+per execution against step (or wall time), with their events as markers.
+"""
+
+from __future__ import annotations
+
+import dash
+from dash import Input, Output, State, callback, dash_table, dcc, html, no_update
+
+from agent import executions as ex
+from agent import schema
+from agent.stores import StoreError
+from dashboard import components, figures, queries
+from dashboard.site import current
+
+dash.register_page(
+    __name__, path="/executions", name="Executions", title="fleetgauge · executions", order=2
+)
+
+PAGE = "executions"
+WIDTH, REFRESH, TICK = components.page_ids(PAGE)
+components.register_page_controls(PAGE)
+
+__all__ = ["layout", "load", "selection_to_url", "compare_to_url", "MAX_ROWS"]
+
+MAX_ROWS = 1000
+"""Executions listed at most: the newest ones in the range."""
+TABLE = "executions-table"
+_NUMERIC = (int, float)
+
+
+def _dropdown(id_: str, label: str, options, value, multi: bool, placeholder: str) -> html.Label:
+    return html.Label(
+        [
+            label,
+            dcc.Dropdown(
+                id=id_, options=options, value=value, multi=multi, placeholder=placeholder
+            ),
+        ],
+        className=f"control {id_}",
+    )
+
+
+def layout(**query: object) -> html.Div:
+    """The page for the view in the URL; the table and charts arrive through :func:`load`."""
+    state = components.view_of_query(query)
+    statuses = [{"label": s, "value": s} for s in schema.EXECUTION_STATUSES]
+    return html.Div(
+        [
+            components.controls(state, PAGE),
+            html.Div(
+                [
+                    _dropdown(
+                        "exec-pipeline",
+                        "Pipeline",
+                        [state.pipeline] if state.pipeline else [],
+                        state.pipeline,
+                        False,
+                        "any pipeline",
+                    ),
+                    _dropdown("exec-status", "Status", statuses, state.status, False, "any"),
+                    html.Div(
+                        [
+                            html.Span("List metrics as", className="control-title"),
+                            dcc.RadioItems(
+                                id="exec-mode",
+                                options=[{"label": m, "value": m} for m in ex.MODES],
+                                value=state.mode,
+                                inline=True,
+                            ),
+                        ],
+                        className="control mode",
+                    ),
+                    components.download_link(PAGE),
+                ],
+                className="controls",
+            ),
+            html.Div(
+                [
+                    _dropdown(
+                        "exec-columns",
+                        "Columns",
+                        [{"label": ex.column_label(c), "value": c} for c in state.col],
+                        list(state.col),
+                        True,
+                        "the metadata, every input and every metric",
+                    ),
+                ],
+                className="controls columns",
+            ),
+            html.Div(id="exec-count", className="note"),
+            dash_table.DataTable(
+                id=TABLE,
+                columns=[],
+                data=[],
+                row_selectable="multi",
+                selected_rows=[],
+                sort_action="native",
+                sort_mode="single",
+                page_size=25,
+                style_table={"overflowX": "auto"},
+                style_cell={"fontFamily": "inherit", "fontSize": "13px", "padding": "4px 8px"},
+                style_header={"fontWeight": "600"},
+            ),
+            html.Div(
+                [
+                    html.Button("Compare", id="compare", n_clicks=0),
+                    html.Span("against", className="control-title"),
+                    dcc.RadioItems(
+                        id="exec-x",
+                        options=[
+                            {"label": "step", "value": "step"},
+                            {"label": "wall time (UTC)", "value": "time"},
+                        ],
+                        value=state.x,
+                        inline=True,
+                    ),
+                    html.Span(
+                        "tick executions in the table, then Compare", className="control-title"
+                    ),
+                ],
+                className="controls compare",
+            ),
+            html.Div(id="compare-charts"),
+        ]
+    )
+
+
+def _chosen_columns(state, available: list[str]) -> list[str]:
+    """The URL's columns (the list-metric ones in the current mode), else the defaults."""
+    if not state.col:
+        return available
+    chosen = []
+    for c in state.col:
+        if c.startswith("list."):
+            c = c.rsplit(".", 1)[0] + "." + state.mode
+        if c not in chosen:
+            chosen.append(c)
+    return chosen
+
+
+def _table_value(column: str, value: object) -> object:
+    if column in ("start", "end") and isinstance(value, str):
+        return value[:19].replace("T", " ")  # to the second: the CSV keeps every digit
+    if isinstance(value, bool) or value is None:
+        return None if value is None else str(value).lower()
+    if isinstance(value, _NUMERIC):
+        return value
+    return str(value)
+
+
+def _table(records: list[ex.ExecutionRecord], columns: list[str]) -> tuple[list[dict], list[dict]]:
+    data = []
+    for r in records:
+        row = {"id": r.execution_id}
+        for c in columns:
+            row[c] = _table_value(c, ex.cell(r, c))
+        data.append(row)
+    specs = []
+    for c in columns:
+        cells = [row[c] for row in data if row[c] is not None]
+        numeric = bool(cells) and all(isinstance(v, _NUMERIC) for v in cells)
+        spec = {"name": ex.column_label(c), "id": c, "type": "numeric" if numeric else "text"}
+        if numeric and (c.startswith(("list.", "metric.")) or c == "duration_s"):
+            spec["format"] = {"specifier": ".4~g"}
+        specs.append(spec)
+    return specs, data
+
+
+@callback(
+    Output(TABLE, "columns"),
+    Output(TABLE, "data"),
+    Output(TABLE, "selected_rows"),
+    Output("exec-count", "children"),
+    Output("exec-pipeline", "options"),
+    Output("exec-columns", "options"),
+    Output("compare-charts", "children"),
+    Output(f"{PAGE}-download", "href"),
+    Input(WIDTH, "data"),
+    Input(REFRESH, "n_clicks"),
+    Input(TICK, "n_intervals"),
+    components.SEARCH,
+)
+def load(_width, _refresh, _tick, search):
+    """Table, options and comparison charts for the view in the URL."""
+    state = components.view_of(search)
+    start_ns, end_ns = components.window_of(state)
+    env = [state.env] if state.env else None
+    try:
+        with current().pool.store() as store:
+            environments = queries.list_environments(store, start_ns, end_ns)
+            every = ex.read_executions(store, start_ns, end_ns, env, with_metrics=False)
+            records = ex.read_executions(
+                store,
+                start_ns,
+                end_ns,
+                env,
+                [state.pipeline] if state.pipeline else None,
+                [state.status] if state.status else None,
+                MAX_ROWS,
+            )
+            compared = [r for r in records if r.execution_id in state.run]
+            events = ex.read_events(store, compared) if compared else []
+    except StoreError as e:
+        components.report_store_error(e)
+        return (no_update,) * 8
+    components.clear_banner(state)
+    components.set_environments(environments, state.env)
+    available = ex.columns_of(records, state.mode)
+    columns = _chosen_columns(state, available)
+    specs, data = _table(records, columns)
+    shown = len(records)
+    note = f"{shown} execution{'s' * (shown != 1)} started in this range, newest first"
+    if shown == MAX_ROWS:
+        note += f" (the newest {MAX_ROWS}: narrow the range to see older ones)"
+    pipelines = sorted({r.pipeline for r in every} | ({state.pipeline} - {None}))
+    options = [
+        {"label": ex.column_label(c), "value": c} for c in dict.fromkeys(available + columns)
+    ]
+    charts = _compare_charts(compared, events, state.x, state.run)
+    return (
+        specs,
+        data,
+        [i for i, row in enumerate(data) if row["id"] in state.run],
+        note,
+        [{"label": p, "value": p} for p in pipelines],
+        options,
+        charts,
+        _download_href(state, start_ns, end_ns, columns),
+    )
+
+
+def _compare_charts(compared, events, x: str, wanted) -> list:
+    if not wanted:
+        return []
+    if not compared:
+        return [
+            html.Div("The executions to compare did not start in this range.", className="note")
+        ]
+    order = {execution_id: i for i, execution_id in enumerate(wanted)}
+    compared = sorted(compared, key=lambda r: order.get(r.execution_id, len(order)))
+    metrics = sorted({name for r in compared for name in r.list_metrics})
+    if not metrics:
+        return [html.Div("These executions recorded no list metrics.", className="note")]
+    return [
+        dcc.Graph(
+            id={"type": "compare-graph", "metric": name},
+            figure=figures.compare_figure(name, compared, events, x),
+            config={"displaylogo": False},
+            className="graph",
+        )
+        for name in metrics
+    ]
+
+
+def _download_href(state, start_ns: int, end_ns: int, columns: list[str]) -> str:
+    filters: dict[str, list[str]] = {"column": columns}
+    if state.pipeline:
+        filters["pipeline"] = [state.pipeline]
+    if state.status:
+        filters["status"] = [state.status]
+    return components.download_href("executions", state, start_ns, end_ns, **filters)
+
+
+@callback(
+    Output(components.LOCATION, "search", allow_duplicate=True),
+    Input("exec-pipeline", "value"),
+    Input("exec-status", "value"),
+    Input("exec-mode", "value"),
+    Input("exec-columns", "value"),
+    Input("exec-x", "value"),
+    components.SEARCH,
+    prevent_initial_call=True,
+)
+def selection_to_url(pipeline, status, mode, columns, x, search):
+    """The filters, mode, columns and x axis into the URL."""
+    state = components.view_of(search)
+    mode = mode or "last"
+    chosen = [
+        c.rsplit(".", 1)[0] + "." + mode if c.startswith("list.") else c for c in columns or ()
+    ]
+    new = state.with_(
+        pipeline=pipeline or None,
+        status=status or None,
+        mode=mode,
+        col=tuple(dict.fromkeys(chosen)),
+        x=x or "step",
+    )
+    if new == state:
+        return no_update
+    return components.search_of(new)
+
+
+@callback(
+    Output(components.LOCATION, "search", allow_duplicate=True),
+    Input("compare", "n_clicks"),
+    State(TABLE, "selected_row_ids"),
+    components.SEARCH,
+    prevent_initial_call=True,
+)
+def compare_to_url(_clicks, selected, search):
+    """The ticked executions into the URL: the comparison is drawn from there."""
+    state = components.view_of(search)
+    new = state.with_(run=tuple(selected or ()))
+    if new == state:
+        return no_update
+    return components.search_of(new)

@@ -1,0 +1,182 @@
+"""The Executions page in headless Chromium over the 9-execution grid, on SQLite and InfluxDB.
+
+The grid (``executions_grid``) was recorded through a real agent's push
+endpoint; the user sees its nine executions, sorts them by final accuracy,
+ticks three, presses Compare and reads their curves; the CSV link gives the
+table's rows.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from dashboard_site import DashboardProcess, fetch, no_traceback
+from executions_grid import BEST, CHECKPOINT_EPOCH, FAILED, Grid
+from selenium.webdriver.common.by import By
+from test_site import GRAPHS_JS, settle, wait_for_url
+
+
+@dataclass
+class Site:
+    url: str
+    grid: Grid
+
+
+@pytest.fixture(scope="module")
+def site(grid, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    url, g = grid
+    process = DashboardProcess(url, tmp_path_factory.mktemp("exec-site") / "dashboard.log")
+    process.wait_ready()
+    yield Site(process.url, g)
+    assert process.stop() == 0, process.log()
+    assert no_traceback(process.log()), process.log()
+
+
+def table_rows(dash_duo, count: int | None = None) -> list[dict[str, str]]:
+    """The table's rows as shown (column id -> text), once ``count`` rows are drawn."""
+    deadline = time.monotonic() + 20
+    while True:
+        settle(dash_duo)
+        rows = []
+        for tr in dash_duo.driver.find_elements(By.CSS_SELECTOR, "#executions-table tbody tr"):
+            cells = tr.find_elements(By.CSS_SELECTOR, "td.dash-cell")
+            if cells:
+                rows.append({td.get_attribute("data-dash-column"): td.text for td in cells})
+        if (count is None and rows) or len(rows) == count:
+            return rows
+        assert time.monotonic() < deadline, f"{count} rows not drawn: {rows}"
+        time.sleep(0.2)
+
+
+def sort_descending(dash_duo, column: str) -> None:
+    """Click a column's sort arrow twice: ascending, then descending (DataTable's cycle)."""
+    selector = f'#executions-table th[data-dash-column="{column}"] .column-header--sort'
+    for _ in range(2):
+        dash_duo.find_element(selector).click()
+        time.sleep(0.2)
+
+
+def tick(dash_duo, execution_ids: list[str]) -> None:
+    for tr in dash_duo.driver.find_elements(By.CSS_SELECTOR, "#executions-table tbody tr"):
+        cells = tr.find_elements(By.CSS_SELECTOR, 'td[data-dash-column="execution_id"]')
+        if cells and cells[0].text in execution_ids:
+            tr.find_element(By.CSS_SELECTOR, "td.dash-select-cell input").click()
+
+
+def compare_graphs(dash_duo, count: int) -> dict[str, dict]:
+    deadline = time.monotonic() + 20
+    while True:
+        found = dash_duo.driver.execute_script(GRAPHS_JS)
+        if len(found) == count and all(g["traces"] for g in found):
+            return {g["title"].split("<br>")[0]: g for g in found}
+        assert time.monotonic() < deadline, f"{count} charts not drawn: {found!r:.300}"
+        time.sleep(0.2)
+
+
+def test_the_table_lists_the_grid_and_sorts_by_final_accuracy(dash_duo, site: Site) -> None:
+    dash_duo.driver.get(site.url + "/executions")
+    rows = table_rows(dash_duo, 9)
+    g = site.grid
+    newest_first = sorted(g.runs.values(), key=lambda r: r.start_ns, reverse=True)
+    assert [r["execution_id"] for r in rows] == [r.execution_id for r in newest_first]
+    assert "9 executions started in this range" in dash_duo.find_element("#exec-count").text
+    by_id = {r["execution_id"]: r for r in rows}
+    failed = g.runs[FAILED]
+    assert by_id[failed.execution_id]["status"] == "failed"
+    assert by_id[failed.execution_id]["input.learning_rate"] == "0.01"
+    assert by_id[failed.execution_id]["list.accuracy.last"] == f"{failed.accuracy[-1]:.4g}"
+    sort_descending(dash_duo, "list.accuracy.last")
+    ranked = [r["execution_id"] for r in table_rows(dash_duo, 9)]
+    assert ranked == [r.execution_id for r in g.by_final_accuracy()]
+    assert ranked[0] == g.runs[BEST].execution_id == "grid-lr0.001-bs64"
+    assert dash_duo.get_logs() == []
+
+
+def test_compare_draws_one_line_per_execution_per_list_metric(dash_duo, site: Site) -> None:
+    g = site.grid
+    chosen = [g.runs[BEST], g.runs[FAILED], g.runs[(0.0001, 128)]]
+    dash_duo.driver.get(site.url + "/executions")
+    table_rows(dash_duo, 9)
+    tick(dash_duo, [r.execution_id for r in chosen])
+    dash_duo.find_element("#compare").click()
+    wait_for_url(dash_duo, "run=")
+    charts = compare_graphs(dash_duo, 2)
+    assert set(charts) == {"accuracy", "loss"}
+    for metric in ("accuracy", "loss"):
+        traces = charts[metric]["traces"]
+        lines = {t["name"]: t for t in traces if not t["name"].endswith(" events")}
+        assert set(lines) == {r.execution_id for r in chosen}
+        for r in chosen:
+            assert lines[r.execution_id]["x"] == list(range(len(r.accuracy)))
+            assert lines[r.execution_id]["y"] == getattr(r, metric)
+            marks = next(t for t in traces if t["name"] == f"{r.execution_id} events")
+            assert marks["x"] == [CHECKPOINT_EPOCH] and "checkpoint_saved" in marks["text"][0]
+    # a legend click hides one execution (and its markers)
+    dash_duo.find_element(".js-plotly-plot .legend .traces .legendtoggle").click()
+    deadline = time.monotonic() + 10
+    while True:
+        visible = dash_duo.driver.execute_script(
+            "return document.querySelector('.js-plotly-plot').data"
+            ".map(t => [t.name, t.visible === undefined ? true : t.visible]);"
+        )
+        if any(v == "legendonly" for _, v in visible):
+            break
+        assert time.monotonic() < deadline, visible
+        time.sleep(0.2)
+    first = visible[0][0]  # the first legend entry
+    assert dict(visible) == {
+        first: "legendonly",
+        f"{first} events": "legendonly",
+        **{n: True for n, _ in visible if not n.startswith(first)},
+    }
+    # against wall time: the same values at the epochs' times
+    dash_duo.find_element("#exec-x input[value='time']").click()
+    wait_for_url(dash_duo, "x=time")
+    deadline = time.monotonic() + 20
+    while True:
+        accuracy = compare_graphs(dash_duo, 2)["accuracy"]
+        best = next(t for t in accuracy["traces"] if t["name"] == g.runs[BEST].execution_id)
+        if best["x"] != list(range(len(g.runs[BEST].accuracy))):
+            break
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert [int(x) for x in best["x"]] == [t // 1_000_000 for t in g.runs[BEST].epoch_ns]
+    assert best["y"] == g.runs[BEST].accuracy
+    assert dash_duo.get_logs() == []
+
+
+def test_filters_columns_and_the_csv_link(dash_duo, site: Site) -> None:
+    g = site.grid
+    dash_duo.driver.get(
+        site.url + "/executions?status=failed&mode=max"
+        "&col=execution_id&col=input.batch_size&col=list.loss.max"
+    )
+    rows = table_rows(dash_duo, 1)
+    failed = g.runs[FAILED]
+    assert rows == [
+        {
+            "execution_id": failed.execution_id,
+            "input.batch_size": "128",
+            "list.loss.max": f"{max(failed.loss):.4g}",
+        }
+    ]
+    dash_duo.driver.get(site.url + "/executions?mode=mean&col=execution_id&col=list.accuracy.mean")
+    table_rows(dash_duo, 9)
+    status, headers, text = fetch(
+        dash_duo.find_element("#executions-download").get_attribute("href")
+    )
+    assert status == 200 and "fleetgauge-executions-" in headers["Content-Disposition"]
+    got = list(csv.DictReader(io.StringIO(text)))
+    means = {row["execution_id"]: float(row["list.accuracy.mean"]) for row in got}
+    assert means == {
+        r.execution_id: pytest.approx(sum(r.accuracy) / len(r.accuracy)) for r in g.runs.values()
+    }
+    dash_duo.select_dcc_dropdown("#exec-status", value="succeeded")
+    wait_for_url(dash_duo, "status=succeeded")
+    assert len(table_rows(dash_duo, 8)) == 8
+    assert dash_duo.get_logs() == []
