@@ -3,9 +3,11 @@
 ``seed`` writes synthetic history into a store; ``SimulatedModel`` keeps
 scoring predictions through the SDK while ``fleetgauge demo`` runs. The values
 are made up but shaped like real ones (daily load waves, one worker that runs
-hot, one model whose score slowly drifts worse) so every card and chart has
-something to show. Every name says it is a demo: environment ``demo``, workers
-``demo-gpu-node-NN``, events from source ``demo-model`` with ``"demo": true``.
+hot, one model whose score slowly drifts worse, a few training runs of a small
+hyper-parameter grid) so every card and chart has something to show. Every
+name says it is a demo: environment ``demo``, workers ``demo-gpu-node-NN``,
+events from source ``demo-model`` with ``"demo": true``, executions
+``demo-train-...``.
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ __all__ = [
     "SCORE",
     "worker_names",
     "accuracy",
+    "training_accuracy",
+    "execution_id",
+    "TRAINING",
     "seed",
     "SimulatedModel",
 ]
@@ -180,6 +185,60 @@ def _events(start: int, end: int) -> list[Point]:
     return points
 
 
+TRAINING = "fraud-training"
+"""The demo pipeline whose executions (a small hyper-parameter grid) the history holds."""
+TRAINING_GRID = ((0.01, 64), (0.001, 64), (0.001, 128), (0.0001, 64))
+EPOCHS = 8
+
+
+def training_accuracy(lr: float, batch: int, epoch: int) -> float:
+    """Validation accuracy of a demo training run after ``epoch``: lr 0.001, batch 64 wins."""
+    ceiling = {0.01: 0.86, 0.001: 0.94, 0.0001: 0.8}[lr] - (0.03 if batch == 128 else 0.0)
+    return round(ceiling * (1 - 0.6 ** (epoch + 1)), 4)
+
+
+def execution_id(lr: float, batch: int) -> str:
+    """The id of a demo training run: ``demo-train-lr0.001-bs64``."""
+    return f"demo-train-lr{lr}-bs{batch}"
+
+
+def _executions(start: int, end: int) -> list[Point]:
+    """One demo training run an hour, the last ones ending before ``end``; one fails."""
+    points = []
+    for k, (lr, batch) in enumerate(TRAINING_GRID):
+        t0 = start + (k + 1) * 3600 * S
+        if t0 + (EPOCHS + 1) * 300 * S > end:
+            break
+        tags = {
+            schema.ENVIRONMENT: ENVIRONMENT,
+            schema.PIPELINE: TRAINING,
+            schema.EXECUTION_ID: execution_id(lr, batch),
+        }
+        inputs = {"learning_rate": lr, "batch_size": batch, "optimizer": "adam", "demo": True}
+        points.append(Point(schema.EXECUTION.name, tags, {"inputs": json.dumps(inputs)}, t0))
+        epochs = 5 if lr == 0.01 else EPOCHS
+        for epoch in range(epochs):
+            t = t0 + (epoch + 1) * 300 * S
+            acc = training_accuracy(lr, batch, epoch)
+            for metric, value in (("val_accuracy", acc), ("loss", round(1.1 - acc, 4))):
+                fields = {"value": value, "step": epoch}
+                points.append(
+                    Point(schema.LIST_METRIC.name, {**tags, schema.METRIC: metric}, fields, t)
+                )
+            if epoch == 3:
+                event_tags = {
+                    **tags,
+                    schema.EVENT_NAME: "checkpoint_saved",
+                    schema.EVENT_SOURCE: SOURCE,
+                }
+                text = json.dumps({"demo": True, "epoch": epoch})
+                points.append(Point(schema.EVENT.name, event_tags, {"metadata": text}, t + 20 * S))
+        status = schema.FAILED if lr == 0.01 else schema.SUCCEEDED
+        t_end = t0 + (epochs + 1) * 300 * S
+        points.append(Point(schema.EXECUTION_END.name, tags, {"status": status}, t_end))
+    return points
+
+
 def seed(
     store: Store,
     end_ns: int,
@@ -194,7 +253,7 @@ def seed(
     names = worker_names(workers)
     start = end_ns - int(hours * 3600 * S)
     start -= start % (interval_s * S)
-    batch: list[Point] = _events(start, end_ns)
+    batch: list[Point] = _events(start, end_ns) + _executions(start, end_ns)
     written = 0
     for t in range(start, end_ns, interval_s * S):
         for i, name in enumerate(names):

@@ -380,14 +380,9 @@ def compare_figure(metric: str, executions: Sequence[Any], events: Sequence[Any]
                     "meta": {"execution_id": r.execution_id, "kind": "events"},
                 }
             )
-    axis = (
-        {"title": {"text": "step"}}
-        if x == "step"
-        else {
-            "type": "date",
-            "title": {"text": "time (UTC)"},
-        }
-    )
+    axis: dict[str, Any] = {"title": {"text": "step"}, "zeroline": False}
+    if x != "step":
+        axis = {"type": "date", "title": {"text": "time (UTC)"}}
     lines = sum(1 for d in data if d["meta"]["kind"] == "line")
     return {
         "data": data,
