@@ -218,6 +218,7 @@ class _FrontServer(ThreadingHTTPServer):
     upstream_timeout: float
     connections: set[socket.socket]
     lock: threading.Lock
+    write_delay_s: float = 0.0
 
 
 class _FrontHandler(BaseHTTPRequestHandler):
@@ -263,6 +264,7 @@ class _FrontHandler(BaseHTTPRequestHandler):
             query = {"db": db, **({"rp": rp} if rp else {}), "precision": precision}
             target = "/write?" + urlencode(query)
             names = tuple(n for n in names if n != "Accept-Encoding")  # keep errors readable
+            time.sleep(self.server.write_delay_s)  # a slow store, when a test asks for one
         headers = {n: v for n in names if (v := self.headers.get(n)) is not None}
         host, port = self.server.backend
         conn = http.client.HTTPConnection(host, port, timeout=self.server.upstream_timeout)
@@ -347,6 +349,11 @@ class V2WriteFront:
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever, name="v2-front", daemon=True)
         self._thread.start()
+
+    def slow_writes(self, delay_s: float) -> None:
+        """Answer every write ``delay_s`` seconds late (0: at once), as an overloaded store does."""
+        assert self._server is not None, "start() first"
+        self._server.write_delay_s = delay_s
 
     def stop(self) -> None:
         """Stop accepting, drop open keep-alive connections and close the socket."""

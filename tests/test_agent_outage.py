@@ -40,9 +40,9 @@ def test_samples_taken_while_influxdb_is_down_arrive_once_it_is_back(tmp_path: P
     try:
         with agent:
             time.sleep(2)
-            server.stop()  # down for several flush intervals
+            server.stop()  # down for 30 s: sixty samples, sixty flush intervals
             written_before = agent.value("fleetgauge_agent_points_written_total")
-            time.sleep(4)
+            time.sleep(30)
             assert agent.value("fleetgauge_agent_points_spooled_total") > 0
             assert agent.value("fleetgauge_agent_write_errors_total") > 0
             assert agent.value("fleetgauge_agent_spool_points") > 0

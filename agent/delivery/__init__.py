@@ -220,20 +220,29 @@ class Delivery:
         if self.spool is None:
             self.health.dropped("spool_error", len(points))
             return
-        dropped = 0
+        dropped = spooled = 0
+        error = None
         try:
             for i in range(0, len(points), self.batch_size):
-                dropped += self.spool.append(points[i : i + self.batch_size])
+                chunk = points[i : i + self.batch_size]
+                dropped += self.spool.append(chunk)
+                spooled += len(chunk)
         except SpoolError as e:
-            self.health.dropped("spool_error", len(points))
+            error = e
+        if error is not None:
+            # what was spooled before the error stays spooled; only the rest is lost
+            self.health.dropped("spool_error", len(points) - spooled)
             if not self._spool_failing:
-                log.error("cannot spool %d points, dropped (will keep trying): %s", len(points), e)
+                log.error(
+                    "cannot spool %d points, dropped (will keep trying): %s",
+                    len(points) - spooled,
+                    error,
+                )
             self._spool_failing = True
-            return
-        if self._spool_failing:
+        elif self._spool_failing:
             log.info("spool writable again: %s", self.spool.directory)
-        self._spool_failing = False
-        self.health.points_spooled.inc(len(points))
+            self._spool_failing = False
+        self.health.points_spooled.inc(spooled)
         if dropped:
             self.health.dropped("spool_full", dropped)
             log.warning(

@@ -1,0 +1,297 @@
+"""Fault injection: the real agent against a slow store, a full or read-only spool, a flood.
+
+Each test runs ``fleetgauge agent`` as a process against real parts (influxd
+behind the v2 front, a SQLite file, a tmpfs mounted read-only) and checks what
+a user would check afterwards: the points in the store, the agent's own
+counters on /metrics, and that it kept sampling. (Store down for 30 s and
+SIGKILL-and-restart are in ``test_agent_outage.py``.)
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+from agent_process import AgentProcess
+from influx_server import InfluxServer, V2WriteFront
+
+from agent import schema
+from agent.stores import open_store
+
+S = 1_000_000_000
+WORKER = "fault-worker"
+INTERVAL_S = 0.5
+
+
+@pytest.fixture
+def influx(tmp_path: Path) -> Iterator[tuple[InfluxServer, V2WriteFront, str]]:
+    """A private influxd (the test stops and starts it) behind the v2 front; the store URL."""
+    server = InfluxServer(tmp_path / "influxd")
+    server.start()
+    server.create_database("fleet")
+    front = V2WriteFront(server.url)
+    front.start()
+    try:
+        yield server, front, f"influxdb+{front.url}/fleet?org=test&timeout=5"
+    finally:
+        front.stop()
+        server.stop()
+
+
+def _agent(tmp_path: Path, url: str, *extra: str) -> AgentProcess:
+    return AgentProcess(
+        tmp_path,
+        *("--store", url, "--worker", WORKER, "--interval", str(INTERVAL_S)),
+        *("--flush-interval", "0.5", "--collectors", "cpu"),
+        *extra,
+    )
+
+
+def _wait(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.2)
+
+
+def _samples_in_log(log: str) -> int:
+    return int(log.rsplit("agent stopped: ", 1)[1].split(" samples")[0])
+
+
+def _cpu_times(url: str, since_ns: int) -> list[int]:
+    store = open_store(url, create=False)
+    try:
+        points = store.stream_points(schema.CPU.name, since_ns, time.time_ns() + S)
+        return [p.time_ns for p in points if p.tags.get(schema.WORKER) == WORKER]
+    finally:
+        store.close()
+
+
+def _sampled_points(url: str) -> int:
+    """Points the cpu collector wrote: one ``cpu`` and one ``cpu_core`` per core per sample."""
+    store = open_store(url, create=False)
+    try:
+        return sum(
+            1
+            for m in (schema.CPU, schema.CPU_CORE)
+            for p in store.stream_points(m.name, 0, time.time_ns() + S)
+            if p.tags.get(schema.WORKER) == WORKER
+        )
+    finally:
+        store.close()
+
+
+POINTS_PER_SAMPLE = 1 + (psutil.cpu_count() or 1)
+
+
+def test_a_slow_store_does_not_delay_sampling(tmp_path: Path, influx) -> None:
+    """Every write answered 1.5 s late for 8 s: samples stay on their 0.5 s schedule."""
+    _, front, url = influx
+    started = time.time_ns()
+    agent = _agent(tmp_path, url)
+    with agent:
+        time.sleep(2)
+        front.slow_writes(1.5)
+        time.sleep(8)
+        front.slow_writes(0)
+        _wait(lambda: agent.value("fleetgauge_agent_spool_points") == 0, 30, agent.log())
+        code, _ = agent.stop()
+    assert code == 0, agent.log()
+    times = _cpu_times(url, started)
+    assert len(times) == _samples_in_log(agent.log()) >= 20  # nothing lost, nothing twice
+    gaps_s = [(b - a) / S for a, b in zip(times, times[1:], strict=False)]
+    drift = max(abs(g - INTERVAL_S) for g in gaps_s)
+    assert drift <= 0.1 * INTERVAL_S, f"a sample {drift:.3f} s off its schedule: {gaps_s}"
+
+
+def _post(port: int, body: dict) -> tuple[int, dict]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request(
+            "POST", schema.PUSH_METRICS_PATH, json.dumps(body), {"Content-Type": "application/json"}
+        )
+        resp = conn.getresponse()
+        return resp.status, json.loads(resp.read())
+    finally:
+        conn.close()
+
+
+def _values(first: int, count: int, t0: float) -> dict:
+    return {
+        "metrics": [
+            {"metric": "seq", "value": i, "deployment": "fill", "time": t0 + i / 1000}
+            for i in range(first, first + count)
+        ]
+    }
+
+
+def test_a_full_spool_drops_the_oldest_counts_them_and_the_agent_lives(
+    tmp_path: Path, influx
+) -> None:
+    server, _, url = influx
+    server.stop()
+    agent = _agent(tmp_path, url, "--spool-max-bytes", "1MiB")
+    pushed, t0 = 0, time.time() - 3600
+    with agent:
+        while agent.value("fleetgauge_agent_points_dropped_total", reason="spool_full") == 0:
+            assert pushed < 200_000, "the 1 MiB spool never filled"
+            status, answer = _post(agent.push_port, _values(pushed, 5000, t0))
+            assert status == 202, answer
+            pushed += 5000
+            time.sleep(0.3)
+        samples_then = agent.value("fleetgauge_agent_samples_total")
+        time.sleep(2)
+        assert agent.value("fleetgauge_agent_samples_total") >= samples_then + 3  # still sampling
+        spooled = agent.value("fleetgauge_agent_spool_bytes")
+        assert spooled <= 1024 * 1024, spooled
+        server.start()
+        _wait(lambda: agent.value("fleetgauge_agent_spool_points") == 0, 60, agent.log())
+        dropped = agent.value("fleetgauge_agent_points_dropped_total", reason="spool_full")
+        code, _ = agent.stop()
+    assert code == 0, agent.log()
+    samples = _samples_in_log(agent.log())
+    store = open_store(url, create=False)
+    try:
+        values = [
+            int(p.fields["value"])
+            for p in store.stream_points(schema.PIPELINE_METRIC.name, 0, time.time_ns() + S)
+        ]
+    finally:
+        store.close()
+    sampled = _sampled_points(url)
+    # the oldest went: what is left of the pushed values is their newest, unbroken tail
+    assert values and sorted(values) == list(range(pushed - len(values), pushed))
+    # every point is stored or counted as dropped
+    assert len(values) + sampled + dropped == pushed + samples * POINTS_PER_SAMPLE
+
+
+def _mount_tmpfs(path: Path) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(path)],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, f"this test mounts a tmpfs (needs root): {done.stderr}"
+
+
+def _remount(path: Path, mode: str) -> None:
+    done = subprocess.run(
+        ["mount", "-o", f"remount,{mode}", str(path)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_a_read_only_spool_disk_is_a_clear_error_and_sampling_goes_on(
+    tmp_path: Path, influx
+) -> None:
+    server, _, url = influx
+    spool = tmp_path / "spool"
+    _mount_tmpfs(spool)
+    try:
+        server.stop()
+        agent = _agent(tmp_path, url)
+        with agent:
+            _wait(lambda: agent.value("fleetgauge_agent_spool_points") > 0, 15, agent.log())
+            _remount(spool, "ro")
+            _wait(
+                lambda: (
+                    agent.value("fleetgauge_agent_points_dropped_total", reason="spool_error") > 0
+                ),
+                15,
+                agent.log(),
+            )
+            samples_then = agent.value("fleetgauge_agent_samples_total")
+            time.sleep(2)
+            assert agent.value("fleetgauge_agent_samples_total") >= samples_then + 3
+            assert "Read-only file system" in agent.log()
+            assert "cannot spool" in agent.log()
+            _remount(spool, "rw")
+            server.start()
+            _wait(lambda: agent.value("fleetgauge_agent_spool_points") == 0, 30, agent.log())
+            dropped = agent.value("fleetgauge_agent_points_dropped_total")
+            code, _ = agent.stop()
+        assert code == 0, agent.log()
+        samples = _samples_in_log(agent.log())
+        stored = _sampled_points(url)
+        assert stored > 0 and stored + dropped == samples * POINTS_PER_SAMPLE  # stored or counted
+    finally:
+        subprocess.run(["umount", "-l", str(spool)], check=False)
+
+
+def _rss_bytes(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+def test_fifty_clients_flooding_the_push_endpoint_get_no_5xx_and_lose_nothing(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'fg.db'}"
+    agent = _agent(tmp_path, url)
+    accepted, statuses, lock = [0], {}, threading.Lock()
+    stop = threading.Event()
+
+    def client(n: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", agent.push_port, timeout=30)
+        i = 0
+        while not stop.is_set():
+            items = [
+                {"metric": "flood", "value": i + k, "deployment": f"client-{n}"} for k in range(200)
+            ]
+            i += 200
+            try:
+                conn.request(
+                    "POST",
+                    schema.PUSH_METRICS_PATH,
+                    json.dumps({"metrics": items}),
+                    {"Content-Type": "application/json"},
+                )
+                resp = conn.getresponse()
+                body = json.loads(resp.read())
+            except (OSError, http.client.HTTPException):
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", agent.push_port, timeout=30)
+                continue
+            with lock:
+                statuses[resp.status] = statuses.get(resp.status, 0) + 1
+                if resp.status == 202:
+                    accepted[0] += body["accepted"]
+        conn.close()
+
+    with agent:
+        assert agent.proc is not None
+        baseline = _rss_bytes(agent.proc.pid)
+        threads = [threading.Thread(target=client, args=(n,)) for n in range(50)]
+        for t in threads:
+            t.start()
+        peak, deadline = baseline, time.monotonic() + 10
+        while time.monotonic() < deadline:
+            peak = max(peak, _rss_bytes(agent.proc.pid))
+            time.sleep(0.2)
+        stop.set()
+        for t in threads:
+            t.join(60)
+        assert agent.value("fleetgauge_agent_samples_total") > 0
+        code, _ = agent.stop(timeout=120)
+    assert code == 0, agent.log()
+    assert not [s for s in statuses if s >= 500], statuses
+    assert accepted[0] >= 50 * 200, statuses
+    growth = peak - baseline
+    assert growth < 256 * 1024 * 1024, f"agent RSS grew {growth / 2**20:.0f} MiB"
+    store = open_store(url, create=False)
+    try:
+        stored = sum(1 for _ in store.stream_points(schema.PIPELINE_METRIC.name, 0, 2**62))
+    finally:
+        store.close()
+    assert stored == accepted[0], (stored, accepted[0], statuses)
