@@ -43,6 +43,7 @@ __all__ = [
     "SEARCH",
     "controls",
     "download_link",
+    "dropdown",
     "download_href",
     "page_ids",
     "register_page_controls",
@@ -253,6 +254,21 @@ def controls(state: ViewState, page: str) -> html.Div:
             ),
             dcc.Store(id=width_id),
         ],
+    )
+
+
+def dropdown(
+    id_: str, label: str, options: list[dict], value: object, multi: bool, placeholder: str
+) -> html.Label:
+    """A labelled dropdown of a page's own controls (class ``control ID``)."""
+    return html.Label(
+        [
+            label,
+            dcc.Dropdown(
+                id=id_, options=options, value=value, multi=multi, placeholder=placeholder
+            ),
+        ],
+        className=f"control {id_}",
     )
 
 

@@ -35,18 +35,6 @@ TABLE = "executions-table"
 _NUMERIC = (int, float)
 
 
-def _dropdown(id_: str, label: str, options, value, multi: bool, placeholder: str) -> html.Label:
-    return html.Label(
-        [
-            label,
-            dcc.Dropdown(
-                id=id_, options=options, value=value, multi=multi, placeholder=placeholder
-            ),
-        ],
-        className=f"control {id_}",
-    )
-
-
 def layout(**query: object) -> html.Div:
     """The page for the view in the URL; the table and charts arrive through :func:`load`."""
     state = components.view_of_query(query)
@@ -56,15 +44,17 @@ def layout(**query: object) -> html.Div:
             components.controls(state, PAGE),
             html.Div(
                 [
-                    _dropdown(
+                    components.dropdown(
                         "exec-pipeline",
                         "Pipeline",
-                        [state.pipeline] if state.pipeline else [],
+                        [{"label": p, "value": p} for p in [state.pipeline] if p],
                         state.pipeline,
                         False,
                         "any pipeline",
                     ),
-                    _dropdown("exec-status", "Status", statuses, state.status, False, "any"),
+                    components.dropdown(
+                        "exec-status", "Status", statuses, state.status, False, "any"
+                    ),
                     html.Div(
                         [
                             html.Span("List metrics as", className="control-title"),
@@ -83,7 +73,7 @@ def layout(**query: object) -> html.Div:
             ),
             html.Div(
                 [
-                    _dropdown(
+                    components.dropdown(
                         "exec-columns",
                         "Columns",
                         [{"label": ex.column_label(c), "value": c} for c in state.col],

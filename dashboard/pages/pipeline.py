@@ -24,22 +24,6 @@ DEFAULT_OVERLAY = 8
 """Deployments overlaid when none is chosen: the first ones by name."""
 
 
-def _dropdown(id_: str, label: str, values, selected, multi: bool, placeholder: str) -> html.Label:
-    return html.Label(
-        [
-            label,
-            dcc.Dropdown(
-                id=id_,
-                options=[{"label": v, "value": v} for v in values],
-                value=selected,
-                multi=multi,
-                placeholder=placeholder,
-            ),
-        ],
-        className=f"control {id_}",
-    )
-
-
 def layout(**query: object) -> html.Div:
     """The page for the view in the URL; data arrives through :func:`load`."""
     state = components.view_of_query(query)
@@ -48,26 +32,26 @@ def layout(**query: object) -> html.Div:
             components.controls(state, PAGE),
             html.Div(
                 [
-                    _dropdown(
+                    components.dropdown(
                         "deployments",
                         "Deployments",
-                        state.deployment,
+                        _options(list(state.deployment)),
                         list(state.deployment),
                         True,
                         "pick one or more to compare",
                     ),
-                    _dropdown(
+                    components.dropdown(
                         "pipeline",
                         "Pipeline",
-                        [state.pipeline] if state.pipeline else [],
+                        _options([state.pipeline] if state.pipeline else []),
                         state.pipeline,
                         False,
                         "any pipeline",
                     ),
-                    _dropdown(
+                    components.dropdown(
                         "metric",
                         "Metric",
-                        [state.metric] if state.metric else [],
+                        _options([state.metric] if state.metric else []),
                         state.metric,
                         False,
                         "pick a metric",
