@@ -601,7 +601,7 @@ def inputs_json(inputs: object) -> str:
             clean[name] = int(value)
         elif isinstance(value, numbers.Real) and float(value) - float(value) == 0.0:
             clean[name] = _shortest(value)
-        elif type(value).__name__ in ("bool_", "bool"):
+        elif type(value).__name__ in ("bool_", "bool"):  # numpy's bool, not a number type
             clean[name] = bool(value)
         else:
             raise InvalidPoint(

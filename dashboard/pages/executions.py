@@ -138,8 +138,10 @@ def _chosen_columns(state, available: list[str]) -> list[str]:
 def _table_value(column: str, value: object) -> object:
     if column in ("start", "end") and isinstance(value, str):
         return value[:19].replace("T", " ")  # to the second: the CSV keeps every digit
-    if isinstance(value, bool) or value is None:
-        return None if value is None else str(value).lower()
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return str(value).lower()
     if isinstance(value, _NUMERIC):
         return value
     return str(value)
@@ -185,7 +187,10 @@ def load(_width, _refresh, _tick, search):
     try:
         with current().pool.store() as store:
             environments = queries.list_environments(store, start_ns, end_ns)
-            every = ex.read_executions(store, start_ns, end_ns, env, with_metrics=False)
+            where = {schema.ENVIRONMENT: env} if env else None
+            pipelines = store.tag_values(
+                schema.PIPELINE, start_ns, end_ns, [schema.EXECUTION.name], where
+            )
             records = ex.read_executions(
                 store,
                 start_ns,
@@ -209,7 +214,7 @@ def load(_width, _refresh, _tick, search):
     note = f"{shown} execution{'s' * (shown != 1)} started in this range, newest first"
     if shown == MAX_ROWS:
         note += f" (the newest {MAX_ROWS}: narrow the range to see older ones)"
-    pipelines = sorted({r.pipeline for r in every} | ({state.pipeline} - {None}))
+    pipelines = sorted({*pipelines, *([state.pipeline] if state.pipeline else [])})
     options = [
         {"label": ex.column_label(c), "value": c} for c in dict.fromkeys(available + columns)
     ]
