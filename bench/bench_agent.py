@@ -1,8 +1,11 @@
 """Agent overhead benchmark: CPU and memory of the agent next to Prometheus' node_exporter.
 
-Both run side by side for the same ``--seconds`` (default 60) on free loopback ports:
+All three run side by side for the same ``--seconds`` (default 60) on free loopback ports:
 
 - ``node_exporter`` (Debian package ``prometheus-node-exporter``, default collectors);
+- Glances (PyPI ``glances``) exporting every plugin to CSV once per interval
+  (``glances --quiet --export csv -t 1``), the other common way to keep a record of a
+  host; it is skipped, and said so, when ``glances`` is not installed;
 - ``python -m agent agent --interval 1 --flush-interval 1`` with every collector, a
   SQLite store and its spool in a temporary directory.
 
@@ -18,7 +21,8 @@ window and reports it as percent of one core; memory is the peak RSS
 agent's figure includes writing every point to SQLite; node_exporter writes
 nothing.
 
-Targets: agent CPU <= 0.5x node_exporter's, agent peak RSS <= 60 MB (10^6 bytes).
+Targets: agent CPU <= 0.5x node_exporter's, agent peak RSS <= 60 MB (10^6 bytes); the
+ratio to Glances is reported without a target.
 Run ``python -m bench.bench_agent`` from the repository root (or ``scripts/bench
 agent``); ``--seconds 10`` gives a quick run. The table is printed and written as
 markdown to ``bench/out/agent.md``; the exit status is 1 when a target is missed.
@@ -29,8 +33,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import gzip
 import http.client
+import importlib.metadata
+import importlib.util
 import os
 import shutil
 import signal
@@ -39,7 +46,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,13 +56,17 @@ from prometheus_client.openmetrics.parser import (
 from prometheus_client.parser import text_string_to_metric_families as text_families
 
 from agent import schema
+from bench import results
 from bench.agent_profile import free_port, profile_agent
 from bench.bench_store import OUT_DIR, REPO, machine, markdown_report, text_table
+from bench.results import Figure
 
 __all__ = ["main", "ProcessUsage", "usage_of"]
 
 REPORT_PATH = OUT_DIR / "agent.md"
 NODE_EXPORTER = "prometheus-node-exporter"
+GLANCES = [sys.executable, "-m", "glances"]
+GLANCES_HINT = "Glances not installed: pip install glances (scripts/bench does)"
 INSTALL_HINT = (
     "node_exporter not found: install it with `apt-get update && DEBIAN_FRONTEND=noninteractive"
     " apt-get install -y --no-install-recommends prometheus-node-exporter`"
@@ -167,6 +178,11 @@ class Subject:
         assert self.start is not None and self.end is not None
         return (self.end.cpu_s - self.start.cpu_s) / self.window_s * 100
 
+    @property
+    def scraped(self) -> bool:
+        """Whether it serves /metrics (Glances writes a file instead)."""
+        return self.port > 0
+
     def scrape(self) -> str:
         """GET /metrics in ``scrape_style`` (see SCRAPE_HEADERS); the decompressed text."""
         t0 = time.perf_counter()
@@ -210,16 +226,28 @@ class Subject:
 
 @contextlib.contextmanager
 def launched(
-    name: str, argv: list[str], port: int, tmp: Path, scrape_style: str
+    name: str,
+    argv: list[str],
+    port: int,
+    tmp: Path,
+    scrape_style: str,
+    ready: Callable[[], bool] | None = None,
 ) -> Iterator[Subject]:
-    """Start ``argv``, wait until its /metrics answers, SIGTERM (then SIGKILL) it afterwards."""
+    """Start ``argv``, wait until its /metrics answers (or ``ready()``), SIGTERM it afterwards."""
     log_path = tmp / f"{name}.log"
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=tmp)
     subject = Subject(name, proc, port, log_path, scrape_style=scrape_style)
     try:
         deadline = time.monotonic() + 30
-        while True:
+        while ready is not None:
+            subject.alive()
+            if ready():
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{name} did not start writing within 30 s")
+            time.sleep(0.1)
+        while ready is None:
             subject.alive()
             try:
                 with urllib.request.urlopen(subject.url, timeout=2) as resp:
@@ -268,11 +296,23 @@ class Result:
     samples: float
     points_written: float
     sample_mean_ms: float
+    glances: Subject | None = None
+    glances_rows: int = 0
 
     @property
     def ratio(self) -> float:
         node = self.node.cpu_percent
         return self.agent.cpu_percent / node if node else float("inf")
+
+    @property
+    def glances_ratio(self) -> float | None:
+        if self.glances is None or not self.glances.cpu_percent:
+            return None
+        return self.agent.cpu_percent / self.glances.cpu_percent
+
+    @property
+    def subjects(self) -> list[Subject]:
+        return [s for s in (self.agent, self.node, self.glances) if s is not None]
 
     @property
     def agent_hwm(self) -> int:
@@ -299,8 +339,9 @@ def scrape_both(subjects: Sequence[Subject], until: float, interval: float) -> N
     while tick < until:
         for s in subjects:
             s.alive()
-            with contextlib.suppress(OSError, http.client.HTTPException):
-                s.scrape()
+            if s.scraped:
+                with contextlib.suppress(OSError, http.client.HTTPException):
+                    s.scrape()
         tick += interval
         time.sleep(max(0.0, tick - time.monotonic()))
 
@@ -332,12 +373,23 @@ def run(seconds: float, warmup: float, interval: float, tmp: Path, scrape: str) 
         "--environment",
         "bench",
     ]
-    with (
-        launched("node_exporter", node_argv, node_port, tmp, scrape) as node,
-        launched("agent", agent_argv, agent_port, tmp, scrape) as agent,
-    ):
-        subjects = (agent, node)
-        _progress(f"[agent] both up; warming up {warmup:g} s, scraping both every {interval:g} s")
+    glances_csv = tmp / "glances.csv"
+    with contextlib.ExitStack() as stack:
+        node = stack.enter_context(launched("node_exporter", node_argv, node_port, tmp, scrape))
+        agent = stack.enter_context(launched("agent", agent_argv, agent_port, tmp, scrape))
+        subjects: tuple[Subject, ...] = (agent, node)
+        if glances_available():
+            glances_argv = [*GLANCES, "--quiet", "--export", "csv"]
+            glances_argv += ["--export-csv-file", str(glances_csv), "-t", f"{interval:g}"]
+            ready = functools.partial(_has_rows, glances_csv)
+            glances = launched("glances", glances_argv, 0, tmp, scrape, ready=ready)
+            subjects += (stack.enter_context(glances),)
+        else:
+            _progress(f"[agent] {GLANCES_HINT}: measuring without it")
+        _progress(
+            f"[agent] {', '.join(s.name for s in subjects)} up; warming up {warmup:g} s,"
+            f" scraping every {interval:g} s"
+        )
         scrape_both(subjects, time.monotonic() + warmup, interval)
         before = agent.scrape()
         t0 = time.monotonic()
@@ -349,14 +401,13 @@ def run(seconds: float, warmup: float, interval: float, tmp: Path, scrape: str) 
             scrape_both(subjects, min(end, now + step), interval)
             elapsed = time.monotonic() - t0
             cpu = {s.name: (usage_of(s.proc.pid).cpu_s - s.start.cpu_s) / elapsed for s in subjects}
-            _progress(
-                f"[agent] {elapsed:4.0f} s: CPU agent {cpu['agent']:.2%},"
-                f" node_exporter {cpu['node_exporter']:.2%} of one core"
-            )
+            shares = ", ".join(f"{name} {share:.2%}" for name, share in cpu.items())
+            _progress(f"[agent] {elapsed:4.0f} s: CPU {shares} of one core")
         for s in subjects:
             s.end = usage_of(s.proc.pid)
             s.window_s = time.monotonic() - t0
         after = agent.scrape()
+        glances_rows = _has_rows(glances_csv) if len(subjects) > 2 else 0
 
     def delta(name: str) -> float:
         return metric_sum(after, name) - metric_sum(before, name)
@@ -364,7 +415,27 @@ def run(seconds: float, warmup: float, interval: float, tmp: Path, scrape: str) 
     duration = schema.AGENT_SAMPLE_SECONDS.name
     samples, count = delta(schema.AGENT_SAMPLES.name), delta(duration + "_count")
     mean_ms = delta(duration + "_sum") / count * 1000 if count else 0.0
-    return Result(seconds, agent, node, samples, delta(schema.AGENT_POINTS_WRITTEN.name), mean_ms)
+    written = delta(schema.AGENT_POINTS_WRITTEN.name)
+    glances = subjects[2] if len(subjects) > 2 else None
+    return Result(seconds, agent, node, samples, written, mean_ms, glances, glances_rows)
+
+
+def glances_available() -> bool:
+    return importlib.util.find_spec("glances") is not None
+
+
+def _version_of_module(name: str) -> str:
+    with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+        return importlib.metadata.version(name)
+    return "unknown"
+
+
+def _has_rows(path: Path) -> int:
+    """Data rows Glances has written to its CSV (the first line is the header)."""
+    with contextlib.suppress(OSError):
+        with path.open("rb") as f:
+            return max(0, sum(1 for _ in f) - 1)
+    return 0
 
 
 # --- report --------------------------------------------------------------------------
@@ -374,7 +445,7 @@ HEADERS = ("process", "CPU % of one core", "peak RSS MB", "RSS now MB", "scrapes
 def table_rows(r: Result) -> list[list[str]]:
     """One row per process."""
     rows = []
-    for s in (r.agent, r.node):
+    for s in r.subjects:
         assert s.end is not None
         ms = sorted(s.scrape_s)
         rows.append(
@@ -383,7 +454,7 @@ def table_rows(r: Result) -> list[list[str]]:
                 f"{s.cpu_percent:.2f}",
                 f"{s.end.hwm_bytes / MB:.1f}",
                 f"{s.end.rss_bytes / MB:.1f}",
-                f"{s.scrapes} ({s.scrape_errors} failed)",
+                f"{s.scrapes} ({s.scrape_errors} failed)" if s.scraped else "-",
                 f"{ms[len(ms) // 2] * 1000:.1f}" if ms else "-",
             ]
         )
@@ -401,6 +472,12 @@ def verdict_lines(r: Result) -> list[str]:
         f" {met(r.cpu_met)}",
         f"agent peak RSS: {r.agent_hwm / MB:.1f} MB (target <= {RSS_TARGET_BYTES / MB:.0f} MB):"
         f" {met(r.rss_met)}",
+        (
+            f"CPU ratio agent / Glances: {r.glances_ratio:.3f} (no target); Glances wrote"
+            f" {r.glances_rows} CSV rows"
+            if r.glances_ratio is not None
+            else f"Glances: not measured ({GLANCES_HINT})"
+        ),
         f"agent in the window: {r.samples:.0f} samples, {r.points_written:.0f} points written"
         f" to SQLite, mean sample (all collectors) {r.sample_mean_ms:.1f} ms",
         f"result: {'PASS' if r.passed else 'FAIL'}",
@@ -413,8 +490,9 @@ def markdown(args: argparse.Namespace, r: Result, info: list[tuple[str, str]]) -
         "Agent overhead benchmark",
         f"python -m bench.bench_agent --seconds {args.seconds:g} --warmup {args.warmup:g}"
         f" --interval {args.interval:g} --scrape {args.scrape}",
-        f"Both processes ran side by side and were scraped every {args.interval:g} s"
-        f" ({args.scrape}: {SCRAPE_STYLES[args.scrape]}); CPU"
+        f"The processes ran side by side; the agent and node_exporter were scraped every"
+        f" {args.interval:g} s ({args.scrape}: {SCRAPE_STYLES[args.scrape]}) and Glances"
+        f" exported to CSV every {args.interval:g} s; CPU"
         f" time (utime+stime with children, /proc/PID/stat) over {r.seconds:g} s after a"
         f" {args.warmup:g} s warm-up. The agent ran every collector at --interval"
         f" {args.interval:g} with a SQLite store, so its figure includes writing every point;"
@@ -465,6 +543,45 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def figures(r: Result) -> list[Figure]:
+    """The rows this benchmark adds to the suite's table."""
+    node, agent = r.node.cpu_percent, r.agent.cpu_percent
+    rows = [
+        Figure(
+            "agent CPU (1 s interval, all collectors)",
+            f"{agent:.2f} % of a core",
+            f"node_exporter: {node:.2f} %",
+            r.ratio,
+            f"<= {CPU_RATIO_TARGET} x node_exporter",
+            r.cpu_met,
+        )
+    ]
+    if r.glances is not None:
+        rows.append(
+            Figure(
+                "agent CPU (1 s interval, all collectors)",
+                f"{agent:.2f} % of a core",
+                f"Glances, CSV export every 1 s: {r.glances.cpu_percent:.2f} %",
+                r.glances_ratio,
+                "-",
+                None,
+            )
+        )
+    for s in r.subjects[1:]:
+        assert s.end is not None and r.agent.end is not None
+        rows.append(
+            Figure(
+                "agent peak RSS",
+                f"{r.agent_hwm / MB:.1f} MB",
+                f"{s.name}: {s.end.hwm_bytes / MB:.1f} MB",
+                r.agent_hwm / s.end.hwm_bytes,
+                f"<= {RSS_TARGET_BYTES / MB:.0f} MB" if s is r.node else "-",
+                r.rss_met if s is r.node else None,
+            )
+        )
+    return rows
+
+
 def report(args: argparse.Namespace, result: Result, info: list[tuple[str, str]]) -> None:
     """Print the table and verdict, and write them as markdown to ``bench/out/agent.md``."""
     print()
@@ -477,6 +594,7 @@ def report(args: argparse.Namespace, result: Result, info: list[tuple[str, str]]
         print(f"{k}: {v}")
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     REPORT_PATH.write_text(markdown(args, result, info))
+    results.save("agent", figures(result))
     print(f"\nwritten to {REPORT_PATH.relative_to(REPO)}", flush=True)
 
 
@@ -493,6 +611,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     info = [row for row in machine() if row[0] != "influxd"]
     info.append(("node_exporter", _version(NODE_EXPORTER)))
+    if glances_available():
+        info.append(("Glances", _version_of_module("glances")))
     try:
         with tempfile.TemporaryDirectory(prefix="fleetgauge-bench-agent-") as tmp:
             result = run(args.seconds, args.warmup, args.interval, Path(tmp), args.scrape)

@@ -7,7 +7,7 @@ throwaway ``influxd`` behind the v2 write front, as ``bench_store`` does) it
    the generator of ``bench_store``) with ``store.write`` in batches of 5000;
 2. runs ``python -m agent export resources --out FILE`` as a child process over
    windows holding none, 1 %, 10 % and all of the rows, and reads the child's
-   own peak RSS (``ru_maxrss`` from ``os.wait4``) and wall time.
+   own peak RSS (``VmHWM``, reported by the child as it exits) and wall time.
 
 The export streams, so its peak RSS must not grow with the rows: the run over
 all rows passes when its peak is within ``FLAT_MIB`` of the 1 % run's. The
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import os
 import re
 import subprocess
 import sys
@@ -58,6 +57,33 @@ SHARES = (0.0, 0.01, 0.1, 1.0)
 FLAT_MIB = 5.0
 OPENERS = {"sqlite": sqlite_store, "influxdb": influxdb_store}
 _ROWS_LINE = re.compile(r"^(\d+) rows of ", re.MULTILINE)
+_PEAK_LINE = re.compile(r"^peak_rss_kib=(\d+)$", re.MULTILINE)
+# Runs ``python -m MODULE ARGS`` and prints the process's own peak RSS (VmHWM) on exit.
+# Not ru_maxrss: on Linux that keeps the high-water mark of the parent it was forked
+# from across exec, so a child of a big benchmark process would report the parent's size.
+_PEAK_WRAPPER = """
+import atexit, runpy, sys
+def _peak():
+    for text in open("/proc/self/status"):
+        if text.startswith("VmHWM:"):
+            print("peak_rss_kib=" + text.split()[1], file=sys.stderr, flush=True)
+atexit.register(_peak)
+sys.argv = sys.argv[1:]
+runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
+"""
+
+
+def peak_command(module: str, *args: str) -> list[str]:
+    """The command that runs ``python -m module args`` and reports its peak RSS on stderr."""
+    return [sys.executable, "-c", _PEAK_WRAPPER, module, *args]
+
+
+def peak_rss_kib(stderr: str) -> int:
+    """The peak RSS a ``peak_command`` child reported."""
+    match = _PEAK_LINE.search(stderr)
+    if not match:
+        raise RuntimeError(f"the child reported no peak RSS: {stderr.strip()[-500:]}")
+    return int(match.group(1))
 
 
 @dataclass
@@ -107,7 +133,7 @@ def load(store: Store, name: str, rows: int, workers: int) -> float:
 
 def run_export(store_url: str, start_ns: int, end_ns: int, out: Path, backend: str) -> ExportRun:
     """Run one child export of [start_ns, end_ns) into ``out`` and measure it."""
-    command = [sys.executable, "-m", "agent", "export", "resources", "--store", store_url]
+    command = peak_command("agent", "export", "resources", "--store", store_url)
     command += ["--start", format_time(start_ns), "--end", format_time(end_ns), "--out", str(out)]
     t0 = time.perf_counter()
     proc = subprocess.Popen(
@@ -116,14 +142,13 @@ def run_export(store_url: str, start_ns: int, end_ns: int, out: Path, backend: s
     assert proc.stderr is not None
     with proc.stderr:
         message = proc.stderr.read()
-    _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak RSS, not all children's
+    proc.wait()
     wall = time.perf_counter() - t0
-    proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode or not (match := _ROWS_LINE.search(message)):
         raise RuntimeError(f"export failed ({proc.returncode}): {message.strip()}")
     size = out.stat().st_size
     out.unlink()
-    return ExportRun(backend, int(match.group(1)), wall, usage.ru_maxrss, size)
+    return ExportRun(backend, int(match.group(1)), wall, peak_rss_kib(message), size)
 
 
 def window(share: float, rows: int, workers: int) -> tuple[int, int, int]:
@@ -202,8 +227,8 @@ def markdown(args: argparse.Namespace, results: dict[str, list[ExportRun]]) -> s
         f"Data: `{CPU.name}`, {len(CPU.field_names)} fields, {args.workers} workers every"
         " 10 s. Each row is one child `python -m agent export resources --out FILE`"
         " over a window holding that many rows; rows/s counts the child's whole wall time"
-        " (interpreter start-up included); peak RSS is the child's `ru_maxrss`"
-        " (`os.wait4`).",
+        " (interpreter start-up included); peak RSS is the child's own `VmHWM`,"
+        " read as it exits.",
         HEADERS,
         table_rows(runs),
         verdicts(results),

@@ -44,7 +44,9 @@ from pathlib import Path
 
 from agent import schema
 from agent.sdk import MetricsClient
+from bench import results
 from bench.bench_store import OUT_DIR, REPO, machine, markdown_report, text_table
+from bench.results import Figure
 
 __all__ = ["main"]
 
@@ -294,6 +296,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = markdown_report("Push benchmark (end to end)", command, "", HEADERS, rows, notes, info)
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     REPORT_PATH.write_text(report)
+    figures = [Figure(*row[:3], float(row[3]), row[4], row[5] == "PASS") for row in rows]
+    results.save("push", figures)
     print(f"\nwritten to {REPORT_PATH.relative_to(REPO)}")
     if os.environ.get("CI"):
         print("(CI: figures from a shared machine are indicative only)")

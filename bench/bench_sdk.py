@@ -40,7 +40,9 @@ from collections.abc import Callable, Sequence
 from prometheus_client import CollectorRegistry, Counter
 
 from agent import sdk
+from bench import results
 from bench.bench_store import OUT_DIR, REPO, machine, markdown_report, text_table
+from bench.results import Figure
 
 __all__ = ["main", "measure"]
 
@@ -165,6 +167,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = markdown_report("SDK benchmark", command, "", HEADERS, rows, notes, info)
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     REPORT_PATH.write_text(report)
+    median, ref = statistics.median(ours), statistics.median(reference)
+    results.save(
+        "sdk",
+        [
+            Figure(
+                "SDK record_metric_value, median per call",
+                f"{median:.3f} us",
+                f"prometheus_client Counter.labels().inc(): {ref:.3f} us",
+                median / ref,
+                f"<= {TARGET_US} us",
+                passed,
+            )
+        ],
+    )
     print(f"\nwritten to {REPORT_PATH.relative_to(REPO)}")
     return 0 if passed else 1
 

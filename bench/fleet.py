@@ -1,0 +1,264 @@
+"""A fleet's resource history, generated in columns and bulk-loaded into a store.
+
+The dashboard, store-read and export figures need a week of 32 workers at
+10 s in each store: 9.7 million points, 44.5 million field values. Writing
+them through ``store.write`` takes minutes per store on two cores (that rate is
+measured on its own, by ``bench_store`` and the suite), so the read benchmarks
+load the same rows the stores' own write path would store, built with numpy:
+
+- raw values: one row per series, time and field (SQLite ``sample``) or one
+  line per series and time (InfluxDB);
+- rollups: count, sum, min and max per tier bucket, computed over the whole
+  series at once. Each bucket is stored as one generation (0), which is what
+  ``TierAccumulator`` produces for a backfill in time order, up to the random
+  generation number that reads merge away.
+
+``tests/test_bench_fleet.py`` checks that a store loaded here answers every
+read (raw and each tier) exactly as one loaded through ``store.write``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import urllib.request
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from agent import schema
+from agent.schema import TIER_AGGREGATES, TIERS, Point, tier_field, tier_measurement
+from agent.stores.influx_text import _head, _tag
+
+__all__ = ["Series", "fleet", "points", "load_sqlite", "load_influxdb", "FLEET_MEASUREMENTS"]
+
+NS_PER_S = 1_000_000_000
+DAY_NS = 86_400 * NS_PER_S
+EVERY_NS = 10 * NS_PER_S
+GIB = 1024.0**3
+ENVIRONMENT = "bench"
+FLEET_MEASUREMENTS = (
+    schema.CPU,
+    schema.MEMORY,
+    schema.DISK,
+    schema.NETWORK,
+    schema.GPU_MEASUREMENT,
+)
+_EXTRA_TAGS = {
+    schema.DISK.name: {schema.MOUNT: "/"},
+    schema.NETWORK.name: {schema.INTERFACE: "eth0"},
+    schema.GPU_MEASUREMENT.name: {schema.GPU: "0"},
+}
+
+
+@dataclass(frozen=True)
+class Series:
+    """One series: its measurement, tags, times (ns) and one array per field."""
+
+    measurement: str
+    tags: dict[str, str]
+    times: np.ndarray
+    columns: dict[str, np.ndarray]
+
+    @property
+    def points(self) -> int:
+        return len(self.times)
+
+    @property
+    def values(self) -> int:
+        return len(self.times) * len(self.columns)
+
+
+def worker_name(index: int) -> str:
+    return f"worker-{index:02d}"
+
+
+def fleet(start_ns: int, days: float, workers: int, every_ns: int = EVERY_NS) -> Iterator[Series]:
+    """Every series of ``workers`` workers over ``days`` from ``start_ns``, one at a time.
+
+    Values follow a daily wave per worker (phase by index) plus seeded noise;
+    worker 0 runs hot (CPU, memory and GPU above the default warning levels).
+    """
+    times = start_ns + np.arange(int(days * DAY_NS // every_ns), dtype=np.int64) * every_ns
+    day_phase = (times % DAY_NS) / DAY_NS * 2 * math.pi
+    for w in range(workers):
+        rng = np.random.default_rng(1000 + w)
+        wave = 0.5 + 0.5 * np.sin(day_phase + 0.7 * w)
+        noise = rng.uniform(-1.0, 1.0, len(times))
+        if w == 0:
+            cpu = 84 + 8 * wave + 2 * noise
+            memory = 0.86 + 0.05 * wave
+            gpu = np.minimum(100.0, 96 + 3 * wave + noise)
+            gpu_memory = 84 + 4 * wave
+        else:
+            cpu = np.clip(15 + 55 * wave + 5 * noise, 0.0, 100.0)
+            memory = 0.30 + 0.35 * wave
+            gpu = np.clip(20 + 60 * wave + 8 * noise, 0.0, 100.0)
+            gpu_memory = 0.7 * gpu
+        disk = np.full(len(times), 40.0 + 1.5 * w)
+        total = 64 * GIB
+        ones = np.ones(len(times))
+        columns = {
+            schema.CPU.name: {
+                "usage_percent": cpu,
+                "load1": cpu / 12,
+                "load5": cpu / 13,
+                "load15": cpu / 14,
+                "logical_count": 16 * ones,
+            },
+            schema.MEMORY.name: {
+                "used_bytes": total * memory,
+                "available_bytes": total * (1 - memory),
+                "total_bytes": total * ones,
+                "used_percent": 100 * memory,
+                "swap_used_bytes": 0 * ones,
+                "swap_used_percent": 0 * ones,
+            },
+            schema.DISK.name: {
+                "used_bytes": 500 * GIB * disk / 100,
+                "total_bytes": 500 * GIB * ones,
+                "used_percent": disk,
+            },
+            schema.NETWORK.name: {
+                "receive_bytes_per_second": 4e6 * wave,
+                "transmit_bytes_per_second": 1e6 * wave,
+            },
+            schema.GPU_MEASUREMENT.name: {
+                "utilization_percent": gpu,
+                "memory_used_bytes": 80 * GIB * gpu_memory / 100,
+                "memory_total_bytes": 80 * GIB * ones,
+                "memory_used_percent": gpu_memory,
+                "temperature_celsius": 40 + gpu / 3,
+                "power_draw_watts": 100 + 5 * gpu,
+                "power_limit_watts": 700 * ones,
+            },
+        }
+        base = {schema.ENVIRONMENT: ENVIRONMENT, schema.WORKER: worker_name(w)}
+        for m in FLEET_MEASUREMENTS:
+            cols = columns[m.name]
+            assert tuple(cols) == m.field_names, f"{m.name}: fields differ from the schema"
+            yield Series(m.name, {**base, **_EXTRA_TAGS.get(m.name, {})}, times, cols)
+
+
+def points(series: Sequence[Series]) -> Iterator[Point]:
+    """The same data as Points, time by time (every series per timestamp), for ``store.write``."""
+    lists = [(s, s.times.tolist(), {k: v.tolist() for k, v in s.columns.items()}) for s in series]
+    n = min((len(t) for _, t, _ in lists), default=0)
+    for i in range(n):
+        for s, times, cols in lists:
+            yield Point(s.measurement, s.tags, {k: v[i] for k, v in cols.items()}, times[i])
+
+
+# --- rollups --------------------------------------------------------------------------
+def rollups(s: Series, width_ns: int) -> tuple[np.ndarray, dict[str, tuple[np.ndarray, ...]]]:
+    """Bucket starts and, per field, (count, sum, min, max) arrays for one tier width."""
+    buckets = s.times - s.times % width_ns
+    starts, index, counts = np.unique(buckets, return_index=True, return_counts=True)
+    stats = {
+        name: (
+            counts,
+            np.add.reduceat(values, index),
+            np.minimum.reduceat(values, index),
+            np.maximum.reduceat(values, index),
+        )
+        for name, values in s.columns.items()
+    }
+    return starts, stats
+
+
+# --- SQLite ---------------------------------------------------------------------------
+def load_sqlite(store: object, series: Iterator[Series]) -> int:
+    """Insert the rows ``SQLiteStore.write`` would, one transaction per series; returns points.
+
+    Rows go in primary-key order. Durability is off and the page cache large
+    while loading, then restored: a benchmark's data can be rebuilt, a user's cannot.
+    """
+    db = store._db  # type: ignore[attr-defined]
+    (cache_size,) = db.execute("PRAGMA cache_size").fetchone()
+    db.execute("PRAGMA synchronous=OFF")
+    db.execute("PRAGMA cache_size=-262144")  # 256 MiB
+    loaded = 0
+    try:
+        for s in series:
+            with db:
+                sid = store._series_id(s.measurement, s.tags)  # type: ignore[attr-defined]
+                fids = [store._field_id(name) for name in s.columns]  # type: ignore[attr-defined]
+                n, k = len(s.times), len(fids)
+                values = np.column_stack(list(s.columns.values())).ravel().tolist()
+                db.executemany(
+                    "INSERT OR REPLACE INTO sample VALUES (?, ?, ?, ?)",
+                    zip(
+                        itertools.repeat(sid),
+                        np.repeat(s.times, k).tolist(),
+                        fids * n,
+                        values,
+                        strict=False,  # repeat() is endless
+                    ),
+                )
+                for tier in TIERS:
+                    starts, stats = rollups(s, tier.width_ns)
+                    width_s = tier.width_ns // NS_PER_S
+                    for fid, (count, total, low, high) in zip(fids, stats.values(), strict=True):
+                        db.executemany(
+                            "INSERT OR REPLACE INTO rollup VALUES (?, ?, ?, ?, 0, ?, ?, ?, ?)",
+                            zip(
+                                itertools.repeat(width_s),
+                                itertools.repeat(sid),
+                                starts.tolist(),
+                                itertools.repeat(fid),
+                                count.tolist(),
+                                total.tolist(),
+                                low.tolist(),
+                                high.tolist(),
+                                strict=False,  # repeat() is endless
+                            ),
+                        )
+            loaded += s.points
+    finally:
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute(f"PRAGMA cache_size={int(cache_size)}")
+    return loaded
+
+
+# --- InfluxDB -------------------------------------------------------------------------
+def _lines(head: str, names: Sequence[str], times: list[int], cols: list[list]) -> Iterator[str]:
+    keys = [_tag(n) for n in names]
+    template = head + ",".join(f"{k}=%r" for k in keys) + " %d"
+    for row in zip(*cols, times, strict=True):
+        yield template % row
+
+
+def _tier_lines(s: Series) -> Iterator[str]:
+    for tier in TIERS:
+        starts, stats = rollups(s, tier.width_ns)
+        head = _head(Point(tier_measurement(s.measurement, tier), s.tags, {}, 0))
+        fields, cols = [], []
+        for name, arrays in stats.items():
+            for agg, values in zip(TIER_AGGREGATES, arrays, strict=True):
+                kind = "%di" if agg == "count" else "%r"
+                fields.append(f"{_tag(tier_field(name, agg))}={kind}")
+                cols.append(values.tolist())
+        template = head + ",".join(fields) + " %d"
+        for row in zip(*cols, starts.tolist(), strict=True):
+            yield template % row
+
+
+def load_influxdb(
+    base_url: str, database: str, series: Iterator[Series], chunk_lines: int = 20_000
+) -> int:
+    """POST the line protocol ``InfluxDBStore.write`` would, to InfluxDB 1.x ``/write``."""
+    url = f"{base_url.rstrip('/')}/write?db={database}&precision=ns"
+    loaded = 0
+    for s in series:
+        head = _head(Point(s.measurement, s.tags, {}, 0))
+        cols = [c.tolist() for c in s.columns.values()]
+        lines = [*_lines(head, list(s.columns), s.times.tolist(), cols), *_tier_lines(s)]
+        for i in range(0, len(lines), chunk_lines):
+            body = "\n".join(lines[i : i + chunk_lines]).encode()
+            request = urllib.request.Request(url, data=body, method="POST")
+            with urllib.request.urlopen(request, timeout=120) as answer:
+                if answer.status != 204:
+                    raise RuntimeError(f"influxd /write answered {answer.status}")
+        loaded += s.points
+    return loaded

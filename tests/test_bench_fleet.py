@@ -1,0 +1,92 @@
+"""The benchmarks' bulk loader stores what ``store.write`` stores: same raw values, same tiers.
+
+``bench/fleet.py`` loads a week of 32 workers in a minute instead of many; the
+read figures are only worth something if a store loaded that way answers
+every read exactly as one loaded through the product's write path. Both
+stores are real (SQLite file, influxd).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import BACKENDS, make_store
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from agent.schema import TIERS  # noqa: E402
+from agent.stores import Store  # noqa: E402
+from bench import fleet  # noqa: E402
+
+HOURS = 3
+WORKERS = 3
+START_NS = 1_767_225_600 * 10**9  # 2026-01-01T00:00:00Z
+
+
+def _through_write(store: Store, series: list[fleet.Series]) -> None:
+    batch = []
+    for p in fleet.points(series):
+        batch.append(p)
+        if len(batch) == 500:
+            store.write(batch)
+            batch = []
+    if batch:
+        store.write(batch)
+
+
+def _bulk(backend: str, store: Store, series: list[fleet.Series], request) -> None:  # noqa: ANN001
+    if backend == "sqlite":
+        assert fleet.load_sqlite(store, iter(series)) == sum(s.points for s in series)
+        return
+    harness = request.getfixturevalue("influx")
+    database = store.url.rsplit("/", 1)[1].split("?")[0]
+    loaded = fleet.load_influxdb(harness.server.url, database, iter(series), chunk_lines=777)
+    assert loaded == sum(s.points for s in series)
+
+
+def _answers(store: Store, level: str, max_points: int) -> dict:
+    end = START_NS + HOURS * 3600 * 10**9
+    out = {}
+    for m in fleet.FLEET_MEASUREMENTS:
+        b = store.read_buckets(
+            m.name, m.field_names, START_NS, end, max_points, group_by=["worker"], level=level
+        )
+        assert b.level == level
+        for s in b.series:
+            for name, fb in s.fields.items():
+                key = (m.name, s.tags["worker"], name)
+                out[key] = (s.times, fb.count, fb.mean, fb.min, fb.max)
+    return out
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_bulk_load_reads_back_like_store_write(backend: str, request, tmp_path: Path) -> None:  # noqa: ANN001
+    series = list(fleet.fleet(START_NS, HOURS / 24, WORKERS))
+    assert len(series) == WORKERS * len(fleet.FLEET_MEASUREMENTS)
+    written = make_store(backend, request, tmp_path / "written")
+    bulk = make_store(backend, request, tmp_path / "bulk")
+    try:
+        _through_write(written, series)
+        _bulk(backend, bulk, series, request)
+        # Buckets of 1 minute, 10 minutes and 1 hour over 3 hours: each tier, and raw points.
+        levels = [("raw", 180), *((t.name, HOURS * 3600 * 10**9 // t.width_ns) for t in TIERS)]
+        for level, max_points in levels:
+            a, b = _answers(written, level, max_points), _answers(bulk, level, max_points)
+            assert a.keys() == b.keys()
+            assert len(a) == WORKERS * sum(len(m.fields) for m in fleet.FLEET_MEASUREMENTS)
+            for key in a:
+                times_a, count_a, mean_a, min_a, max_a = a[key]
+                times_b, count_b, mean_b, min_b, max_b = b[key]
+                assert times_a == times_b, (level, key)
+                assert count_a == count_b, (level, key)
+                assert sum(count_a) == HOURS * 360, (level, key)
+                assert min_a == min_b and max_a == max_b, (level, key)
+                pairs = zip(mean_a, mean_b, strict=True)
+                close = [math.isclose(x, y, rel_tol=1e-9) for x, y in pairs]
+                assert all(close), (level, key)
+    finally:
+        written.close()
+        bulk.close()
