@@ -62,7 +62,7 @@ def rows(figures: Sequence[Figure]) -> list[list[str]]:
             f.name,
             f.value,
             f.reference,
-            "-" if f.ratio is None else f"{f.ratio:.3g}",
+            "-" if f.ratio is None else f"{f.ratio:.3f}" if f.ratio < 10 else f"{f.ratio:.1f}",
             f.target,
             f.result,
         ]

@@ -1,7 +1,7 @@
 """Soak: the agent and the dashboard under steady load for MINUTES; does memory stay put?
 
 ``scripts/bench --soak MINUTES`` (or ``python -m bench.soak --minutes N``) runs, against
-a throwaway real ``influxd`` (behind the test suite's v2 write front):
+a throwaway real ``influxd`` (behind the test suite's v2 write front, in a process of its own):
 
 - ``fleetgauge agent`` at ``--interval 1`` with every collector, flushing every second;
 - 1,000 values/s pushed to that agent's push endpoint through the SDK
@@ -43,7 +43,7 @@ from bench.bench_dashboard import (
     callback_payload,
     dashboard_server,
 )
-from bench.bench_push import stored_count, wait_port
+from bench.bench_push import influx, stored_count, wait_port
 from bench.bench_store import OUT_DIR, REPO, machine, markdown_report, text_table
 from bench.results import Figure
 
@@ -124,18 +124,6 @@ class Poller:
 
 
 @contextlib.contextmanager
-def influx(tmp: Path) -> Iterator[tuple[object, str]]:
-    sys.path.insert(0, str(REPO / "tests"))
-    try:
-        from influx_server import InfluxServer, V2WriteFront
-    finally:
-        sys.path.remove(str(REPO / "tests"))
-    with InfluxServer(tmp / "influxd") as server, V2WriteFront(server.url) as front:
-        server.create_database("soak")
-        yield server, front.url
-
-
-@contextlib.contextmanager
 def agent_process(front: str, tmp: Path, push_port: int) -> Iterator[subprocess.Popen[bytes]]:
     args = [
         *(sys.executable, "-m", "agent", "agent"),
@@ -158,6 +146,12 @@ def agent_process(front: str, tmp: Path, push_port: int) -> Iterator[subprocess.
             proc.wait()
 
 
+@contextlib.contextmanager
+def _database(server: object, name: str) -> Iterator[None]:
+    server.create_database(name)  # type: ignore[attr-defined]
+    yield
+
+
 def _dashboard_pid() -> int:
     for pid in descendants(os.getpid()):
         with contextlib.suppress(OSError):
@@ -178,6 +172,7 @@ def soak(minutes: int, tmp: Path) -> tuple[list[Minute], dict[str, object]]:
     push_port = free_port()
     with (
         influx(tmp) as (server, front),
+        _database(server, "soak"),
         agent_process(front, tmp, push_port) as agent,
         dashboard_server(f"influxdb+{server.url}/soak?org=bench", tmp / "dash.log") as base,  # type: ignore[attr-defined]
     ):
