@@ -347,7 +347,9 @@ def measure_http(
     return payload
 
 
-def measure_in_process(result: DashboardResult, store: Store, start_ns: int, end_ns: int) -> None:
+def measure_in_process(
+    result: DashboardResult, store: Store, start_ns: int, end_ns: int, raw_runs: int = RAW_RUNS
+) -> None:
     """Views + figures + JSON from the planned tiers and from raw points, in this process.
 
     The tier runs are also split by phase, and the listings the callback makes
@@ -388,7 +390,7 @@ def measure_in_process(result: DashboardResult, store: Store, start_ns: int, end
         f" by phase (ms) {_phases(result.phase_ms)};"
         f" listing workers + environments (ms) {_runs(result.listing_ms)}"
     )
-    result.raw_ms, (raw_json, _) = timed(lambda: render("raw"), RAW_RUNS)
+    result.raw_ms, (raw_json, _) = timed(lambda: render("raw"), raw_runs)
     result.raw_figure_bytes = len(raw_json.encode())
     _progress(f"[{result.backend}] in process from raw points: runs (ms) {_runs(result.raw_ms)}")
 

@@ -333,18 +333,28 @@ def sqlite_store(tmp: Path) -> Iterator[Store]:
 
 
 @contextlib.contextmanager
-def influxdb_store(tmp: Path) -> Iterator[Store]:
-    """A throwaway ``influxd`` in ``tmp`` behind the v2 write front, and a store on it."""
+def influx_and_front(tmp: Path, databases: Sequence[str]) -> Iterator[tuple[Any, Any]]:
+    """A throwaway ``influxd`` in ``tmp`` holding ``databases``, behind the v2 write front.
+
+    Yields (the test suite's ``InfluxServer``, its ``V2WriteFront``). The front also
+    relays /query: it gets room for a raw scan.
+    """
     sys.path.insert(0, str(REPO / "tests"))
     try:
         from influx_server import InfluxServer, V2WriteFront
     finally:
         sys.path.remove(str(REPO / "tests"))
+    with InfluxServer(tmp) as server, V2WriteFront(server.url, timeout=600.0) as front:
+        for name in databases:
+            server.create_database(name)
+        yield server, front
+
+
+@contextlib.contextmanager
+def influxdb_store(tmp: Path) -> Iterator[Store]:
+    """A throwaway ``influxd`` in ``tmp`` behind the v2 write front, and a store on it."""
     with contextlib.ExitStack() as stack:
-        server = stack.enter_context(InfluxServer(tmp))
-        server.create_database(INFLUX_DATABASE)
-        # The front also relays /query: give it room for the raw scan.
-        front = stack.enter_context(V2WriteFront(server.url, timeout=600.0))
+        server, front = stack.enter_context(influx_and_front(tmp, [INFLUX_DATABASE]))
         store = open_store(f"influxdb+{front.url}/{INFLUX_DATABASE}?org=bench&timeout=60")
         stack.callback(store.close)
         store.settle = lambda: wait_idle(server._proc.pid)  # type: ignore[attr-defined]

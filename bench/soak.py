@@ -146,12 +146,6 @@ def agent_process(front: str, tmp: Path, push_port: int) -> Iterator[subprocess.
             proc.wait()
 
 
-@contextlib.contextmanager
-def _database(server: object, name: str) -> Iterator[None]:
-    server.create_database(name)  # type: ignore[attr-defined]
-    yield
-
-
 def _dashboard_pid() -> int:
     for pid in descendants(os.getpid()):
         with contextlib.suppress(OSError):
@@ -170,12 +164,12 @@ def _payload(base_url: str) -> bytes:
 
 def soak(minutes: int, tmp: Path) -> tuple[list[Minute], dict[str, object]]:
     push_port = free_port()
-    with (
-        influx(tmp) as (server, front),
-        _database(server, "soak"),
-        agent_process(front, tmp, push_port) as agent,
-        dashboard_server(f"influxdb+{server.url}/soak?org=bench", tmp / "dash.log") as base,  # type: ignore[attr-defined]
-    ):
+    with contextlib.ExitStack() as stack:
+        server, front = stack.enter_context(influx(tmp))
+        server.create_database("soak")  # type: ignore[attr-defined]
+        agent = stack.enter_context(agent_process(front, tmp, push_port))
+        read_url = f"influxdb+{server.url}/soak?org=bench"  # type: ignore[attr-defined]
+        base = stack.enter_context(dashboard_server(read_url, tmp / "dash.log"))
         dashboard = _dashboard_pid()
         client = MetricsClient(
             url=f"http://127.0.0.1:{push_port}", deployment="soak", flush_interval=0.25
