@@ -32,6 +32,13 @@ __all__ = ["Delivery", "Spool", "SpoolError"]
 
 log = logging.getLogger("fleetgauge.agent.delivery")
 
+# Points held in memory before producers wait (or the buffer goes to the spool).
+# A point costs about 1 KB in Python; while one buffer is being written the next
+# one fills, so the agent holds about twice this. Four default batches keep the
+# writer busy (the store, not the buffer, limits throughput) and a push flood
+# bounded to tens of MiB.
+MAX_BUFFER = 20_000
+
 
 class Delivery:
     """Buffers points and writes them to a store, spooling to disk while it is down."""
@@ -42,7 +49,7 @@ class Delivery:
         spool: Spool | None,
         health: Health,
         batch_size: int = 5000,
-        max_buffer: int = 100_000,
+        max_buffer: int = MAX_BUFFER,
         backoff: tuple[float, float] = (1.0, 60.0),
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
