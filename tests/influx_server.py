@@ -219,6 +219,8 @@ class _FrontServer(ThreadingHTTPServer):
     connections: set[socket.socket]
     lock: threading.Lock
     write_delay_s: float = 0.0
+    json_only: bool = False
+    answer_types: list[str]
 
 
 class _FrontHandler(BaseHTTPRequestHandler):
@@ -265,6 +267,8 @@ class _FrontHandler(BaseHTTPRequestHandler):
             target = "/write?" + urlencode(query)
             names = tuple(n for n in names if n != "Accept-Encoding")  # keep errors readable
             time.sleep(self.server.write_delay_s)  # a slow store, when a test asks for one
+        elif self.server.json_only:  # a server that only speaks JSON ignores Accept
+            names = tuple(n for n in names if n != "Accept")
         headers = {n: v for n in names if (v := self.headers.get(n)) is not None}
         host, port = self.server.backend
         conn = http.client.HTTPConnection(host, port, timeout=self.server.upstream_timeout)
@@ -290,6 +294,8 @@ class _FrontHandler(BaseHTTPRequestHandler):
 
     def _relay_streaming(self, resp: http.client.HTTPResponse) -> None:
         """Pass a read answer on chunk by chunk, so a chunked /query stays streamed."""
+        with self.server.lock:
+            self.server.answer_types.append(resp.getheader("Content-Type", ""))
         self.send_response(resp.status)
         for name, value in resp.getheaders():
             if name.lower() not in _HOP_HEADERS:
@@ -346,6 +352,7 @@ class V2WriteFront:
         server = _FrontServer(("127.0.0.1", self.port), _FrontHandler)
         server.backend, server.upstream_timeout = self.backend, self.timeout
         server.connections, server.lock = set(), threading.Lock()
+        server.answer_types = []
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever, name="v2-front", daemon=True)
         self._thread.start()
@@ -354,6 +361,17 @@ class V2WriteFront:
         """Answer every write ``delay_s`` seconds late (0: at once), as an overloaded store does."""
         assert self._server is not None, "start() first"
         self._server.write_delay_s = delay_s
+
+    def answer_json_only(self, on: bool = True) -> None:
+        """Drop ``Accept`` from reads, as a server that only speaks JSON would ignore it."""
+        assert self._server is not None, "start() first"
+        self._server.json_only = on
+
+    def answer_types(self) -> list[str]:
+        """``Content-Type`` of every read answer relayed so far, in order."""
+        assert self._server is not None, "start() first"
+        with self._server.lock:
+            return list(self._server.answer_types)
 
     def stop(self) -> None:
         """Stop accepting, drop open keep-alive connections and close the socket."""

@@ -13,6 +13,11 @@ and does not flush on close). Rollup tiers go to measurements named
 (``?gzip=true|false`` decides): compressing costs about 1 µs a point, which
 only pays off over a network. ``influxdb_client`` is imported only when this
 store is opened: it adds about 27 MiB to a process.
+
+Reads ask for MessagePack answers (``Accept: application/x-msgpack``): influxd
+encodes them about twice as fast as JSON and they are half the size, which is
+most of a dashboard read's time. A server that answers JSON instead is decoded
+as JSON: the answer's ``Content-Type`` decides.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from itertools import chain
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+import msgpack
 import orjson
 import urllib3
 
@@ -65,6 +71,7 @@ __all__ = ["InfluxDBStore", "TOKEN_ENV"]
 
 TOKEN_ENV = "FLEETGAUGE_INFLUX_TOKEN"
 _REJECTED_STATUS = {400, 413, 422}
+_MSGPACK = "application/x-msgpack"
 _READ_SLICES = 2  # concurrent queries for one long tier read
 _MIN_SLICE_STEPS = 200  # shorter reads are one query
 _TIER_INT_FIELDS = {
@@ -212,7 +219,7 @@ class InfluxDBStore:
         return params
 
     def _post_query(self, params: dict[str, str], stream: bool = False) -> Any:
-        headers = {"Content-Type": "application/x-www-form-urlencoded"}
+        headers = {"Content-Type": "application/x-www-form-urlencoded", "Accept": _MSGPACK}
         if self._token:
             headers["Authorization"] = f"Token {self._token}"
         try:
@@ -226,14 +233,17 @@ class InfluxDBStore:
         except (urllib3.exceptions.HTTPError, OSError) as e:
             raise StoreUnavailable(f"InfluxDB at {self._base} unreachable: {e}") from e
         if response.status >= 400:
-            body = response.data.decode("utf-8", "replace")
+            try:
+                message = _error_message(_decode(response))
+            except ValueError:
+                message = response.data.decode("utf-8", "replace")[:500]
             error = StoreUnavailable if response.status >= 500 else StoreError
-            raise error(f"InfluxDB query failed ({response.status}): {_error_message(body)}")
+            raise error(f"InfluxDB query failed ({response.status}): {message}")
         return response
 
     def _query(self, statement: str) -> list[dict]:
         response = self._post_query(self._query_params(statement))
-        results = orjson.loads(response.data).get("results", [])
+        results = _decode(response).get("results", [])
         for r in results:
             if "error" in r:
                 raise StoreError(f"InfluxQL error: {r['error']} in: {statement}")
@@ -420,7 +430,7 @@ class InfluxDBStore:
         params = self._query_params(statement, chunked="true", chunk_size=str(self._chunk_size))
         response = self._post_query(params, stream=True)
         try:
-            for chunk in _json_lines(response):
+            for chunk in _documents(response):
                 for res in chunk.get("results", []):
                     if "error" in res:
                         raise StoreError(f"InfluxQL error: {res['error']} in: {statement}")
@@ -466,6 +476,31 @@ def _tags_key(tags: dict[str, str] | None) -> tuple[tuple[str, str], ...]:
     return tuple(sorted((decode_name(k), decode_name(v)) for k, v in (tags or {}).items() if v))
 
 
+def _is_msgpack(response: Any) -> bool:
+    return response.headers.get("Content-Type", "").startswith(_MSGPACK)
+
+
+def _decode(response: Any) -> Any:
+    """The one document of a whole answer, MessagePack or JSON; ValueError if it is neither."""
+    if _is_msgpack(response):
+        try:
+            return msgpack.unpackb(response.data, raw=False, strict_map_key=False)
+        except (msgpack.UnpackException, ValueError) as e:
+            raise ValueError(f"not MessagePack: {e}") from None
+    return orjson.loads(response.data)
+
+
+def _documents(response: Any) -> Iterator[dict]:
+    """Documents of a chunked answer, decoded as they arrive (memory stays flat)."""
+    if not _is_msgpack(response):
+        yield from _json_lines(response)
+        return
+    unpacker = msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=1 << 30)
+    for data in response.stream(65536):
+        unpacker.feed(data)
+        yield from unpacker
+
+
 def _json_lines(response: Any) -> Iterator[dict]:
     """JSON documents of a newline-delimited answer; each network read is scanned once."""
     pending: list[bytes] = []
@@ -497,10 +532,16 @@ def _where(where: Where | None) -> str | None:
 
 
 def _error_message(body: Any) -> str:
+    """The message of an error answer: a decoded document, or JSON text (write errors)."""
     if not body:
         return ""
-    try:
-        data = json.loads(body)
-    except (TypeError, ValueError):
-        return str(body)[:500]
+    if isinstance(body, dict):
+        data = body
+    else:
+        try:
+            data = json.loads(body)
+        except (TypeError, ValueError):
+            return str(body)[:500]
+    if not isinstance(data, dict):
+        return str(data)[:500]
     return str(data.get("message") or data.get("error") or data)[:500]
