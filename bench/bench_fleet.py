@@ -172,13 +172,18 @@ def write_figure(b: Backend, start_ns: int, workers: int) -> tuple[Figure, str]:
 
 
 def read_figure(b: Backend, start_ns: int, end_ns: int, expected_values: int) -> Figure:
+    reader = open_store(b.read_url)  # as the dashboard reads: on InfluxDB, not through the relay
+
     def read(level: str | None = None):  # noqa: ANN202
-        return b.store.read_buckets(
+        return reader.read_buckets(
             CPU.name, CPU.field_names, start_ns, end_ns, MAX_POINTS, group_by=[WORKER], level=level
         )
 
-    tier_ms, tier = timed(read, 5, warmup=1)
-    raw_ms, raw = timed(lambda: read("raw"), 1)
+    try:
+        tier_ms, tier = timed(read, 5, warmup=1)
+        raw_ms, raw = timed(lambda: read("raw"), 1)
+    finally:
+        reader.close()
     problems = compare(tier, raw, expected_values)
     if problems:
         raise RuntimeError(f"[{b.name}] tier and raw reads disagree: {'; '.join(problems)}")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from agent.schema import TIERS, Point, Tier
 from agent.schema import measurement as catalogue_entry
@@ -259,22 +259,39 @@ def merge_columns(
         return list(times), list(counts), list(sums), list(mins), list(maxs)  # type: ignore[arg-type]
     import numpy as np
 
-    count = np.array(counts, dtype=float)  # None (field absent from a tier point) -> NaN
-    keep = count > 0
-    t = np.array(times, dtype=np.int64)[keep]
-    if not len(t):
+    return merge_arrays(
+        np.array(times, dtype=np.int64),
+        *(np.array(c, dtype=float) for c in (counts, sums, mins, maxs)),  # None -> NaN
+    )
+
+
+def merge_arrays(times: Any, counts: Any, sums: Any, mins: Any, maxs: Any) -> Columns:
+    """:func:`merge_columns` of numpy columns: int64 ``times``, float columns (NaN: absent)."""
+    import numpy as np
+
+    keep = counts > 0
+    if not keep.all():
+        times, counts, sums, mins, maxs = (c[keep] for c in (times, counts, sums, mins, maxs))
+    if not len(times):
         return [], [], [], [], []
-    starts = np.flatnonzero(np.concatenate(([True], t[1:] != t[:-1])))
-
-    def reduced(ufunc: np.ufunc, column: Sequence[float] | np.ndarray) -> list:
-        return ufunc.reduceat(np.array(column, dtype=float)[keep], starts).tolist()
-
+    changes = times[1:] != times[:-1]
+    if changes.all():  # one entry per bucket already
+        columns = (counts, sums, mins, maxs)
+    else:
+        starts = np.flatnonzero(np.concatenate(([True], changes)))
+        times = times[starts]
+        columns = (
+            np.add.reduceat(counts, starts),
+            np.add.reduceat(sums, starts),
+            np.minimum.reduceat(mins, starts),
+            np.maximum.reduceat(maxs, starts),
+        )
     return (
-        t[starts].tolist(),
-        np.add.reduceat(count[keep], starts).astype(np.int64).tolist(),
-        reduced(np.add, sums),
-        reduced(np.minimum, mins),
-        reduced(np.maximum, maxs),
+        times.tolist(),
+        columns[0].astype(np.int64).tolist(),
+        columns[1].tolist(),
+        columns[2].tolist(),
+        columns[3].tolist(),
     )
 
 

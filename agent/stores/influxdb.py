@@ -26,7 +26,6 @@ import json
 import os
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from itertools import chain
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -54,7 +53,7 @@ from agent.stores.base import (
     Where,
     bucket_series_from_rows,
     cover,
-    merge_columns,
+    merge_arrays,
     series_from_columns,
     start_read,
 )
@@ -72,6 +71,8 @@ __all__ = ["InfluxDBStore", "TOKEN_ENV"]
 TOKEN_ENV = "FLEETGAUGE_INFLUX_TOKEN"
 _REJECTED_STATUS = {400, 413, 422}
 _MSGPACK = "application/x-msgpack"
+# arrays as tuples: decoded ~40 % faster than lists, and answers are only read
+_UNPACK: dict[str, Any] = {"raw": False, "strict_map_key": False, "use_list": False}
 _READ_SLICES = 2  # concurrent queries for one long tier read
 _MIN_SLICE_STEPS = 200  # shorter reads are one query
 _TIER_INT_FIELDS = {
@@ -335,15 +336,17 @@ class InfluxDBStore:
     def _tier_series(
         self, measurement, tier, fields, plan, filters, group_by
     ) -> list[BucketSeries]:
-        """Tier points read as they are, transposed into columns and re-bucketed here.
+        """Tier points read as they are, made numpy columns and re-bucketed here.
 
         InfluxDB 1.x's ``GROUP BY time`` costs about five times more than
-        reading the (few) tier points and merging generations in Python. A long
+        reading the (few) tier points and merging generations here. A long
         range is read as consecutive time slices queried concurrently (influxd
         answers each on its own core while this process decodes the other);
-        each group's columns are concatenated in time order, timestamps floored
-        to the step, and equal buckets merged by :func:`merge_columns`.
+        each group's rows are stacked in time order, timestamps floored to the
+        step, and equal buckets merged by :func:`merge_arrays`.
         """
+        import numpy as np
+
         columns = [tier_field(f, agg) for f in fields for agg in TIER_AGGREGATES]
         group = ", ".join(influxql_ident(k) for k in dict.fromkeys(group_by))
         statements = [
@@ -354,21 +357,20 @@ class InfluxDBStore:
         ]
         wanted = ["time", *columns]
         if len(statements) == 1:
-            answers = [self._tier_columns(statements[0], wanted)]
+            answers = [self._tier_rows(statements[0], wanted)]
         else:
             with ThreadPoolExecutor(len(statements)) as pool:
-                answers = list(pool.map(self._tier_columns, statements, [wanted] * len(statements)))
+                answers = list(pool.map(self._tier_rows, statements, [wanted] * len(statements)))
         start, step = plan.start_ns, plan.step_ns
         series = []
         for key in sorted(set().union(*answers)):
-            parts = [answer[key] for answer in answers if key in answer]
-            stamps, *aggregates = (
-                parts[0][i] if len(parts) == 1 else list(chain.from_iterable(p[i] for p in parts))
-                for i in range(len(wanted))
-            )
-            times = [start + (t - start) // step * step for t in stamps]
+            blocks = [block for answer in answers for block in answer.get(key, [])]
+            rows = blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
+            # microseconds are exact in a float64; the generation (ns) is dropped, as flooring would
+            times = rows[:, 0].astype(np.int64) * 1000
+            times = start + (times - start) // step * step
             per_field = {
-                f: merge_columns(times, *aggregates[i * 4 : i * 4 + 4])
+                f: merge_arrays(times, *(rows[:, 1 + i * 4 + j] for j in range(4)))
                 for i, f in enumerate(fields)
             }
             curve = series_from_columns(dict(key), fields, per_field)
@@ -376,15 +378,20 @@ class InfluxDBStore:
                 series.append(curve)
         return series
 
-    def _tier_columns(self, statement: str, wanted: list[str]) -> dict[tuple, list[list]]:
-        """Group key -> one list per wanted column, rows in time order."""
-        groups: dict[tuple, list[list]] = {}
-        for s in self._stream_series(statement):
-            index = {c: i for i, c in enumerate(s["columns"])}
-            piece = list(zip(*s["values"], strict=True))
-            stored = groups.setdefault(_tags_key(s.get("tags")), [[] for _ in wanted])
-            for out, name in zip(stored, wanted, strict=True):
-                out.extend(piece[index[name]])
+    def _tier_rows(self, statement: str, wanted: list[str]) -> dict[tuple, list[Any]]:
+        """Group key -> blocks of rows (float64 arrays, columns as ``wanted``) in time order.
+
+        Times come in microseconds: exact in a float64, so each block is made in C.
+        """
+        import numpy as np
+
+        groups: dict[tuple, list[Any]] = {}
+        for s in self._stream_series(statement, epoch="u"):
+            block = np.array(s["values"], dtype=np.float64)  # a null (absent field) -> NaN
+            order = [s["columns"].index(name) for name in wanted]
+            if order != list(range(len(s["columns"]))):
+                block = block[:, order]
+            groups.setdefault(_tags_key(s.get("tags")), []).append(block)
         return groups
 
     def _bucket_rows(self, statement: str, fields: Sequence[str]) -> Iterator[tuple]:
@@ -425,9 +432,11 @@ class InfluxDBStore:
         for s in self._stream_series(statement):
             yield from _points(measurement, s, field_types)
 
-    def _stream_series(self, statement: str) -> Iterator[dict]:
-        """Series of a chunked InfluxQL answer, read line by line (memory stays flat)."""
-        params = self._query_params(statement, chunked="true", chunk_size=str(self._chunk_size))
+    def _stream_series(self, statement: str, epoch: str = "ns") -> Iterator[dict]:
+        """Series of a chunked InfluxQL answer, read chunk by chunk (memory stays flat)."""
+        params = self._query_params(
+            statement, chunked="true", chunk_size=str(self._chunk_size), epoch=epoch
+        )
         response = self._post_query(params, stream=True)
         try:
             for chunk in _documents(response):
@@ -484,7 +493,7 @@ def _decode(response: Any) -> Any:
     """The one document of a whole answer, MessagePack or JSON; ValueError if it is neither."""
     if _is_msgpack(response):
         try:
-            return msgpack.unpackb(response.data, raw=False, strict_map_key=False)
+            return msgpack.unpackb(response.data, **_UNPACK)
         except (msgpack.UnpackException, ValueError) as e:
             raise ValueError(f"not MessagePack: {e}") from None
     return orjson.loads(response.data)
@@ -495,7 +504,7 @@ def _documents(response: Any) -> Iterator[dict]:
     if not _is_msgpack(response):
         yield from _json_lines(response)
         return
-    unpacker = msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=1 << 30)
+    unpacker = msgpack.Unpacker(**_UNPACK, max_buffer_size=1 << 30)
     for data in response.stream(65536):
         unpacker.feed(data)
         yield from unpacker
