@@ -16,6 +16,7 @@ as histograms, their distribution.
 from __future__ import annotations
 
 import bisect
+import gzip
 import hmac
 import socket
 import threading
@@ -23,20 +24,22 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, make_wsgi_app
+from prometheus_client import CollectorRegistry, generate_latest, make_wsgi_app, openmetrics
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
     HistogramMetricFamily,
     Metric,
 )
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, choose_encoder, gzip_accepted
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from agent import schema
 from agent.net import is_loopback
 from agent.schema import Point
 
-__all__ = ["Snapshot", "PipelineSeries", "MetricsServer"]
+__all__ = ["Snapshot", "PipelineSeries", "MetricsServer", "Renderer"]
 
 
 class Snapshot(Collector):
@@ -172,6 +175,84 @@ class PipelineSeries(Collector):
             yield histogram
 
 
+class _One(Collector):
+    """A collector of one family: the library formats a family's header or one sample."""
+
+    def __init__(self, metric: Metric) -> None:
+        self.metric = metric
+
+    def collect(self) -> Iterator[Metric]:
+        yield self.metric
+
+
+_TEXT, _OPENMETRICS = "text", "openmetrics"
+_ENCODERS = {_TEXT: generate_latest, _OPENMETRICS: openmetrics.exposition.generate_latest}
+_CONTENT_TYPES = {
+    CONTENT_TYPE_PLAIN_0_0_4: _TEXT,  # no Accept, or text/plain;version=0.0.4
+    openmetrics.exposition.CONTENT_TYPE_LATEST: _OPENMETRICS,  # no version asked
+    f"{openmetrics.exposition.CONTENT_TYPE_LATEST}; escaping=underscores": _OPENMETRICS,
+}
+_OM_ONLY_SUFFIXES = ("_created", "_gsum", "_gcount")  # text format moves these: not cached
+_MAX_CACHED_LINES = 20_000
+
+
+class Renderer:
+    """The registry in Prometheus' text format or OpenMetrics 1.0, line prefixes cached.
+
+    prometheus_client validates and escapes every metric and label name of
+    every sample on every scrape, most of the agent's scrape cost. Here each
+    family header and each sample's ``name{labels} `` prefix is formatted once,
+    by the library itself (a one-sample registry through its own encoder, so
+    the text is the library's to the byte), and a scrape only formats the
+    values. :meth:`render` returns None for anything beyond plain families
+    (timestamps, exemplars, native histograms, info/stateset types): the caller
+    then uses the library's encoder as it is.
+    """
+
+    def __init__(self, registry: Collector) -> None:
+        self._registry = registry
+        self._heads: dict[tuple, str] = {}
+        self._prefixes: dict[tuple, str] = {}
+
+    def render(self, kind: str) -> bytes | None:
+        """Every family of the registry as ``kind`` (``text`` or ``openmetrics``), or None."""
+        out: list[str] = []
+        heads, prefixes = self._heads, self._prefixes
+        if len(prefixes) > _MAX_CACHED_LINES:  # label sets come and go: start afresh
+            prefixes.clear()
+        for metric in self._registry.collect():
+            if metric.type not in ("counter", "gauge", "histogram", "summary", "unknown"):
+                return None
+            key = (kind, metric.name, metric.documentation, metric.type, metric.unit)
+            head = heads.get(key)
+            if head is None:
+                head = heads[key] = self._format(kind, Metric(*key[1:]))
+            out.append(head)
+            for s in metric.samples:
+                if s.timestamp is not None or s.exemplar or s.native_histogram or s.value is None:
+                    return None
+                line = (kind, metric.name, s.name, tuple(s.labels.items()))
+                prefix = prefixes.get(line)
+                if prefix is None:
+                    if kind == _TEXT and s.name in [metric.name + x for x in _OM_ONLY_SUFFIXES]:
+                        return None
+                    one = Metric(metric.name, metric.documentation, metric.type, metric.unit)
+                    one.add_sample(s.name, s.labels, 0.0)
+                    text = self._format(kind, one).removeprefix(head)
+                    prefix = prefixes[line] = text[: text.rindex(" ") + 1]
+                out.append(prefix)
+                out.append(floatToGoString(s.value))
+                out.append("\n")
+        if kind == _OPENMETRICS:
+            out.append("# EOF\n")
+        return "".join(out).encode()
+
+    @staticmethod
+    def _format(kind: str, metric: Metric) -> str:
+        text = _ENCODERS[kind](_One(metric)).decode()
+        return text.removesuffix("# EOF\n") if kind == _OPENMETRICS else text
+
+
 class _Server(ThreadingMixIn, WSGIServer):
     daemon_threads = True
 
@@ -197,6 +278,7 @@ class MetricsServer:
                 " (FLEETGAUGE_METRICS_TOKEN or metrics_token in the config file)"
             )
         self._app = make_wsgi_app(registry)
+        self._renderer = Renderer(registry)
         self._token = token.encode() if token else None
         self._httpd = make_server(
             host,
@@ -226,7 +308,23 @@ class MetricsServer:
                     [("Content-Type", "text/plain"), ("WWW-Authenticate", "Bearer")],
                 )
                 return [b"missing or wrong bearer token\n"]
-        return self._app(environ, start_response)
+        return self._scrape(environ, start_response) or self._app(environ, start_response)
+
+    def _scrape(self, environ: dict, start_response) -> list[bytes] | None:  # noqa: ANN001
+        """A plain GET in a format :class:`Renderer` writes; None leaves it to the library."""
+        if environ.get("REQUEST_METHOD") != "GET" or "name[]" in environ.get("QUERY_STRING", ""):
+            return None
+        _, content_type = choose_encoder(environ.get("HTTP_ACCEPT"))
+        kind = _CONTENT_TYPES.get(content_type)
+        output = self._renderer.render(kind) if kind else None
+        if output is None:
+            return None
+        headers = [("Content-Type", content_type)]
+        if gzip_accepted(environ.get("HTTP_ACCEPT_ENCODING")):
+            output = gzip.compress(output)
+            headers.append(("Content-Encoding", "gzip"))
+        start_response("200 OK", headers)
+        return [output]
 
     def start(self) -> None:
         """Start answering scrapes."""

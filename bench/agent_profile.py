@@ -29,11 +29,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import generate_latest
-
 from agent.app import Agent
 from agent.collectors import build_collectors
 from agent.config import AgentConfig
+from agent.exposition import Renderer
 
 __all__ = ["profile_agent", "free_port"]
 
@@ -111,8 +110,9 @@ def scheduled_costs(
     agent.sample = costs.wrap("sample job (all collectors + buffer)", agent.sample)
     agent.flush = costs.wrap("flush job (SQLite write)", agent.flush)
     assert agent.metrics is not None
-    # the WSGI app behind the token check renders the registry for each scrape
-    agent.metrics._app = costs.wrap("render /metrics (WSGI app)", agent.metrics._app)
+    # behind the token check: the agent's own renderer, or the library's WSGI app
+    agent.metrics._scrape = costs.wrap("render /metrics (WSGI)", agent.metrics._scrape)
+    agent.metrics._app = costs.wrap("render /metrics (library WSGI app)", agent.metrics._app)
     conn = http.client.HTTPConnection("127.0.0.1", config.metrics_port, timeout=5)
     agent.start()
     try:
@@ -143,16 +143,17 @@ def scheduled_costs(
 def hot_functions(cycles: int, tmp: Path, stats_path: Path) -> str:
     """cProfile ``cycles`` synchronous rounds of sample + flush + render; top by own time."""
     agent = Agent(_config(tmp, 1.0, metrics_port=0))
+    render = Renderer(agent.registry).render  # what a Prometheus scrape gets
     try:
         agent.sample()
         agent.flush()
-        generate_latest(agent.registry)
+        render("openmetrics")
         profile = cProfile.Profile()
         profile.enable()
         for _ in range(cycles):
             agent.sample()
             agent.flush()
-            generate_latest(agent.registry)
+            render("openmetrics")
         profile.disable()
     finally:
         agent.store.close()

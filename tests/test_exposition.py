@@ -1,0 +1,179 @@
+"""/metrics renders exactly what prometheus_client renders, only faster.
+
+The agent formats each family header and sample prefix once (through the
+library's own encoder) and then only the values per scrape. These tests hold
+its output to the library's, byte for byte, in both formats, over a registry
+with every kind of family the agent exposes and label values that need
+escaping; and they scrape a real MetricsServer over HTTP as Prometheus does.
+"""
+
+from __future__ import annotations
+
+import gzip
+import http.client
+from collections.abc import Iterator
+
+import pytest
+from prometheus_client import (
+    CollectorRegistry,
+    disable_created_metrics,
+    enable_created_metrics,
+    generate_latest,
+    openmetrics,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from agent.exposition import MetricsServer, PipelineSeries, Renderer, Snapshot
+from agent.health import Health
+from agent.schema import Point
+
+PROMETHEUS_ACCEPT = (
+    "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;"
+    "q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+)
+TRICKY = 'a "quoted" \\ back\nslash, wörker'
+
+
+def _registry() -> tuple[CollectorRegistry, Snapshot, PipelineSeries, Health]:
+    registry = CollectorRegistry()
+    health = Health(registry, TRICKY, "prod")
+    health.track_collectors(["cpu", "disk"])
+    snapshot = Snapshot()
+    registry.register(snapshot)
+    series = PipelineSeries(TRICKY, "prod", {"latency": (0.1, 1.0)})
+    registry.register(series)
+    return registry, snapshot, series, health
+
+
+def _sample(snapshot: Snapshot, series: PipelineSeries, health: Health, k: float) -> None:
+    tags = {"worker": TRICKY, "environment": "prod"}
+    snapshot.update("cpu", [Point("cpu", tags, {"usage_percent": 12.5 * k, "load1": 0.25 * k}, 1)])
+    snapshot.update(
+        "disk",
+        [
+            Point("disk", {**tags, "mount": m}, {"used_percent": 40.0 + k, "used_bytes": 1e12}, 1)
+            for m in ("/", "/data 2")
+        ],
+    )
+    points = [
+        Point(
+            "pipeline_metric",
+            {"environment": "prod", "deployment": "fraud", "metric": name},
+            {"value": value * k},
+            1,
+        )
+        for name, value in (("latency", 0.05), ("latency", 3.0), ("score", float("inf")))
+    ]
+    series.record(points)
+    health.samples.inc()
+    health.dropped("spool_full", 3)
+    health.collector_failed("disk")
+    health.sample_seconds.observe(0.002 * k)
+    health.push_requests.labels(*health.identity, "202").inc()
+
+
+@pytest.fixture
+def no_created() -> Iterator[None]:
+    """As the agent runs: ``fleetgauge agent`` turns the *_created series off."""
+    disable_created_metrics()
+    yield
+    enable_created_metrics()
+
+
+@pytest.mark.parametrize(
+    "kind, library",
+    [("text", generate_latest), ("openmetrics", openmetrics.exposition.generate_latest)],
+)
+def test_renderer_writes_what_prometheus_client_writes(kind, library, no_created) -> None:  # noqa: ANN001
+    registry, snapshot, series, health = _registry()
+    renderer = Renderer(registry)
+    assert renderer.render(kind) == library(registry)  # families without samples yet
+    for k in (1.0, 2.0, -0.5):  # new values through cached prefixes, a device coming and going
+        _sample(snapshot, series, health, k)
+        ours = renderer.render(kind)
+        assert ours == library(registry)
+        assert b'mount="/data 2"' in ours and b"fleetgauge_pipeline_value_bucket" in ours
+    snapshot.update("disk", [])
+    assert renderer.render(kind) == library(registry)
+    assert b'mount="/data 2"' not in renderer.render(kind)
+
+
+class _Stamped(Collector):
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        g = GaugeMetricFamily("stamped", "a sample with its own time")
+        g.add_metric([], 1.0, timestamp=1_700_000_000)
+        yield g
+
+
+def test_created_series_in_the_text_format_are_left_to_the_library() -> None:
+    registry, snapshot, series, health = _registry()
+    _sample(snapshot, series, health, 1.0)
+    renderer = Renderer(registry)
+    assert renderer.render("text") is None  # the library moves them to families of their own
+    ours = renderer.render("openmetrics")
+    assert ours == openmetrics.exposition.generate_latest(registry)
+    assert b"fleetgauge_agent_samples_created{" in ours
+
+
+def test_samples_beyond_plain_families_are_left_to_the_library(no_created) -> None:  # noqa: ANN001
+    registry, snapshot, series, health = _registry()
+    registry.register(_Stamped())
+    assert Renderer(registry).render("text") is None
+    assert Renderer(registry).render("openmetrics") is None
+
+
+@pytest.fixture
+def server(no_created) -> Iterator[tuple[MetricsServer, CollectorRegistry]]:  # noqa: ANN001
+    registry, snapshot, series, health = _registry()
+    _sample(snapshot, series, health, 1.0)
+    server = MetricsServer("127.0.0.1", 0, registry)
+    server.start()
+    yield server, registry
+    server.stop()
+
+
+def _get(port: int, path: str = "/metrics", method: str = "GET", **headers: str):  # noqa: ANN202
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request(method, path, headers=headers)
+        resp = conn.getresponse()
+        return resp.status, dict(resp.getheaders()), resp.read()
+    finally:
+        conn.close()
+
+
+def test_a_prometheus_scrape_gets_gzipped_openmetrics_equal_to_the_library(server) -> None:  # noqa: ANN001
+    server, registry = server
+    status, headers, body = _get(
+        server.port, Accept=PROMETHEUS_ACCEPT, **{"Accept-Encoding": "gzip"}
+    )
+    assert status == 200
+    assert headers["Content-Type"] == (
+        "application/openmetrics-text; version=1.0.0; charset=utf-8; escaping=underscores"
+    )
+    assert headers["Content-Encoding"] == "gzip"
+    assert gzip.decompress(body) == openmetrics.exposition.generate_latest(registry)
+
+
+def test_a_plain_scrape_gets_the_text_format_equal_to_the_library(server) -> None:  # noqa: ANN001
+    server, registry = server
+    status, headers, body = _get(server.port)
+    assert status == 200
+    assert headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+    assert "Content-Encoding" not in headers
+    assert body == generate_latest(registry)
+    assert b"fleetgauge_cpu_usage_ratio{" in body
+
+
+def test_filters_other_formats_and_methods_are_answered_by_the_library(server) -> None:  # noqa: ANN001
+    server, registry = server
+    _, _, body = _get(server.port, "/metrics?name[]=fleetgauge_agent_samples_total")
+    assert body.startswith(b"# HELP fleetgauge_agent_samples_total ")
+    assert b"fleetgauge_agent_points" not in body
+    accept = "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8"
+    status, headers, body = _get(server.port, Accept=accept)
+    assert status == 200 and headers["Content-Type"].endswith("escaping=allow-utf-8")
+    assert body == openmetrics.exposition.generate_latest(registry, escaping="allow-utf-8")
+    status, _, _ = _get(server.port, method="POST")
+    assert status == 405
