@@ -32,7 +32,7 @@ __all__ = [
     "Where",
     "RAW",
     "bucket_series_from_rows",
-    "merge_columns",
+    "merge_arrays",
     "series_from_columns",
 ]
 
@@ -240,33 +240,14 @@ Columns = tuple[list[int], list[int], list[float], list[float], list[float]]
 """Bucket start times (ascending), counts, sums, mins and maxes of one field of one curve."""
 
 
-def merge_columns(
-    times: Sequence[int],
-    counts: Sequence[int | None],
-    sums: Sequence[float],
-    mins: Sequence[float],
-    maxs: Sequence[float],
-) -> Columns:
+def merge_arrays(times: Any, counts: Any, sums: Any, mins: Any, maxs: Any) -> Columns:
     """One entry per bucket: entries with the same time merged, empty ones dropped.
 
-    ``times`` must be ascending. Columns that already have one non-empty entry
-    per bucket (one rollup generation per bucket, buckets as wide as the tier)
-    are returned as they are, checked in C. Otherwise (several tier points per
-    bucket) the runs of equal times are reduced with numpy, imported here so an
-    agent that never reads back does not carry it.
+    Numpy columns: ``times`` int64 and ascending, the others float (NaN where a
+    tier point lacks the field). Runs of equal times (several generations, or
+    tier points narrower than the step) are reduced; numpy is imported here so
+    an agent that never reads back does not carry it.
     """
-    if 0 not in counts and None not in counts and len(set(times)) == len(times):
-        return list(times), list(counts), list(sums), list(mins), list(maxs)  # type: ignore[arg-type]
-    import numpy as np
-
-    return merge_arrays(
-        np.array(times, dtype=np.int64),
-        *(np.array(c, dtype=float) for c in (counts, sums, mins, maxs)),  # None -> NaN
-    )
-
-
-def merge_arrays(times: Any, counts: Any, sums: Any, mins: Any, maxs: Any) -> Columns:
-    """:func:`merge_columns` of numpy columns: int64 ``times``, float columns (NaN: absent)."""
     import numpy as np
 
     keep = counts > 0
@@ -298,7 +279,7 @@ def merge_arrays(times: Any, counts: Any, sums: Any, mins: Any, maxs: Any) -> Co
 def series_from_columns(
     tags: dict[str, str], fields: Sequence[str], columns: dict[str, Columns]
 ) -> BucketSeries | None:
-    """One curve from per-field columns (as :func:`merge_columns` returns them).
+    """One curve from per-field columns (as :func:`merge_arrays` returns them).
 
     Fields recorded at the same buckets (the common case) share their time list
     as is; otherwise times are the union and a field's missing buckets are empty

@@ -5,12 +5,13 @@ And merging the tier points that fall in one bucket keeps every count, sum and e
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from agent.schema import TIERS
-from agent.stores.base import RAW, cover, level_width, merge_columns, plan_read
+from agent.stores.base import RAW, cover, level_width, merge_arrays, plan_read
 
 S = 1_000_000_000
 DAY = 86400 * S
@@ -72,7 +73,10 @@ def test_merging_tier_points_keeps_every_count_sum_and_extreme(rows):
             e[0] += c
             e[1] += total
             e[2], e[3] = min(e[2], lo), max(e[3], hi)
-    ot, oc, osum, olo, ohi = merge_columns(times, counts, sums, lows, highs)
+    ot, oc, osum, olo, ohi = merge_arrays(
+        np.array(times, dtype=np.int64),
+        *(np.array(c, dtype=float) for c in (counts, sums, lows, highs)),  # None -> NaN
+    )
     assert ot == sorted(expected)
     assert oc == [expected[t][0] for t in ot]
     assert all(isinstance(c, int) for c in oc)
