@@ -39,6 +39,12 @@ log = logging.getLogger("fleetgauge.agent.delivery")
 # bounded to tens of MiB.
 MAX_BUFFER = 20_000
 
+# Retry pauses while the store is down: doubling from 1 s, capped so that data
+# flows again within about 10 s of the store coming back (a failed try against a
+# store that is down costs one refused connection; 60 s kept dashboards blank
+# for up to a minute after an outage).
+BACKOFF = (1.0, 10.0)
+
 
 class Delivery:
     """Buffers points and writes them to a store, spooling to disk while it is down."""
@@ -50,7 +56,7 @@ class Delivery:
         health: Health,
         batch_size: int = 5000,
         max_buffer: int = MAX_BUFFER,
-        backoff: tuple[float, float] = (1.0, 60.0),
+        backoff: tuple[float, float] = BACKOFF,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
