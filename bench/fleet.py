@@ -168,6 +168,17 @@ def rollups(s: Series, width_ns: int) -> tuple[np.ndarray, dict[str, tuple[np.nd
 
 
 # --- SQLite ---------------------------------------------------------------------------
+def _stats_blobs(fids: Sequence[int], stats: dict[str, tuple[np.ndarray, ...]]) -> list[bytes]:
+    """One ``tier.stats`` blob per bucket, as :func:`agent.stores.sqlite.pack_stats` makes."""
+    buckets = len(next(iter(stats.values()))[0])
+    packed = np.empty((buckets, len(fids), 5), dtype="<f8")
+    for i, (fid, (count, total, low, high)) in enumerate(zip(fids, stats.values(), strict=True)):
+        packed[:, i] = np.column_stack((np.full(len(count), fid), count, total, low, high))
+    size = packed.shape[1] * packed.shape[2] * 8
+    data = packed.tobytes()
+    return [data[i : i + size] for i in range(0, len(data), size)]
+
+
 def load_sqlite(store: object, series: Iterator[Series]) -> int:
     """Insert the rows ``SQLiteStore.write`` would, one transaction per series; returns points.
 
@@ -198,22 +209,16 @@ def load_sqlite(store: object, series: Iterator[Series]) -> int:
                 )
                 for tier in TIERS:
                     starts, stats = rollups(s, tier.width_ns)
-                    width_s = tier.width_ns // NS_PER_S
-                    for fid, (count, total, low, high) in zip(fids, stats.values(), strict=True):
-                        db.executemany(
-                            "INSERT OR REPLACE INTO rollup VALUES (?, ?, ?, ?, 0, ?, ?, ?, ?)",
-                            zip(
-                                itertools.repeat(width_s),
-                                itertools.repeat(sid),
-                                starts.tolist(),
-                                itertools.repeat(fid),
-                                count.tolist(),
-                                total.tolist(),
-                                low.tolist(),
-                                high.tolist(),
-                                strict=False,  # repeat() is endless
-                            ),
-                        )
+                    db.executemany(
+                        "INSERT OR REPLACE INTO tier VALUES (?, ?, ?, 0, ?)",
+                        zip(
+                            itertools.repeat(tier.width_ns // NS_PER_S),
+                            itertools.repeat(sid),
+                            starts.tolist(),
+                            _stats_blobs(fids, stats),
+                            strict=False,  # repeat() is endless
+                        ),
+                    )
             loaded += s.points
     finally:
         db.execute("PRAGMA synchronous=NORMAL")

@@ -2,8 +2,12 @@
 
 Layout. ``series`` gives each (measurement, tag set) an id; ``sample`` holds one
 row per series, time and field (``WITHOUT ROWID``, keyed by series then time, so
-a time range of one series is one contiguous range of the key); ``rollup``
-holds the tier rows (keyed by tier, series, bucket, field, generation).
+a time range of one series is one contiguous range of the key); ``tier`` holds
+one row per tier bucket generation (keyed by tier, series, bucket, generation)
+whose ``stats`` blob packs, for every field, the field id, count, sum, min and
+max as little-endian float64s. One row per bucket rather than per field keeps a
+tier read to a few rows per bucket: a week of one series' 10-minute buckets is
+1,008 rows whatever the number of fields, decoded by numpy in one go.
 Filters on tags are resolved against the small ``series`` table in memory, so
 every data query walks the primary key of the series it needs and nothing else.
 
@@ -15,8 +19,11 @@ or tag is ever part of SQL text.
 from __future__ import annotations
 
 import heapq
+import itertools
 import json
+import logging
 import sqlite3
+import struct
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -31,13 +38,16 @@ from agent.stores.base import (
     StoreUnavailable,
     Where,
     bucket_series_from_rows,
+    merge_arrays,
     series_from_columns,
     start_read,
 )
 from agent.stores.tiers import TierAccumulator
 from agent.timeutil import parse_duration
 
-__all__ = ["SQLiteStore"]
+__all__ = ["SQLiteStore", "pack_stats"]
+
+log = logging.getLogger("fleetgauge.stores.sqlite")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS series (
@@ -54,25 +64,29 @@ CREATE TABLE IF NOT EXISTS sample (
     value NOT NULL,
     PRIMARY KEY (series_id, time, field_id)
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS rollup (
+CREATE TABLE IF NOT EXISTS tier (
     tier INTEGER NOT NULL,
     series_id INTEGER NOT NULL,
     bucket INTEGER NOT NULL,
-    field_id INTEGER NOT NULL,
     generation INTEGER NOT NULL,
-    count INTEGER NOT NULL,
-    sum REAL NOT NULL,
-    min REAL NOT NULL,
-    max REAL NOT NULL,
-    PRIMARY KEY (tier, series_id, field_id, bucket, generation)
+    stats BLOB NOT NULL,
+    PRIMARY KEY (tier, series_id, bucket, generation)
 ) WITHOUT ROWID;
 """
+_STAT_COLUMNS = 5  # field id, count, sum, min, max
+_STAT_BYTES = 8 * _STAT_COLUMNS
+_INSERT_TIER = "INSERT OR REPLACE INTO tier VALUES (?, ?, ?, ?, ?)"
 _RETENTION_EVERY_NS = 600 * 1_000_000_000
 _MAX_PARAMS = 900
 
 
 def _tags_text(tags: dict[str, str]) -> str:
     return json.dumps(dict(sorted(tags.items())), ensure_ascii=False, separators=(",", ":"))
+
+
+def pack_stats(stats: Sequence[tuple[int, float, float, float, float]]) -> bytes:
+    """A ``tier.stats`` blob: (field id, count, sum, min, max) per field, float64 LE."""
+    return struct.pack(f"<{_STAT_COLUMNS * len(stats)}d", *itertools.chain.from_iterable(stats))
 
 
 class SQLiteStore:
@@ -88,6 +102,7 @@ class SQLiteStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
+            self._migrate_rollup()
         except sqlite3.Error as e:
             raise StoreUnavailable(f"cannot open SQLite store {self.path}: {e}") from e
         self._series: dict[tuple[str, str], int] = {}
@@ -115,6 +130,37 @@ class SQLiteStore:
             raise ValueError(f"store URL {url!r}: unknown option(s) {sorted(unknown)}")
         retention = parse_duration(query["retention"][0]) if "retention" in query else None
         return cls(path, retention, url=url)
+
+    def _migrate_rollup(self) -> None:
+        """Move tier rows of the earlier layout (one row per field) into ``tier``, once.
+
+        Stores written before the ``tier`` table kept one ``rollup`` row per
+        (tier, series, field, bucket, generation). Each bucket generation's rows
+        become one ``tier`` row, in one transaction, and ``rollup`` is dropped.
+        """
+        (old,) = self._db.execute(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'rollup'"
+        ).fetchone()
+        if not old:
+            return
+        started = time.monotonic()
+        rows = self._db.execute(
+            "SELECT tier, series_id, bucket, generation, field_id, count, sum, min, max"
+            " FROM rollup ORDER BY tier, series_id, bucket, generation, field_id"
+        )
+        moved = 0
+        with self._db:
+            for key, group in itertools.groupby(rows, key=lambda r: r[:4]):
+                stats = pack_stats([r[4:] for r in group])
+                self._db.execute(_INSERT_TIER, (*key, stats))
+                moved += 1
+            self._db.execute("DROP TABLE rollup")
+        log.info(
+            "%s: moved %d tier buckets to the one-row-per-bucket layout in %.1f s",
+            self.path,
+            moved,
+            time.monotonic() - started,
+        )
 
     # --- names -----------------------------------------------------------
     def _refresh(self) -> None:
@@ -184,16 +230,13 @@ class SQLiteStore:
             for name, value in p.fields.items():
                 rows.append((sid, p.time_ns, self._field_id(name), value))
         self._db.executemany("INSERT OR REPLACE INTO sample VALUES (?, ?, ?, ?)", rows)
-        rollups = []
+        tier_rows = []
         for r in self._tiers.rows(staged):
             sid = self._series_id(r.measurement, dict(r.tags))
             width = r.tier.width_ns // 1_000_000_000
-            for name, (count, total, lo, hi) in r.fields.items():
-                fid = self._field_id(name)
-                rollups.append((width, sid, r.bucket_ns, fid, r.generation, count, total, lo, hi))
-        self._db.executemany(
-            "INSERT OR REPLACE INTO rollup VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rollups
-        )
+            stats = pack_stats([(self._field_id(f), *agg) for f, agg in r.fields.items()])
+            tier_rows.append((width, sid, r.bucket_ns, r.generation, stats))
+        self._db.executemany(_INSERT_TIER, tier_rows)
 
     def _forget_uncommitted(self) -> None:
         self._series.clear()
@@ -211,7 +254,7 @@ class SQLiteStore:
             self.delete_before(now - self.retention_ns)
 
     def delete_before(self, cutoff_ns: int) -> int:
-        """Delete samples and rollup buckets older than ``cutoff_ns``, series by series."""
+        """Delete samples and tier buckets older than ``cutoff_ns``, series by series."""
         self._refresh()
         deleted = 0
         try:
@@ -223,7 +266,7 @@ class SQLiteStore:
                     deleted += cur.rowcount
                     for tier in TIERS:
                         cur = self._db.execute(
-                            "DELETE FROM rollup WHERE tier = ? AND series_id = ? AND bucket < ?",
+                            "DELETE FROM tier WHERE tier = ? AND series_id = ? AND bucket < ?",
                             (tier.width_ns // 1_000_000_000, sid, cutoff_ns - tier.width_ns),
                         )
                         deleted += cur.rowcount
@@ -262,7 +305,7 @@ class SQLiteStore:
         group_by: Sequence[str] = (),
         level: str | None = None,
     ) -> Buckets:
-        """Bucketed statistics computed by SQLite over raw samples or a rollup tier."""
+        """Bucketed statistics: raw samples grouped by SQLite, or tier rows merged by numpy."""
         plan, result = start_read(measurement, fields, start_ns, end_ns, max_points, level)
         level = result.level
         sids = self._matching([measurement], where)  # refreshes the series and field names
@@ -273,68 +316,73 @@ class SQLiteStore:
         for sid in sids:
             tags = self._series_tags[sid][1]
             keys[sid] = tuple((k, tags[k]) for k in group_by if k in tags)
-        if level != RAW and len(set(keys.values())) == len(keys):
+        if level != RAW:
             result.series = self._tier_series(level, plan, sids, fields, keys)
         else:
-            rows = self._bucket_rows(level, plan, sids, fids, keys)
+            rows = self._bucket_rows(plan, sids, fids, keys)
             result.series = bucket_series_from_rows(rows, fields)
         return result
 
     def _tier_series(self, level, plan, sids, fields, keys) -> list[BucketSeries]:
-        """One curve per series, each field read as columns in key order, generations merged.
+        """Curves from tier rows: one range scan per series, decoded and merged by numpy.
 
-        The rollup key leads with (tier, series, field, bucket), so each query is
-        one range scan; when the step is the tier width SQLite groups on the
-        stored bucket in index order, with no temporary sort. Python only
-        transposes rows into columns.
+        Each series' rows come in key order (bucket, then generation); their
+        blobs are joined and read as one float64 matrix (field id, count, sum,
+        min, max per row), bucket times floored to the step, and equal times
+        merged by :func:`merge_arrays` (generations, buckets narrower than the
+        step, and several series of one group).
         """
-        width_ns = self._tier_index[level].width_ns
-        bucket = "bucket" if plan.step_ns == width_ns else "? + (bucket - ?) / ? * ?"
-        lead = (
-            ()
-            if plan.step_ns == width_ns
-            else (plan.start_ns, plan.start_ns, plan.step_ns, plan.step_ns)
-        )
-        sql = (
-            f"SELECT {bucket}, sum(count), sum(sum), min(min), max(max) FROM rollup"
-            " WHERE tier = ? AND series_id = ? AND field_id = ? AND bucket >= ? AND bucket < ?"
-            " GROUP BY 1 ORDER BY 1"
-        )
+        import numpy as np
+
         fids = {f: self._fields[f] for f in fields if f in self._fields}
-        series = []
+        sql = (
+            "SELECT bucket, stats FROM tier"
+            " WHERE tier = ? AND series_id = ? AND bucket >= ? AND bucket < ?"
+        )
+        width_s = self._tier_index[level].width_ns // 1_000_000_000
+        groups: dict[tuple, list[tuple]] = {}
         for sid in sids:
+            rows = self._db.execute(sql, (width_s, sid, plan.start_ns, plan.end_ns)).fetchall()
+            if not rows:
+                continue
+            buckets, blobs = zip(*rows, strict=True)
+            stats = np.frombuffer(b"".join(blobs), dtype="<f8").reshape(-1, _STAT_COLUMNS)
+            per_row = np.fromiter(map(len, blobs), np.int64, len(blobs)) // _STAT_BYTES
+            times = np.repeat(np.fromiter(buckets, np.int64, len(buckets)), per_row)
+            groups.setdefault(keys[sid], []).append((times, stats))
+        start, step = plan.start_ns, plan.step_ns
+        series = []
+        for key in sorted(groups):
+            blocks = groups[key]
+            times, stats = blocks[0]
+            if len(blocks) > 1:  # several series in one group: interleave them in time order
+                times = np.concatenate([t for t, _ in blocks])
+                order = np.argsort(times, kind="stable")
+                times, stats = times[order], np.concatenate([m for _, m in blocks])[order]
+            times = start + (times - start) // step * step
+            ids = stats[:, 0]
             columns = {}
             for f, fid in fids.items():
-                params = (*lead, width_ns // 1_000_000_000, sid, fid, plan.start_ns, plan.end_ns)
-                rows = self._db.execute(sql, params).fetchall()
-                if rows:
-                    columns[f] = tuple(map(list, zip(*rows, strict=True)))
-            curve = series_from_columns(dict(keys[sid]), fields, columns)
+                rows = ids == fid
+                columns[f] = merge_arrays(times[rows], *(stats[rows, 1 + j] for j in range(4)))
+            curve = series_from_columns(dict(key), fields, columns)
             if curve is not None:
-                series.append((keys[sid], curve))
-        return [curve for _, curve in sorted(series, key=lambda kc: kc[0])]
+                series.append(curve)
+        return series
 
-    def _bucket_rows(self, level, plan, sids, fids, keys) -> Iterator[tuple]:
+    def _bucket_rows(self, plan, sids, fids, keys) -> Iterator[tuple]:
+        """Raw samples bucketed by SQLite: (key, field, bucket start, count, sum, min, max)."""
+        sql = (
+            "SELECT series_id, field_id, (time - ?) / ?, count(*), sum(value), min(value),"
+            " max(value) FROM sample WHERE series_id IN ({}) AND field_id IN ({})"
+            " AND time >= ? AND time < ? GROUP BY series_id, field_id, 3"
+        )
         fid_marks = ",".join("?" * len(fids))
-        if level == RAW:
-            sql = (
-                "SELECT series_id, field_id, (time - ?) / ?, count(*), sum(value), min(value),"
-                " max(value) FROM sample WHERE series_id IN ({}) AND field_id IN ({})"
-                " AND time >= ? AND time < ? GROUP BY series_id, field_id, 3"
-            )
-            lead: tuple = ()
-        else:
-            sql = (
-                "SELECT series_id, field_id, (bucket - ?) / ?, sum(count), sum(sum), min(min),"
-                " max(max) FROM rollup WHERE tier = ? AND series_id IN ({}) AND field_id IN ({})"
-                " AND bucket >= ? AND bucket < ? GROUP BY series_id, field_id, 3"
-            )
-            lead = (self._tier_index[level].width_ns // 1_000_000_000,)
         names, start, step = self._field_names, plan.start_ns, plan.step_ns
         for i in range(0, len(sids), _MAX_PARAMS):
             chunk = sids[i : i + _MAX_PARAMS]
             query = sql.format(",".join("?" * len(chunk)), fid_marks)
-            params = (start, step, *lead, *chunk, *fids, start, plan.end_ns)
+            params = (start, step, *chunk, *fids, start, plan.end_ns)
             for sid, fid, b, count, total, lo, hi in self._db.execute(query, params):
                 yield keys[sid], names[fid], start + b * step, count, total, lo, hi
 
