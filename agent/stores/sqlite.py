@@ -25,7 +25,7 @@ import logging
 import sqlite3
 import struct
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -106,6 +106,7 @@ class SQLiteStore:
         except sqlite3.Error as e:
             raise StoreUnavailable(f"cannot open SQLite store {self.path}: {e}") from e
         self._series: dict[tuple[str, str], int] = {}
+        self._series_fast: dict[tuple[str, tuple], int] = {}
         self._series_tags: dict[int, tuple[str, dict[str, str]]] = {}
         self._fields: dict[str, int] = {}
         self._field_names: dict[int, str] = {}
@@ -174,7 +175,11 @@ class SQLiteStore:
             self._fields[name] = fid
             self._field_names[fid] = name
 
-    def _series_id(self, measurement: str, tags: dict[str, str]) -> int:
+    def _series_id(self, measurement: str, tags: Mapping[str, str]) -> int:
+        fast = (measurement, tuple(tags.items()))  # tags in the order the writer gave them
+        sid = self._series_fast.get(fast)
+        if sid is not None:
+            return sid
         key = (measurement, _tags_text(tags))
         sid = self._series.get(key)
         if sid is None:
@@ -184,6 +189,7 @@ class SQLiteStore:
             ).fetchone()
             self._series[key] = sid
             self._series_tags[sid] = (measurement, dict(tags))
+        self._series_fast[fast] = sid
         return sid
 
     def _field_id(self, name: str) -> int:
@@ -226,7 +232,7 @@ class SQLiteStore:
     def _write(self, points: Sequence[Point], staged: dict) -> None:
         rows = []
         for p in points:
-            sid = self._series_id(p.measurement, dict(p.tags))
+            sid = self._series_id(p.measurement, p.tags)
             for name, value in p.fields.items():
                 rows.append((sid, p.time_ns, self._field_id(name), value))
         self._db.executemany("INSERT OR REPLACE INTO sample VALUES (?, ?, ?, ?)", rows)
@@ -240,6 +246,7 @@ class SQLiteStore:
 
     def _forget_uncommitted(self) -> None:
         self._series.clear()
+        self._series_fast.clear()
         self._series_tags.clear()
         self._fields.clear()
         self._field_names.clear()
