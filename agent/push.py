@@ -35,7 +35,6 @@ import math
 import socket
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from datetime import datetime
 from http import HTTPStatus
@@ -52,7 +51,7 @@ from agent.net import is_loopback
 from agent.schema import InvalidPoint, Point, validate_name
 from agent.timeutil import datetime_to_ns
 
-__all__ = ["PushError", "PushParser", "PushServer"]
+__all__ = ["PushError", "PushParser", "PushServer", "RecentKeys"]
 
 log = logging.getLogger("fleetgauge.agent.push")
 
@@ -65,8 +64,68 @@ _EXECUTION_KEYS = frozenset(schema.PUSH_EXECUTION_KEYS)
 _MAX_CACHED = 50_000
 _ROOM_WAIT_S = 2.0
 _PARALLEL_REQUESTS = 8
-_REMEMBERED_KEYS = 10_000
+_KEY_WINDOW_S = 300.0  # an Idempotency-Key is remembered 5 to 10 minutes ...
+_KEYS_PER_WINDOW = 5_000  # ... and at most 10,000 keys at once
 _MAX_KEY_LENGTH = 128
+
+
+class RecentKeys:
+    """Answers given under an Idempotency-Key, kept for 5 to 10 minutes.
+
+    A batch comes again only when its answer was lost: the SDK retries it within
+    seconds (its backoff tops out at 5 s), or when the agent is reachable again.
+    Keys go into the current window; every ``window_s`` (or when it holds
+    ``per_window`` keys) it becomes the previous one and the one before is
+    forgotten, so memory is bounded by time and by count. An answer is kept as
+    its count alone unless it carries more (execution ids).
+    """
+
+    def __init__(
+        self,
+        window_s: float = _KEY_WINDOW_S,
+        per_window: int = _KEYS_PER_WINDOW,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._window_s, self._per_window, self._clock = window_s, per_window, clock
+        self._current: dict[str, int | dict[str, Any]] = {}
+        self._previous: dict[str, int | dict[str, Any]] = {}
+        self._opened = clock()
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        """The answer first given under ``key``, or None when it was not seen lately."""
+        with self._lock:
+            self._age()
+            kept = self._current.get(key)
+            if kept is None:
+                kept = self._previous.get(key)
+        if kept is None:
+            return None
+        return {"accepted": kept} if isinstance(kept, int) else dict(kept)
+
+    def put(self, key: str, answer: dict[str, Any]) -> None:
+        """Remember ``answer`` under ``key``."""
+        kept = answer["accepted"] if answer.keys() == {"accepted"} else dict(answer)
+        with self._lock:
+            self._age()
+            if len(self._current) >= self._per_window:
+                self._rotate(self._clock())
+            self._current[key] = kept
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._current) + len(self._previous)
+
+    def _age(self) -> None:
+        now = self._clock()
+        if now - self._opened >= 2 * self._window_s:  # both windows are out of date
+            self._current = {}
+            self._rotate(now)
+        elif now - self._opened >= self._window_s:
+            self._rotate(now)
+
+    def _rotate(self, now: float) -> None:
+        self._previous, self._current, self._opened = self._current, {}, now
 
 
 class PushError(Exception):
@@ -397,8 +456,7 @@ class PushServer:
         self._clock = clock
         self._parsing = threading.BoundedSemaphore(_PARALLEL_REQUESTS)
         self._closing = False
-        self._seen: OrderedDict[str, dict[str, Any]] = OrderedDict()
-        self._seen_lock = threading.Lock()
+        self._seen = RecentKeys()
         self._httpd = (_Server6 if ":" in host else _Server)((host, port), _Handler)
         self._httpd.endpoint = self
         self._thread = threading.Thread(
@@ -490,10 +548,8 @@ class PushServer:
     ) -> dict[str, Any]:
         if self._closing:
             raise PushError(503, "the agent is stopping: retry later")
-        if key is not None:
-            with self._seen_lock:
-                if key in self._seen:
-                    return {**self._seen[key], "duplicate": True}
+        if key is not None and (seen := self._seen.get(key)) is not None:
+            return {**seen, "duplicate": True}
         try:
             doc = orjson.loads(body)
         except orjson.JSONDecodeError as e:
@@ -509,10 +565,7 @@ class PushServer:
         if parse == self.parser.executions:
             answer["execution_ids"] = [p.tags[schema.EXECUTION_ID] for p in points]
         if key is not None:
-            with self._seen_lock:
-                self._seen[key] = answer
-                if len(self._seen) > _REMEMBERED_KEYS:
-                    self._seen.popitem(last=False)
+            self._seen.put(key, answer)
         return answer
 
     def refuse_method(self, request: _Handler) -> None:

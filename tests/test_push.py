@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from influx_server import InfluxServer, V2WriteFront
 
 from agent import schema
+from agent.push import RecentKeys
 from agent.stores import open_store
 from agent.timeutil import parse_time
 
@@ -277,6 +278,35 @@ def test_a_batch_sent_again_under_its_idempotency_key_is_stored_once(
         (202, {"accepted": 10}),
     ]
     assert wait_for_count(url, before + 20) == before + 20
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_idempotency_keys_are_remembered_five_to_ten_minutes_and_bounded_in_number() -> None:
+    clock = Clock()
+    keys = RecentKeys(window_s=300, per_window=3, clock=clock)
+    keys.put("a", {"accepted": 10})
+    keys.put("x", {"accepted": 2, "execution_ids": ["e1", "e2"]})
+    clock.now += 299
+    assert keys.get("a") == {"accepted": 10}
+    assert keys.get("x") == {"accepted": 2, "execution_ids": ["e1", "e2"]}
+    clock.now += 2  # a new window: "a" and "x" are in the previous one, still answered
+    keys.put("b", {"accepted": 1})
+    assert keys.get("a") == {"accepted": 10} and keys.get("b") == {"accepted": 1}
+    clock.now += 300  # two windows on: "a" is forgotten, "b" still known
+    assert keys.get("a") is None and keys.get("b") == {"accepted": 1}
+    clock.now += 600  # nothing sent for ten minutes: everything is forgotten
+    assert keys.get("b") is None and len(keys) == 0
+    for i in range(7):  # three keys per window at most: a burst keeps the last 4 to 6
+        keys.put(f"k{i}", {"accepted": i})
+    assert len(keys) <= 6
+    assert keys.get("k6") == {"accepted": 6} and keys.get("k0") is None
 
 
 def test_prometheus_sees_counts_last_values_and_declared_histograms(tmp_path: Path) -> None:
