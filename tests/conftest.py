@@ -25,6 +25,16 @@ BACKENDS = ("sqlite", "influxdb")
 INSTALL_HINT = "influxd not found: install it with `apt-get update && apt-get install -y influxdb`"
 
 
+class FakeClock:
+    """A monotonic clock the test moves by hand (``clock.now += seconds``)."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 class InfluxHarness:
     """A running influxd plus its v2 write front; hands out one database per test."""
 

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import FakeClock
 
 from agent.export import ProgressLine, export_csv, export_file
 from agent.schema import Point
@@ -433,14 +434,6 @@ def test_export_memory_does_not_grow_with_the_row_count(big_sqlite: Store) -> No
 
 
 # --- progress -------------------------------------------------------------------------------
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_progress_line_redraws_at_most_every_interval_and_wipes_itself() -> None:
     out, clock = io.StringIO(), FakeClock()
     progress = ProgressLine(out, "exporting metrics", interval_s=0.25, clock=clock)

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from agent_process import AgentProcess
-from conftest import InfluxHarness
+from conftest import FakeClock, InfluxHarness
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from influx_server import InfluxServer, V2WriteFront
@@ -280,16 +280,8 @@ def test_a_batch_sent_again_under_its_idempotency_key_is_stored_once(
     assert wait_for_count(url, before + 20) == before + 20
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_idempotency_keys_are_remembered_five_to_ten_minutes_and_bounded_in_number() -> None:
-    clock = Clock()
+    clock = FakeClock()
     keys = RecentKeys(window_s=300, per_window=3, clock=clock)
     keys.put("a", {"accepted": 10})
     keys.put("x", {"accepted": 2, "execution_ids": ["e1", "e2"]})

@@ -370,8 +370,8 @@ class SQLiteStore:
             ids = stats[:, 0]
             columns = {}
             for f, fid in fids.items():
-                rows = ids == fid
-                columns[f] = merge_arrays(times[rows], *(stats[rows, 1 + j] for j in range(4)))
+                of_f = ids == fid
+                columns[f] = merge_arrays(times[of_f], *(stats[of_f, 1 + j] for j in range(4)))
             curve = series_from_columns(dict(key), fields, columns)
             if curve is not None:
                 series.append(curve)
