@@ -30,7 +30,9 @@ import math
 import statistics
 from collections import defaultdict
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -45,6 +47,8 @@ __all__ = [
     "ResourceView",
     "read_resource",
     "read_resources",
+    "ResourcesPage",
+    "read_resources_page",
     "list_workers",
     "list_environments",
     "resource_filter",
@@ -149,7 +153,7 @@ def _device_curve(s: BucketSeries, fields: Sequence[str]) -> Curve:
     if len(per_field) == 1:
         fb = per_field[0]
         if 0 not in fb.count:  # a value in every bucket: the columns as they are
-            return Curve("", list(s.times), *map(list, (fb.mean, fb.min, fb.max, fb.count)))
+            return Curve("", s.times, fb.mean, fb.min, fb.max, fb.count)  # type: ignore[arg-type]
         keep = [i for i, n in enumerate(fb.count) if n]
         return Curve(
             "",
@@ -217,8 +221,11 @@ def _slots(curve: Curve, b: Buckets) -> int:
     One per bucket, or one per sampling interval when the buckets are finer
     than the samples (a zoom to an hour of one-a-minute samples: 60, not 1,000).
     """
-    gaps = [later - earlier for earlier, later in itertools.pairwise(curve.times)]
-    spacing = max(b.step_ns, statistics.median_low(gaps) if gaps else b.step_ns)
+    times = curve.times
+    if len(times) < 2 or times[-1] - times[0] == (len(times) - 1) * b.step_ns:
+        return max(1, (b.end_ns - b.start_ns) // b.step_ns)  # every gap is one step
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
+    spacing = max(b.step_ns, statistics.median_low(gaps))
     return max(1, (b.end_ns - b.start_ns) // spacing)
 
 
@@ -264,19 +271,87 @@ def read_resources(
     """One view per resource, in display order.
 
     Each measurement is read once for all the resources it serves (and the
-    container limits once for CPU and memory).
+    container limits once for CPU and memory); on a store that answers reads
+    at once (InfluxDB) the measurements are read at the same time.
     """
     where = resource_filter(environment, workers)
     plan = _reads(resources)
 
-    answers = {
-        rd.measurement: store.read_buckets(
+    def read(rd: _Read) -> Buckets:
+        return store.read_buckets(
             rd.measurement, rd.fields, start_ns, end_ns, max_points, where, rd.group_by, level
         )
-        for rd in plan
-    }
-    limits = answers.get(schema.CONTAINER.name)
-    return [_view(r, answers[r.measurement.name], limits, thresholds) for r in resources]
+
+    names = {rd.measurement for rd in plan}
+    answers: dict[str, Buckets] = {}
+    views: dict[str, ResourceView] = {}
+
+    def ready(r: Resource) -> bool:
+        needs_limits = bool(r.container_field) and schema.CONTAINER.name in names
+        return r.measurement.name in answers and (
+            not needs_limits or schema.CONTAINER.name in answers
+        )
+
+    def arrived(name: str, buckets: Buckets) -> None:
+        # views are made as their reads arrive, while the store still answers the others
+        answers[name] = buckets
+        limits = answers.get(schema.CONTAINER.name)
+        for r in resources:
+            if r.key not in views and ready(r):
+                views[r.key] = _view(r, answers[r.measurement.name], limits, thresholds)
+
+    if store.concurrent_reads and len(plan) > 1:
+        with ThreadPoolExecutor(len(plan)) as pool:
+            reading = {pool.submit(read, rd): rd.measurement for rd in plan}
+            for done in as_completed(reading):
+                arrived(reading[done], done.result())
+    else:
+        for rd in plan:
+            arrived(rd.measurement, read(rd))
+    return [views[r.key] for r in resources]
+
+
+@dataclass
+class ResourcesPage:
+    """What the resources page shows for a range: views, workers to offer, environments."""
+
+    views: list[ResourceView]
+    workers: list[str]
+    environments: list[str]
+
+
+def read_resources_page(
+    store: Store,
+    start_ns: int,
+    end_ns: int,
+    max_points: int,
+    thresholds: Thresholds,
+    environment: str | None = None,
+    workers: Sequence[str] = (),
+) -> ResourcesPage:
+    """The views of every resource, the workers to offer and the environments of the range.
+
+    Unfiltered views already name every worker; only a worker filter needs the
+    workers listed. On a store that answers reads at once the listings run
+    beside the views' reads.
+    """
+    listings: list[tuple[Any, tuple]] = [(list_environments, (store, start_ns, end_ns))]
+    if workers:
+        listings.append((list_workers, (store, start_ns, end_ns, environment)))
+
+    def views() -> list[ResourceView]:
+        return read_resources(store, start_ns, end_ns, max_points, thresholds, environment, workers)
+
+    if store.concurrent_reads:
+        with ThreadPoolExecutor(len(listings)) as pool:
+            pending = [pool.submit(fn, *args) for fn, args in listings]
+            shown = views()
+            listed = [p.result() for p in pending]
+    else:
+        shown = views()
+        listed = [fn(*args) for fn, args in listings]
+    offered = listed[1] if workers else sorted({c.name for v in shown for c in v.curves})
+    return ResourcesPage(shown, offered, listed[0])
 
 
 def _view(r: Resource, b: Buckets, limits: Buckets | None, thresholds: Thresholds) -> ResourceView:

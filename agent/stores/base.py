@@ -325,6 +325,10 @@ class Store(Protocol):
     """What fleetgauge needs from a time-series store. Both backends pass one contract suite."""
 
     url: str
+    concurrent_reads: bool
+    """True when reads from several threads on this one store run at the same time
+    (InfluxDB: one HTTP request each), so a page reading several measurements
+    reads them at once; False when they would only queue (SQLite: one connection)."""
 
     def write(self, points: Sequence[Point], validated: bool = False) -> None:
         """Write one batch of points and update the rollup tiers; all or nothing.

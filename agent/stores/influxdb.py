@@ -22,6 +22,7 @@ as JSON: the answer's ``Content-Type`` decides.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from collections.abc import Iterator, Sequence
@@ -74,6 +75,7 @@ _MSGPACK = "application/x-msgpack"
 # arrays as tuples: decoded ~40 % faster than lists, and answers are only read
 _UNPACK: dict[str, Any] = {"raw": False, "strict_map_key": False, "use_list": False}
 _READ_SLICES = 2  # concurrent queries for one long tier read
+_CONNECTIONS = 16  # kept open per store: reads of several measurements at once, each sliced
 _MIN_SLICE_STEPS = 200  # shorter reads are one query
 _TIER_INT_FIELDS = {
     m.name: frozenset(tier_field(f.name, "count") for f in m.fields) for m in MEASUREMENTS.values()
@@ -93,6 +95,8 @@ def _flag(url: str, name: str, text: str) -> bool:
 
 class InfluxDBStore:
     """Store backed by an InfluxDB bucket; see the module docstring."""
+
+    concurrent_reads = True  # each read is its own HTTP request: influxd answers them at once
 
     def __init__(
         self,
@@ -126,7 +130,9 @@ class InfluxDBStore:
         )
         self._writer = self._client.write_api(write_options=SYNCHRONOUS)
         self._http = urllib3.PoolManager(
-            timeout=urllib3.Timeout(connect=timeout_s, read=timeout_s * 6), retries=False
+            maxsize=_CONNECTIONS,  # concurrent reads keep their connections (no warning per read)
+            timeout=urllib3.Timeout(connect=timeout_s, read=timeout_s * 6),
+            retries=False,
         )
         self._tiers = TierAccumulator()
 
@@ -387,7 +393,12 @@ class InfluxDBStore:
 
         groups: dict[tuple, list[Any]] = {}
         for s in self._stream_series(statement, epoch="u"):
-            block = np.array(s["values"], dtype=np.float64)  # a null (absent field) -> NaN
+            values, width = s["values"], len(s["columns"])
+            try:  # flattened in C: about 3 times faster than np.array of the row tuples
+                flat = itertools.chain.from_iterable(values)
+                block = np.fromiter(flat, np.float64, len(values) * width).reshape(-1, width)
+            except TypeError:  # a null (a tier point without this field) -> NaN
+                block = np.array(values, dtype=np.float64)
             order = [s["columns"].index(name) for name in wanted]
             if order != list(range(len(s["columns"]))):
                 block = block[:, order]

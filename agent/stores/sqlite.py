@@ -92,6 +92,8 @@ def pack_stats(stats: Sequence[tuple[int, float, float, float, float]]) -> bytes
 class SQLiteStore:
     """Store backed by one SQLite file; see the module docstring for the layout."""
 
+    concurrent_reads = False  # one connection: reads from several threads would only queue
+
     def __init__(self, path: str | Path, retention_ns: int | None = None, url: str = "") -> None:
         self.path = Path(path)
         self.url = url or f"sqlite:///{self.path}"

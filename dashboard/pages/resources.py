@@ -129,26 +129,20 @@ def load(width, _refresh, _tick, search):
     thresholds = site.config.thresholds
     try:
         with site.pool.store() as store:
-            views = queries.read_resources(
+            page = queries.read_resources_page(
                 store, start_ns, end_ns, points_for(width), thresholds, state.env, state.worker
             )
-            # Unfiltered views already name every worker; only a filter hides some.
-            workers = (
-                queries.list_workers(store, start_ns, end_ns, state.env)
-                if state.worker
-                else {c.name for v in views for c in v.curves}
-            )
-            environments = queries.list_environments(store, start_ns, end_ns)
     except StoreError as e:
         components.report_store_error(e)
         return [], [], {}, no_update, no_update
+    views = page.views
     shown = [v for v in views if v.curves or not v.resource.optional]
     cards = [_card(v, thresholds.of(v.resource.key)) for v in shown]
     graphs = [_graph(v, thresholds.of(v.resource.key)) for v in shown]
     over = {v.resource.key: [o.worker for o in v.over()] for v in views}
-    options = [{"label": w, "value": w} for w in sorted({*workers, *state.worker})]
+    options = [{"label": w, "value": w} for w in sorted({*page.workers, *state.worker})]
     components.clear_banner(state)
-    components.set_environments(environments, state.env)
+    components.set_environments(page.environments, state.env)
     return (
         cards,
         graphs,
