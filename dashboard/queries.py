@@ -29,10 +29,10 @@ import itertools
 import math
 import statistics
 from collections import defaultdict
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -56,6 +56,7 @@ __all__ = [
 ]
 
 OK, WARNING, CRITICAL = "ok", "warning", "critical"
+T = TypeVar("T")
 _RESOURCE_NAMES = sorted({r.measurement.name for r in RESOURCES})
 
 
@@ -282,33 +283,14 @@ def read_resources(
             rd.measurement, rd.fields, start_ns, end_ns, max_points, where, rd.group_by, level
         )
 
-    names = {rd.measurement for rd in plan}
-    answers: dict[str, Buckets] = {}
-    views: dict[str, ResourceView] = {}
-
-    def ready(r: Resource) -> bool:
-        needs_limits = bool(r.container_field) and schema.CONTAINER.name in names
-        return r.measurement.name in answers and (
-            not needs_limits or schema.CONTAINER.name in answers
-        )
-
-    def arrived(name: str, buckets: Buckets) -> None:
-        # views are made as their reads arrive, while the store still answers the others
-        answers[name] = buckets
-        limits = answers.get(schema.CONTAINER.name)
-        for r in resources:
-            if r.key not in views and ready(r):
-                views[r.key] = _view(r, answers[r.measurement.name], limits, thresholds)
-
     if store.concurrent_reads and len(plan) > 1:
         with ThreadPoolExecutor(len(plan)) as pool:
-            reading = {pool.submit(read, rd): rd.measurement for rd in plan}
-            for done in as_completed(reading):
-                arrived(reading[done], done.result())
+            buckets = list(pool.map(read, plan))
     else:
-        for rd in plan:
-            arrived(rd.measurement, read(rd))
-    return [views[r.key] for r in resources]
+        buckets = [read(rd) for rd in plan]
+    answers = {rd.measurement: b for rd, b in zip(plan, buckets, strict=True)}
+    limits = answers.get(schema.CONTAINER.name)
+    return [_view(r, answers[r.measurement.name], limits, thresholds) for r in resources]
 
 
 @dataclass
@@ -335,23 +317,23 @@ def read_resources_page(
     workers listed. On a store that answers reads at once the listings run
     beside the views' reads.
     """
-    listings: list[tuple[Any, tuple]] = [(list_environments, (store, start_ns, end_ns))]
-    if workers:
-        listings.append((list_workers, (store, start_ns, end_ns, environment)))
+    with ThreadPoolExecutor(2) as pool:
+        beside = pool.submit if store.concurrent_reads else _done
+        environments = beside(list_environments, store, start_ns, end_ns)
+        listed = beside(list_workers, store, start_ns, end_ns, environment) if workers else None
+        views = read_resources(
+            store, start_ns, end_ns, max_points, thresholds, environment, workers
+        )
+        named = sorted({c.name for v in views for c in v.curves})
+        offered = listed.result() if listed is not None else named
+        return ResourcesPage(views, offered, environments.result())
 
-    def views() -> list[ResourceView]:
-        return read_resources(store, start_ns, end_ns, max_points, thresholds, environment, workers)
 
-    if store.concurrent_reads:
-        with ThreadPoolExecutor(len(listings)) as pool:
-            pending = [pool.submit(fn, *args) for fn, args in listings]
-            shown = views()
-            listed = [p.result() for p in pending]
-    else:
-        shown = views()
-        listed = [fn(*args) for fn, args in listings]
-    offered = listed[1] if workers else sorted({c.name for v in shown for c in v.curves})
-    return ResourcesPage(shown, offered, listed[0])
+def _done(fn: Callable[..., T], *args: Any) -> Future[T]:
+    """``fn(*args)`` run now, as a finished future (a store whose reads would only queue)."""
+    future: Future[T] = Future()
+    future.set_result(fn(*args))
+    return future
 
 
 def _view(r: Resource, b: Buckets, limits: Buckets | None, thresholds: Thresholds) -> ResourceView:
