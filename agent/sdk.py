@@ -10,10 +10,11 @@ Why it is built this way: a recording call runs inside the model's own work,
 so it must never block and never raise. A call only stamps the time and
 appends a tuple to a bounded in-memory queue (about a microsecond); a daemon
 thread checks each value with the agent's rules, builds the JSON and sends
-batches over one kept-alive HTTP connection. A value the agent would refuse is
+batches over one kept-alive HTTP connection; while the agent reads one batch,
+the thread builds the next. A value the agent would refuse is
 dropped and counted before sending, because the agent refuses a whole request
 for one bad item. While the agent is down the thread retries with backoff,
-holding at most ``max_queue`` values in all (queue plus the batch in flight);
+holding at most ``max_queue`` values in all (queue plus the batches in flight);
 what does not fit is dropped and counted, never silently. ``flush()`` and
 normal process exit (``atexit``, bounded wait) deliver what is queued; what
 cannot be delivered at exit is counted and reported in one log line. After
@@ -43,7 +44,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
@@ -502,7 +503,9 @@ class MetricsClient:
         n = min(len(queue), self._batch_size)
         if n == 0:
             return False
-        self._room = self._max_queue - n  # before popping, so queue + batch never exceed it
+        in_flight = self._in_flight()
+        # before popping, so queue and batches never exceed max_queue
+        self._room = self._max_queue - in_flight - n
         metrics: list[dict[str, Any]] = []
         events: list[dict[str, Any]] = []
         executions: list[dict[str, Any]] = []
@@ -528,7 +531,7 @@ class MetricsClient:
                 self._counts["invalid"] += 1
                 self._warn_once("invalid", "fleetgauge sdk: dropped an invalid value: %s", e)
         self._counts["taken"] += taken
-        self._pending = [
+        self._pending.extend(
             _request(path, key, items)
             for path, key, items in (
                 (schema.PUSH_EXECUTIONS_PATH, "executions", executions),
@@ -536,9 +539,17 @@ class MetricsClient:
                 (schema.PUSH_EVENTS_PATH, "events", events),
             )
             if items
-        ]
-        self._room = self._max_queue - len(metrics) - len(events) - len(executions)
+        )
+        self._room = self._max_queue - in_flight - len(metrics) - len(events) - len(executions)
         return True
+
+    def _in_flight(self) -> int:
+        return sum(len(r.items) for r in self._pending)
+
+    def _take_ahead(self) -> None:
+        """While the agent reads the last batch in flight, build the next one from the queue."""
+        if len(self._pending) == 1 and not self._stop:
+            self._take()
 
     def _send_pending(self) -> bool:
         """Send the requests in flight; False (and a retry later) when the agent failed."""
@@ -549,7 +560,9 @@ class MetricsClient:
                 self._split_first()
                 continue
             try:
-                status, data = self._post(self._target.prefix + request.path, body, request.id)
+                status, data = self._post(
+                    self._target.prefix + request.path, body, request.id, self._take_ahead
+                )
             except (OSError, http.client.HTTPException) as e:
                 return self._failed(f"{type(e).__name__}: {e}")
             if status < 300:
@@ -561,7 +574,7 @@ class MetricsClient:
                 return self._failed(f"HTTP {status}")
             else:
                 self._refuse(request, status, data)
-            self._room = self._max_queue - sum(len(r.items) for r in self._pending)
+            self._room = self._max_queue - self._in_flight()
         if self._delay:
             log.info("fleetgauge sdk: agent at %s reachable again", self.url)
         self._delay = self._retry_at = 0.0
@@ -606,7 +619,10 @@ class MetricsClient:
         self._counts["rejected"] += len(request.items)
         self._pending.pop(0)
 
-    def _post(self, path: str, body: bytes, batch_id: str) -> tuple[int, bytes]:
+    def _post(
+        self, path: str, body: bytes, batch_id: str, meanwhile: Callable[[], None]
+    ) -> tuple[int, bytes]:
+        """Send one request and read its answer, calling ``meanwhile`` (once) in between."""
         headers = {**self._headers, schema.PUSH_IDEMPOTENCY_HEADER: batch_id}
         for attempt in (0, 1):
             fresh = self._conn is None
@@ -615,6 +631,8 @@ class MetricsClient:
             conn = self._conn
             try:
                 conn.request("POST", path, body, headers)
+                if not attempt:
+                    meanwhile()
                 response = conn.getresponse()
                 data = response.read()
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):

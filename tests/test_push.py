@@ -175,6 +175,13 @@ BAD_REQUESTS: list[tuple[str, str, object, int, int | None, str | None]] = [
     ("time in milliseconds", METRICS, m(score(time=T0 * 1e3)), 400, 0, "time"),
     ("time negative", METRICS, m(score(time=-5)), 400, 0, "time"),
     ("one bad item among good", METRICS, m(score(), score(), score(None)), 400, 2, "value"),
+    # after a good item of the same series (its tags are known: the inline path checks it)
+    ("then value as text", METRICS, m(score(), score("1")), 400, 1, "value"),
+    ("then value true", METRICS, m(score(), score(True)), 400, 1, "value"),
+    ("then metric a list", METRICS, m(score(), {**score(), "metric": ["score"]}), 400, 1, "metric"),
+    ("then time negative", METRICS, m(score(), score(time=-5.0)), 400, 1, "time"),
+    ("then time past 2262", METRICS, m(score(), score(time=1e300)), 400, 1, "time"),
+    ("then time as text", METRICS, m(score(), score(time="now")), 400, 1, "time"),
     ("too many items", METRICS, m(*[score()] * (schema.MAX_PUSH_ITEMS + 1)), 413, None, "metrics"),
     ("event without name", EVENTS, ev({"source": "x"}), 400, 0, "name"),
     ("event metadata a list", EVENTS, ev({"name": "e", "metadata": [1]}), 400, 0, "metadata"),

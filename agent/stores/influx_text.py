@@ -17,11 +17,12 @@ string literals with ``\\`` and the quote escaped, so a name such as
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 
 from agent.schema import Point
 
-__all__ = ["encode_name", "decode_name", "line", "influxql_string", "influxql_ident"]
+__all__ = ["encode_name", "decode_name", "line", "lines", "influxql_string", "influxql_ident"]
 
 _CODE = {c: f"%{c:02X}" for c in [*range(0x20), 0x7F, ord("%"), ord("\\")]}
 _LP_KEY = {ord(","): "\\,", ord("="): "\\=", ord(" "): "\\ "}
@@ -88,6 +89,35 @@ def line(point: Point, int_fields: frozenset[str] = frozenset()) -> str:
                 return f"{_head(point)}{_tag(k)}={v!r} {point.time_ns}"
     text = ",".join([f"{_tag(k)}={_field_value(v, k in int_fields)}" for k, v in fields.items()])
     return f"{_head(point)}{text} {point.time_ns}"
+
+
+def lines(points: Sequence[Point], int_fields: Mapping[str, frozenset[str]]) -> list[str]:
+    """``line(p, int_fields[p.measurement])`` for every point, in order.
+
+    A batch of pushed values is mostly runs of one series (one tags mapping,
+    shared by its points): a one-float-field point reuses the text before its
+    value from the last point that had the same tags object, measurement and
+    field, without hashing the tag set again.
+    """
+    out: list[str] = []
+    append = out.append
+    prefixes: dict[int, tuple[str, str, str]] = {}  # id(tags) -> measurement, field, prefix
+    for p in points:  # the points hold their tags, so an id stays theirs for the whole loop
+        measurement, tags, fields, t = p
+        if len(fields) == 1:
+            ((k, v),) = fields.items()
+            if type(v) is float:
+                known = prefixes.get(id(tags))
+                if known is not None and known[0] == measurement and known[1] == k:
+                    append(f"{known[2]}{v!r} {t}")
+                    continue
+                if k not in int_fields[measurement]:
+                    prefix = f"{_head(p)}{_tag(k)}="
+                    prefixes[id(tags)] = (measurement, k, prefix)
+                    append(f"{prefix}{v!r} {t}")
+                    continue
+        append(line(p, int_fields[measurement]))
+    return out
 
 
 def influxql_string(value: str) -> str:

@@ -64,6 +64,7 @@ from agent.stores.influx_text import (
     influxql_ident,
     influxql_string,
     line,
+    lines,
 )
 from agent.stores.tiers import TierAccumulator, TierRow
 
@@ -176,10 +177,10 @@ class InfluxDBStore:
             for p in points:
                 validate_point(p)
         staged = self._tiers.stage(points)
-        lines = [line(p, _INT_FIELDS[p.measurement]) for p in points]
-        lines.extend(self._tier_line(r) for r in self._tiers.rows(staged))
-        if lines:
-            self._post_lines("\n".join(lines))
+        text = lines(points, _INT_FIELDS)
+        text.extend(self._tier_line(r) for r in self._tiers.rows(staged))
+        if text:
+            self._post_lines("\n".join(text))
         self._tiers.commit(staged)
 
     def _tier_line(self, row: TierRow) -> str:

@@ -111,15 +111,25 @@ class TierAccumulator:
         """
         finest = self._widths[0]
         partials: dict[tuple[str, TagsKey, int], dict[str, list[float]]] = {}
-        for p in points:
-            numeric = self._numeric.get(p.measurement)
+        tags_keys: dict[int, TagsKey] = {}  # id(tags) -> key: points share their series' tags
+        agg: dict[str, list[float]] = {}
+        last: tuple[str, object, int] | None = None
+        for p in points:  # the points hold their tags, so an id stays theirs for the whole loop
+            measurement, tags, fields, t = p
+            numeric = self._numeric.get(measurement)
             if numeric is None:
                 continue
-            key = (p.measurement, self._tags_key(p.tags), p.time_ns - p.time_ns % finest)
-            agg = partials.get(key)
-            if agg is None:
-                agg = partials[key] = {}
-            for name, value in p.fields.items():
+            bucket = t - t % finest
+            if last is None or last[2] != bucket or last[1] is not tags or last[0] != measurement:
+                tags_key = tags_keys.get(id(tags))
+                if tags_key is None:
+                    tags_key = tags_keys[id(tags)] = self._tags_key(tags)
+                key = (measurement, tags_key, bucket)
+                agg = partials.get(key)  # type: ignore[assignment]
+                if agg is None:
+                    agg = partials[key] = {}
+                last = (measurement, tags, bucket)
+            for name, value in fields.items():
                 if name not in numeric:
                     continue
                 value = float(value)

@@ -78,6 +78,27 @@ def test_points_round_trip_exactly(store: Store) -> None:
     assert step_point.fields["step"] == 3 and isinstance(step_point.fields["step"], int)
 
 
+def test_a_batch_whose_points_share_tag_mappings_reads_back_exactly(store: Store) -> None:
+    """As the push endpoint writes: one tags object per series, shared by measurements."""
+    a = {"environment": "prod", "deployment": "fraud-v2", "metric": "score"}
+    b = {"environment": "prod", "deployment": "fraud-v3", "metric": "score"}
+    points = []
+    for i in range(24):
+        tags = a if i % 4 < 2 else b  # runs of two of one series, then of the other
+        if i % 3 == 2:
+            points.append(Point("list_metric", tags, {"value": i / 8, "step": i}, T0 + i * S))
+        else:
+            points.append(Point("pipeline_metric", tags, {"value": i / 8}, T0 + i * S))
+    store.write(points)
+    for m in (PIPELINE_METRIC, LIST_METRIC):
+        got = [
+            (p.time_ns, dict(p.tags), dict(p.fields))
+            for p in store.stream_points(m.name, T0, T0 + 60 * S)
+        ]
+        want = [(p.time_ns, p.tags, p.fields) for p in points if p.measurement == m.name]
+        assert got == want, m.name
+
+
 def test_same_series_and_time_is_replaced_not_duplicated(store: Store) -> None:
     store.write([cpu("w1", T0, 10.0)])
     store.write([cpu("w1", T0, 20.0)])
