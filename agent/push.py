@@ -241,7 +241,7 @@ class PushParser:
         items = _items(doc, "metrics")
         measurement = schema.PIPELINE_METRIC.name
         deployment, pipeline, execution = schema.DEPLOYMENT, schema.PIPELINE, schema.EXECUTION_ID
-        known, cached, last_ns = _METRIC_KEYS.issuperset, self._tags.get, self._last_ns
+        known, cached = _METRIC_KEYS.issuperset, self._tags.get
         isfinite, make = math.isfinite, tuple.__new__
         points: list[Point] = []
         append = points.append
@@ -276,13 +276,7 @@ class PushParser:
                 else:
                     append(self._metric(i, item, now_ns))
                     continue
-                series = (measurement, key)
-                last = last_ns.get(series)
-                if last is not None and last - _TIE_WINDOW_NS < t <= last:
-                    t = last + 1
-                elif last is None and len(last_ns) >= _MAX_CACHED:
-                    last_ns.clear()
-                last_ns[series] = t
+                t = self._unique((measurement, key), t)
                 append(make(Point, (measurement, tags, {"value": value}, t)))
         return points
 

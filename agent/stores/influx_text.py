@@ -82,13 +82,10 @@ def line(point: Point, int_fields: frozenset[str] = frozenset()) -> str:
     The measurement-and-tags part is cached per series (bounded): a store
     writes the same few series over and over.
     """
-    fields = point.fields
-    if len(fields) == 1:  # a pushed value: no list, no join (a quarter faster)
-        for k, v in fields.items():
-            if type(v) is float and k not in int_fields:
-                return f"{_head(point)}{_tag(k)}={v!r} {point.time_ns}"
-    text = ",".join([f"{_tag(k)}={_field_value(v, k in int_fields)}" for k, v in fields.items()])
-    return f"{_head(point)}{text} {point.time_ns}"
+    fields = ",".join(
+        [f"{_tag(k)}={_field_value(v, k in int_fields)}" for k, v in point.fields.items()]
+    )
+    return f"{_head(point)}{fields} {point.time_ns}"
 
 
 def lines(points: Sequence[Point], int_fields: Mapping[str, frozenset[str]]) -> list[str]:
