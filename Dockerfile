@@ -13,9 +13,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 # Only what the package is built from (see .dockerignore): no tests, no test extras.
 WORKDIR /build
 COPY pyproject.toml README.md ./
+COPY fleetgauge ./fleetgauge
 COPY agent ./agent
 COPY dashboard ./dashboard
-RUN pip install . && rm -rf /build
+RUN pip install '.[all]' && rm -rf /build
 
 # A user of its own. Reading the host's /proc (mounted read-only at /host/proc) and
 # statfs() of its filesystems need no root; a mount under a directory only root may enter
@@ -35,7 +36,7 @@ EXPOSE 9108 9109 8050
 # The default command is the agent, so the check asks its /metrics (with
 # $FLEETGAUGE_METRICS_TOKEN when set). docker-compose.yml gives the dashboard its own check.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
-    CMD ["python", "-m", "agent.healthcheck"]
+    CMD ["python", "-m", "fleetgauge.agent.probe"]
 
 ENTRYPOINT ["fleetgauge"]
 CMD ["agent"]

@@ -1,7 +1,13 @@
-"""fleetgauge agent: collectors, delivery to the store, Prometheus exposition, SDK.
+"""The fleetgauge agent (``fleetgauge.agent``): the per-worker daemon.
 
-Also home of what the agent and the dashboard share: the data model
-(``agent.schema``) and the stores (``agent.stores``).
+Collectors, the schedule, delivery to the store (batching, retry, spool), the
+push endpoint and the Prometheus exposition. What the agent shares with the
+dashboard and the SDK (catalogue, validation, stores, the push protocol) lives
+under :mod:`fleetgauge`.
+
+This folder is installed as ``fleetgauge.agent`` only: imported under any other
+name its classes would exist twice (one copy per name), so that fails at once.
 """
 
-__version__ = "0.1.0"
+if __name__ != "fleetgauge.agent":
+    raise ImportError(f"import fleetgauge.agent, not {__name__} (this folder is fleetgauge.agent)")

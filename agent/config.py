@@ -18,8 +18,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from agent.schema import ENVIRONMENT, RESERVED_TAG_KEYS, WORKER, InvalidPoint, validate_name
-from agent.stores import STORE_ENV, default_store_url
+from fleetgauge.catalogue import ENVIRONMENT, RESERVED_TAG_KEYS, WORKER
+from fleetgauge.stores import STORE_ENV, default_store_url
+from fleetgauge.validation import InvalidPoint, validate_name
 
 __all__ = ["AgentConfig", "ConfigError", "SETTINGS", "load_config", "render_config"]
 

@@ -2,7 +2,7 @@
 
 :class:`Snapshot` keeps the points of the last sample of each collector and
 renders them at scrape time as one gauge family per (measurement, field), named
-by :func:`agent.schema.prometheus_name` (``fleetgauge_`` prefix, percentages
+by :func:`fleetgauge.catalogue.prometheus_name` (``fleetgauge_`` prefix, percentages
 as 0-1 ratios). Labels are ``worker``, ``environment`` and the measurement's
 device tags (``gpu``, ``mount``, ...); a device that disappears stops being
 exported at the next sample. :class:`MetricsServer` serves the registry over
@@ -35,9 +35,9 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, choose_encode
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from agent import schema
-from agent.net import is_loopback
-from agent.schema import Point
+from fleetgauge import catalogue
+from fleetgauge.catalogue import Point
+from fleetgauge.net import is_loopback
 
 __all__ = ["Snapshot", "PipelineSeries", "MetricsServer", "Renderer"]
 
@@ -60,10 +60,10 @@ class Snapshot(Collector):
             points = [p for batch in self._latest.values() for p in batch]
         families: dict[tuple[str, str], tuple[GaugeMetricFamily, tuple[str, ...], float]] = {}
         for p in points:
-            m = schema.MEASUREMENTS.get(p.measurement)
-            if m is None or m.family is not schema.Family.RESOURCE:
+            m = catalogue.MEASUREMENTS.get(p.measurement)
+            if m is None or m.family is not catalogue.Family.RESOURCE:
                 continue
-            labels = (schema.WORKER, schema.ENVIRONMENT, *m.device_tags)
+            labels = (catalogue.WORKER, catalogue.ENVIRONMENT, *m.device_tags)
             values = tuple(p.tags.get(k, "") for k in labels)
             for name, value in p.fields.items():
                 if isinstance(value, str):
@@ -71,7 +71,7 @@ class Snapshot(Collector):
                 entry = families.get((m.name, name))
                 if entry is None:
                     f = m.get_field(name)
-                    metric, factor = schema.prometheus_name(m, f)
+                    metric, factor = catalogue.prometheus_name(m, f)
                     help_text = f"{f.description} ({m.name}.{f.name})"
                     family = GaugeMetricFamily(metric, help_text, labels=labels)
                     entry = families[(m.name, name)] = (family, labels, factor)
@@ -82,7 +82,7 @@ class Snapshot(Collector):
 
 DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 """Histogram bounds for a metric declared without its own (prometheus_client's defaults)."""
-_PIPELINE_MEASUREMENTS = frozenset({schema.PIPELINE_METRIC.name, schema.LIST_METRIC.name})
+_PIPELINE_MEASUREMENTS = frozenset({catalogue.PIPELINE_METRIC.name, catalogue.LIST_METRIC.name})
 
 
 class _Series:
@@ -117,7 +117,7 @@ class PipelineSeries(Collector):
     def record(self, points: Iterable[Point]) -> int:
         """Count pushed pipeline/list values; returns how many were not exposed (limit)."""
         unexposed = 0
-        deployment, pipeline, metric = schema.PUSH_LABELS
+        deployment, pipeline, metric = catalogue.PUSH_LABELS
         with self._lock:
             for p in points:
                 if p.measurement not in _PIPELINE_MEASUREMENTS:
@@ -146,17 +146,19 @@ class PipelineSeries(Collector):
             ]
         if not series:  # nothing pushed yet: no empty families on every scrape
             return
-        labels = (*schema.AGENT_LABELS, *schema.PUSH_LABELS)
+        labels = (*catalogue.AGENT_LABELS, *catalogue.PUSH_LABELS)
         counts = CounterMetricFamily(
-            schema.PIPELINE_VALUES.name.removesuffix("_total"),
-            schema.PIPELINE_VALUES.description,
+            catalogue.PIPELINE_VALUES.name.removesuffix("_total"),
+            catalogue.PIPELINE_VALUES.description,
             labels=labels,
         )
         last = GaugeMetricFamily(
-            schema.PIPELINE_LAST_VALUE.name, schema.PIPELINE_LAST_VALUE.description, labels=labels
+            catalogue.PIPELINE_LAST_VALUE.name,
+            catalogue.PIPELINE_LAST_VALUE.description,
+            labels=labels,
         )
         histogram = HistogramMetricFamily(
-            schema.PIPELINE_VALUE.name, schema.PIPELINE_VALUE.description, labels=labels
+            catalogue.PIPELINE_VALUE.name, catalogue.PIPELINE_VALUE.description, labels=labels
         )
         for key, count, value, buckets, total in series:
             values = (*self._identity, *key)

@@ -1,6 +1,6 @@
 """The agent's own health, as Prometheus metrics: what it sampled, wrote, spooled and dropped.
 
-Names, kinds and help texts come from :data:`agent.schema.AGENT_HEALTH`; every
+Names, kinds and help texts come from :data:`fleetgauge.catalogue.AGENT_HEALTH`; every
 metric carries the agent's ``worker`` and ``environment`` labels so one
 Prometheus can tell the agents of a fleet apart even behind relabelling.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from agent import schema
+from fleetgauge import catalogue
 
 __all__ = ["Health"]
 
@@ -23,31 +23,31 @@ class Health:
     def __init__(self, registry: CollectorRegistry, worker: str, environment: str) -> None:
         identity = (worker, environment)
         made = {}
-        for m in schema.AGENT_HEALTH:
+        for m in catalogue.AGENT_HEALTH:
             extra = {"buckets": _SAMPLE_BUCKETS} if m.kind == "histogram" else {}
             metric = _KINDS[m.kind](
                 m.name.removesuffix("_total") if m.kind == "counter" else m.name,
                 m.description,
-                labelnames=(*schema.AGENT_LABELS, *m.labels),
+                labelnames=(*catalogue.AGENT_LABELS, *m.labels),
                 registry=registry,
                 **extra,
             )
             made[m.name] = metric if m.labels else metric.labels(*identity)
         self.identity = identity
         self._registry = registry
-        self.samples = made[schema.AGENT_SAMPLES.name]
-        self.sample_seconds = made[schema.AGENT_SAMPLE_SECONDS.name]
-        self._collector_errors = made[schema.AGENT_COLLECTOR_ERRORS.name]
-        self.points_written = made[schema.AGENT_POINTS_WRITTEN.name]
-        self.points_spooled = made[schema.AGENT_POINTS_SPOOLED.name]
-        self._points_dropped = made[schema.AGENT_POINTS_DROPPED.name]
-        self.write_errors = made[schema.AGENT_WRITE_ERRORS.name]
-        self.last_write = made[schema.AGENT_LAST_WRITE.name]
-        self.spool_bytes = made[schema.AGENT_SPOOL_BYTES.name]
-        self.spool_points = made[schema.AGENT_SPOOL_POINTS.name]
-        self.push_requests = made[schema.AGENT_PUSH_REQUESTS.name]  # .labels(*identity, code)
-        self.push_accepted = made[schema.AGENT_PUSH_ACCEPTED.name]
-        self.push_unexposed = made[schema.AGENT_PUSH_UNEXPOSED.name]
+        self.samples = made[catalogue.AGENT_SAMPLES.name]
+        self.sample_seconds = made[catalogue.AGENT_SAMPLE_SECONDS.name]
+        self._collector_errors = made[catalogue.AGENT_COLLECTOR_ERRORS.name]
+        self.points_written = made[catalogue.AGENT_POINTS_WRITTEN.name]
+        self.points_spooled = made[catalogue.AGENT_POINTS_SPOOLED.name]
+        self._points_dropped = made[catalogue.AGENT_POINTS_DROPPED.name]
+        self.write_errors = made[catalogue.AGENT_WRITE_ERRORS.name]
+        self.last_write = made[catalogue.AGENT_LAST_WRITE.name]
+        self.spool_bytes = made[catalogue.AGENT_SPOOL_BYTES.name]
+        self.spool_points = made[catalogue.AGENT_SPOOL_POINTS.name]
+        self.push_requests = made[catalogue.AGENT_PUSH_REQUESTS.name]  # .labels(*identity, code)
+        self.push_accepted = made[catalogue.AGENT_PUSH_ACCEPTED.name]
+        self.push_unexposed = made[catalogue.AGENT_PUSH_UNEXPOSED.name]
         for reason in ("spool_full", "rejected", "invalid", "spool_error"):
             self._points_dropped.labels(*identity, reason)  # visible at 0 from the start
         for code in ("202", "400"):
@@ -67,7 +67,7 @@ class Health:
         if points:
             self._points_dropped.labels(*self.identity, reason).inc(points)
 
-    def total(self, metric: schema.HealthMetric) -> int:
+    def total(self, metric: catalogue.HealthMetric) -> int:
         """Current value of a counter of this agent, summed over its extra labels."""
         return int(
             sum(
@@ -75,6 +75,7 @@ class Health:
                 for family in self._registry.collect()
                 for s in family.samples
                 if s.name == metric.name
-                and (s.labels.get(schema.WORKER), s.labels.get(schema.ENVIRONMENT)) == self.identity
+                and (s.labels.get(catalogue.WORKER), s.labels.get(catalogue.ENVIRONMENT))
+                == self.identity
             )
         )

@@ -1,6 +1,6 @@
 """Where the agent's CPU goes: its real schedule in this process, each part timed on its thread.
 
-Used by ``python -m bench.bench_agent --profile``. It builds :class:`agent.app.Agent`
+Used by ``python -m bench.bench_agent --profile``. It builds :class:`fleetgauge.agent.daemon.Agent`
 exactly as ``fleetgauge agent`` does (every collector, SQLite store, /metrics on a
 free loopback port), wraps each collector's ``collect``, the sample job, the flush
 job and the /metrics WSGI app with a thread-CPU-time counter, runs the real
@@ -29,10 +29,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from agent.app import Agent
-from agent.collectors import build_collectors
-from agent.config import AgentConfig
-from agent.exposition import Renderer
+from fleetgauge.agent.collectors import build_collectors
+from fleetgauge.agent.config import AgentConfig
+from fleetgauge.agent.daemon import Agent
+from fleetgauge.agent.exposition import Renderer
 
 __all__ = ["profile_agent", "free_port"]
 

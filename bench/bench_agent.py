@@ -55,11 +55,11 @@ from prometheus_client.openmetrics.parser import (
 )
 from prometheus_client.parser import text_string_to_metric_families as text_families
 
-from agent import schema
 from bench import results
 from bench.agent_profile import free_port, profile_agent
 from bench.bench_store import OUT_DIR, REPO, machine, markdown_report, text_table
 from bench.results import Figure
+from fleetgauge import catalogue
 
 __all__ = ["main", "ProcessUsage", "usage_of"]
 
@@ -356,7 +356,7 @@ def run(seconds: float, warmup: float, interval: float, tmp: Path, scrape: str) 
     agent_argv = [
         sys.executable,
         "-m",
-        "agent",
+        "fleetgauge",
         "agent",
         "--store",
         f"sqlite:///{tmp / 'agent.db'}",
@@ -412,10 +412,10 @@ def run(seconds: float, warmup: float, interval: float, tmp: Path, scrape: str) 
     def delta(name: str) -> float:
         return metric_sum(after, name) - metric_sum(before, name)
 
-    duration = schema.AGENT_SAMPLE_SECONDS.name
-    samples, count = delta(schema.AGENT_SAMPLES.name), delta(duration + "_count")
+    duration = catalogue.AGENT_SAMPLE_SECONDS.name
+    samples, count = delta(catalogue.AGENT_SAMPLES.name), delta(duration + "_count")
     mean_ms = delta(duration + "_sum") / count * 1000 if count else 0.0
-    written = delta(schema.AGENT_POINTS_WRITTEN.name)
+    written = delta(catalogue.AGENT_POINTS_WRITTEN.name)
     glances = subjects[2] if len(subjects) > 2 else None
     return Result(seconds, agent, node, samples, written, mean_ms, glances, glances_rows)
 

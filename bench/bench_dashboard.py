@@ -12,7 +12,7 @@ InfluxDB 2.x, not through the front's Python relay) it
 
 1. loads ``--workers`` x ``--days`` of every resource point the page reads
    (``cpu``, ``memory``, ``gpu``, ``disk``, ``network``: the values of
-   ``agent.demo``, every 10 s, no container points) with ``store.write`` in
+   ``fleetgauge.agent.demo.seed``, every 10 s, no container points) with ``store.write`` in
    batches of 5000, ending at the last UTC midnight so every tier is closed,
    and waits for influxd to finish compacting (``bench_store.wait_idle``);
 2. starts ``python -m agent dashboard --store URL --port 0`` as a child (the
@@ -71,10 +71,6 @@ from urllib.parse import urlencode
 
 from plotly.io.json import to_json_plotly
 
-from agent.demo import _resources
-from agent.schema import Point
-from agent.stores import Store, open_store
-from agent.timeutil import format_time
 from bench.bench_store import (
     _OPENERS,
     BACKENDS,
@@ -97,10 +93,19 @@ from bench.bench_store import (
     text_table,
     timed,
 )
-from dashboard.figures import resource_figure
-from dashboard.queries import ResourceView, list_environments, list_workers, read_resources
-from dashboard.resources import RESOURCES, load_thresholds
-from dashboard.site import SiteConfig, configure, current, points_for
+from fleetgauge.agent.demo.seed import _resources
+from fleetgauge.catalogue import Point
+from fleetgauge.dashboard.data.resources import (
+    ResourceView,
+    list_environments,
+    list_workers,
+    read_resources,
+)
+from fleetgauge.dashboard.figures import resource_figure
+from fleetgauge.dashboard.site import SiteConfig, configure, current, points_for
+from fleetgauge.dashboard.thresholds import RESOURCES, load_thresholds
+from fleetgauge.stores import Store, open_store
+from fleetgauge.timeutil import format_time
 
 __all__ = ["main", "DashboardResult", "resource_batches", "callback_payload"]
 
@@ -122,7 +127,7 @@ def resource_batches(
 ) -> Iterator[list[Point]]:
     """Yield the resource points of every worker per 10 s, in time order, ``batch_size`` at a time.
 
-    The points are those of ``agent.demo`` (one each of cpu, memory, disk,
+    The points are those of ``fleetgauge.agent.demo.seed`` (one each of cpu, memory, disk,
     network and gpu per worker and timestamp), seeded so every run is the same.
     """
     rng = random.Random(7)
@@ -162,7 +167,7 @@ def load_fleet(store: Store, name: str, start_ns: int, days: int, workers: int) 
 @contextmanager
 def dashboard_server(store_url: str, log_path: Path, timeout: float = 60.0) -> Iterator[str]:
     """``python -m agent dashboard --store URL --port 0`` as a child; yields its base URL."""
-    command = [sys.executable, "-m", "agent", "dashboard", "--store", store_url, "--port", "0"]
+    command = [sys.executable, "-m", "fleetgauge", "dashboard", "--store", store_url, "--port", "0"]
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             command, cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log
@@ -402,7 +407,7 @@ def _phases(phase_ms: dict[str, float]) -> str:
 @functools.cache
 def _site_app() -> Any:
     """The Dash site, built once per process (Dash registers page callbacks globally)."""
-    from dashboard.app import create_app
+    from fleetgauge.dashboard.app import create_app
 
     return create_app(SiteConfig(store=""))
 
@@ -544,8 +549,8 @@ def markdown(args: argparse.Namespace, results: Sequence[DashboardResult]) -> st
         "Dashboard benchmark",
         f"python -m bench.bench_dashboard --days {args.days} --workers {args.workers}"
         f" --backend {args.backend}{' --profile' if args.profile else ''}",
-        f"Data: cpu, memory, gpu, disk and network points of `agent.demo` for {args.workers}"
-        f" workers, {args.days} days every {SAMPLE_EVERY_NS // NS_PER_S} s"
+        "Data: cpu, memory, gpu, disk and network points of `fleetgauge.agent.demo.seed`"
+        f" for {args.workers} workers, {args.days} days every {SAMPLE_EVERY_NS // NS_PER_S} s"
         f" ({POINTS_PER_SAMPLE} points per worker and timestamp), batches of {BATCH_SIZE}."
         f" Callback: POST {UPDATE_PATH} of the resources page's `load` callback to a"
         f" `fleetgauge dashboard` child, charts {WIDTH_PX} px wide, custom range over the whole"

@@ -31,9 +31,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.schema import CPU, Point
-from agent.stores import Store
-from agent.timeutil import format_time
 from bench.bench_store import (
     BACKENDS,
     OUT_DIR,
@@ -45,6 +42,9 @@ from bench.bench_store import (
     sqlite_store,
     text_table,
 )
+from fleetgauge.catalogue import CPU, Point
+from fleetgauge.stores import Store
+from fleetgauge.timeutil import format_time
 
 __all__ = ["main", "ExportRun", "run_export"]
 
@@ -133,7 +133,7 @@ def load(store: Store, name: str, rows: int, workers: int) -> float:
 
 def run_export(store_url: str, start_ns: int, end_ns: int, out: Path, backend: str) -> ExportRun:
     """Run one child export of [start_ns, end_ns) into ``out`` and measure it."""
-    command = peak_command("agent", "export", "resources", "--store", store_url)
+    command = peak_command("fleetgauge", "export", "resources", "--store", store_url)
     command += ["--start", format_time(start_ns), "--end", format_time(end_ns), "--out", str(out)]
     t0 = time.perf_counter()
     proc = subprocess.Popen(

@@ -41,8 +41,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent.schema import CPU, WORKER
-from agent.stores import Store, open_store
 from bench import bench_dashboard, fleet, results
 from bench.bench_dashboard import DashboardResult, dashboard_server, measure_http, page_search
 from bench.bench_export import ExportRun, peak_command, peak_rss_kib, run_export
@@ -66,6 +64,8 @@ from bench.bench_store import (
     wait_idle,
 )
 from bench.results import Figure
+from fleetgauge.catalogue import CPU, WORKER
+from fleetgauge.stores import Store, open_store
 
 __all__ = ["main"]
 

@@ -1,6 +1,6 @@
 """End-to-end push benchmark: values/s from the SDK through the agent into the real InfluxDB.
 
-A model records values with ``agent.sdk``; the SDK's sender thread posts them
+A model records values with ``fleetgauge.sdk``; the SDK's sender thread posts them
 to a running ``fleetgauge agent`` (a separate process), which writes them to a
 throwaway ``influxd`` (Debian's 1.6, behind the v2 write front from
 ``tests/influx_server.py``, run as a process of its own). Measured in one run,
@@ -42,11 +42,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent import schema
-from agent.sdk import MetricsClient
 from bench import results
 from bench.bench_store import OUT_DIR, REPO, machine, markdown_report, text_table
 from bench.results import Figure
+from fleetgauge import catalogue
+from fleetgauge.sdk import MetricsClient
 
 __all__ = ["main"]
 
@@ -122,7 +122,7 @@ def influx(tmp: Path) -> Iterator[tuple[object, str]]:
 
 def stored_count(server: object, database: str) -> int:
     """Points of the pipeline-metric measurement in ``database``."""
-    q = f'SELECT count("value") FROM "{schema.PIPELINE_METRIC.name}"'
+    q = f'SELECT count("value") FROM "{catalogue.PIPELINE_METRIC.name}"'
     result = server.query(q, db=database)["results"][0]  # type: ignore[attr-defined]
     series = result.get("series")
     return int(series[0]["values"][0][1]) if series else 0
@@ -140,7 +140,7 @@ def wait_stored(server: object, database: str, expected: int, timeout: float = 3
 
 def lines(n: int, start_ns: int) -> list[str]:
     """``n`` pipeline-metric lines as the agent writes them, 1 us apart."""
-    head = f"{schema.PIPELINE_METRIC.name},deployment=bench,environment=default,metric=score"
+    head = f"{catalogue.PIPELINE_METRIC.name},deployment=bench,environment=default,metric=score"
     return [f"{head} value={float(i % 2)!r} {start_ns + i * 1000}" for i in range(n)]
 
 
@@ -150,7 +150,7 @@ def run_ours(server: object, front: str, n: int, tmp: Path) -> Run:
     push_port = free_port()
     log_path = tmp / "agent.log"
     args = [
-        *(sys.executable, "-m", "agent", "agent"),
+        *(sys.executable, "-m", "fleetgauge", "agent"),
         *("--store", f"influxdb+{front}/ours?org=bench&timeout=60"),
         *("--push-port", str(push_port), "--metrics-port", "0"),
         *("--interval", "3600", "--collectors", "cpu", "--flush-interval", "1"),
@@ -213,7 +213,7 @@ def run_batching(server: object, front: str, n: int) -> Run:
 
     server.create_database("batching")  # type: ignore[attr-defined]
     start_ns = time.time_ns() - n * 1000
-    head = f"{schema.PIPELINE_METRIC.name},deployment=bench,environment=default,metric=score"
+    head = f"{catalogue.PIPELINE_METRIC.name},deployment=bench,environment=default,metric=score"
     with InfluxDBClient(url=front, token="bench", org="bench", timeout=120_000) as client:
         started = time.perf_counter()
         write_api = client.write_api()  # the default: batching, 1,000 per batch, 1 s flush

@@ -4,7 +4,7 @@ Deployed model code records a value after every prediction, so the call must
 stay far below the cost of the prediction itself. This measures, in one run and
 interleaved round by round so machine noise hits both alike:
 
-- ours: the module-level ``agent.sdk.record_metric_value("score", 1)`` on the
+- ours: the module-level ``fleetgauge.sdk.record_metric_value("score", 1)`` on the
   default client;
 - reference: ``prometheus_client``'s
   ``Counter("x", "x", ["a", "b"], registry=CollectorRegistry()).labels("d", "m").inc()``
@@ -39,10 +39,10 @@ from collections.abc import Callable, Sequence
 
 from prometheus_client import CollectorRegistry, Counter
 
-from agent import sdk
 from bench import results
 from bench.bench_store import OUT_DIR, REPO, machine, markdown_report, text_table
 from bench.results import Figure
+from fleetgauge import sdk
 
 __all__ = ["main", "measure"]
 
@@ -149,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     info = [(k, v) for k, v in machine() if k in MACHINE_KEYS]
     command = f"python -m bench.bench_sdk --rounds {args.rounds} --calls {args.calls}"
     notes = [
-        f"ours: `agent.sdk.record_metric_value('score', 1)` (default client, {recorded} values"
+        f"ours: `fleetgauge.sdk.record_metric_value('score', 1)` (default client, {recorded} values"
         f" queued, sender idle: URL http://127.0.0.1:{port} with nothing listening,"
         " flush interval 1 h)",
         "reference: `Counter('x', 'x', ['a', 'b'], registry=CollectorRegistry())"

@@ -49,9 +49,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from agent.schema import CPU, ENVIRONMENT, WORKER, Point
-from agent.stores import Store, StoreUnavailable, open_store
-from agent.stores.base import Buckets
+from fleetgauge.catalogue import CPU, ENVIRONMENT, WORKER, Point
+from fleetgauge.stores import Store, StoreUnavailable, open_store
+from fleetgauge.stores.base import Buckets
 
 __all__ = ["main", "BackendResult", "generate_batches"]
 

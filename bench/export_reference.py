@@ -21,14 +21,14 @@ import sys
 import urllib.parse
 import urllib.request
 
-from agent import schema
+from fleetgauge import catalogue
 
 MEASUREMENTS = [
-    schema.CPU.name,
-    schema.MEMORY.name,
-    schema.DISK.name,
-    schema.NETWORK.name,
-    schema.GPU_MEASUREMENT.name,
+    catalogue.CPU.name,
+    catalogue.MEMORY.name,
+    catalogue.DISK.name,
+    catalogue.NETWORK.name,
+    catalogue.GPU_MEASUREMENT.name,
 ]
 
 

@@ -27,9 +27,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from agent import schema
-from agent.schema import TIER_AGGREGATES, TIERS, Point, tier_field, tier_measurement
-from agent.stores.influx_text import _head, _tag
+from fleetgauge import catalogue
+from fleetgauge.catalogue import TIER_AGGREGATES, TIERS, Point, tier_field, tier_measurement
+from fleetgauge.stores.influx_text import _head, _tag
 
 __all__ = ["Series", "fleet", "points", "load_sqlite", "load_influxdb", "FLEET_MEASUREMENTS"]
 
@@ -39,16 +39,16 @@ EVERY_NS = 10 * NS_PER_S
 GIB = 1024.0**3
 ENVIRONMENT = "bench"
 FLEET_MEASUREMENTS = (
-    schema.CPU,
-    schema.MEMORY,
-    schema.DISK,
-    schema.NETWORK,
-    schema.GPU_MEASUREMENT,
+    catalogue.CPU,
+    catalogue.MEMORY,
+    catalogue.DISK,
+    catalogue.NETWORK,
+    catalogue.GPU_MEASUREMENT,
 )
 _EXTRA_TAGS = {
-    schema.DISK.name: {schema.MOUNT: "/"},
-    schema.NETWORK.name: {schema.INTERFACE: "eth0"},
-    schema.GPU_MEASUREMENT.name: {schema.GPU: "0"},
+    catalogue.DISK.name: {catalogue.MOUNT: "/"},
+    catalogue.NETWORK.name: {catalogue.INTERFACE: "eth0"},
+    catalogue.GPU_MEASUREMENT.name: {catalogue.GPU: "0"},
 }
 
 
@@ -100,14 +100,14 @@ def fleet(start_ns: int, days: float, workers: int, every_ns: int = EVERY_NS) ->
         total = 64 * GIB
         ones = np.ones(len(times))
         columns = {
-            schema.CPU.name: {
+            catalogue.CPU.name: {
                 "usage_percent": cpu,
                 "load1": cpu / 12,
                 "load5": cpu / 13,
                 "load15": cpu / 14,
                 "logical_count": 16 * ones,
             },
-            schema.MEMORY.name: {
+            catalogue.MEMORY.name: {
                 "used_bytes": total * memory,
                 "available_bytes": total * (1 - memory),
                 "total_bytes": total * ones,
@@ -115,16 +115,16 @@ def fleet(start_ns: int, days: float, workers: int, every_ns: int = EVERY_NS) ->
                 "swap_used_bytes": 0 * ones,
                 "swap_used_percent": 0 * ones,
             },
-            schema.DISK.name: {
+            catalogue.DISK.name: {
                 "used_bytes": 500 * GIB * disk / 100,
                 "total_bytes": 500 * GIB * ones,
                 "used_percent": disk,
             },
-            schema.NETWORK.name: {
+            catalogue.NETWORK.name: {
                 "receive_bytes_per_second": 4e6 * wave,
                 "transmit_bytes_per_second": 1e6 * wave,
             },
-            schema.GPU_MEASUREMENT.name: {
+            catalogue.GPU_MEASUREMENT.name: {
                 "utilization_percent": gpu,
                 "memory_used_bytes": 80 * GIB * gpu_memory / 100,
                 "memory_total_bytes": 80 * GIB * ones,
@@ -134,7 +134,7 @@ def fleet(start_ns: int, days: float, workers: int, every_ns: int = EVERY_NS) ->
                 "power_limit_watts": 700 * ones,
             },
         }
-        base = {schema.ENVIRONMENT: ENVIRONMENT, schema.WORKER: worker_name(w)}
+        base = {catalogue.ENVIRONMENT: ENVIRONMENT, catalogue.WORKER: worker_name(w)}
         for m in FLEET_MEASUREMENTS:
             cols = columns[m.name]
             assert tuple(cols) == m.field_names, f"{m.name}: fields differ from the schema"
@@ -169,7 +169,7 @@ def rollups(s: Series, width_ns: int) -> tuple[np.ndarray, dict[str, tuple[np.nd
 
 # --- SQLite ---------------------------------------------------------------------------
 def _stats_blobs(fids: Sequence[int], stats: dict[str, tuple[np.ndarray, ...]]) -> list[bytes]:
-    """One ``tier.stats`` blob per bucket, as :func:`agent.stores.sqlite.pack_stats` makes."""
+    """One ``tier.stats`` blob per bucket, as :func:`fleetgauge.stores.sqlite.pack_stats` makes."""
     buckets = len(next(iter(stats.values()))[0])
     packed = np.empty((buckets, len(fids), 5), dtype="<f8")
     for i, (fid, (count, total, low, high)) in enumerate(zip(fids, stats.values(), strict=True)):

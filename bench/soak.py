@@ -32,7 +32,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent.sdk import MetricsClient
 from bench import results
 from bench.agent_profile import free_port
 from bench.bench_agent import descendants, usage_of
@@ -46,6 +45,7 @@ from bench.bench_dashboard import (
 from bench.bench_push import influx, stored_count, wait_port
 from bench.bench_store import OUT_DIR, REPO, machine, markdown_report, text_table
 from bench.results import Figure
+from fleetgauge.sdk import MetricsClient
 
 __all__ = ["main"]
 
@@ -126,7 +126,7 @@ class Poller:
 @contextlib.contextmanager
 def agent_process(front: str, tmp: Path, push_port: int) -> Iterator[subprocess.Popen[bytes]]:
     args = [
-        *(sys.executable, "-m", "agent", "agent"),
+        *(sys.executable, "-m", "fleetgauge", "agent"),
         *("--store", f"influxdb+{front}/soak?org=bench"),
         *("--push-port", str(push_port), "--metrics-port", "0"),
         *("--interval", "1", "--flush-interval", "1", "--worker", "soak-worker"),
@@ -150,7 +150,7 @@ def _dashboard_pid() -> int:
     for pid in descendants(os.getpid()):
         with contextlib.suppress(OSError):
             cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-            if b"dashboard" in cmd and b"agent" in cmd:
+            if b"dashboard" in cmd and b"fleetgauge" in cmd:
                 return pid
     raise RuntimeError("the dashboard process was not found")
 

@@ -3,7 +3,7 @@
 ``create_app(config)`` builds the app; ``serve(config)`` runs it on a threaded
 WSGI server until SIGINT or SIGTERM. Pages live in ``dashboard/pages`` (one
 module each, with its layout and callbacks); data access is in
-``dashboard.queries`` and figure building in ``dashboard.figures``.
+``fleetgauge.dashboard.data.resources`` and figure building in ``fleetgauge.dashboard.figures``.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ import dash
 from dash import Dash, Input, Output, callback, dcc, html, set_props
 from werkzeug.serving import make_server
 
-from dashboard import auth, download
-from dashboard.components import LOCATION, show_banner
-from dashboard.site import SiteConfig, configure
-from dashboard.state import from_query, parse_search, to_search
+from fleetgauge.dashboard import auth, download
+from fleetgauge.dashboard.components import LOCATION, show_banner
+from fleetgauge.dashboard.site import SiteConfig, configure
+from fleetgauge.dashboard.state import from_query, parse_search, to_search
 
 __all__ = ["create_app", "serve", "SHARED_KEYS"]
 

@@ -39,7 +39,7 @@ from pathlib import Path
 import flask
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from agent.net import is_loopback
+from fleetgauge.net import is_loopback
 
 __all__ = [
     "AUTH_ENV",

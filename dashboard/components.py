@@ -1,6 +1,6 @@
 """Shared controls of every page (environment, date range, refresh) and small pieces.
 
-The controls are drawn from the view in the URL (``dashboard.state``) and write
+The controls are drawn from the view in the URL (``fleetgauge.dashboard.state``) and write
 their changes back into it: the page is then drawn again from the new URL, so
 the URL is the one place a view lives. Every page puts :func:`controls` at its
 top and reads the window with :func:`window_of`.
@@ -26,8 +26,7 @@ from dash import (
     set_props,
 )
 
-from agent.timeutil import format_time, parse_time
-from dashboard.state import (
+from fleetgauge.dashboard.state import (
     CUSTOM,
     QUICK_LABELS,
     REFRESH_LABELS,
@@ -37,6 +36,7 @@ from dashboard.state import (
     parse_search,
     to_search,
 )
+from fleetgauge.timeutil import format_time, parse_time
 
 __all__ = [
     "LOCATION",
@@ -180,7 +180,7 @@ def download_href(
     kind: str, state: ViewState, start_ns: int, end_ns: int, **filters: Sequence[str]
 ) -> str:
     """The link of a page's CSV download: the window, the environment and ``filters``
-    (query parameter -> values, as ``dashboard.download.FILTERS`` names them)."""
+    (query parameter -> values, as ``fleetgauge.dashboard.download.FILTERS`` names them)."""
     params = [("start", format_time(start_ns)), ("end", format_time(end_ns))]
     if state.env:
         params.append(("environment", state.env))

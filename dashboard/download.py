@@ -2,7 +2,7 @@
 
 The rows are the raw points of the selection at full resolution (not the
 bucketed view a chart draws), streamed through the same writer as
-``fleetgauge export`` (``agent.export.iter_csv``): formula cells neutralised,
+``fleetgauge export`` (``fleetgauge.read.export.iter_csv``): formula cells neutralised,
 memory flat whatever the size. The file name says what and when.
 """
 
@@ -14,22 +14,22 @@ from collections.abc import Iterator
 
 import flask
 
-from agent import executions as ex
-from agent import schema
-from agent.export import KINDS, iter_csv
-from agent.query import to_time_ns
-from agent.stores import Store, StoreError
-from agent.timeutil import format_time
-from dashboard.site import current
+from fleetgauge import catalogue
+from fleetgauge.dashboard.site import current
+from fleetgauge.read import executions as ex
+from fleetgauge.read.export import KINDS, iter_csv
+from fleetgauge.read.query import to_time_ns
+from fleetgauge.stores import Store, StoreError
+from fleetgauge.timeutil import format_time
 
 __all__ = ["install", "FILTERS", "file_name"]
 
 FILTERS = {
-    "environment": schema.ENVIRONMENT,
-    "worker": schema.WORKER,
-    "deployment": schema.DEPLOYMENT,
-    "pipeline": schema.PIPELINE,
-    "metric": schema.METRIC,
+    "environment": catalogue.ENVIRONMENT,
+    "worker": catalogue.WORKER,
+    "deployment": catalogue.DEPLOYMENT,
+    "pipeline": catalogue.PIPELINE,
+    "metric": catalogue.METRIC,
 }
 """Query parameters of a download and the tags they filter on (each repeatable)."""
 EXECUTIONS = "executions"
@@ -46,7 +46,7 @@ def file_name(kind: str, start_ns: int, end_ns: int, where: dict[str, list[str]]
         return format_time(ns - ns % 60_000_000_000)[:16].replace("-", "").replace(":", "") + "Z"
 
     parts = ["fleetgauge", kind]
-    for key in (schema.ENVIRONMENT, schema.DEPLOYMENT, schema.METRIC):
+    for key in (catalogue.ENVIRONMENT, catalogue.DEPLOYMENT, catalogue.METRIC):
         values = where.get(key, [])
         if len(values) == 1:
             parts.append(_SAFE.sub("_", values[0])[:40])

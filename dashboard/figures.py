@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from agent import schema
-from dashboard.metrics import MetricView
-from dashboard.queries import Curve, ResourceView
-from dashboard.resources import Threshold
+from fleetgauge import catalogue
+from fleetgauge.dashboard.data.pipeline import MetricView
+from fleetgauge.dashboard.data.resources import Curve, ResourceView
+from fleetgauge.dashboard.thresholds import Threshold
 
 __all__ = [
     "PALETTE",
@@ -65,9 +65,9 @@ def _round(values: Sequence[float | None] | np.ndarray, digits: int) -> np.ndarr
 
 def format_value(value: float, unit: str) -> str:
     """A value as a card or a summary shows it: 97.3 %, 12.5 MB/s."""
-    if unit == schema.PERCENT:
+    if unit == catalogue.PERCENT:
         return f"{value:.1f} %"
-    if unit == schema.BYTES_PER_SECOND:
+    if unit == catalogue.BYTES_PER_SECOND:
         for scale, prefix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
             if abs(value) >= scale:
                 return f"{value / scale:.1f} {prefix}B/s"
@@ -77,7 +77,7 @@ def format_value(value: float, unit: str) -> str:
 
 def format_limit(value: float, unit: str) -> str:
     """A threshold as a card names it: 80 %, 100.0 MB/s."""
-    if unit == schema.PERCENT:
+    if unit == catalogue.PERCENT:
         return f"{value:g} %"
     return format_value(value, unit)
 
@@ -225,7 +225,7 @@ def resource_figure(view: ResourceView, threshold: Threshold, revision: str = ""
 
 
 def _axis_title(unit: str) -> str:
-    return {schema.PERCENT: "%", schema.BYTES_PER_SECOND: "bytes/s"}.get(unit, unit)
+    return {catalogue.PERCENT: "%", catalogue.BYTES_PER_SECOND: "bytes/s"}.get(unit, unit)
 
 
 def empty_figure(title: str, message: str) -> Figure:
@@ -329,7 +329,7 @@ def _step_at(steps: Sequence[int], times_ns: Sequence[int], t: int) -> int | Non
 def compare_figure(metric: str, executions: Sequence[Any], events: Sequence[Any], x: str) -> Figure:
     """One line per execution of list metric ``metric`` against step or wall time.
 
-    ``executions`` are ``agent.executions.ExecutionRecord``; ``events`` their
+    ``executions`` are ``fleetgauge.read.executions.ExecutionRecord``; ``events`` their
     events (points), drawn as markers on the line of their execution: at their
     time, or at the step recorded last before it. A legend click hides an
     execution with its markers.
@@ -354,7 +354,7 @@ def compare_figure(metric: str, executions: Sequence[Any], events: Sequence[Any]
                 "meta": {"execution_id": r.execution_id, "kind": "line"},
             }
         )
-        marks = [e for e in events if e.tags.get(schema.EXECUTION_ID) == r.execution_id]
+        marks = [e for e in events if e.tags.get(catalogue.EXECUTION_ID) == r.execution_id]
         ex, ey, text = [], [], []
         for e in marks:
             step = _step_at(lm.steps, lm.times_ns, e.time_ns)
@@ -363,7 +363,7 @@ def compare_figure(metric: str, executions: Sequence[Any], events: Sequence[Any]
             value = lm.values[lm.steps.index(step)]
             ex.append(step if x == "step" else e.time_ns // _NS_PER_MS)
             ey.append(value)
-            text.append(f"{e.tags.get(schema.EVENT_NAME, '')} {e.fields.get('metadata') or ''}")
+            text.append(f"{e.tags.get(catalogue.EVENT_NAME, '')} {e.fields.get('metadata') or ''}")
         if ex:
             data.append(
                 {

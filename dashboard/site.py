@@ -14,8 +14,8 @@ import queue
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from agent.stores import Store, open_store
-from dashboard.resources import Thresholds
+from fleetgauge.dashboard.thresholds import Thresholds
+from fleetgauge.stores import Store, open_store
 
 __all__ = ["SiteConfig", "StorePool", "configure", "current", "DEFAULT_POINTS"]
 
@@ -92,7 +92,9 @@ def configure(config: SiteConfig) -> Site:
 def current() -> Site:
     """The site of this process; RuntimeError before :func:`configure`."""
     if _SITE is None:
-        raise RuntimeError("the dashboard is not configured: call dashboard.app.create_app first")
+        raise RuntimeError(
+            "the dashboard is not configured: call fleetgauge.dashboard.app.create_app first"
+        )
     return _SITE
 
 

@@ -19,8 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from urllib.parse import parse_qs, urlencode
 
-from agent.executions import MODES
-from agent.timeutil import NS_PER_S, format_time, parse_time
+from fleetgauge.read.executions import MODES
+from fleetgauge.timeutil import NS_PER_S, format_time, parse_time
 
 __all__ = [
     "QUICK_RANGES",

@@ -33,7 +33,7 @@ class AgentProcess:
         self.args = [
             sys.executable,
             "-m",
-            "agent",
+            "fleetgauge",
             "agent",
             "--metrics-port",
             str(self.metrics_port),

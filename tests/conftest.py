@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from influx_server import InfluxServer, V2WriteFront  # noqa: E402
 
-from agent.stores import Store, open_store  # noqa: E402
+from fleetgauge.stores import Store, open_store  # noqa: E402
 
 BACKENDS = ("sqlite", "influxdb")
 INSTALL_HINT = "influxd not found: install it with `apt-get update && apt-get install -y influxdb`"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from agent_process import AgentProcess
 
-from agent.sdk import MetricsClient
+from fleetgauge.sdk import MetricsClient
 
 S = 1_000_000_000
 MINUTE = 60 * S

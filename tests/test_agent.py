@@ -13,19 +13,19 @@ import pytest
 from agent_process import AgentProcess
 from conftest import BACKENDS, InfluxHarness
 
-from agent import schema
-from agent.stores import open_store
+from fleetgauge import catalogue, validation
+from fleetgauge.stores import open_store
 
 S = 1_000_000_000
 WORKER = "e2e-worker"
 
 # Fields this machine always has: CPU, per-core, memory, the root filesystem.
 ALWAYS = {
-    schema.CPU: ("usage_percent", "load1", "load5", "load15", "logical_count"),
-    schema.CPU_CORE: ("usage_percent",),
-    schema.MEMORY: ("used_bytes", "available_bytes", "total_bytes", "used_percent"),
-    schema.DISK: ("used_bytes", "total_bytes", "used_percent"),
-    schema.NETWORK: ("receive_bytes_per_second", "transmit_bytes_per_second"),
+    catalogue.CPU: ("usage_percent", "load1", "load5", "load15", "logical_count"),
+    catalogue.CPU_CORE: ("usage_percent",),
+    catalogue.MEMORY: ("used_bytes", "available_bytes", "total_bytes", "used_percent"),
+    catalogue.DISK: ("used_bytes", "total_bytes", "used_percent"),
+    catalogue.NETWORK: ("receive_bytes_per_second", "transmit_bytes_per_second"),
 }
 
 
@@ -76,9 +76,9 @@ def test_agent_writes_every_resource_field_of_this_worker(
             points = list(store.stream_points(m.name, started, time.time_ns() + S))
             assert points, f"no {m.name} points"
             for p in points:
-                assert p.tags[schema.WORKER] == WORKER and p.tags[schema.ENVIRONMENT] == "e2e"
+                assert p.tags[catalogue.WORKER] == WORKER and p.tags[catalogue.ENVIRONMENT] == "e2e"
                 assert p.tags["team"] == "ml"
-                schema.validate_point(p)
+                validation.validate_point(p)
             for f in fields:
                 values = [p.fields[f] for p in points if f in p.fields]
                 assert values, f"{m.name}.{f} never written"
@@ -88,13 +88,13 @@ def test_agent_writes_every_resource_field_of_this_worker(
             times = {p.time_ns for p in points}
             assert len(times) >= samples - 1, (m.name, len(times), samples)
         root = {
-            p.tags[schema.MOUNT]
-            for p in store.stream_points(schema.DISK.name, started, time.time_ns() + S)
+            p.tags[catalogue.MOUNT]
+            for p in store.stream_points(catalogue.DISK.name, started, time.time_ns() + S)
         }
         assert "/" in root
         interfaces = {
-            p.tags[schema.INTERFACE]
-            for p in store.stream_points(schema.NETWORK.name, started, time.time_ns() + S)
+            p.tags[catalogue.INTERFACE]
+            for p in store.stream_points(catalogue.NETWORK.name, started, time.time_ns() + S)
         }
         assert "lo" in interfaces
     finally:
@@ -115,8 +115,10 @@ def test_metrics_show_this_workers_resources_with_catalogue_names(tmp_path: Path
         samples = agent.samples()
         agent.stop()
     names = {name for name, _ in samples}
-    cpu_name, _ = schema.prometheus_name(schema.CPU, schema.CPU.get_field("usage_percent"))
-    mem_name, _ = schema.prometheus_name(schema.MEMORY, schema.MEMORY.get_field("total_bytes"))
+    cpu_name, _ = catalogue.prometheus_name(catalogue.CPU, catalogue.CPU.get_field("usage_percent"))
+    mem_name, _ = catalogue.prometheus_name(
+        catalogue.MEMORY, catalogue.MEMORY.get_field("total_bytes")
+    )
     assert cpu_name == "fleetgauge_cpu_usage_ratio" and cpu_name in names
     labels = dict(next(ls for n, ls in samples if n == mem_name))
     assert labels == {"worker": WORKER, "environment": "default"}
@@ -124,7 +126,7 @@ def test_metrics_show_this_workers_resources_with_catalogue_names(tmp_path: Path
     assert total > 100 * 1024 * 1024
     ratio = [v for (n, _), v in samples.items() if n == cpu_name]
     assert ratio and all(0 <= v <= 1 for v in ratio)
-    for health in schema.AGENT_HEALTH:
+    for health in catalogue.AGENT_HEALTH:
         assert any(n.startswith(health.name.removesuffix("_total")) for n in names), health.name
 
 

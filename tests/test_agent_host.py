@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from agent_process import AgentProcess
 
-from agent import schema
-from agent.config import ConfigError, load_config
-from agent.stores import open_store
+from fleetgauge import catalogue
+from fleetgauge.agent.config import ConfigError, load_config
+from fleetgauge.stores import open_store
 
 S = 1_000_000_000
 CPU_LINE = "cpu{}  4705 150 1120 16250 520 0 30 0 0 0\n"
@@ -84,22 +84,22 @@ def test_the_agent_writes_the_hosts_numbers_from_the_mounted_trees(tmp_path: Pat
     store = open_store(url, create=False)
     try:
 
-        def points(m: schema.Measurement) -> list[schema.Point]:
+        def points(m: catalogue.Measurement) -> list[catalogue.Point]:
             found = list(store.stream_points(m.name, started, time.time_ns() + S))
             assert found, f"no {m.name} points:\n{agent.log()}"
             return found
 
-        memory = points(schema.MEMORY)
+        memory = points(catalogue.MEMORY)
         assert {p.fields["total_bytes"] for p in memory} == {4_096_000_000}
         assert {p.fields["used_bytes"] for p in memory} == {3_072_000_000}
         assert {p.fields["swap_used_percent"] for p in memory} == {75.0}
-        assert {p.fields["logical_count"] for p in points(schema.CPU)} == {3}
-        network = points(schema.NETWORK)
-        assert {p.tags[schema.INTERFACE] for p in network} == {"fake0"}
+        assert {p.fields["logical_count"] for p in points(catalogue.CPU)} == {3}
+        network = points(catalogue.NETWORK)
+        assert {p.tags[catalogue.INTERFACE] for p in network} == {"fake0"}
         assert {p.fields["receive_bytes_per_second"] for p in network} == {0}
-        disks = points(schema.DISK)
+        disks = points(catalogue.DISK)
         # the host's mounts by their host paths, measured under rootfs; proc and tmpfs skipped
-        assert {p.tags[schema.MOUNT] for p in disks} == {"/", "/data set"}
+        assert {p.tags[catalogue.MOUNT] for p in disks} == {"/", "/data set"}
         fs = os.statvfs(rootfs)
         assert {p.fields["total_bytes"] for p in disks} == {fs.f_blocks * fs.f_frsize}
     finally:
@@ -110,7 +110,7 @@ def test_a_host_proc_that_is_no_procfs_stops_the_agent_with_the_reason(tmp_path:
     empty = tmp_path / "not-mounted"
     empty.mkdir()
     done = subprocess.run(
-        [sys.executable, "-m", "agent", "agent", "--store", f"sqlite:///{tmp_path / 'a.db'}"],
+        [sys.executable, "-m", "fleetgauge", "agent", "--store", f"sqlite:///{tmp_path / 'a.db'}"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -124,7 +124,7 @@ def test_a_host_root_without_the_hosts_mount_table_stops_the_agent(tmp_path: Pat
     proc, rootfs = host_tree(tmp_path)
     (proc / "1" / "mounts").unlink()
     done = subprocess.run(
-        [sys.executable, "-m", "agent", "agent", "--store", f"sqlite:///{tmp_path / 'a.db'}"],
+        [sys.executable, "-m", "fleetgauge", "agent", "--store", f"sqlite:///{tmp_path / 'a.db'}"],
         capture_output=True,
         text=True,
         timeout=60,

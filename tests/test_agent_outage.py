@@ -9,8 +9,8 @@ from pathlib import Path
 from agent_process import AgentProcess
 from influx_server import InfluxServer, V2WriteFront
 
-from agent import schema
-from agent.stores import open_store
+from fleetgauge import catalogue
+from fleetgauge.stores import open_store
 
 S = 1_000_000_000
 WORKER = "outage-worker"
@@ -62,7 +62,7 @@ def test_samples_taken_while_influxdb_is_down_arrive_once_it_is_back(tmp_path: P
         store = open_store(url)
         try:
             end = time.time_ns() + S
-            always = {schema.CPU: ("usage_percent", "load1"), schema.MEMORY: ("used_bytes",)}
+            always = {catalogue.CPU: ("usage_percent", "load1"), catalogue.MEMORY: ("used_bytes",)}
             for m, fields in always.items():
                 points = list(store.stream_points(m.name, started, end, {"worker": [WORKER]}))
                 times = [p.time_ns for p in points]
@@ -74,7 +74,7 @@ def test_samples_taken_while_influxdb_is_down_arrive_once_it_is_back(tmp_path: P
             first, last = min(times), max(times) + 1
             span = (last - first) // 60 // S + 2
             b = store.read_buckets(
-                schema.MEMORY.name,
+                catalogue.MEMORY.name,
                 ["total_bytes"],
                 first - first % (60 * S),
                 first - first % (60 * S) + span * 60 * S,
@@ -119,7 +119,7 @@ def test_a_sigkilled_agent_loses_at_most_one_flush_interval(tmp_path: Path) -> N
         assert code == 0, second.log()
         store = open_store(url)
         try:
-            points = list(store.stream_points(schema.CPU.name, started, time.time_ns() + S))
+            points = list(store.stream_points(catalogue.CPU.name, started, time.time_ns() + S))
         finally:
             store.close()
         before_kill = [p for p in points if p.time_ns < second.started_ns]

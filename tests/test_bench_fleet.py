@@ -17,9 +17,9 @@ from conftest import BACKENDS, make_store
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agent.schema import TIERS  # noqa: E402
-from agent.stores import Store  # noqa: E402
 from bench import fleet  # noqa: E402
+from fleetgauge.catalogue import TIERS  # noqa: E402
+from fleetgauge.stores import Store  # noqa: E402
 
 HOURS = 3
 WORKERS = 3

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.cli import build_parser
-from agent.schema import Point
-from agent.stores import Store
+from fleetgauge.catalogue import Point
+from fleetgauge.cli import build_parser
+from fleetgauge.stores import Store
 
 S = 1_000_000_000
 T0 = 1_767_225_600 * S
@@ -26,7 +26,7 @@ START, END = "2026-01-01T00:00:00Z", "2026-01-01T01:00:00Z"
 
 def fleetgauge(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "agent", *args],
+        [sys.executable, "-m", "fleetgauge", *args],
         capture_output=True,
         text=True,
         timeout=120,
@@ -291,7 +291,7 @@ def on_a_terminal(*args: str, env: dict[str, str], stdout_too: bool = False) -> 
     master, slave = pty.openpty()
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "agent", *args],
+            [sys.executable, "-m", "fleetgauge", *args],
             stdin=subprocess.DEVNULL,
             stdout=slave if stdout_too else subprocess.DEVNULL,
             stderr=slave,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import AgentConfig, ConfigError, load_config, render_config
+from fleetgauge.agent.config import AgentConfig, ConfigError, load_config, render_config
 
 
 def write(path: Path, text: str) -> Path:
@@ -113,7 +113,7 @@ def test_printed_config_reads_back_and_hides_the_token(tmp_path: Path) -> None:
 def test_cli_prints_config_and_fails_with_one_line(tmp_path: Path) -> None:
     env = {"FLEETGAUGE_METRICS_TOKEN": "tok-12345", "PATH": "/usr/bin:/bin"}
     ok = subprocess.run(
-        [sys.executable, "-m", "agent", "agent", "--print-config", "--interval", "2"],
+        [sys.executable, "-m", "fleetgauge", "agent", "--print-config", "--interval", "2"],
         capture_output=True,
         text=True,
         env=env,
@@ -122,7 +122,7 @@ def test_cli_prints_config_and_fails_with_one_line(tmp_path: Path) -> None:
     assert ok.returncode == 0, ok.stderr
     assert "interval = 2.0" in ok.stdout and "tok-12345" not in ok.stdout
     bad = subprocess.run(
-        [sys.executable, "-m", "agent", "agent", "--interval", "0.1"],
+        [sys.executable, "-m", "fleetgauge", "agent", "--interval", "0.1"],
         capture_output=True,
         text=True,
         env=env,

@@ -10,11 +10,11 @@ from conftest import InfluxHarness
 from influx_server import InfluxServer, V2WriteFront, free_port
 from prometheus_client import CollectorRegistry
 
-from agent import schema
-from agent.delivery import Delivery, Spool, SpoolError
-from agent.health import Health
-from agent.schema import Point
-from agent.stores import open_store
+from fleetgauge import catalogue
+from fleetgauge.agent.delivery import Delivery, Spool, SpoolError
+from fleetgauge.agent.health import Health
+from fleetgauge.catalogue import Point
+from fleetgauge.stores import open_store
 
 S = 1_000_000_000
 T0 = 1_767_225_600 * S
@@ -31,10 +31,10 @@ def health() -> Health:
 
 def counts(h: Health) -> dict[str, int]:
     return {
-        "written": h.total(schema.AGENT_POINTS_WRITTEN),
-        "spooled": h.total(schema.AGENT_POINTS_SPOOLED),
-        "dropped": h.total(schema.AGENT_POINTS_DROPPED),
-        "errors": h.total(schema.AGENT_WRITE_ERRORS),
+        "written": h.total(catalogue.AGENT_POINTS_WRITTEN),
+        "spooled": h.total(catalogue.AGENT_POINTS_SPOOLED),
+        "dropped": h.total(catalogue.AGENT_POINTS_DROPPED),
+        "errors": h.total(catalogue.AGENT_WRITE_ERRORS),
     }
 
 

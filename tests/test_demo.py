@@ -21,9 +21,9 @@ from typing import Any
 import psutil
 import pytest
 
-from agent import demo
-from agent.query import get_events, get_metrics, get_resource_metrics
-from agent.stores import open_store
+from fleetgauge.agent.demo import seed as demo
+from fleetgauge.read.query import get_events, get_metrics, get_resource_metrics
+from fleetgauge.stores import open_store
 
 URL_LINE = re.compile(r"fleetgauge dashboard:\s+(http://127\.0\.0\.1:\d+/)")
 
@@ -37,7 +37,7 @@ class DemoProcess:
     def __init__(self, workdir: Path, *args: str) -> None:
         self.launched = datetime.now(UTC)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "agent", "demo", *args],
+            [sys.executable, "-m", "fleetgauge", "demo", *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,

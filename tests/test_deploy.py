@@ -9,8 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from agent.cli import build_parser
-from agent.config import load_config
+from fleetgauge.agent.config import load_config
+from fleetgauge.cli import build_parser
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 
@@ -25,8 +25,8 @@ def test_the_example_config_loads_as_documented() -> None:
 
 
 def test_the_env_example_names_only_settings_the_agent_reads() -> None:
-    from agent.config import SETTINGS
-    from agent.stores.influxdb import TOKEN_ENV
+    from fleetgauge.agent.config import SETTINGS
+    from fleetgauge.stores.influxdb import TOKEN_ENV
 
     names = {
         line.split("=", 1)[0]

@@ -27,10 +27,10 @@ from executions_grid import (
     S,
 )
 
-from agent.query import get_events, get_execution, list_executions
-from agent.sdk import MetricsClient
-from agent.stores import open_store
-from agent.timeutil import format_time
+from fleetgauge.read.query import get_events, get_execution, list_executions
+from fleetgauge.sdk import MetricsClient
+from fleetgauge.stores import open_store
+from fleetgauge.timeutil import format_time
 
 EXECUTIONS = "/v1/executions"
 
@@ -108,7 +108,7 @@ def test_get_execution_has_every_value(grid) -> None:
 def _export(url: str, g: Grid, *extra: str) -> subprocess.CompletedProcess:
     start, end = window(g)
     return subprocess.run(
-        [sys.executable, "-m", "agent", "export", "executions", "--store", url]
+        [sys.executable, "-m", "fleetgauge", "export", "executions", "--store", url]
         + ["--start", start, "--end", end, *extra],
         capture_output=True,
         text=True,
@@ -171,7 +171,17 @@ def test_export_executions_refuses_bad_arguments(grid) -> None:
     assert bad.returncode == 2
     assert "unknown column 'list.accuracy.median'" in bad.stderr
     wrong_kind = subprocess.run(
-        [sys.executable, "-m", "agent", "export", "metrics", "--store", url, "--status", "failed"],
+        [
+            sys.executable,
+            "-m",
+            "fleetgauge",
+            "export",
+            "metrics",
+            "--store",
+            url,
+            "--status",
+            "failed",
+        ],
         capture_output=True,
         text=True,
         timeout=60,

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from conftest import FakeClock
 
-from agent.export import ProgressLine, export_csv, export_file
-from agent.schema import Point
-from agent.stores import Store, StoreUnavailable, open_store
+from fleetgauge.catalogue import Point
+from fleetgauge.read.export import ProgressLine, export_csv, export_file
+from fleetgauge.stores import Store, StoreUnavailable, open_store
 
 S = 1_000_000_000
 T0 = 1_767_225_600 * S  # 2026-01-01T00:00:00Z

@@ -24,9 +24,9 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from agent.exposition import MetricsServer, PipelineSeries, Renderer, Snapshot
-from agent.health import Health
-from agent.schema import Point
+from fleetgauge.agent.exposition import MetricsServer, PipelineSeries, Renderer, Snapshot
+from fleetgauge.agent.health import Health
+from fleetgauge.catalogue import Point
 
 PROMETHEUS_ACCEPT = (
     "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;"

@@ -22,8 +22,8 @@ import pytest
 from agent_process import AgentProcess
 from influx_server import InfluxServer, V2WriteFront
 
-from agent import schema
-from agent.stores import open_store
+from fleetgauge import catalogue, protocol
+from fleetgauge.stores import open_store
 
 S = 1_000_000_000
 WORKER = "fault-worker"
@@ -68,8 +68,8 @@ def _samples_in_log(log: str) -> int:
 def _cpu_times(url: str, since_ns: int) -> list[int]:
     store = open_store(url, create=False)
     try:
-        points = store.stream_points(schema.CPU.name, since_ns, time.time_ns() + S)
-        return [p.time_ns for p in points if p.tags.get(schema.WORKER) == WORKER]
+        points = store.stream_points(catalogue.CPU.name, since_ns, time.time_ns() + S)
+        return [p.time_ns for p in points if p.tags.get(catalogue.WORKER) == WORKER]
     finally:
         store.close()
 
@@ -80,9 +80,9 @@ def _sampled_points(url: str) -> int:
     try:
         return sum(
             1
-            for m in (schema.CPU, schema.CPU_CORE)
+            for m in (catalogue.CPU, catalogue.CPU_CORE)
             for p in store.stream_points(m.name, 0, time.time_ns() + S)
-            if p.tags.get(schema.WORKER) == WORKER
+            if p.tags.get(catalogue.WORKER) == WORKER
         )
     finally:
         store.close()
@@ -122,7 +122,10 @@ def _post(port: int, body: dict) -> tuple[int, dict]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     try:
         conn.request(
-            "POST", schema.PUSH_METRICS_PATH, json.dumps(body), {"Content-Type": "application/json"}
+            "POST",
+            protocol.PUSH_METRICS_PATH,
+            json.dumps(body),
+            {"Content-Type": "application/json"},
         )
         resp = conn.getresponse()
         return resp.status, json.loads(resp.read())
@@ -168,7 +171,7 @@ def test_a_full_spool_drops_the_oldest_counts_them_and_the_agent_lives(
     try:
         values = [
             int(p.fields["value"])
-            for p in store.stream_points(schema.PIPELINE_METRIC.name, 0, time.time_ns() + S)
+            for p in store.stream_points(catalogue.PIPELINE_METRIC.name, 0, time.time_ns() + S)
         ]
     finally:
         store.close()
@@ -260,7 +263,7 @@ def test_fifty_clients_flooding_the_push_endpoint_get_no_5xx_and_lose_nothing(
             try:
                 conn.request(
                     "POST",
-                    schema.PUSH_METRICS_PATH,
+                    protocol.PUSH_METRICS_PATH,
                     json.dumps({"metrics": items}),
                     {"Content-Type": "application/json"},
                 )
@@ -298,7 +301,7 @@ def test_fifty_clients_flooding_the_push_endpoint_get_no_5xx_and_lose_nothing(
     assert growth < 128 * 1024 * 1024, f"agent RSS grew {growth / 2**20:.0f} MiB"
     store = open_store(url, create=False)
     try:
-        stored = sum(1 for _ in store.stream_points(schema.PIPELINE_METRIC.name, 0, 2**62))
+        stored = sum(1 for _ in store.stream_points(catalogue.PIPELINE_METRIC.name, 0, 2**62))
     finally:
         store.close()
     assert stored == accepted[0], (stored, accepted[0], statuses)

@@ -16,13 +16,17 @@ import pytest
 from agent_process import AgentProcess
 from prometheus_server import PrometheusServer, require_tool
 
-from agent import schema
+from fleetgauge import catalogue
 
 ENVIRONMENT = "prom-scrape"
-CPU_USAGE, _ = schema.prometheus_name(schema.CPU, schema.CPU.get_field("usage_percent"))
-MEMORY_USED, _ = schema.prometheus_name(schema.MEMORY, schema.MEMORY.get_field("used_bytes"))
-MEMORY_TOTAL, _ = schema.prometheus_name(schema.MEMORY, schema.MEMORY.get_field("total_bytes"))
-SAMPLES = schema.AGENT_SAMPLES.name
+CPU_USAGE, _ = catalogue.prometheus_name(catalogue.CPU, catalogue.CPU.get_field("usage_percent"))
+MEMORY_USED, _ = catalogue.prometheus_name(
+    catalogue.MEMORY, catalogue.MEMORY.get_field("used_bytes")
+)
+MEMORY_TOTAL, _ = catalogue.prometheus_name(
+    catalogue.MEMORY, catalogue.MEMORY.get_field("total_bytes")
+)
+SAMPLES = catalogue.AGENT_SAMPLES.name
 
 
 @pytest.fixture

@@ -17,14 +17,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from influx_server import InfluxServer, V2WriteFront
 
-from agent import schema
-from agent.push import RecentKeys
-from agent.stores import open_store
-from agent.timeutil import parse_time
+from fleetgauge import catalogue, protocol, validation
+from fleetgauge.agent.push import RecentKeys
+from fleetgauge.stores import open_store
+from fleetgauge.timeutil import parse_time
 
 S = 1_000_000_000
 T0 = 1_790_000_000  # 2026-09-21T12:53:20Z, epoch seconds
-METRICS, EVENTS = schema.PUSH_METRICS_PATH, schema.PUSH_EVENTS_PATH
+METRICS, EVENTS = protocol.PUSH_METRICS_PATH, protocol.PUSH_EVENTS_PATH
 MAX_BODY = 1024 * 1024
 ENV = {"environment": "default"}
 
@@ -36,13 +36,13 @@ def store_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> s
     return harness.store_url(harness.new_database())
 
 
-def stored(url: str) -> dict[str, list[schema.Point]]:
+def stored(url: str) -> dict[str, list[catalogue.Point]]:
     """Every pushed point in the store, by measurement, in time order."""
     store = open_store(url)
     try:
         return {
             m.name: sorted(store.stream_points(m.name, 0, 2**62), key=lambda p: p.time_ns)
-            for m in (schema.PIPELINE_METRIC, schema.LIST_METRIC, schema.EVENT)
+            for m in (catalogue.PIPELINE_METRIC, catalogue.LIST_METRIC, catalogue.EVENT)
         }
     finally:
         store.close()
@@ -126,8 +126,8 @@ def test_values_that_share_a_timestamp_are_all_kept(
 
 
 # --- bad input -------------------------------------------------------------------------------
-LONG = "x" * (schema.MAX_NAME_LENGTH + 1)
-TOO_MANY_TAGS = {f"t{i}": "v" for i in range(schema.MAX_PUSH_TAGS + 1)}
+LONG = "x" * (validation.MAX_NAME_LENGTH + 1)
+TOO_MANY_TAGS = {f"t{i}": "v" for i in range(protocol.MAX_PUSH_TAGS + 1)}
 
 
 def m(*items: object) -> dict[str, object]:
@@ -182,7 +182,14 @@ BAD_REQUESTS: list[tuple[str, str, object, int, int | None, str | None]] = [
     ("then time negative", METRICS, m(score(), score(time=-5.0)), 400, 1, "time"),
     ("then time past 2262", METRICS, m(score(), score(time=1e300)), 400, 1, "time"),
     ("then time as text", METRICS, m(score(), score(time="now")), 400, 1, "time"),
-    ("too many items", METRICS, m(*[score()] * (schema.MAX_PUSH_ITEMS + 1)), 413, None, "metrics"),
+    (
+        "too many items",
+        METRICS,
+        m(*[score()] * (protocol.MAX_PUSH_ITEMS + 1)),
+        413,
+        None,
+        "metrics",
+    ),
     ("event without name", EVENTS, ev({"source": "x"}), 400, 0, "name"),
     ("event metadata a list", EVENTS, ev({"name": "e", "metadata": [1]}), 400, 0, "metadata"),
     (
@@ -275,7 +282,7 @@ def test_a_batch_sent_again_under_its_idempotency_key_is_stored_once(
     answers = []
     for key in ("batch-1", "batch-1", "batch-2"):
         conn = http.client.HTTPConnection("127.0.0.1", agent.push_port, timeout=5)
-        headers = {"Content-Type": "application/json", schema.PUSH_IDEMPOTENCY_HEADER: key}
+        headers = {"Content-Type": "application/json", protocol.PUSH_IDEMPOTENCY_HEADER: key}
         conn.request("POST", METRICS, body, headers)
         response = conn.getresponse()
         answers.append((response.status, json.loads(response.read())))
@@ -340,7 +347,7 @@ json_values = st.recursive(
     max_leaves=12,
 )
 near_items = st.dictionaries(
-    st.sampled_from([*schema.PUSH_METRIC_KEYS, *schema.PUSH_EVENT_KEYS, "bogus"]),
+    st.sampled_from([*protocol.PUSH_METRIC_KEYS, *protocol.PUSH_EVENT_KEYS, "bogus"]),
     json_values
     | st.sampled_from(["score", "d", "2026-09-21T10:00:00Z", "", "x" * 257])
     | st.floats(min_value=0, max_value=4e9),
@@ -365,7 +372,12 @@ valid_items = st.fixed_dictionaries(
         "tags": st.dictionaries(names.filter(lambda k: k not in TAKEN), names, max_size=3),
     },
 )
-TAKEN = {*schema.PUSH_METRIC_KEYS, *schema.PUSH_EVENT_KEYS, *schema.RESERVED_TAG_KEYS, "worker"}
+TAKEN = {
+    *protocol.PUSH_METRIC_KEYS,
+    *protocol.PUSH_EVENT_KEYS,
+    *catalogue.RESERVED_TAG_KEYS,
+    "worker",
+}
 TAKEN |= {"environment", "metric"}
 items = st.lists(valid_items | near_items, max_size=5)
 bodies = (

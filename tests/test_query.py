@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.export import LINE_END
-from agent.query import (
+from fleetgauge.catalogue import Point
+from fleetgauge.read.export import LINE_END
+from fleetgauge.read.query import (
     get_events,
     get_list_metrics,
     get_metrics,
@@ -27,8 +28,7 @@ from agent.query import (
     iter_metrics,
     iter_resource_metrics,
 )
-from agent.schema import Point
-from agent.stores import Store, StoreUnavailable
+from fleetgauge.stores import Store, StoreUnavailable
 
 S = 1_000_000_000
 T0 = 1_767_225_600 * S  # 2026-01-01T00:00:00Z
@@ -235,7 +235,7 @@ def test_resource_csv_is_what_the_cli_exports(data: Store) -> None:
         "2026-01-01T00:00:00Z", "2026-01-01T00:01:00Z", csv=True, store=data
     )
     cli = subprocess.run(
-        [sys.executable, "-m", "agent", "export", "resources"]
+        [sys.executable, "-m", "fleetgauge", "export", "resources"]
         + ["--start", "2026-01-01T00:00:00Z", "--end", "2026-01-01T00:01:00Z"],
         capture_output=True,
         timeout=120,

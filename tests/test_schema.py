@@ -6,8 +6,9 @@ import re
 
 import pytest
 
-from agent import schema
-from agent.schema import MEASUREMENTS, InvalidPoint, Point, prometheus_name, validate_point
+from fleetgauge import catalogue
+from fleetgauge.catalogue import MEASUREMENTS, Point, prometheus_name
+from fleetgauge.validation import InvalidPoint, validate_point
 
 UNIT_SUFFIX = {
     "percent": "_percent",
@@ -20,7 +21,7 @@ UNIT_SUFFIX = {
 
 
 @pytest.mark.parametrize("m", MEASUREMENTS.values(), ids=lambda m: m.name)
-def test_every_field_name_carries_its_unit_and_has_a_description(m: schema.Measurement) -> None:
+def test_every_field_name_carries_its_unit_and_has_a_description(m: catalogue.Measurement) -> None:
     for f in m.fields:
         assert f.description, (m.name, f.name)
         if f.unit in UNIT_SUFFIX:
@@ -40,7 +41,7 @@ def test_prometheus_names_follow_prometheus_conventions() -> None:
             seen.add(name)
             if f.unit == "percent":
                 assert name.endswith("_ratio") and factor == 0.01
-    assert prometheus_name(schema.MEMORY, schema.MEMORY.get_field("used_percent")) == (
+    assert prometheus_name(catalogue.MEMORY, catalogue.MEMORY.get_field("used_percent")) == (
         "fleetgauge_memory_used_ratio",
         0.01,
     )

@@ -22,10 +22,10 @@ import pytest
 from agent_process import AgentProcess
 from influx_server import free_port
 
-from agent import schema
-from agent.schema import Point
-from agent.sdk import MetricsClient
-from agent.stores import open_store
+from fleetgauge import catalogue
+from fleetgauge.catalogue import Point
+from fleetgauge.sdk import MetricsClient
+from fleetgauge.stores import open_store
 
 S = 1_000_000_000
 READ_TIMEOUT_S = 10.0
@@ -109,12 +109,12 @@ def test_every_value_a_model_loop_records_reaches_the_store(agent: Agent) -> Non
     assert client.flush(timeout=10)
     client.close()
 
-    points = agent.wait_points(schema.PIPELINE_METRIC.name, 10_000, deployment="fraud-v1")
+    points = agent.wait_points(catalogue.PIPELINE_METRIC.name, 10_000, deployment="fraud-v1")
     assert len(points) == 10_000
     assert [p.fields["value"] for p in points] == [float(i) for i in range(10_000)]
-    assert {p.tags[schema.METRIC] for p in points} == {"score"}
-    assert {p.tags[schema.DEPLOYMENT] for p in points} == {"fraud-v1"}
-    assert all(p.tags[schema.ENVIRONMENT] == "default" for p in points)
+    assert {p.tags[catalogue.METRIC] for p in points} == {"score"}
+    assert {p.tags[catalogue.DEPLOYMENT] for p in points} == {"fraud-v1"}
+    assert all(p.tags[catalogue.ENVIRONMENT] == "default" for p in points)
     stats = client.stats()
     assert stats["recorded"] == stats["sent"] == 10_000
     assert not any(stats["dropped"].values()), stats
@@ -155,7 +155,7 @@ def test_values_queued_while_the_agent_is_down_arrive_when_it_starts(tmp_path: P
     late = start_agent(tmp_path, port)
     try:
         assert client.flush(timeout=15), late.process.log()
-        points = late.wait_points(schema.PIPELINE_METRIC.name, 500, deployment="late")
+        points = late.wait_points(catalogue.PIPELINE_METRIC.name, 500, deployment="late")
     finally:
         client.close()
         late.process.stop()
@@ -170,7 +170,7 @@ def test_batches_too_large_for_the_agent_are_split_until_they_fit(tmp_path: Path
         for i in range(1000):
             client.record_metric_value("score", i)
         assert client.flush(timeout=15), small.process.log()
-        points = small.wait_points(schema.PIPELINE_METRIC.name, 1000, deployment="split")
+        points = small.wait_points(catalogue.PIPELINE_METRIC.name, 1000, deployment="split")
         refused = small.process.value("fleetgauge_agent_push_requests_total", code="413")
     finally:
         client.close()
@@ -192,8 +192,8 @@ def test_list_metrics_and_events_arrive_with_steps_and_metadata(agent: Agent) ->
     assert client.flush(timeout=10)
     client.close()
 
-    points = agent.wait_points(schema.LIST_METRIC.name, 7, pipeline="train-resnet")
-    got = {(p.tags[schema.METRIC], p.fields["step"]): p.fields["value"] for p in points}
+    points = agent.wait_points(catalogue.LIST_METRIC.name, 7, pipeline="train-resnet")
+    got = {(p.tags[catalogue.METRIC], p.fields["step"]): p.fields["value"] for p in points}
     assert got == {
         ("loss", 0): 0.9,
         ("loss", 1): 0.5,
@@ -203,12 +203,15 @@ def test_list_metrics_and_events_arrive_with_steps_and_metadata(agent: Agent) ->
         ("accuracy", 11): 0.7,
         ("accuracy", 12): 0.8,
     }
-    assert {p.tags[schema.EXECUTION_ID] for p in points} == {"run-7"}
-    events = agent.wait_points(schema.EVENT.name, 2, pipeline="train-resnet")
-    assert [p.tags[schema.EVENT_NAME] for p in events] == ["training_started", "checkpoint_saved"]
-    assert events[0].tags[schema.EVENT_SOURCE] == "trainer"
+    assert {p.tags[catalogue.EXECUTION_ID] for p in points} == {"run-7"}
+    events = agent.wait_points(catalogue.EVENT.name, 2, pipeline="train-resnet")
+    assert [p.tags[catalogue.EVENT_NAME] for p in events] == [
+        "training_started",
+        "checkpoint_saved",
+    ]
+    assert events[0].tags[catalogue.EVENT_SOURCE] == "trainer"
     assert json.loads(events[1].fields["metadata"]) == {"epoch": 3, "path": "/ckpt/3"}
-    assert {p.tags[schema.EXECUTION_ID] for p in events} == {"run-7"}
+    assert {p.tags[catalogue.EXECUTION_ID] for p in events} == {"run-7"}
 
 
 def test_the_context_of_a_call_overrides_the_clients(agent: Agent) -> None:
@@ -223,16 +226,16 @@ def test_the_context_of_a_call_overrides_the_clients(agent: Agent) -> None:
     assert client.flush(timeout=10)
     client.close()
 
-    base = agent.wait_points(schema.PIPELINE_METRIC.name, 4, deployment="base")
+    base = agent.wait_points(catalogue.PIPELINE_METRIC.name, 4, deployment="base")
     assert sorted(p.fields["value"] for p in base) == [1.0, 3.0, 4.0, 5.0]
     assert {p.tags["team"] for p in base} == {"ml"}
     times = {p.fields["value"]: p.time_ns for p in base}
     assert times[3.0] == 1_700_000_000_500_000_000
     assert abs(times[4.0] - 1_714_564_800 * S) < 1000
     assert abs(times[5.0] - (1_714_564_801 * S + 250_000_000)) < 1000
-    override = agent.wait_points(schema.PIPELINE_METRIC.name, 1, deployment="override")
+    override = agent.wait_points(catalogue.PIPELINE_METRIC.name, 1, deployment="override")
     assert [
-        (p.fields["value"], p.tags[schema.EXECUTION_ID], p.tags["team"], p.tags["region"])
+        (p.fields["value"], p.tags[catalogue.EXECUTION_ID], p.tags["team"], p.tags["region"])
         for p in override
     ] == [(2.0, "e1", "ml", "eu")]
 
@@ -287,7 +290,7 @@ def test_invalid_arguments_never_raise_and_the_good_values_still_arrive(agent: A
     assert client.flush(timeout=10)
     client.close()
 
-    points = agent.wait_points(schema.PIPELINE_METRIC.name, 100, deployment="messy")
+    points = agent.wait_points(catalogue.PIPELINE_METRIC.name, 100, deployment="messy")
     assert [p.fields["value"] for p in points] == [i / 100 for i in range(100)]
     stats = client.stats()
     assert stats["dropped"]["invalid"] == len(bad_calls)
@@ -299,7 +302,7 @@ def test_invalid_arguments_never_raise_and_the_good_values_still_arrive(agent: A
 def test_context_from_the_environment_and_delivery_at_exit(agent: Agent) -> None:
     child = run_child(
         """
-        from agent import sdk
+        from fleetgauge import sdk
         for i in range(200):
             sdk.record_metric_value("latency_ms", i)
         sdk.log_event("batch_done", metadata={"n": 200})
@@ -314,12 +317,12 @@ def test_context_from_the_environment_and_delivery_at_exit(agent: Agent) -> None
     assert child.returncode == 0, child.stderr
     assert "not delivered" not in child.stderr
 
-    points = agent.wait_points(schema.PIPELINE_METRIC.name, 200, deployment="env-deploy")
+    points = agent.wait_points(catalogue.PIPELINE_METRIC.name, 200, deployment="env-deploy")
     assert [p.fields["value"] for p in points] == [float(i) for i in range(200)]
     for p in points:
-        assert p.tags[schema.PIPELINE] == "env-pipe"
-        assert p.tags[schema.EXECUTION_ID] == "exec-42"
-    events = agent.wait_points(schema.EVENT.name, 1, deployment="env-deploy")
+        assert p.tags[catalogue.PIPELINE] == "env-pipe"
+        assert p.tags[catalogue.EXECUTION_ID] == "exec-42"
+    events = agent.wait_points(catalogue.EVENT.name, 1, deployment="env-deploy")
     assert [json.loads(p.fields["metadata"]) for p in events] == [{"n": 200}]
 
 
@@ -328,7 +331,7 @@ def test_exit_with_the_agent_down_waits_briefly_and_reports_the_loss_once() -> N
     started = time.monotonic()
     child = run_child(
         """
-        from agent import sdk
+        from fleetgauge import sdk
         sdk.configure(exit_timeout=1)
         for i in range(300):
             sdk.record_metric_value("score", i)
@@ -351,7 +354,7 @@ def test_a_forked_child_sends_its_own_values_and_not_the_parents(agent: Agent) -
     child = run_child(
         """
         import os
-        from agent import sdk
+        from fleetgauge import sdk
         for i in range(10):
             sdk.record_metric_value("parent_metric", i)
         pid = os.fork()
@@ -365,10 +368,10 @@ def test_a_forked_child_sends_its_own_values_and_not_the_parents(agent: Agent) -
         {"FLEETGAUGE_PUSH_URL": agent.url, "FLEETGAUGE_DEPLOYMENT": "forked"},
     )
     assert child.returncode == 0, child.stderr
-    points = agent.wait_points(schema.PIPELINE_METRIC.name, 15, deployment="forked")
+    points = agent.wait_points(catalogue.PIPELINE_METRIC.name, 15, deployment="forked")
     by_metric: dict[str, list[float]] = {}
     for p in points:
-        by_metric.setdefault(p.tags[schema.METRIC], []).append(p.fields["value"])
+        by_metric.setdefault(p.tags[catalogue.METRIC], []).append(p.fields["value"])
     assert by_metric == {
         "parent_metric": [float(i) for i in range(10)],
         "child_metric": [float(i) for i in range(5)],
@@ -390,7 +393,7 @@ def test_a_wrong_token_is_counted_as_rejected_and_never_logged(
         right.record_metric_value("score", 2)
         assert right.flush(timeout=10)
         right.close()
-        points = secured.wait_points(schema.PIPELINE_METRIC.name, 1, deployment="tok")
+        points = secured.wait_points(catalogue.PIPELINE_METRIC.name, 1, deployment="tok")
     finally:
         secured.process.stop()
     assert [p.fields["value"] for p in points] == [2.0]

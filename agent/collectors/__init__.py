@@ -4,7 +4,7 @@ A collector is any object with a ``name`` and a ``collect(now_ns) -> list[Point]
 (:class:`Collector`). ``collect`` never raises for a condition a running machine can be in
 (a vanished disk, an unreadable mount, no GPU): that item is left out. Every point carries
 the identity tags given to :func:`build_collectors` plus the device tag of its measurement,
-and passes :func:`agent.schema.validate_point`. Rates and percentages over an interval are
+and passes :func:`fleetgauge.catalogue.validate_point`. Rates and percentages over an interval are
 measured against a monotonic clock between two ``collect`` calls; collectors that need a
 previous reading take it when they are built, so the first sample already has values.
 
@@ -21,13 +21,13 @@ from collections.abc import Collection, Mapping, Sequence
 from functools import partial
 from typing import Protocol, runtime_checkable
 
-from agent.collectors.container import ContainerCollector
-from agent.collectors.cpu import CpuCollector
-from agent.collectors.disk import DiskCollector, read_mounts
-from agent.collectors.gpu import GpuCollector
-from agent.collectors.memory import MemoryCollector
-from agent.collectors.network import NetworkCollector
-from agent.schema import ENVIRONMENT, WORKER, Point
+from fleetgauge.agent.collectors.container import ContainerCollector
+from fleetgauge.agent.collectors.cpu import CpuCollector
+from fleetgauge.agent.collectors.disk import DiskCollector, read_mounts
+from fleetgauge.agent.collectors.gpu import GpuCollector
+from fleetgauge.agent.collectors.memory import MemoryCollector
+from fleetgauge.agent.collectors.network import NetworkCollector
+from fleetgauge.catalogue import ENVIRONMENT, WORKER, Point
 
 __all__ = ["Collector", "COLLECTOR_NAMES", "build_collectors"]
 

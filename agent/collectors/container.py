@@ -8,7 +8,7 @@ there is a CPU limit; ``memory_used_bytes`` (the working set) always, with
 limit there is no point at all. Limits are re-read once a minute (``refresh_s``), so a
 ``docker update`` shows within a minute while an unlimited host pays almost nothing per
 sample. How the cgroup, its limits and its usage are read is described in
-:mod:`agent.collectors.cgroup`.
+:mod:`fleetgauge.agent.collectors.cgroup`.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from agent.collectors.cgroup import Cgroup
-from agent.collectors.rates import RateTracker
-from agent.schema import CONTAINER, Point
+from fleetgauge.agent.collectors.cgroup import Cgroup
+from fleetgauge.agent.collectors.rates import RateTracker
+from fleetgauge.catalogue import CONTAINER, Point
 
 __all__ = ["ContainerCollector"]
 

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Any
 
-from agent.schema import CORE, CPU, CPU_CORE, Point
+from fleetgauge.catalogue import CORE, CPU, CPU_CORE, Point
 
 __all__ = ["CpuCollector"]
 

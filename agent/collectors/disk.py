@@ -27,8 +27,8 @@ import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, NamedTuple
 
-from agent.collectors.rates import RateTracker
-from agent.schema import DEVICE, DISK, DISK_IO, MOUNT, Point
+from fleetgauge.agent.collectors.rates import RateTracker
+from fleetgauge.catalogue import DEVICE, DISK, DISK_IO, MOUNT, Point
 
 __all__ = ["DiskCollector", "Partition", "PSEUDO_FILESYSTEMS", "read_mounts"]
 

@@ -4,7 +4,7 @@
 used/total bytes and percent, temperature, power draw and enforced power limit in watts.
 ``gpu_process`` (tags ``gpu``, ``pid``): GPU memory of each compute or graphics process,
 where the driver reports it. What is read from one GPU is in
-:mod:`agent.collectors.nvml_device`.
+:mod:`fleetgauge.agent.collectors.nvml_device`.
 
 Failures never stop the agent. NVML is started at the first sample; when that fails (no
 ``nvidia-ml-py``, no ``libnvidia-ml.so``, no driver, no GPU, any NVML error) one line is
@@ -24,8 +24,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from agent.collectors.nvml_device import GpuLost, NvmlDevice
-from agent.schema import GPU, GPU_MEASUREMENT, GPU_NAME, GPU_PROCESS, GPU_UUID, PID, Point
+from fleetgauge.agent.collectors.nvml_device import GpuLost, NvmlDevice
+from fleetgauge.catalogue import GPU, GPU_MEASUREMENT, GPU_NAME, GPU_PROCESS, GPU_UUID, PID, Point
 
 __all__ = ["GpuCollector"]
 

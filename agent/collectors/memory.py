@@ -16,7 +16,7 @@ import os
 from collections.abc import Callable, Mapping
 from typing import NamedTuple
 
-from agent.schema import MEMORY, Point
+from fleetgauge.catalogue import MEMORY, Point
 
 __all__ = ["MemoryCollector", "MemoryReading", "read_meminfo", "read_psutil"]
 

@@ -13,8 +13,8 @@ from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
-from agent.collectors.rates import RateTracker
-from agent.schema import INTERFACE, NETWORK, Point
+from fleetgauge.agent.collectors.rates import RateTracker
+from fleetgauge.catalogue import INTERFACE, NETWORK, Point
 
 __all__ = ["NetworkCollector", "is_loopback"]
 

@@ -1,6 +1,6 @@
 """One GPU read through NVML: the fields of the ``gpu`` measurement and memory per process.
 
-Kept apart from :mod:`agent.collectors.gpu`, which owns NVML's start-up, retries and
+Kept apart from :mod:`fleetgauge.agent.collectors.gpu`, which owns NVML's start-up, retries and
 logging. Only the fields the catalogue holds are asked for (NVML calls serialise through
 the GPU's firmware). Any NVML error on one call leaves that value out, except
 ``GPU_IS_LOST``, which raises :class:`GpuLost` so the caller skips the whole device.
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from agent.schema import GPU_MEASUREMENT
+from fleetgauge.catalogue import GPU_MEASUREMENT
 
 __all__ = ["GpuLost", "NvmlDevice"]
 

@@ -2,11 +2,11 @@
 
 Points are buffered in memory and written every flush interval in batches.
 When the store is unreachable or answers 5xx, the batch goes to the on-disk
-:class:`~agent.delivery.spool.Spool` and the next tries wait with exponential
+:class:`~fleetgauge.agent.delivery.spool.Spool` and the next tries wait with exponential
 backoff; while the spool holds anything, new batches queue behind it, so the
 store receives points in the order they were taken. A batch the store refuses
 as bad data (4xx) is logged with the reason and dropped, not retried forever.
-Every outcome is counted in :class:`~agent.health.Health`.
+Every outcome is counted in :class:`~fleetgauge.agent.health.Health`.
 
 Collection never waits on delivery: :meth:`Delivery.add` only appends to the
 buffer. A writer thread (:meth:`Delivery.start`) flushes every flush interval,
@@ -23,10 +23,11 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
-from agent.delivery.spool import Segment, Spool, SpoolError
-from agent.health import Health
-from agent.schema import InvalidPoint, Point, validate_point
-from agent.stores import Store, StoreError, StoreUnavailable
+from fleetgauge.agent.delivery.spool import Segment, Spool, SpoolError
+from fleetgauge.agent.health import Health
+from fleetgauge.catalogue import Point
+from fleetgauge.stores import Store, StoreError, StoreUnavailable
+from fleetgauge.validation import InvalidPoint, validate_point
 
 __all__ = ["Delivery", "Spool", "SpoolError"]
 

@@ -22,7 +22,7 @@ import threading
 from pathlib import Path
 from typing import NamedTuple
 
-from agent.schema import Point
+from fleetgauge.catalogue import Point
 
 __all__ = ["Spool", "Segment", "SpoolError"]
 

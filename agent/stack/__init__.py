@@ -1,10 +1,10 @@
-"""The deployable stack's files that name metrics, generated from ``agent.schema``.
+"""The deployable stack's files that name metrics, generated from ``fleetgauge.catalogue``.
 
 Grafana dashboards (``grafana/dashboards/*.json``) and the Prometheus alerting
 rules (``prometheus/rules/fleetgauge.rules.yml``) name measurements, fields,
 tags and Prometheus series. They are written by code that takes every name from
 the data model, so a renamed field cannot leave a panel or an alert behind:
-``python -m agent.stack`` rewrites them and ``python -m agent.stack --check``
+``python -m fleetgauge.agent.stack`` rewrites them and ``python -m fleetgauge.agent.stack --check``
 (run by the tests) fails when a committed file differs from what the code makes.
 """
 
@@ -16,7 +16,7 @@ from collections.abc import Callable
 AGENT_JOB = "fleetgauge-agent"
 """Prometheus job name of the agents: the scrape config, alert rules and dashboards use it."""
 
-_MODULES = ("agent.stack.grafana", "agent.stack.prometheus")
+_MODULES = ("fleetgauge.agent.stack.grafana", "fleetgauge.agent.stack.prometheus")
 """Each module has ``files() -> {path relative to the repository root: text}``."""
 
 

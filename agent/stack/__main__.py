@@ -1,4 +1,4 @@
-"""``python -m agent.stack [--check] [--root DIR]``: write or check the generated stack files."""
+"""``python -m fleetgauge.agent.stack [--check] [--root DIR]``: write or check the stack files."""
 
 from __future__ import annotations
 
@@ -7,14 +7,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from agent.stack import generated_files
+from fleetgauge.agent.stack import generated_files
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m agent.stack",
+        prog="python -m fleetgauge.agent.stack",
         description="Write the Grafana dashboards and Prometheus rules generated from the"
-        " data model (agent.schema), or check that the committed ones are up to date.",
+        " data model (fleetgauge.catalogue), or check that the committed ones are up to date.",
     )
     parser.add_argument(
         "--root",
@@ -38,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.check:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text, encoding="utf-8")
-    verb = "out of date (run python -m agent.stack)" if args.check else "written"
+    verb = "out of date (run python -m fleetgauge.agent.stack)" if args.check else "written"
     for relative in stale:
         print(f"{relative}: {verb}", file=sys.stderr if args.check else sys.stdout)
     return 1 if args.check and stale else 0

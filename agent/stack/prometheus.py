@@ -1,4 +1,4 @@
-"""Prometheus alerting rules for a fleet of agents, every name taken from ``agent.schema``.
+"""Prometheus alerting rules for a fleet of agents, every name taken from ``fleetgauge.catalogue``.
 
 Two rule groups: the agents themselves (down, gone, not sampling, collectors or
 store writes failing, spool growing, points dropped, nothing written for too
@@ -17,9 +17,9 @@ from dataclasses import dataclass
 
 import yaml
 
-from agent import schema
-from agent.schema import Field, Measurement
-from agent.stack import AGENT_JOB
+from fleetgauge import catalogue
+from fleetgauge.agent.stack import AGENT_JOB
+from fleetgauge.catalogue import Field, Measurement
 
 __all__ = ["Alert", "ALERTS", "GROUPS", "JOB", "RULES_PATH", "files", "render"]
 
@@ -30,7 +30,7 @@ JOB = AGENT_JOB
 # Prometheus' own names: the target labels it adds to every scraped series, and ``up``.
 INSTANCE, JOB_LABEL, UP = "instance", "job", "up"
 TARGET_LABELS = (INSTANCE, JOB_LABEL)
-AGENT_ALERT_LABELS = (*schema.AGENT_LABELS, *TARGET_LABELS)
+AGENT_ALERT_LABELS = (*catalogue.AGENT_LABELS, *TARGET_LABELS)
 """Labels of every agent-health series once Prometheus scraped it."""
 
 CRITICAL, WARNING, INFO = "critical", "warning", "info"
@@ -89,19 +89,19 @@ def _l(label: str) -> str:
     return "{{ $labels." + label + " }}"
 
 
-WHO = f"{_l(schema.WORKER)} ({_l(schema.ENVIRONMENT)})"
+WHO = f"{_l(catalogue.WORKER)} ({_l(catalogue.ENVIRONMENT)})"
 """How annotations name the agent or worker an alert is about."""
 AT = f"{_l(INSTANCE)}, job {_l(JOB_LABEL)}"
 
 
 # --- the agents -----------------------------------------------------------------------
-_SAMPLES = schema.AGENT_SAMPLES.name
-_COLLECTOR_ERRORS = schema.AGENT_COLLECTOR_ERRORS.name
-_COLLECTOR = schema.AGENT_COLLECTOR_ERRORS.labels[0]
-_WRITE_ERRORS = schema.AGENT_WRITE_ERRORS.name
-_SPOOL_BYTES = schema.AGENT_SPOOL_BYTES.name
-_DROPPED = schema.AGENT_POINTS_DROPPED.name
-_LAST_WRITE = schema.AGENT_LAST_WRITE.name
+_SAMPLES = catalogue.AGENT_SAMPLES.name
+_COLLECTOR_ERRORS = catalogue.AGENT_COLLECTOR_ERRORS.name
+_COLLECTOR = catalogue.AGENT_COLLECTOR_ERRORS.labels[0]
+_WRITE_ERRORS = catalogue.AGENT_WRITE_ERRORS.name
+_SPOOL_BYTES = catalogue.AGENT_SPOOL_BYTES.name
+_DROPPED = catalogue.AGENT_POINTS_DROPPED.name
+_LAST_WRITE = catalogue.AGENT_LAST_WRITE.name
 _ON_TARGET = f"on({', '.join(TARGET_LABELS)})"
 _ON_AGENT = f"on({', '.join(AGENT_ALERT_LABELS)})"
 _COUNT = '{{ printf "%.0f" $value }}'
@@ -185,13 +185,13 @@ AGENT_ALERTS = (
         f"increase({_DROPPED}[{DROPPED_WINDOW}]) > 0",
         DROPPED_FOR,
         CRITICAL,
-        f"{WHO} lost points ({_l(schema.DROP_REASON)})",
+        f"{WHO} lost points ({_l(catalogue.DROP_REASON)})",
         f"The agent on {WHO} gave up about {_COUNT} points in the last {DROPPED_WINDOW},"
-        f" reason {_l(schema.DROP_REASON)}: spool_full (the store was down longer than the"
+        f" reason {_l(catalogue.DROP_REASON)}: spool_full (the store was down longer than the"
         " spool holds), rejected (the store refused them), invalid, or spool_error (the spool"
         " directory cannot be written).",
         (_DROPPED,),
-        (*AGENT_ALERT_LABELS, schema.DROP_REASON),
+        (*AGENT_ALERT_LABELS, catalogue.DROP_REASON),
     ),
     Alert(
         "FleetgaugeNoRecentWrite",
@@ -226,8 +226,8 @@ def _resource_alert(
 
     ``what`` names the resource in the annotations; it may use ``m``'s device tags.
     """
-    metric, factor = schema.prometheus_name(m, f)
-    if f.unit != schema.PERCENT or factor != 0.01:
+    metric, factor = catalogue.prometheus_name(m, f)
+    if f.unit != catalogue.PERCENT or factor != 0.01:
         raise ValueError(f"{m.name}.{f.name} is not a percentage")
     return Alert(
         name,
@@ -238,7 +238,7 @@ def _resource_alert(
         f"{what} on {WHO} has been {{{{ $value | humanizePercentage }}}} on average"
         f" over {RESOURCE_WINDOW} (threshold {threshold:.0%}).",
         (metric,),
-        (schema.WORKER, schema.ENVIRONMENT, *m.device_tags, *TARGET_LABELS),
+        (catalogue.WORKER, catalogue.ENVIRONMENT, *m.device_tags, *TARGET_LABELS),
     )
 
 
@@ -248,7 +248,12 @@ GPU_THRESHOLD = 0.95
 GPU_MEMORY_THRESHOLD = 0.95
 DISK_THRESHOLD = 0.9
 
-_CPU, _MEMORY, _GPU, _DISK = schema.CPU, schema.MEMORY, schema.GPU_MEASUREMENT, schema.DISK
+_CPU, _MEMORY, _GPU, _DISK = (
+    catalogue.CPU,
+    catalogue.MEMORY,
+    catalogue.GPU_MEASUREMENT,
+    catalogue.DISK,
+)
 RESOURCE_ALERTS = (
     _resource_alert(
         "FleetgaugeCpuBusy",
@@ -272,7 +277,7 @@ RESOURCE_ALERTS = (
         _GPU.get_field("utilization_percent"),
         GPU_THRESHOLD,
         INFO,
-        f"Utilization of GPU {_l(schema.GPU)}",
+        f"Utilization of GPU {_l(catalogue.GPU)}",
     ),
     _resource_alert(
         "FleetgaugeGpuMemoryFull",
@@ -280,7 +285,7 @@ RESOURCE_ALERTS = (
         _GPU.get_field("memory_used_percent"),
         GPU_MEMORY_THRESHOLD,
         WARNING,
-        f"Memory use of GPU {_l(schema.GPU)}",
+        f"Memory use of GPU {_l(catalogue.GPU)}",
     ),
     _resource_alert(
         "FleetgaugeDiskFull",
@@ -288,7 +293,7 @@ RESOURCE_ALERTS = (
         _DISK.get_field("used_percent"),
         DISK_THRESHOLD,
         WARNING,
-        f"Disk space used at {_l(schema.MOUNT)}",
+        f"Disk space used at {_l(catalogue.MOUNT)}",
     ),
 )
 
@@ -299,8 +304,8 @@ GROUPS: dict[str, tuple[Alert, ...]] = {
 ALERTS: tuple[Alert, ...] = tuple(a for alerts in GROUPS.values() for a in alerts)
 
 HEADER = (
-    "# Prometheus alerting rules for fleetgauge agents. Generated by `python -m agent.stack`\n"
-    "# from agent/schema.py (agent/stack/prometheus.py): edit those, not this file.\n"
+    "# Alerting rules for fleetgauge agents, generated by `python -m fleetgauge.agent.stack`\n"
+    "# from fleetgauge/catalogue.py (agent/stack/prometheus.py): edit those, not this file.\n"
     f"# The agents must be scraped in the job {JOB!r}.\n"
 )
 
@@ -319,5 +324,5 @@ def render() -> str:
 
 
 def files() -> dict[str, str]:
-    """``{RULES_PATH: text}`` for ``python -m agent.stack``."""
+    """``{RULES_PATH: text}`` for ``python -m fleetgauge.agent.stack``."""
     return {RULES_PATH: render()}

@@ -13,11 +13,12 @@ from __future__ import annotations
 import dash
 from dash import Input, Output, State, callback, dash_table, dcc, html, no_update
 
-from agent import executions as ex
-from agent import schema
-from agent.stores import StoreError
-from dashboard import components, figures, queries
-from dashboard.site import current
+from fleetgauge import catalogue
+from fleetgauge.dashboard import components, figures
+from fleetgauge.dashboard.data import resources as queries
+from fleetgauge.dashboard.site import current
+from fleetgauge.read import executions as ex
+from fleetgauge.stores import StoreError
 
 dash.register_page(
     __name__, path="/executions", name="Executions", title="fleetgauge · executions", order=2
@@ -38,7 +39,7 @@ _NUMERIC = (int, float)
 def layout(**query: object) -> html.Div:
     """The page for the view in the URL; the table and charts arrive through :func:`load`."""
     state = components.view_of_query(query)
-    statuses = [{"label": s, "value": s} for s in schema.EXECUTION_STATUSES]
+    statuses = [{"label": s, "value": s} for s in catalogue.EXECUTION_STATUSES]
     return html.Div(
         [
             components.controls(state, PAGE),
@@ -187,9 +188,9 @@ def load(_width, _refresh, _tick, search):
     try:
         with current().pool.store() as store:
             environments = queries.list_environments(store, start_ns, end_ns)
-            where = {schema.ENVIRONMENT: env} if env else None
+            where = {catalogue.ENVIRONMENT: env} if env else None
             pipelines = store.tag_values(
-                schema.PIPELINE, start_ns, end_ns, [schema.EXECUTION.name], where
+                catalogue.PIPELINE, start_ns, end_ns, [catalogue.EXECUTION.name], where
             )
             records = ex.read_executions(
                 store,

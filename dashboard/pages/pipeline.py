@@ -5,10 +5,12 @@ from __future__ import annotations
 import dash
 from dash import Input, Output, callback, ctx, dcc, html, no_update
 
-from agent.stores import StoreError
-from agent.timeutil import format_time
-from dashboard import components, figures, metrics, queries
-from dashboard.site import current, points_for
+from fleetgauge.dashboard import components, figures
+from fleetgauge.dashboard.data import pipeline as metrics
+from fleetgauge.dashboard.data import resources as queries
+from fleetgauge.dashboard.site import current, points_for
+from fleetgauge.stores import StoreError
+from fleetgauge.timeutil import format_time
 
 dash.register_page(
     __name__, path="/pipeline", name="Pipeline metrics", title="fleetgauge · pipeline", order=1

@@ -5,11 +5,12 @@ from __future__ import annotations
 import dash
 from dash import ALL, MATCH, Input, Output, State, callback, ctx, dcc, html, no_update
 
-from agent.stores import StoreError
-from agent.timeutil import format_time
-from dashboard import components, figures, queries
-from dashboard.resources import Threshold, resource
-from dashboard.site import current, points_for
+from fleetgauge.dashboard import components, figures
+from fleetgauge.dashboard.data import resources as queries
+from fleetgauge.dashboard.site import current, points_for
+from fleetgauge.dashboard.thresholds import Threshold, resource
+from fleetgauge.stores import StoreError
+from fleetgauge.timeutil import format_time
 
 dash.register_page(__name__, path="/", name="Resources", title="fleetgauge · resources", order=0)
 

@@ -4,15 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from agent.schema import (
-    ENVIRONMENT,
-    GPU_NAME,
-    GPU_UUID,
-    MEASUREMENTS,
-    WORKER,
-    Point,
-    validate_point,
-)
+from fleetgauge.catalogue import ENVIRONMENT, GPU_NAME, GPU_UUID, MEASUREMENTS, WORKER, Point
+from fleetgauge.validation import validate_point
 
 IDENTITY = {ENVIRONMENT: "test", WORKER: "worker-7", "rack": "r12"}
 """Identity tags of the tests: the two required ones plus one static extra."""

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.collectors.container import ContainerCollector
-from agent.schema import CONTAINER
+from fleetgauge.agent.collectors.container import ContainerCollector
+from fleetgauge.catalogue import CONTAINER
 
 from .collector_checks import IDENTITY, NOW_NS, FakeClock, check_points
 

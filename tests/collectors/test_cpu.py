@@ -8,8 +8,8 @@ import time
 import psutil
 import pytest
 
-from agent.collectors.cpu import CpuCollector
-from agent.schema import CORE, CPU, CPU_CORE
+from fleetgauge.agent.collectors.cpu import CpuCollector
+from fleetgauge.catalogue import CORE, CPU, CPU_CORE
 
 from .collector_checks import IDENTITY, NOW_NS, by_tag, check_points
 

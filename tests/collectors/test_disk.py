@@ -9,8 +9,8 @@ from types import SimpleNamespace
 import psutil
 import pytest
 
-from agent.collectors.disk import DiskCollector
-from agent.schema import DEVICE, DISK, DISK_IO, MOUNT
+from fleetgauge.agent.collectors.disk import DiskCollector
+from fleetgauge.catalogue import DEVICE, DISK, DISK_IO, MOUNT
 
 from .collector_checks import IDENTITY, NOW_NS, FakeClock, by_tag, check_points
 

@@ -8,8 +8,8 @@ import logging
 import pynvml
 import pytest
 
-from agent.collectors.gpu import GpuCollector
-from agent.schema import GPU, GPU_MEASUREMENT, GPU_NAME, GPU_PROCESS, GPU_UUID, PID
+from fleetgauge.agent.collectors.gpu import GpuCollector
+from fleetgauge.catalogue import GPU, GPU_MEASUREMENT, GPU_NAME, GPU_PROCESS, GPU_UUID, PID
 
 from .collector_checks import IDENTITY, NOW_NS, FakeClock, by_tag, check_points
 from .fake_nvml import GIB, FakeGpu, FakeNvml

@@ -8,8 +8,13 @@ from pathlib import Path
 import psutil
 import pytest
 
-from agent.collectors.memory import MemoryCollector, MemoryReading, read_meminfo, read_psutil
-from agent.schema import MEMORY
+from fleetgauge.agent.collectors.memory import (
+    MemoryCollector,
+    MemoryReading,
+    read_meminfo,
+    read_psutil,
+)
+from fleetgauge.catalogue import MEMORY
 
 from .collector_checks import IDENTITY, NOW_NS, check_points
 

@@ -8,8 +8,8 @@ from types import SimpleNamespace
 
 import psutil
 
-from agent.collectors.network import NetworkCollector, is_loopback
-from agent.schema import INTERFACE, NETWORK
+from fleetgauge.agent.collectors.network import NetworkCollector, is_loopback
+from fleetgauge.catalogue import INTERFACE, NETWORK
 
 from .collector_checks import IDENTITY, NOW_NS, FakeClock, by_tag, check_points
 

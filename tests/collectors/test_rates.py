@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent.collectors.rates import RateTracker
+from fleetgauge.agent.collectors.rates import RateTracker
 
 from .collector_checks import FakeClock
 

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from agent.collectors import COLLECTOR_NAMES, Collector, build_collectors
-from agent.schema import CPU, DISK, ENVIRONMENT, MEMORY, MOUNT, NETWORK, WORKER
+from fleetgauge.agent.collectors import COLLECTOR_NAMES, Collector, build_collectors
+from fleetgauge.catalogue import CPU, DISK, ENVIRONMENT, MEMORY, MOUNT, NETWORK, WORKER
 
 from .collector_checks import IDENTITY, NOW_NS, by_tag, check_points
 

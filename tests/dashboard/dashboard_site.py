@@ -30,9 +30,9 @@ from pathlib import Path
 
 from influx_server import free_port, terminate
 
-from agent import schema
-from agent.schema import Point
-from agent.stores import Store
+from fleetgauge import catalogue
+from fleetgauge.catalogue import Point
+from fleetgauge.stores import Store
 
 S = 1_000_000_000
 MINUTE = 60 * S
@@ -57,17 +57,17 @@ class Seed:
 
 
 def _resources(env: str, worker: str, t: int, end_ns: int) -> list[Point]:
-    tags = {schema.ENVIRONMENT: env, schema.WORKER: worker}
+    tags = {catalogue.ENVIRONMENT: env, catalogue.WORKER: worker}
     cpu = CPU.get(worker, 30.0)
     if worker == "w3" and t == end_ns - SPIKE_AGO:
         cpu = 100.0
     points = [
-        Point(schema.CPU.name, tags, {"usage_percent": cpu, "logical_count": 8}, t),
-        Point(schema.MEMORY.name, tags, {"used_percent": 50.0, "used_bytes": 8e9}, t),
-        Point(schema.DISK.name, {**tags, schema.MOUNT: "/"}, {"used_percent": 60.0}, t),
+        Point(catalogue.CPU.name, tags, {"usage_percent": cpu, "logical_count": 8}, t),
+        Point(catalogue.MEMORY.name, tags, {"used_percent": 50.0, "used_bytes": 8e9}, t),
+        Point(catalogue.DISK.name, {**tags, catalogue.MOUNT: "/"}, {"used_percent": 60.0}, t),
         Point(
-            schema.NETWORK.name,
-            {**tags, schema.INTERFACE: "eth0"},
+            catalogue.NETWORK.name,
+            {**tags, catalogue.INTERFACE: "eth0"},
             {"receive_bytes_per_second": 1e6, "transmit_bytes_per_second": 5e5},
             t,
         ),
@@ -76,8 +76,8 @@ def _resources(env: str, worker: str, t: int, end_ns: int) -> list[Point]:
     for gpu, util in gpus.items():
         points.append(
             Point(
-                schema.GPU_MEASUREMENT.name,
-                {**tags, schema.GPU: gpu},
+                catalogue.GPU_MEASUREMENT.name,
+                {**tags, catalogue.GPU: gpu},
                 {"utilization_percent": util, "memory_used_percent": 40.0},
                 t,
             )
@@ -85,7 +85,7 @@ def _resources(env: str, worker: str, t: int, end_ns: int) -> list[Point]:
     if worker == "w1":
         points.append(
             Point(
-                schema.CONTAINER.name,
+                catalogue.CONTAINER.name,
                 tags,
                 {"memory_used_percent": 90.0, "memory_limit_bytes": 16e9},
                 t,
@@ -98,20 +98,28 @@ def _pipeline(end_ns: int) -> list[Point]:
     points = []
     for i in range(120):
         t = end_ns - (120 - i) * MINUTE + 7 * S
-        tags = {schema.ENVIRONMENT: "test", schema.DEPLOYMENT: "model-a", schema.METRIC: "score"}
-        points.append(Point(schema.PIPELINE_METRIC.name, tags, {"value": float(i % 2)}, t))
+        tags = {
+            catalogue.ENVIRONMENT: "test",
+            catalogue.DEPLOYMENT: "model-a",
+            catalogue.METRIC: "score",
+        }
+        points.append(Point(catalogue.PIPELINE_METRIC.name, tags, {"value": float(i % 2)}, t))
     for i in range(60):
         t = end_ns - (60 - i) * MINUTE + 13 * S
-        tags = {schema.ENVIRONMENT: "test", schema.DEPLOYMENT: "model-b", schema.METRIC: "score"}
-        points.append(Point(schema.PIPELINE_METRIC.name, tags, {"value": 0.5}, t))
+        tags = {
+            catalogue.ENVIRONMENT: "test",
+            catalogue.DEPLOYMENT: "model-b",
+            catalogue.METRIC: "score",
+        }
+        points.append(Point(catalogue.PIPELINE_METRIC.name, tags, {"value": 0.5}, t))
     points.append(
         Point(
-            schema.EVENT.name,
+            catalogue.EVENT.name,
             {
-                schema.ENVIRONMENT: "test",
-                schema.EVENT_NAME: "model_reloaded",
-                schema.EVENT_SOURCE: "test",
-                schema.DEPLOYMENT: "model-a",
+                catalogue.ENVIRONMENT: "test",
+                catalogue.EVENT_NAME: "model_reloaded",
+                catalogue.EVENT_SOURCE: "test",
+                catalogue.DEPLOYMENT: "model-a",
             },
             {"metadata": '{"version": 2}'},
             end_ns - 30 * MINUTE,
@@ -144,7 +152,7 @@ class DashboardProcess:
         self.log_path = log_path
         self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "agent", "dashboard", "--store", store_url]
+            [sys.executable, "-m", "fleetgauge", "dashboard", "--store", store_url]
             + ["--port", str(self.port), *extra],
             stdout=self._log,
             stderr=subprocess.STDOUT,

@@ -17,7 +17,7 @@ import flask
 import pytest
 from werkzeug.serving import make_server
 
-from dashboard.auth import (
+from fleetgauge.dashboard.auth import (
     AUTH_ENV,
     auth_line,
     check_bind,

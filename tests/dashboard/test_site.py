@@ -31,8 +31,8 @@ from dashboard_site import (
 )
 from selenium.webdriver.common.by import By
 
-from agent.export import layout
-from agent.timeutil import parse_time
+from fleetgauge.read.export import layout
+from fleetgauge.timeutil import parse_time
 
 GRAPHS_JS = """
 return Array.from(document.querySelectorAll('.js-plotly-plot')).map(g => ({

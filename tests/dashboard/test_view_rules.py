@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 from dashboard_site import DashboardProcess
 
-from agent.stores import open_store
-from agent.timeutil import parse_time
-from dashboard.figures import curve_xy
-from dashboard.queries import sustained
-from dashboard.resources import Threshold, load_thresholds
-from dashboard.state import from_query, parse_search, to_search
+from fleetgauge.dashboard.data.resources import sustained
+from fleetgauge.dashboard.figures import curve_xy
+from fleetgauge.dashboard.state import from_query, parse_search, to_search
+from fleetgauge.dashboard.thresholds import Threshold, load_thresholds
+from fleetgauge.stores import open_store
+from fleetgauge.timeutil import parse_time
 
 S = 1_000_000_000
 
@@ -95,7 +95,7 @@ def _nulls(column) -> list[float | None]:
 
 def _dashboard(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "agent", "dashboard", *args],
+        [sys.executable, "-m", "fleetgauge", "dashboard", *args],
         input=stdin,
         capture_output=True,
         text=True,

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from dashboard.auth import auth_line
+from fleetgauge.dashboard.auth import auth_line
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"

@@ -27,13 +27,13 @@ import yaml
 from agent_process import AgentProcess
 from influx_server import free_port
 
-from agent.cli import build_parser
-from agent.collectors import COLLECTOR_NAMES
-from agent.config import SETTINGS, AgentConfig, load_config
-from agent.stack import AGENT_JOB
-from agent.stores import STORE_ENV, open_store
-from agent.stores.influxdb import TOKEN_ENV
-from dashboard.auth import AUTH_ENV
+from fleetgauge.agent.collectors import COLLECTOR_NAMES
+from fleetgauge.agent.config import SETTINGS, AgentConfig, load_config
+from fleetgauge.agent.stack import AGENT_JOB
+from fleetgauge.cli import build_parser
+from fleetgauge.dashboard.auth import AUTH_ENV
+from fleetgauge.stores import STORE_ENV, open_store
+from fleetgauge.stores.influxdb import TOKEN_ENV
 
 SERVICES = {"influxdb", "prometheus", "grafana", "agent", "dashboard"}
 EXACT_TAG = re.compile(r"^[a-z0-9][a-z0-9./-]*:v?\d+\.\d+\.\d+$")
@@ -256,7 +256,7 @@ def test_the_image_runs_fleetgauge_as_an_unprivileged_user_on_the_documented_por
         by_op.setdefault(op, []).append(args)
     assert json.loads(by_op["ENTRYPOINT"][-1]) == ["fleetgauge"]
     with open(sf.ROOT / "pyproject.toml", "rb") as f:
-        assert tomllib.load(f)["project"]["scripts"]["fleetgauge"] == "agent.cli:main"
+        assert tomllib.load(f)["project"]["scripts"]["fleetgauge"] == "fleetgauge.cli:main"
     cmd = json.loads(by_op["CMD"][-1])
     assert build_parser().parse_args(cmd).command == "agent"
     user = by_op["USER"][-1].split(":")[0]
@@ -266,14 +266,15 @@ def test_the_image_runs_fleetgauge_as_an_unprivileged_user_on_the_documented_por
     dashboard_port = build_parser().parse_args(["dashboard"]).port
     assert exposed == {defaults.metrics_port, defaults.push_port, dashboard_port}
     installs = [a for a in by_op["RUN"] if "pip install" in a]
-    assert installs and all(re.search(r"pip install \.(\s|$)", a) for a in installs), installs
+    # the image runs both the agent and the dashboard: the package with every extra
+    assert installs and all(re.search(r"pip install '\.\[all\]'(\s|$)", a) for a in installs)
     for args in by_op["COPY"]:  # everything copied is in the build context
         for source in args.split()[:-1]:
             assert (sf.ROOT / source).exists(), source
     check = by_op["HEALTHCHECK"][-1]
-    assert json.loads(check.split("CMD", 1)[1]) == ["python", "-m", "agent.healthcheck"]
+    assert json.loads(check.split("CMD", 1)[1]) == ["python", "-m", "fleetgauge.agent.probe"]
     agent = sf.compose()["services"]["agent"]
-    assert healthcheck_argv(agent) == ["python", "-m", "agent.healthcheck"]
+    assert healthcheck_argv(agent) == ["python", "-m", "fleetgauge.agent.probe"]
 
 
 def test_the_commands_compose_runs_are_fleetgauge_commands() -> None:
@@ -284,7 +285,7 @@ def test_the_commands_compose_runs_are_fleetgauge_commands() -> None:
 
 # --- the health checks and the dashboard, run for real ----------------------------------
 def run_healthcheck(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
-    assert argv[:3] == ["python", "-m", "agent.healthcheck"]
+    assert argv[:3] == ["python", "-m", "fleetgauge.agent.probe"]
     return subprocess.run(
         [sys.executable, *argv[1:]],
         capture_output=True,
@@ -322,7 +323,7 @@ def start_dashboard(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     command = sf.compose()["services"]["dashboard"]["command"]
     with open(log, "wb") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "agent", *command],
+            [sys.executable, "-m", "fleetgauge", *command],
             stdout=out,
             stderr=subprocess.STDOUT,
             env={**os.environ, **env},

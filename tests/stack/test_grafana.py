@@ -24,10 +24,10 @@ import yaml
 from agent_process import AgentProcess
 from prometheus_server import PrometheusServer, require_tool
 
-from agent import schema
-from agent.schema import Point
-from agent.stack import AGENT_JOB, generated_files, grafana
-from agent.stores import open_store
+from fleetgauge import catalogue
+from fleetgauge.agent.stack import AGENT_JOB, generated_files, grafana
+from fleetgauge.catalogue import Point
+from fleetgauge.stores import open_store
 
 REPO = Path(__file__).resolve().parents[2]
 S = 1_000_000_000
@@ -51,28 +51,32 @@ PIPELINE_VALUES = {
 
 
 def _resource_points(t: int) -> Iterator[Point]:
-    def p(m: schema.Measurement, worker: str, fields: dict, **device: str) -> Point:
-        tags = {schema.ENVIRONMENT: ENVIRONMENT_OF[worker], schema.WORKER: worker, **device}
+    def p(m: catalogue.Measurement, worker: str, fields: dict, **device: str) -> Point:
+        tags = {catalogue.ENVIRONMENT: ENVIRONMENT_OF[worker], catalogue.WORKER: worker, **device}
         return Point(m.name, tags, fields, t)
 
     for w, v in CPU.items():
-        yield p(schema.CPU, w, {"usage_percent": v})
+        yield p(catalogue.CPU, w, {"usage_percent": v})
     for w, v in MEMORY.items():
-        yield p(schema.MEMORY, w, {"used_percent": v})
+        yield p(catalogue.MEMORY, w, {"used_percent": v})
     for (w, gpu), v in GPU_UTIL.items():
         fields = {"utilization_percent": v, "memory_used_percent": GPU_MEMORY[w, gpu]}
-        yield p(schema.GPU_MEASUREMENT, w, fields, **{schema.GPU: gpu})
+        yield p(catalogue.GPU_MEASUREMENT, w, fields, **{catalogue.GPU: gpu})
     for (w, mount), v in DISK.items():
-        yield p(schema.DISK, w, {"used_percent": v}, **{schema.MOUNT: mount})
+        yield p(catalogue.DISK, w, {"used_percent": v}, **{catalogue.MOUNT: mount})
     for (w, nic), (rx, tx) in NETWORK.items():
         fields = {"receive_bytes_per_second": rx, "transmit_bytes_per_second": tx}
-        yield p(schema.NETWORK, w, fields, **{schema.INTERFACE: nic})
+        yield p(catalogue.NETWORK, w, fields, **{catalogue.INTERFACE: nic})
 
 
 def _pipeline_points(i: int, t: int) -> Iterator[Point]:
     for (deployment, metric), value in PIPELINE_VALUES.items():
-        tags = {schema.ENVIRONMENT: "prod", schema.DEPLOYMENT: deployment, schema.METRIC: metric}
-        yield Point(schema.PIPELINE_METRIC.name, tags, {"value": value(i)}, t)
+        tags = {
+            catalogue.ENVIRONMENT: "prod",
+            catalogue.DEPLOYMENT: deployment,
+            catalogue.METRIC: metric,
+        }
+        yield Point(catalogue.PIPELINE_METRIC.name, tags, {"value": value(i)}, t)
 
 
 class Seeded:
@@ -99,9 +103,9 @@ def seeded(influx) -> Iterator[Seeded]:
         t = start + i * MINUTE
         points += _resource_points(t)
         points += _pipeline_points(i, t)
-    event_tags = {schema.ENVIRONMENT: "prod", schema.EVENT_NAME: "model_reloaded"}
-    event_tags[schema.DEPLOYMENT] = "churn-v1"
-    points.append(Point(schema.EVENT.name, event_tags, {"metadata": '{"v": 2}'}, start + MINUTE))
+    event_tags = {catalogue.ENVIRONMENT: "prod", catalogue.EVENT_NAME: "model_reloaded"}
+    event_tags[catalogue.DEPLOYMENT] = "churn-v1"
+    points.append(Point(catalogue.EVENT.name, event_tags, {"metadata": '{"v": 2}'}, start + MINUTE))
     store.write(points)
     store.close()
     yield Seeded(influx, database, start)
@@ -188,7 +192,9 @@ def _column(series: dict, name: str = "v") -> list[float]:
 def test_committed_grafana_files_are_what_the_data_model_generates():
     for path, text in generated_files().items():
         if path.startswith("grafana/"):
-            assert (REPO / path).read_text() == text, f"{path}: run python -m agent.stack"
+            assert (REPO / path).read_text() == text, (
+                f"{path}: run python -m fleetgauge.agent.stack"
+            )
 
 
 def test_provisioning_points_at_the_dashboards_and_keeps_the_token_out():
@@ -235,11 +241,11 @@ def test_resource_graphs_show_each_worker_and_the_aggregate(seeded, title, expec
     per_worker, aggregate = _targets(_board(RESOURCES_BOARD))[title]
     values = {"environment": ["prod"], "worker": ALL}
     series = seeded.run(per_worker["query"], values, "10m")
-    assert {_tag_of(s, schema.WORKER) for s in series} == set(expected)
+    assert {_tag_of(s, catalogue.WORKER) for s in series} == set(expected)
     for s in series:
         curve = _column(s)
         assert len(curve) == 6  # one value per 10 minutes over the hour
-        assert curve == pytest.approx([expected[_tag_of(s, schema.WORKER)]] * 6)
+        assert curve == pytest.approx([expected[_tag_of(s, catalogue.WORKER)]] * 6)
     (total,) = seeded.run(aggregate["query"], values, "10m")
     combined = sum(expected.values())
     if title != "Network":  # percentages: the mean of the workers' curves
@@ -251,7 +257,7 @@ def test_choosing_workers_narrows_the_curves_and_the_aggregate(seeded):
     per_worker, aggregate = _targets(_board(RESOURCES_BOARD))["CPU"]
     values = {"environment": ALL, "worker": ["w1", "w3"]}
     series = seeded.run(per_worker["query"], values, "1m")
-    assert {_tag_of(s, schema.WORKER): set(_column(s)) for s in series} == {
+    assert {_tag_of(s, catalogue.WORKER): set(_column(s)) for s in series} == {
         "w1": {97.0},
         "w3": {40.0},
     }
@@ -293,7 +299,7 @@ def test_pipeline_history_and_summary_show_the_recorded_values(seeded):
     (history,) = targets["$metric"]
     values = {"environment": ["prod"], "deployment": ALL, "metric": ["score"]}
     series = seeded.run(history["query"], values, "10m")
-    means = {_tag_of(s, schema.DEPLOYMENT): _column(s, "mean") for s in series}
+    means = {_tag_of(s, catalogue.DEPLOYMENT): _column(s, "mean") for s in series}
     assert means == {"churn-v1": [0.5] * 6, "churn-v2": [0.25] * 6}
 
     (summary,) = targets["Summary of the time range"]
@@ -301,7 +307,7 @@ def test_pipeline_history_and_summary_show_the_recorded_values(seeded):
     rows = {}
     for s in seeded.run(summary["query"], {**values, "metric": ALL}, "1m"):
         row = dict(zip(s["columns"], s["values"][0], strict=True))
-        key = (_tag_of(s, schema.DEPLOYMENT), _tag_of(s, schema.METRIC))
+        key = (_tag_of(s, catalogue.DEPLOYMENT), _tag_of(s, catalogue.METRIC))
         rows[key] = [row[c] for c in ("count", "mean", "min", "max", "last")]
     assert rows == {
         ("churn-v1", "score"): [60, 0.5, 0.0, 1.0, 1.0],
@@ -347,7 +353,7 @@ def scraped(tmp_path_factory) -> Iterator[tuple[PrometheusServer, str]]:
         target = f"127.0.0.1:{agent.metrics_port}"
         with PrometheusServer(tmp / "prom", [target], job=AGENT_JOB, binary=binary) as prom:
             # rate(...[10s]) is only steady once 10 s of scrapes (every second) are in.
-            scrapes = f'count_over_time({schema.AGENT_SAMPLES.name}{{worker="{worker}"}}[10s])'
+            scrapes = f'count_over_time({catalogue.AGENT_SAMPLES.name}{{worker="{worker}"}}[10s])'
             prom.wait_for(
                 scrapes, timeout=40, accept=lambda r: bool(r) and int(r[0]["value"][1]) >= 9
             )
@@ -376,7 +382,7 @@ def test_every_agent_health_panel_shows_the_agent(scraped):
         shown[panel["title"]] = result
     by_worker = [t for t, _, _, _ in grafana.health_panels()]
     for title in by_worker:
-        assert {s["metric"].get(schema.WORKER) for s in shown[title]} == {worker}, title
+        assert {s["metric"].get(catalogue.WORKER) for s in shown[title]} == {worker}, title
 
     def value(title: str) -> list[float]:
         return [float(s["value"][1]) for s in shown[title]]
@@ -384,7 +390,7 @@ def test_every_agent_health_panel_shows_the_agent(scraped):
     assert 1.0 <= value("Samples per second")[0] <= 3.0  # sampling every 0.5 s
     assert value("Points written per second")[0] > 0
     assert value("Store write errors per second") == [0.0]
-    reasons = {s["metric"][schema.DROP_REASON] for s in shown["Points dropped per second"]}
+    reasons = {s["metric"][catalogue.DROP_REASON] for s in shown["Points dropped per second"]}
     assert reasons and value("Points dropped per second") == [0.0] * len(reasons)
     assert 0 <= value("Time since the last successful write")[0] < 10
     assert value("Points waiting in the spool") == [0.0]

@@ -9,9 +9,9 @@ from __future__ import annotations
 import stack_files as sf
 import yaml
 
-from agent.cli import build_parser
-from agent.config import SETTINGS, load_config
-from agent.stores.influxdb import TOKEN_ENV
+from fleetgauge.agent.config import SETTINGS, load_config
+from fleetgauge.cli import build_parser
+from fleetgauge.stores.influxdb import TOKEN_ENV
 
 AGENT_ENV = {s.env for s in SETTINGS} | {TOKEN_ENV}
 
@@ -40,4 +40,8 @@ def test_the_daemonset_reports_each_node_with_tokens_from_a_secret() -> None:
     assert container["resources"]["limits"]["memory"] and container["resources"]["limits"]["cpu"]
     image_user = next(a for op, a in sf.dockerfile() if op == "USER").split(":")[0]
     assert pod["securityContext"]["runAsUser"] == int(image_user)
-    assert container["livenessProbe"]["exec"]["command"] == ["python", "-m", "agent.healthcheck"]
+    assert container["livenessProbe"]["exec"]["command"] == [
+        "python",
+        "-m",
+        "fleetgauge.agent.probe",
+    ]

@@ -22,7 +22,7 @@ import yaml
 from agent_process import AgentProcess
 from prometheus_server import PrometheusServer, require_tool
 
-from agent.stack import AGENT_JOB
+from fleetgauge.agent.stack import AGENT_JOB
 
 CONFIG = sf.PROMETHEUS_DIR / "prometheus.yml"
 SECRET_PATH = "/run/secrets/fleetgauge_metrics_token"

@@ -1,6 +1,6 @@
 """The alerting rules a fleetgauge user loads into Prometheus, checked with the real tools.
 
-The committed rule file is what ``agent.stack.prometheus`` makes from the data
+The committed rule file is what ``fleetgauge.agent.stack.prometheus`` makes from the data
 model; ``promtool`` accepts it and passes its unit tests (one firing and one quiet
 case per alert); and a real Prometheus that scrapes real agents (one healthy with
 two fake GPUs, one whose InfluxDB is unreachable, and a target where nothing
@@ -27,8 +27,8 @@ from agent_process import AgentProcess
 from influx_server import free_port
 from prometheus_server import PrometheusServer, require_tool
 
-from agent import schema
-from agent.stack import prometheus as rules
+from fleetgauge import catalogue, protocol
+from fleetgauge.agent.stack import prometheus as rules
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES_FILE = ROOT / rules.RULES_PATH
@@ -40,10 +40,10 @@ LABEL_REF = re.compile(r"\$labels\.(\w+)")
 
 CATALOGUE_METRICS = {
     rules.UP,
-    *(m.name for m in schema.AGENT_HEALTH),
+    *(m.name for m in catalogue.AGENT_HEALTH),
     *(
-        schema.prometheus_name(m, f)[0]
-        for m in schema.RESOURCE_MEASUREMENTS
+        catalogue.prometheus_name(m, f)[0]
+        for m in catalogue.RESOURCE_MEASUREMENTS
         for f in m.fields
         if f.type is not str
     ),
@@ -64,10 +64,10 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
 # --- the file and promtool ---------------------------------------------------------------
 def test_the_committed_rule_file_is_what_the_data_model_generates() -> None:
     assert rules.files() == {rules.RULES_PATH: RULES_FILE.read_text(encoding="utf-8")}, (
-        f"{rules.RULES_PATH} is out of date: run python -m agent.stack"
+        f"{rules.RULES_PATH} is out of date: run python -m fleetgauge.agent.stack"
     )
     text = RULES_FILE.read_text(encoding="utf-8")
-    assert text.startswith("# ") and "python -m agent.stack" in text.splitlines()[0]
+    assert text.startswith("# ") and "python -m fleetgauge.agent.stack" in text.splitlines()[0]
 
 
 def test_the_stacks_prometheus_loads_the_rules_and_scrapes_agents_in_their_job() -> None:
@@ -128,7 +128,7 @@ sys.modules["pynvml"] = FakeNvml([
     FakeGpu(uuid="GPU-busy", utilization_percent=99, memory_used=78 * GIB),
     FakeGpu(uuid="GPU-idle", utilization_percent=3, memory_used=2 * GIB),
 ])
-from agent.cli import main
+from fleetgauge.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 """The real agent, with NVML replaced by the fake the GPU collector tests use: GPU 0 busy."""
@@ -166,7 +166,7 @@ def fleet(tmp_path: Path) -> Iterator[Fleet]:
         "--collectors",
         "cpu,memory,disk,gpu",
     )
-    assert healthy.args[1:3] == ["-m", "agent"]
+    assert healthy.args[1:3] == ["-m", "fleetgauge"]
     healthy.args[1:3] = ["-c", FAKE_GPU_AGENT.format(tests=str(TESTS_DIR))]
     dead_influx = f"influxdb+http://127.0.0.1:{free_port()}/fleet?org=test&timeout=1"
     broken = AgentProcess(
@@ -201,7 +201,7 @@ def _labels(series: dict[str, Any]) -> dict[str, str]:
 
 def _who(labels: dict[str, str]) -> tuple[str, ...]:
     """What an alert is about: the worker (and device or reason), or the target for ``up``."""
-    keys = ("worker", "gpu", "reason") if schema.WORKER in labels else ("instance",)
+    keys = ("worker", "gpu", "reason") if catalogue.WORKER in labels else ("instance",)
     return tuple(labels[k] for k in keys if k in labels)
 
 
@@ -212,14 +212,14 @@ def test_a_real_prometheus_raises_the_alerts_this_fleet_deserves(fleet: Fleet) -
     # Given: both agents scraped, the healthy one has written, its fake GPUs are exposed,
     # and the broken one's drop counters were seen at zero...
     prom.wait_for(f'{rules.UP}{{instance="{fleet.dead_target}"}} == 0')
-    prom.wait_for(f'{schema.AGENT_LAST_WRITE.name}{{worker="{healthy}"}} > 0')
+    prom.wait_for(f'{catalogue.AGENT_LAST_WRITE.name}{{worker="{healthy}"}} > 0')
     prom.wait_for(BY_NAME["FleetgaugeGpuBusy"].metrics[0], accept=lambda r: len(r) == 2)
-    dropped = f'{schema.AGENT_POINTS_DROPPED.name}{{worker="{broken}",reason="spool_full"}}'
+    dropped = f'{catalogue.AGENT_POINTS_DROPPED.name}{{worker="{broken}",reason="spool_full"}}'
     prom.wait_for(f"{dropped} == 0")
     # ...then a model pushes more than its 1 MiB spool holds while the store is down.
     for _ in range(2):
         items = [{"metric": "score", "value": 1.0, "deployment": "d"} for _ in range(10_000)]
-        status, answer = fleet.broken.post(schema.PUSH_METRICS_PATH, {"metrics": items})
+        status, answer = fleet.broken.post(protocol.PUSH_METRICS_PATH, {"metrics": items})
         assert status == 202, answer
     prom.wait_for(f"{dropped} > 0", timeout=30)
     prom.wait_for(BY_NAME["FleetgaugeSpoolGrowing"].expr, timeout=30)

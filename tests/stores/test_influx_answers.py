@@ -12,8 +12,8 @@ from collections.abc import Iterator
 import pytest
 from conftest import InfluxHarness
 
-from agent.schema import CPU, Point
-from agent.stores import Store, StoreError, open_store
+from fleetgauge.catalogue import CPU, Point
+from fleetgauge.stores import Store, StoreError, open_store
 
 S = 1_000_000_000
 T0 = 1_767_225_600 * S  # 2026-01-01T00:00:00Z

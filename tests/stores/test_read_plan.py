@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.schema import TIERS
-from agent.stores.base import RAW, cover, level_width, merge_arrays, plan_read
+from fleetgauge.catalogue import TIERS
+from fleetgauge.stores.base import RAW, cover, level_width, merge_arrays, plan_read
 
 S = 1_000_000_000
 DAY = 86400 * S

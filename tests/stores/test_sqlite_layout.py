@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.schema import CPU, Point
-from agent.stores import open_store
+from fleetgauge.catalogue import CPU, Point
+from fleetgauge.stores import open_store
 
 S = 1_000_000_000
 T0 = 1_767_225_600 * S  # 2026-01-01, a whole hour

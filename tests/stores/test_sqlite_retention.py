@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from agent.schema import Point
-from agent.stores import open_store
+from fleetgauge.catalogue import Point
+from fleetgauge.stores import open_store
 
 S = 1_000_000_000
 DAY = 86400 * S

@@ -11,8 +11,9 @@ import json
 import pytest
 from conftest import InfluxHarness
 
-from agent.schema import CPU, DISK, EVENT, LIST_METRIC, MEMORY, PIPELINE_METRIC, InvalidPoint, Point
-from agent.stores import Store, StoreUnavailable, open_store
+from fleetgauge.catalogue import CPU, DISK, EVENT, LIST_METRIC, MEMORY, PIPELINE_METRIC, Point
+from fleetgauge.stores import Store, StoreUnavailable, open_store
+from fleetgauge.validation import InvalidPoint
 
 S = 1_000_000_000
 T0 = 1_767_225_600 * S  # 2026-01-01T00:00:00Z

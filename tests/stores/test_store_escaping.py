@@ -13,9 +13,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.schema import CPU, MAX_NAME_LENGTH, RESERVED_TAG_KEYS, Point
-from agent.stores import Store
-from agent.stores.influx_text import decode_name, encode_name
+from fleetgauge.catalogue import CPU, RESERVED_TAG_KEYS, Point
+from fleetgauge.stores import Store
+from fleetgauge.stores.influx_text import decode_name, encode_name
+from fleetgauge.validation import MAX_NAME_LENGTH
 
 S = 1_000_000_000
 T0 = 1_767_225_600 * S
@@ -128,7 +129,7 @@ def test_influx_name_code_is_reversible_and_line_safe(name: str) -> None:
 
 
 def test_names_over_the_limit_are_refused(store: Store) -> None:
-    from agent.schema import InvalidPoint
+    from fleetgauge.validation import InvalidPoint
 
     long_name = "w" * (MAX_NAME_LENGTH + 1)
     with pytest.raises(InvalidPoint, match="256"):

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from conftest import BACKENDS, make_store
 
-from agent.schema import TIERS, Point
-from agent.stores import Store
-from agent.stores.tiers import TierAccumulator
+from fleetgauge.catalogue import TIERS, Point
+from fleetgauge.stores import Store
+from fleetgauge.stores.tiers import TierAccumulator
 
 S = 1_000_000_000
 T0 = 1_767_225_600 * S  # 2026-01-01T00:00:00Z, a whole hour

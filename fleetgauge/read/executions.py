@@ -1,10 +1,10 @@
 """Executions read back: what each run of a pipeline was given, how it ended, how it did.
 
-An execution is written as two kinds of records (``schema.EXECUTION`` when it
-starts, with its inputs, and ``schema.EXECUTION_END`` when it ends, with its
+An execution is written as two kinds of records (``catalogue.EXECUTION`` when it
+starts, with its inputs, and ``catalogue.EXECUTION_END`` when it ends, with its
 status) plus whatever values and events were recorded with its
 ``execution_id``. This module joins them, for the query SDK
-(``agent.query.get_execution`` / ``list_executions``), ``fleetgauge export
+(``fleetgauge.read.query.get_execution`` / ``list_executions``), ``fleetgauge export
 executions`` and the dashboard's Executions page:
 
 - the executions *started* in a window (newest first), optionally of some
@@ -30,10 +30,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent import schema
-from agent.export import LINE_END, neutralize
-from agent.stores import Store
-from agent.timeutil import NS_PER_S, format_time
+from fleetgauge import catalogue
+from fleetgauge.read.export import LINE_END, neutralize
+from fleetgauge.stores import Store
+from fleetgauge.timeutil import NS_PER_S, format_time
 
 __all__ = [
     "ExecutionRecord",
@@ -57,10 +57,10 @@ METADATA_COLUMNS = ("execution_id", "pipeline", "status", "start", "end", "durat
 """Columns every execution has; ``environment`` is available too."""
 ENVIRONMENT_COLUMN = "environment"
 _ID_CHUNK = 200  # ids per store filter, so an InfluxQL statement stays small
-INPUTS = schema.EXECUTION.get_field("inputs").name
-STATUS = schema.EXECUTION_END.get_field("status").name
-VALUE = schema.PIPELINE_METRIC.get_field("value").name
-STEP = schema.LIST_METRIC.get_field("step").name
+INPUTS = catalogue.EXECUTION.get_field("inputs").name
+STATUS = catalogue.EXECUTION_END.get_field("status").name
+VALUE = catalogue.PIPELINE_METRIC.get_field("value").name
+STEP = catalogue.LIST_METRIC.get_field("step").name
 
 
 @dataclass
@@ -95,7 +95,7 @@ class ExecutionRecord:
     environment: str
     start_ns: int
     inputs: dict[str, Any]
-    status: str = schema.RUNNING
+    status: str = catalogue.RUNNING
     end_ns: int | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     list_metrics: dict[str, ListMetric] = field(default_factory=dict)
@@ -131,7 +131,7 @@ class ExecutionRecord:
 def _where(
     environment: Sequence[str] | None = None, **tags: Sequence[str] | None
 ) -> dict[str, list[str]]:
-    where = {schema.ENVIRONMENT: list(environment)} if environment is not None else {}
+    where = {catalogue.ENVIRONMENT: list(environment)} if environment is not None else {}
     for key, values in tags.items():
         if values is not None:
             where[key] = list(values)
@@ -144,7 +144,7 @@ def _chunks(ids: Sequence[str]) -> Iterator[list[str]]:
 
 
 def _key(tags: dict[str, str]) -> tuple[str, str]:
-    return tags[schema.ENVIRONMENT], tags[schema.EXECUTION_ID]
+    return tags[catalogue.ENVIRONMENT], tags[catalogue.EXECUTION_ID]
 
 
 def read_executions(
@@ -164,13 +164,13 @@ def read_executions(
     gives the status.
     """
     if status is not None:
-        unknown = [s for s in status if s not in schema.EXECUTION_STATUSES]
+        unknown = [s for s in status if s not in catalogue.EXECUTION_STATUSES]
         if unknown:
-            known = ", ".join(schema.EXECUTION_STATUSES)
+            known = ", ".join(catalogue.EXECUTION_STATUSES)
             raise ValueError(f"unknown status {unknown[0]!r} (known: {known})")
     found: dict[tuple[str, str], ExecutionRecord] = {}
-    where = _where(environment, **{schema.PIPELINE: pipeline})
-    for p in store.stream_points(schema.EXECUTION.name, start_ns, end_ns, where):
+    where = _where(environment, **{catalogue.PIPELINE: pipeline})
+    for p in store.stream_points(catalogue.EXECUTION.name, start_ns, end_ns, where):
         found[_key(p.tags)] = _record(p)
     records = _finish(store, found, start_ns, environment)
     if status is not None:
@@ -189,8 +189,8 @@ def read_execution(
     """The execution called ``execution_id`` (the latest started, if several environments
     have one), with its metrics; None when no start was recorded."""
     found: dict[tuple[str, str], ExecutionRecord] = {}
-    where = _where(environment, **{schema.EXECUTION_ID: [execution_id]})
-    for p in store.stream_points(schema.EXECUTION.name, EARLIEST_NS, LATEST_NS, where):
+    where = _where(environment, **{catalogue.EXECUTION_ID: [execution_id]})
+    for p in store.stream_points(catalogue.EXECUTION.name, EARLIEST_NS, LATEST_NS, where):
         found[_key(p.tags)] = _record(p)
     records = _finish(store, found, EARLIEST_NS, environment)
     if not records:
@@ -200,15 +200,15 @@ def read_execution(
     return latest
 
 
-def _record(p: schema.Point) -> ExecutionRecord:
+def _record(p: catalogue.Point) -> ExecutionRecord:
     try:
         inputs = json.loads(str(p.fields.get(INPUTS) or "{}"))
     except ValueError:
         inputs = {}
     return ExecutionRecord(
-        p.tags[schema.EXECUTION_ID],
-        p.tags[schema.PIPELINE],
-        p.tags[schema.ENVIRONMENT],
+        p.tags[catalogue.EXECUTION_ID],
+        p.tags[catalogue.PIPELINE],
+        p.tags[catalogue.ENVIRONMENT],
         p.time_ns,
         inputs if isinstance(inputs, dict) else {},
     )
@@ -226,8 +226,8 @@ def _finish(
     since = min([since_ns, *(r.start_ns for r in found.values())])
     ids = sorted({execution_id for _, execution_id in found})
     for chunk in _chunks(ids):
-        where = _where(environment, **{schema.EXECUTION_ID: chunk})
-        for p in store.stream_points(schema.EXECUTION_END.name, since, LATEST_NS, where):
+        where = _where(environment, **{catalogue.EXECUTION_ID: chunk})
+        for p in store.stream_points(catalogue.EXECUTION_END.name, since, LATEST_NS, where):
             record = found.get(_key(p.tags))
             if record is not None and p.time_ns >= record.start_ns:
                 record.status, record.end_ns = str(p.fields.get(STATUS)), p.time_ns
@@ -240,16 +240,16 @@ def _add_metrics(store: Store, records: Sequence[ExecutionRecord]) -> None:
     ids = sorted({r.execution_id for r in records})
     environments = sorted({r.environment for r in records})
     for chunk in _chunks(ids):
-        where = _where(environments, **{schema.EXECUTION_ID: chunk})
-        for p in store.stream_points(schema.PIPELINE_METRIC.name, EARLIEST_NS, LATEST_NS, where):
+        where = _where(environments, **{catalogue.EXECUTION_ID: chunk})
+        for p in store.stream_points(catalogue.PIPELINE_METRIC.name, EARLIEST_NS, LATEST_NS, where):
             record = by_key.get(_key(p.tags))
             if record is not None:
-                record.metrics[p.tags[schema.METRIC]] = float(p.fields[VALUE])
+                record.metrics[p.tags[catalogue.METRIC]] = float(p.fields[VALUE])
         steps: dict[tuple[tuple[str, str], str], dict[int, tuple[int, float]]] = {}
-        for p in store.stream_points(schema.LIST_METRIC.name, EARLIEST_NS, LATEST_NS, where):
+        for p in store.stream_points(catalogue.LIST_METRIC.name, EARLIEST_NS, LATEST_NS, where):
             key = _key(p.tags)
             if key in by_key:
-                per_step = steps.setdefault((key, p.tags[schema.METRIC]), {})
+                per_step = steps.setdefault((key, p.tags[catalogue.METRIC]), {})
                 per_step[int(p.fields[STEP])] = (p.time_ns, float(p.fields[VALUE]))
         for (key, metric), per_step in steps.items():
             lm = by_key[key].list_metrics[metric] = ListMetric()
@@ -265,15 +265,15 @@ def _add_metrics(store: Store, records: Sequence[ExecutionRecord]) -> None:
 
 def read_events(
     store: Store, records: Sequence[ExecutionRecord], limit: int = 500
-) -> list[schema.Point]:
+) -> list[catalogue.Point]:
     """Events recorded with the ids of ``records`` (their environments), in time order."""
     by_key = {(r.environment, r.execution_id) for r in records}
     ids = sorted({r.execution_id for r in records})
     environments = sorted({r.environment for r in records})
-    events: list[schema.Point] = []
+    events: list[catalogue.Point] = []
     for chunk in _chunks(ids):
-        where = _where(environments, **{schema.EXECUTION_ID: chunk})
-        for p in store.stream_points(schema.EVENT.name, EARLIEST_NS, LATEST_NS, where):
+        where = _where(environments, **{catalogue.EXECUTION_ID: chunk})
+        for p in store.stream_points(catalogue.EVENT.name, EARLIEST_NS, LATEST_NS, where):
             if _key(p.tags) in by_key:
                 events.append(p)
     events.sort(key=lambda p: p.time_ns)

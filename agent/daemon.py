@@ -25,14 +25,14 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from prometheus_client import CollectorRegistry, ProcessCollector
 
-from agent import schema
-from agent.collectors import Collector, build_collectors
-from agent.config import AgentConfig
-from agent.delivery import Delivery, Spool
-from agent.exposition import MetricsServer, PipelineSeries, Snapshot
-from agent.health import Health
-from agent.push import PushParser, PushServer
-from agent.stores import Store, open_store
+from fleetgauge import catalogue
+from fleetgauge.agent.collectors import Collector, build_collectors
+from fleetgauge.agent.config import AgentConfig
+from fleetgauge.agent.delivery import Delivery, Spool
+from fleetgauge.agent.exposition import MetricsServer, PipelineSeries, Snapshot
+from fleetgauge.agent.health import Health
+from fleetgauge.agent.push import PushParser, PushServer
+from fleetgauge.stores import Store, open_store
 
 __all__ = ["Agent"]
 
@@ -190,10 +190,10 @@ class Agent:
         log.info(
             "agent stopped: %d samples, %d points written, %d spooled, %d dropped,"
             " %d waiting in the spool",
-            h.total(schema.AGENT_SAMPLES),
-            h.total(schema.AGENT_POINTS_WRITTEN),
-            h.total(schema.AGENT_POINTS_SPOOLED),
-            h.total(schema.AGENT_POINTS_DROPPED),
+            h.total(catalogue.AGENT_SAMPLES),
+            h.total(catalogue.AGENT_POINTS_WRITTEN),
+            h.total(catalogue.AGENT_POINTS_SPOOLED),
+            h.total(catalogue.AGENT_POINTS_DROPPED),
             self.delivery.spool.points if self.delivery.spool else 0,
         )
 

@@ -3,6 +3,8 @@
 This module is the single source of truth for names. The stores, the collectors,
 the push endpoint, the dashboard, the Prometheus exposition and the Grafana JSON
 all take their names from here; nothing else spells a measurement or field name.
+The rules a point must follow live in :mod:`fleetgauge.validation`, the push
+wire format in :mod:`fleetgauge.protocol`.
 
 Naming rules: a field name carries its unit (``_percent``, ``_bytes``,
 ``_bytes_per_second``, ``_celsius``, ``_watts``, ``_cores``); counts and
@@ -13,7 +15,6 @@ dimensionless values carry none. Prometheus names follow Prometheus conventions
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -30,16 +31,10 @@ __all__ = [
     "RESOURCE_MEASUREMENTS",
     "measurement",
     "prometheus_name",
-    "validate_point",
-    "InvalidPoint",
-    "MAX_NAME_LENGTH",
     "RESERVED_TAG_KEYS",
     "HealthMetric",
     "AGENT_HEALTH",
 ]
-
-MAX_NAME_LENGTH = 256
-"""Longest measurement/tag/field name or tag value accepted, in characters."""
 
 
 class Family(StrEnum):
@@ -389,41 +384,6 @@ AGENT_SPOOL_BYTES = HealthMetric(_H + "spool_bytes", "gauge", "Bytes waiting in 
 AGENT_SPOOL_POINTS = HealthMetric(_H + "spool_points", "gauge", "Points waiting in the spool")
 
 
-# --- the push endpoint and the recording SDK -----------------------------------
-PUSH_METRICS_PATH = "/v1/metrics"
-"""``POST {"metrics": [item, ...]}``: values recorded by models and pipelines."""
-PUSH_EVENTS_PATH = "/v1/events"
-"""``POST {"events": [item, ...]}``: named events with a wall-clock time."""
-PUSH_METRIC_KEYS = ("metric", "value", DEPLOYMENT, PIPELINE, EXECUTION_ID, "step", "time", "tags")
-"""Every key a pushed metric item may have; any other key is refused."""
-PUSH_EVENT_KEYS = (EVENT_NAME, EVENT_SOURCE, "time", "metadata", DEPLOYMENT, PIPELINE, EXECUTION_ID)
-"""Every key a pushed event item may have; any other key is refused."""
-PUSH_EXECUTIONS_PATH = "/v1/executions"
-"""``POST {"executions": [item, ...]}``: an execution started (status running) or ended."""
-PUSH_EXECUTION_KEYS = (EXECUTION_ID, PIPELINE, "status", "time", "inputs")
-"""Every key a pushed execution item may have; any other key is refused."""
-MAX_INPUTS_BYTES = 4096
-"""Largest ``inputs`` of one execution, as compact JSON in UTF-8."""
-PUSH_CONTEXT = (DEPLOYMENT, PIPELINE, EXECUTION_ID)
-"""Context a pushed item may carry; a metric item needs a deployment or a pipeline."""
-PUSH_TAG_KEYS_TAKEN = frozenset(
-    {ENVIRONMENT, WORKER, METRIC, EVENT_NAME, EVENT_SOURCE}
-    | RESERVED_TAG_KEYS
-    | set(PUSH_METRIC_KEYS)
-    | set(PUSH_EVENT_KEYS)
-)
-"""Names a pushed item's extra ``tags`` may not use: they mean something already."""
-PUSH_IDEMPOTENCY_HEADER = "Idempotency-Key"
-"""Request header naming one batch; a batch sent again under the same key is stored once."""
-MAX_PUSH_TAGS = 16
-"""Most extra ``tags`` one pushed metric item may carry."""
-MAX_PUSH_ITEMS = 10_000
-"""Most items in one push request."""
-MAX_EVENT_METADATA_BYTES = 4096
-"""Largest ``metadata`` of one event, as compact JSON in UTF-8."""
-MAX_STEP = 2**53
-"""Steps are integers in [0, MAX_STEP): exact in JSON numbers and in every store."""
-
 _P = PROMETHEUS_PREFIX + "pipeline_"
 PUSH_LABELS = (DEPLOYMENT, PIPELINE, METRIC)
 """Labels of the per-metric Prometheus series; an absent deployment or pipeline is ''."""
@@ -465,166 +425,3 @@ AGENT_HEALTH = (
     AGENT_PUSH_UNEXPOSED,
 )
 """Every agent-health metric; Grafana boards and alert rules take names from here."""
-
-
-# --- validation -------------------------------------------------------------
-class InvalidPoint(ValueError):
-    """A point that breaks the data model; the message names the part at fault."""
-
-
-def validate_name(kind: str, value: object) -> str:
-    """Check one name or tag value: a non-empty string of valid Unicode, bounded length."""
-    if not isinstance(value, str):
-        raise InvalidPoint(f"{kind} must be a string, got {type(value).__name__}")
-    if not value:
-        raise InvalidPoint(f"{kind} must not be empty")
-    if len(value) > MAX_NAME_LENGTH:
-        raise InvalidPoint(f"{kind} is {len(value)} characters long (limit {MAX_NAME_LENGTH})")
-    if "\x00" in value:
-        raise InvalidPoint(f"{kind} contains a NUL character")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InvalidPoint(f"{kind} is not valid Unicode (lone surrogate)") from None
-    return value
-
-
-_CHECKED_TAGS: dict[tuple[object, ...], None] = {}
-_MAX_CHECKED_TAGS = 100_000
-_FIELD_TYPES = {name: {f.name: f for f in m.fields} for name, m in MEASUREMENTS.items()}
-
-
-def validate_point(point: Point) -> Measurement:
-    """Check a point against the catalogue before it may reach a store.
-
-    Raises InvalidPoint naming the measurement, tag or field at fault. A tag set
-    that passed once is remembered (bounded), so the points of a known series
-    only have their fields and time checked.
-    """
-    m = MEASUREMENTS.get(point.measurement)
-    if m is None:
-        raise InvalidPoint(f"unknown measurement {point.measurement!r}")
-    try:
-        key = (point.measurement, *point.tags.items())
-        known = key in _CHECKED_TAGS
-    except (TypeError, AttributeError):  # unhashable values or no mapping: the slow path says
-        key, known = None, False
-    if not known:
-        _check_tags(m, point.tags)
-        if key is not None:
-            if len(_CHECKED_TAGS) >= _MAX_CHECKED_TAGS:
-                _CHECKED_TAGS.clear()
-            _CHECKED_TAGS[key] = None
-    if not point.fields:
-        raise InvalidPoint(f"{m.name} point has no fields")
-    fields = _FIELD_TYPES[m.name]
-    for name, value in point.fields.items():
-        f = fields.get(name)
-        if f is None:
-            raise InvalidPoint(f"measurement {m.name!r} has no field {name!r}")
-        if type(value) is not float or f.type is not float or value - value != 0.0:
-            _check_field_value(m, f, value)
-    if type(point.time_ns) is not int:
-        raise InvalidPoint(f"{m.name} point time must be integer nanoseconds")
-    return m
-
-
-def _check_tags(m: Measurement, tags: Mapping[str, str]) -> None:
-    if not isinstance(tags, Mapping):
-        raise InvalidPoint(f"{m.name} point tags must be a mapping of names to text")
-    for key, value in tags.items():
-        validate_name("tag key", key)
-        if key in RESERVED_TAG_KEYS or key in m.field_names:
-            raise InvalidPoint(f"tag key {key!r} is reserved in measurement {m.name!r}")
-        validate_name(f"tag {key!r}", value)
-    for key in m.required_tags:
-        if key not in tags:
-            raise InvalidPoint(f"{m.name} point lacks the {key!r} tag")
-    if m.family in (Family.PIPELINE, Family.LIST) and not (
-        tags.get(DEPLOYMENT) or tags.get(PIPELINE)
-    ):
-        raise InvalidPoint(f"{m.name} point needs a 'deployment' or 'pipeline' tag")
-
-
-def _check_field_value(m: Measurement, f: Field, value: object) -> None:
-    if f.type is str:
-        if not isinstance(value, str):
-            raise InvalidPoint(f"{m.name}.{f.name} must be a string")
-        return
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidPoint(f"{m.name}.{f.name} must be a number, got {type(value).__name__}")
-    if f.type is int and not isinstance(value, int):
-        raise InvalidPoint(f"{m.name}.{f.name} must be an integer")
-    if value != value or value in (float("inf"), float("-inf")):
-        raise InvalidPoint(f"{m.name}.{f.name} must be finite, got {value}")
-
-
-# --- executions ---------------------------------------------------------------
-MAX_INPUTS = 64
-"""Most inputs (name -> value) one execution may declare."""
-
-
-def new_execution_id(time_ns: int) -> str:
-    """A fresh execution id: its start second in UTC, then random hex.
-
-    For example ``20261122T101500-3fa2c1d0``: ids sort by start time, and two
-    runs started in the same second differ.
-    """
-    import secrets
-    import time as _time
-
-    stamp = _time.strftime("%Y%m%dT%H%M%S", _time.gmtime(time_ns // 1_000_000_000))
-    return f"{stamp}-{secrets.token_hex(4)}"
-
-
-def inputs_json(inputs: object) -> str:
-    """An execution's inputs as compact JSON; InvalidPoint naming the input at fault.
-
-    Inputs map names to text, finite numbers, true/false or null (numpy and
-    other number types become plain numbers); at most :data:`MAX_INPUTS` of
-    them and :data:`MAX_INPUTS_BYTES` of JSON.
-    """
-    import orjson
-
-    if not isinstance(inputs, Mapping):
-        raise InvalidPoint(f"inputs must be an object of names to values, got {_type(inputs)}")
-    if len(inputs) > MAX_INPUTS:
-        raise InvalidPoint(f"{len(inputs)} inputs, the limit is {MAX_INPUTS}")
-    clean: dict[str, object] = {}
-    for name, value in inputs.items():
-        validate_name("input name", name)
-        if value is None or isinstance(value, bool | str):
-            if isinstance(value, str):
-                validate_name(f"input {name!r}", value)
-            clean[name] = value
-        elif isinstance(value, numbers.Integral) and abs(int(value)) < 2**53:
-            clean[name] = int(value)
-        elif isinstance(value, numbers.Real) and float(value) - float(value) == 0.0:
-            clean[name] = _shortest(value)
-        elif type(value).__name__ in ("bool_", "bool"):  # numpy's bool, not a number type
-            clean[name] = bool(value)
-        else:
-            raise InvalidPoint(
-                f"input {name!r} must be text, a finite number, true/false or null,"
-                f" got {_type(value)} {str(value)[:40]!r}"
-            )
-    text = orjson.dumps(clean).decode()
-    if len(text.encode()) > MAX_INPUTS_BYTES:
-        raise InvalidPoint(
-            f"inputs are {len(text.encode())} bytes as JSON (limit {MAX_INPUTS_BYTES})"
-        )
-    return text
-
-
-def _shortest(value: numbers.Real) -> float:
-    """A float as the user wrote it: numpy's float32 0.001 stays 0.001, not 0.0010000000474."""
-    if type(value) is float:
-        return value
-    try:
-        return float(str(value))
-    except ValueError:
-        return float(value)
-
-
-def _type(value: object) -> str:
-    return "null" if value is None else type(value).__name__

@@ -14,9 +14,9 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from agent import schema
-from agent.stores import Store
-from agent.stores.base import Where
+from fleetgauge import catalogue
+from fleetgauge.stores import Store
+from fleetgauge.stores.base import Where
 
 __all__ = [
     "Summary",
@@ -31,8 +31,8 @@ __all__ = [
 RAW_LIMIT = 5000
 """Most values drawn one by one; above it the chart shows buckets."""
 MAX_EVENTS = 500
-VALUE = schema.PIPELINE_METRIC.get_field("value").name
-METADATA = schema.EVENT.get_field("metadata").name
+VALUE = catalogue.PIPELINE_METRIC.get_field("value").name
+METADATA = catalogue.EVENT.get_field("metadata").name
 
 
 @dataclass
@@ -100,13 +100,13 @@ def _where(
 ) -> Where | None:
     where: dict[str, list[str]] = {}
     if environment:
-        where[schema.ENVIRONMENT] = [environment]
+        where[catalogue.ENVIRONMENT] = [environment]
     if deployments:
-        where[schema.DEPLOYMENT] = list(deployments)
+        where[catalogue.DEPLOYMENT] = list(deployments)
     if pipeline:
-        where[schema.PIPELINE] = [pipeline]
+        where[catalogue.PIPELINE] = [pipeline]
     if metric:
-        where[schema.METRIC] = [metric]
+        where[catalogue.METRIC] = [metric]
     return where or None
 
 
@@ -119,12 +119,12 @@ def metric_options(
     pipeline: str | None = None,
 ) -> tuple[list[str], list[str], list[str]]:
     """Deployments, pipelines (of the chosen deployments) and metrics (of both) in the window."""
-    m = [schema.PIPELINE_METRIC.name]
-    found = store.tag_values(schema.DEPLOYMENT, start_ns, end_ns, m, _where(environment))
+    m = [catalogue.PIPELINE_METRIC.name]
+    found = store.tag_values(catalogue.DEPLOYMENT, start_ns, end_ns, m, _where(environment))
     chosen = _where(environment, deployments)
-    pipelines = store.tag_values(schema.PIPELINE, start_ns, end_ns, m, chosen)
+    pipelines = store.tag_values(catalogue.PIPELINE, start_ns, end_ns, m, chosen)
     metrics = store.tag_values(
-        schema.METRIC, start_ns, end_ns, m, _where(environment, deployments, pipeline)
+        catalogue.METRIC, start_ns, end_ns, m, _where(environment, deployments, pipeline)
     )
     return found, pipelines, metrics
 
@@ -142,7 +142,7 @@ def rolling_mean(values: Sequence[float], window: int) -> list[float]:
 
 def _last(store: Store, where: Where | None, start_ns: int, end_ns: int) -> tuple[int, float]:
     last = (start_ns, float("nan"))
-    for p in store.stream_points(schema.PIPELINE_METRIC.name, start_ns, end_ns, where):
+    for p in store.stream_points(catalogue.PIPELINE_METRIC.name, start_ns, end_ns, where):
         last = (p.time_ns, p.fields[VALUE])
     return last
 
@@ -161,13 +161,13 @@ def read_metric(
     """Values of ``metric`` per deployment in [start, end), with summaries and events."""
     where = _where(environment, deployments, pipeline, metric)
     b = store.read_buckets(
-        schema.PIPELINE_METRIC.name,
+        catalogue.PIPELINE_METRIC.name,
         [VALUE],
         start_ns,
         end_ns,
         max_points,
         where,
-        (schema.DEPLOYMENT,),
+        (catalogue.DEPLOYMENT,),
     )
     view = MetricView(metric, start_ns, end_ns, b.step_ns, b.level, [], [])
     total = sum(sum(s.fields[VALUE].count) for s in b.series)
@@ -177,12 +177,12 @@ def read_metric(
         keep = [i for i, n in enumerate(fb.count) if n]
         if not keep:
             continue
-        d = DeploymentValues(s.tags.get(schema.DEPLOYMENT, ""))
+        d = DeploymentValues(s.tags.get(catalogue.DEPLOYMENT, ""))
         count = sum(fb.count[i] for i in keep)
         total_sum = sum(fb.mean[i] * fb.count[i] for i in keep)  # type: ignore[operator]
         one = _where(environment, [d.deployment], pipeline, metric)
         if raw:
-            for p in store.stream_points(schema.PIPELINE_METRIC.name, start_ns, end_ns, one):
+            for p in store.stream_points(catalogue.PIPELINE_METRIC.name, start_ns, end_ns, one):
                 d.times.append(p.time_ns)
                 d.values.append(p.fields[VALUE])
             d.rolling = rolling_mean(d.values, max(5, len(d.values) // 50))
@@ -218,7 +218,7 @@ def read_events(
     """The first ``limit`` events of the deployments in the window."""
     marks = []
     where = _where(environment, deployments)
-    for p in store.stream_points(schema.EVENT.name, start_ns, end_ns, where):
+    for p in store.stream_points(catalogue.EVENT.name, start_ns, end_ns, where):
         metadata = p.fields.get(METADATA) or ""
         try:
             metadata = json.dumps(json.loads(metadata), sort_keys=True) if metadata else ""
@@ -227,8 +227,8 @@ def read_events(
         marks.append(
             EventMark(
                 p.time_ns,
-                p.tags.get(schema.EVENT_NAME, ""),
-                p.tags.get(schema.DEPLOYMENT, ""),
+                p.tags.get(catalogue.EVENT_NAME, ""),
+                p.tags.get(catalogue.DEPLOYMENT, ""),
                 metadata,
             )
         )

@@ -8,9 +8,11 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
-__all__ = ["parse_time", "parse_duration", "format_time", "datetime_to_ns", "NS_PER_S"]
+__all__ = ["parse_time", "parse_duration", "format_time", "datetime_to_ns", "NS_PER_S", "MAX_NS"]
 
 NS_PER_S = 1_000_000_000
+MAX_NS = 2**63 - 1
+"""The latest time a store holds (InfluxDB's and a signed 64-bit integer's limit)."""
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ns|us|ms|s|m|h|d|w)\s*$")
 _UNITS_NS = {
     "ns": 1,

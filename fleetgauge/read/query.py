@@ -3,7 +3,7 @@
 Model and notebook code reads pipeline metrics, list metrics, events and
 resource samples with four functions, whatever the store (SQLite or InfluxDB)::
 
-    from agent.query import get_events, get_metrics, get_resource_metrics
+    from fleetgauge.read.query import get_events, get_metrics, get_resource_metrics
 
     rows = get_metrics("score", deployment="fraud-v2", start="2026-01-01")
     text = get_resource_metrics("2026-01-01", "2026-01-02", workers="gpu-01", csv=True)
@@ -13,7 +13,7 @@ Arguments, the same in every function:
 
 - ``store``: a store URL (``sqlite:///PATH``, ``influxdb+http://...``), opened
   read-only for the call and closed afterwards, or an open ``Store`` object,
-  left open. Default: ``agent.stores.default_store_url()``.
+  left open. Default: ``fleetgauge.stores.default_store_url()``.
 - times (``start``/``end``, ``start_date``/``end_date``): a ``datetime``
   (naive means UTC), a ``date`` (midnight UTC), ISO-8601 text (UTC unless it
   has an offset) or epoch seconds; ``None`` leaves that side open. The window
@@ -29,7 +29,7 @@ tag), the field columns, and ``other_tags`` (a dict of tags outside the
 catalogue). Each ``get_*`` function returns a list; its ``iter_*`` twin yields
 the same rows one at a time, in constant memory. ``get_resource_metrics(...,
 csv=...)`` streams the CSV of ``fleetgauge export resources`` (the same
-writer, ``agent.export``) instead of building rows.
+writer, ``fleetgauge.read.export``) instead of building rows.
 
 Bad arguments raise ValueError (unknown measurement, bad time text, start not
 before end) or TypeError (a value of the wrong type) before any store is opened.
@@ -45,11 +45,12 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal, TextIO, overload
 
-from agent import executions, schema
-from agent.export import Layout, export_csv, export_file, layout, merged_points
-from agent.schema import Point
-from agent.stores import Store, default_store_url, open_store
-from agent.timeutil import NS_PER_S, datetime_to_ns, format_time, parse_time
+from fleetgauge import catalogue
+from fleetgauge.catalogue import Point
+from fleetgauge.read import executions
+from fleetgauge.read.export import Layout, export_csv, export_file, layout, merged_points
+from fleetgauge.stores import Store, default_store_url, open_store
+from fleetgauge.timeutil import NS_PER_S, datetime_to_ns, format_time, parse_time
 
 __all__ = [
     "get_metrics",
@@ -163,10 +164,10 @@ def _context(
     deployment: Names, pipeline: Names, execution_id: Names, environment: Names
 ) -> tuple[tuple[str, str, Names], ...]:
     return (
-        (schema.DEPLOYMENT, "deployment", deployment),
-        (schema.PIPELINE, "pipeline", pipeline),
-        (schema.EXECUTION_ID, "execution_id", execution_id),
-        (schema.ENVIRONMENT, "environment", environment),
+        (catalogue.DEPLOYMENT, "deployment", deployment),
+        (catalogue.PIPELINE, "pipeline", pipeline),
+        (catalogue.EXECUTION_ID, "execution_id", execution_id),
+        (catalogue.ENVIRONMENT, "environment", environment),
     )
 
 
@@ -249,7 +250,7 @@ def _metric_rows(
 ) -> Iterator[Row]:
     lay = layout("metrics", [measurement])
     window = _window(start, end, ("start", "end"))
-    where = _where((schema.METRIC, "name", name), *context)
+    where = _where((catalogue.METRIC, "name", name), *context)
     _check_store(store)
     return _stream(store, lay, window, where, _row_maker(lay, with_measurement=False))
 
@@ -271,7 +272,7 @@ def iter_metrics(
     value, other_tags.
     """
     context = _context(deployment, pipeline, execution_id, environment)
-    return _metric_rows(schema.PIPELINE_METRIC.name, name, context, start, end, store)
+    return _metric_rows(catalogue.PIPELINE_METRIC.name, name, context, start, end, store)
 
 
 def get_metrics(
@@ -320,7 +321,7 @@ def iter_list_metrics(
     Rows: as :func:`iter_metrics` plus ``step`` (an int).
     """
     context = _context(deployment, pipeline, execution_id, environment)
-    return _metric_rows(schema.LIST_METRIC.name, name, context, start, end, store)
+    return _metric_rows(catalogue.LIST_METRIC.name, name, context, start, end, store)
 
 
 def get_list_metrics(
@@ -369,8 +370,8 @@ def iter_events(
     lay = layout("events")
     window = _window(start, end, ("start", "end"))
     where = _where(
-        (schema.EVENT_NAME, "name", name),
-        (schema.EVENT_SOURCE, "source", source),
+        (catalogue.EVENT_NAME, "name", name),
+        (catalogue.EVENT_SOURCE, "source", source),
         *_context(deployment, pipeline, execution_id, environment),
     )
     _check_store(store)
@@ -416,7 +417,7 @@ def _resource_query(
     lay = layout("resources", _names(measurements, "measurements"))
     window = _window(start_date, end_date, ("start_date", "end_date"))
     where = _where(
-        (schema.WORKER, "workers", workers), (schema.ENVIRONMENT, "environment", environment)
+        (catalogue.WORKER, "workers", workers), (catalogue.ENVIRONMENT, "environment", environment)
     )
     return lay, window, where
 

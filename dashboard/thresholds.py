@@ -1,6 +1,6 @@
 """The resources the site shows a card and a graph for, and the thresholds that judge them.
 
-Each resource names a measurement and field(s) of the catalogue (``agent.schema``);
+Each resource names a measurement and field(s) of the catalogue (``fleetgauge.catalogue``);
 nothing here spells a stored name by hand, so a renamed field breaks at import.
 Thresholds come from defaults, a TOML file (``--thresholds``) and ``--threshold``
 flags, in that order of precedence (a flag wins).
@@ -14,8 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent import schema
-from agent.schema import Measurement
+from fleetgauge import catalogue
+from fleetgauge.catalogue import Measurement
 
 __all__ = [
     "Resource",
@@ -43,7 +43,7 @@ class Resource:
     @property
     def is_percent(self) -> bool:
         """Percentages average across devices and workers; rates and bytes add up."""
-        return self.unit == schema.PERCENT
+        return self.unit == catalogue.PERCENT
 
     @property
     def device_tags(self) -> tuple[str, ...]:
@@ -63,40 +63,42 @@ RESOURCES: tuple[Resource, ...] = (
     Resource(
         "cpu",
         "CPU",
-        schema.CPU,
-        _fields(schema.CPU, "usage_percent"),
-        schema.PERCENT,
-        _one(schema.CONTAINER, "cpu_used_percent"),
+        catalogue.CPU,
+        _fields(catalogue.CPU, "usage_percent"),
+        catalogue.PERCENT,
+        _one(catalogue.CONTAINER, "cpu_used_percent"),
     ),
     Resource(
         "memory",
         "Memory",
-        schema.MEMORY,
-        _fields(schema.MEMORY, "used_percent"),
-        schema.PERCENT,
-        _one(schema.CONTAINER, "memory_used_percent"),
+        catalogue.MEMORY,
+        _fields(catalogue.MEMORY, "used_percent"),
+        catalogue.PERCENT,
+        _one(catalogue.CONTAINER, "memory_used_percent"),
     ),
     Resource(
         "gpu",
         "GPU utilisation",
-        schema.GPU_MEASUREMENT,
-        _fields(schema.GPU_MEASUREMENT, "utilization_percent"),
-        schema.PERCENT,
+        catalogue.GPU_MEASUREMENT,
+        _fields(catalogue.GPU_MEASUREMENT, "utilization_percent"),
+        catalogue.PERCENT,
     ),
     Resource(
         "gpu_memory",
         "GPU memory",
-        schema.GPU_MEASUREMENT,
-        _fields(schema.GPU_MEASUREMENT, "memory_used_percent"),
-        schema.PERCENT,
+        catalogue.GPU_MEASUREMENT,
+        _fields(catalogue.GPU_MEASUREMENT, "memory_used_percent"),
+        catalogue.PERCENT,
     ),
-    Resource("disk", "Disk", schema.DISK, _fields(schema.DISK, "used_percent"), schema.PERCENT),
+    Resource(
+        "disk", "Disk", catalogue.DISK, _fields(catalogue.DISK, "used_percent"), catalogue.PERCENT
+    ),
     Resource(
         "network",
         "Network",
-        schema.NETWORK,
-        _fields(schema.NETWORK, "receive_bytes_per_second", "transmit_bytes_per_second"),
-        schema.BYTES_PER_SECOND,
+        catalogue.NETWORK,
+        _fields(catalogue.NETWORK, "receive_bytes_per_second", "transmit_bytes_per_second"),
+        catalogue.BYTES_PER_SECOND,
         optional=True,
     ),
 )

@@ -9,8 +9,8 @@ import sys
 import time
 from collections.abc import Sequence
 
-from agent import __version__, schema
-from agent.executions import (
+from fleetgauge import __version__, catalogue
+from fleetgauge.read.executions import (
     METADATA_COLUMNS,
     MODES,
     check_column,
@@ -18,10 +18,10 @@ from agent.executions import (
     iter_executions_csv,
     read_executions,
 )
-from agent.export import KINDS, ProgressLine, atomic_text_file, export_csv, export_file
-from agent.query import to_time_ns
-from agent.stores import STORE_ENV, Store, StoreError, default_store_url, open_store
-from agent.timeutil import format_time
+from fleetgauge.read.export import KINDS, ProgressLine, atomic_text_file, export_csv, export_file
+from fleetgauge.read.query import to_time_ns
+from fleetgauge.stores import STORE_ENV, Store, StoreError, default_store_url, open_store
+from fleetgauge.timeutil import format_time
 
 __all__ = ["main", "build_parser"]
 
@@ -40,7 +40,7 @@ def _add_store(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_agent_args(parser: argparse.ArgumentParser) -> None:
-    from agent.config import CONFIG_ENV, SETTINGS
+    from fleetgauge.agent.config import CONFIG_ENV, SETTINGS
 
     parser.add_argument(
         "--config", metavar="FILE", help=f"TOML settings file (default: ${CONFIG_ENV} if set)"
@@ -62,7 +62,7 @@ def _add_agent_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _dashboard_resources():  # noqa: ANN202 - imported late: the agent never loads Dash
-    from dashboard.resources import RESOURCES
+    from fleetgauge.dashboard.thresholds import RESOURCES
 
     return RESOURCES
 
@@ -138,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
         " the store, serve /metrics",
         description="The per-worker daemon. Every --interval it samples CPU, memory, disks,"
         " network, GPUs (NVML) and container limits; on --push-port it takes the values"
-        " models record (POST /v1/metrics and /v1/events, or the agent.sdk module); it writes"
+        " models record (POST /v1/metrics and /v1/events, or the fleetgauge.sdk module); it writes"
         " the points to the store in batches, keeps them in an on-disk spool while the store"
         " is down and replays them in order, and serves the latest values on /metrics for"
         " Prometheus. SIGTERM or SIGINT flush what is buffered and exit 0.",
@@ -272,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument(
         "--status",
         action="append",
-        choices=schema.EXECUTION_STATUSES,
+        choices=catalogue.EXECUTION_STATUSES,
         help="executions only: only executions in this state (repeatable)",
     )
     export.add_argument(
@@ -300,10 +300,10 @@ def _fail(message: str, code: int = 1) -> int:
 
 def _run_demo(args: argparse.Namespace) -> int:
     if not args.seed_only:
-        from agent.demo_run import DemoSettings, run_demo
+        from fleetgauge.agent.demo.run import DemoSettings, run_demo
 
         return run_demo(DemoSettings(args.store, args.port, args.hours, args.workers))
-    from agent.demo import seed
+    from fleetgauge.agent.demo.seed import seed
 
     url = args.store or default_store_url()
     store = open_store(url)
@@ -320,8 +320,8 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 
 def _run_dashboard(args: argparse.Namespace) -> int:
-    from dashboard import auth
-    from dashboard.resources import load_thresholds
+    from fleetgauge.dashboard import auth
+    from fleetgauge.dashboard.thresholds import load_thresholds
 
     if args.hash_password is not None:
         password = _read_password()
@@ -335,8 +335,8 @@ def _run_dashboard(args: argparse.Namespace) -> int:
     open_store(args.store, create=False).close()  # a wrong URL fails now, not on the first page
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
-    from dashboard.app import serve
-    from dashboard.site import SiteConfig
+    from fleetgauge.dashboard.app import serve
+    from fleetgauge.dashboard.site import SiteConfig
 
     serve(SiteConfig(args.store, args.host, args.port, thresholds, users, args.insecure))
     return 0
@@ -444,7 +444,7 @@ def _run_export(args: argparse.Namespace) -> int:
 
 
 def _run_agent(args: argparse.Namespace) -> int:
-    from agent.config import SETTINGS, load_config, render_config
+    from fleetgauge.agent.config import SETTINGS, load_config, render_config
 
     flags = {s.name: getattr(args, s.name) for s in SETTINGS}
     config = load_config(flags, config_file=args.config)
@@ -460,7 +460,7 @@ def _run_agent(args: argparse.Namespace) -> int:
         logging.getLogger("apscheduler").setLevel(logging.WARNING)
     from prometheus_client import disable_created_metrics
 
-    from agent.app import Agent
+    from fleetgauge.agent.daemon import Agent
 
     disable_created_metrics()  # no *_created series: a fifth less to render on every scrape
     Agent(config).run()

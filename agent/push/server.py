@@ -2,8 +2,8 @@
 
 ``POST /v1/metrics`` with ``{"metrics": [item, ...]}``, ``POST /v1/events``
 with ``{"events": [item, ...]}`` and ``POST /v1/executions`` with
-``{"executions": [item, ...]}`` (item keys: ``schema.PUSH_METRIC_KEYS``,
-``schema.PUSH_EVENT_KEYS`` and ``schema.PUSH_EXECUTION_KEYS``). Every item is
+``{"executions": [item, ...]}`` (item keys: ``protocol.PUSH_METRIC_KEYS``,
+``protocol.PUSH_EVENT_KEYS`` and ``protocol.PUSH_EXECUTION_KEYS``). Every item is
 checked before anything is kept: one bad item rejects the whole request with a
 4xx JSON answer ``{"error": ..., "index": N, "field": ...}`` naming the item
 and the field at fault, so a client never has to guess what was stored.
@@ -43,13 +43,14 @@ from typing import Any
 
 import orjson
 
-from agent import schema
-from agent.delivery import Delivery
-from agent.exposition import PipelineSeries
-from agent.health import Health
-from agent.net import is_loopback
-from agent.schema import InvalidPoint, Point, validate_name
-from agent.timeutil import datetime_to_ns
+from fleetgauge import catalogue, protocol
+from fleetgauge.agent.delivery import Delivery
+from fleetgauge.agent.exposition import PipelineSeries
+from fleetgauge.agent.health import Health
+from fleetgauge.catalogue import Point
+from fleetgauge.net import is_loopback
+from fleetgauge.timeutil import datetime_to_ns
+from fleetgauge.validation import InvalidPoint, validate_name
 
 __all__ = ["PushError", "PushParser", "PushServer", "RecentKeys"]
 
@@ -59,9 +60,9 @@ NS_PER_S = 1_000_000_000
 _MAX_NS = 2**63 - 1
 _TIE_WINDOW_NS = 1_000_000
 _EXACT = 2**53  # an integer value below this converts to float exactly
-_METRIC_KEYS = frozenset(schema.PUSH_METRIC_KEYS)
-_EVENT_KEYS = frozenset(schema.PUSH_EVENT_KEYS)
-_EXECUTION_KEYS = frozenset(schema.PUSH_EXECUTION_KEYS)
+_METRIC_KEYS = frozenset(protocol.PUSH_METRIC_KEYS)
+_EVENT_KEYS = frozenset(protocol.PUSH_EVENT_KEYS)
+_EXECUTION_KEYS = frozenset(protocol.PUSH_EXECUTION_KEYS)
 _MAX_CACHED = 50_000
 _ROOM_WAIT_S = 2.0
 _PARALLEL_REQUESTS = 8
@@ -206,7 +207,7 @@ def _rfc3339(index: int, text: str) -> int:
 def _step(index: int, value: object) -> int:
     if type(value) is not int:
         raise _bad(index, "step", f"must be an integer, got {_kind(value)}")
-    if not 0 <= value < schema.MAX_STEP:
+    if not 0 <= value < protocol.MAX_STEP:
         raise _bad(index, "step", f"{value} is outside [0, 2**53)")
     return value
 
@@ -239,8 +240,12 @@ class PushParser:
         which also names what is wrong with it.
         """
         items = _items(doc, "metrics")
-        measurement = schema.PIPELINE_METRIC.name
-        deployment, pipeline, execution = schema.DEPLOYMENT, schema.PIPELINE, schema.EXECUTION_ID
+        measurement = catalogue.PIPELINE_METRIC.name
+        deployment, pipeline, execution = (
+            catalogue.DEPLOYMENT,
+            catalogue.PIPELINE,
+            catalogue.EXECUTION_ID,
+        )
         known, cached = _METRIC_KEYS.issuperset, self._tags.get
         isfinite, make = math.isfinite, tuple.__new__
         points: list[Point] = []
@@ -303,27 +308,27 @@ class PushParser:
         if not _EXECUTION_KEYS.issuperset(item):
             raise _unknown(i, item, _EXECUTION_KEYS)
         status = item.get("status")
-        if status not in schema.EXECUTION_STATUSES:
-            known = ", ".join(schema.EXECUTION_STATUSES)
+        if status not in catalogue.EXECUTION_STATUSES:
+            known = ", ".join(catalogue.EXECUTION_STATUSES)
             raise _bad(i, "status", f"must be one of {known}, got {status!r}")
         t = _time(i, item.get("time"), now_ns)
         tags = {
-            schema.ENVIRONMENT: self.environment,
-            schema.PIPELINE: _name(i, schema.PIPELINE, item.get(schema.PIPELINE)),
+            catalogue.ENVIRONMENT: self.environment,
+            catalogue.PIPELINE: _name(i, catalogue.PIPELINE, item.get(catalogue.PIPELINE)),
         }
-        given = item.get(schema.EXECUTION_ID)
-        if given is None and status == schema.RUNNING:
-            given = schema.new_execution_id(t)
-        tags[schema.EXECUTION_ID] = _name(i, schema.EXECUTION_ID, given)
-        if status != schema.RUNNING:
+        given = item.get(catalogue.EXECUTION_ID)
+        if given is None and status == catalogue.RUNNING:
+            given = protocol.new_execution_id(t)
+        tags[catalogue.EXECUTION_ID] = _name(i, catalogue.EXECUTION_ID, given)
+        if status != catalogue.RUNNING:
             if item.get("inputs") is not None:
                 raise _bad(i, "inputs", "inputs are given when the execution starts (running)")
-            return Point(schema.EXECUTION_END.name, tags, {"status": status}, t)
+            return Point(catalogue.EXECUTION_END.name, tags, {"status": status}, t)
         try:
-            inputs = schema.inputs_json({} if item.get("inputs") is None else item["inputs"])
+            inputs = protocol.inputs_json({} if item.get("inputs") is None else item["inputs"])
         except InvalidPoint as e:
             raise _bad(i, "inputs", str(e)) from None
-        return Point(schema.EXECUTION.name, tags, {"inputs": inputs}, t)
+        return Point(catalogue.EXECUTION.name, tags, {"inputs": inputs}, t)
 
     def _metric(self, i: int, item: object, now_ns: int) -> Point:
         if type(item) is not dict:
@@ -336,9 +341,9 @@ class PushParser:
         raw_tags = get("tags")
         key = (
             get("metric"),
-            get(schema.DEPLOYMENT),
-            get(schema.PIPELINE),
-            get(schema.EXECUTION_ID),
+            get(catalogue.DEPLOYMENT),
+            get(catalogue.PIPELINE),
+            get(catalogue.EXECUTION_ID),
             tuple(raw_tags.items()) if type(raw_tags) is dict else raw_tags,
         )
         try:
@@ -348,30 +353,33 @@ class PushParser:
         if tags is None:
             tags = self._remember(key, self._metric_tags(i, item))
         if step is None:
-            measurement, fields = schema.PIPELINE_METRIC.name, {"value": value}
+            measurement, fields = catalogue.PIPELINE_METRIC.name, {"value": value}
         else:
-            measurement, fields = schema.LIST_METRIC.name, {"value": value, "step": _step(i, step)}
+            measurement, fields = (
+                catalogue.LIST_METRIC.name,
+                {"value": value, "step": _step(i, step)},
+            )
         t = self._unique((measurement, key), _time(i, get("time"), now_ns))
         return Point(measurement, tags, fields, t)
 
     def _metric_tags(self, i: int, item: dict[str, Any]) -> dict[str, str]:
         tags = {
-            schema.ENVIRONMENT: self.environment,
-            schema.METRIC: _name(i, "metric", item.get("metric")),
+            catalogue.ENVIRONMENT: self.environment,
+            catalogue.METRIC: _name(i, "metric", item.get("metric")),
         }
         self._context(i, item, tags)
-        if not (schema.DEPLOYMENT in tags or schema.PIPELINE in tags):
-            raise _bad(i, schema.DEPLOYMENT, "an item needs a 'deployment' or a 'pipeline'")
+        if not (catalogue.DEPLOYMENT in tags or catalogue.PIPELINE in tags):
+            raise _bad(i, catalogue.DEPLOYMENT, "an item needs a 'deployment' or a 'pipeline'")
         extra = item.get("tags")
         if extra is None:
             return tags
         if type(extra) is not dict:
             raise _bad(i, "tags", f"must be an object of names to text, got {_kind(extra)}")
-        if len(extra) > schema.MAX_PUSH_TAGS:
-            raise _bad(i, "tags", f"{len(extra)} tags, the limit is {schema.MAX_PUSH_TAGS}")
+        if len(extra) > protocol.MAX_PUSH_TAGS:
+            raise _bad(i, "tags", f"{len(extra)} tags, the limit is {protocol.MAX_PUSH_TAGS}")
         for k, v in extra.items():
             _name(i, "tags", k)
-            if k in schema.PUSH_TAG_KEYS_TAKEN:
+            if k in protocol.PUSH_TAG_KEYS_TAKEN:
                 raise _bad(i, "tags", f"tag name {k!r} is reserved")
             if not isinstance(v, str):
                 raise _bad(i, "tags", f"tag {k!r} must be text, got {_kind(v)}")
@@ -379,7 +387,7 @@ class PushParser:
         return tags
 
     def _context(self, i: int, item: dict[str, Any], tags: dict[str, str]) -> None:
-        for field in schema.PUSH_CONTEXT:
+        for field in protocol.PUSH_CONTEXT:
             value = item.get(field)
             if value is not None:
                 tags[field] = _name(i, field, value)
@@ -390,11 +398,13 @@ class PushParser:
         if not _EVENT_KEYS.issuperset(item):
             raise _unknown(i, item, _EVENT_KEYS)
         tags = {
-            schema.ENVIRONMENT: self.environment,
-            schema.EVENT_NAME: _name(i, schema.EVENT_NAME, item.get(schema.EVENT_NAME)),
+            catalogue.ENVIRONMENT: self.environment,
+            catalogue.EVENT_NAME: _name(i, catalogue.EVENT_NAME, item.get(catalogue.EVENT_NAME)),
         }
-        if item.get(schema.EVENT_SOURCE) is not None:
-            tags[schema.EVENT_SOURCE] = _name(i, schema.EVENT_SOURCE, item[schema.EVENT_SOURCE])
+        if item.get(catalogue.EVENT_SOURCE) is not None:
+            tags[catalogue.EVENT_SOURCE] = _name(
+                i, catalogue.EVENT_SOURCE, item[catalogue.EVENT_SOURCE]
+            )
         self._context(i, item, tags)
         metadata = item.get("metadata")
         if metadata is None:
@@ -402,12 +412,12 @@ class PushParser:
         elif type(metadata) is not dict:
             raise _bad(i, "metadata", f"must be a JSON object, got {_kind(metadata)}")
         text = orjson.dumps(metadata).decode()
-        if len(text.encode()) > schema.MAX_EVENT_METADATA_BYTES:
-            limit = schema.MAX_EVENT_METADATA_BYTES
+        if len(text.encode()) > protocol.MAX_EVENT_METADATA_BYTES:
+            limit = protocol.MAX_EVENT_METADATA_BYTES
             raise _bad(i, "metadata", f"is {len(text.encode())} bytes as JSON (limit {limit})")
-        key = (schema.EVENT.name, *sorted(tags.items()))
+        key = (catalogue.EVENT.name, *sorted(tags.items()))
         t = self._unique(key, _time(i, item.get("time"), now_ns))
-        return Point(schema.EVENT.name, tags, {"metadata": text}, t)
+        return Point(catalogue.EVENT.name, tags, {"metadata": text}, t)
 
     def _remember(self, key: tuple[Any, ...], tags: dict[str, str]) -> dict[str, str]:
         if len(self._tags) >= _MAX_CACHED:
@@ -436,8 +446,8 @@ def _items(doc: object, key: str) -> list[Any]:
     items = doc[key]
     if type(items) is not list:
         raise PushError(400, f"{key!r} must be a list, got {_kind(items)}", None, key)
-    if len(items) > schema.MAX_PUSH_ITEMS:
-        limit = schema.MAX_PUSH_ITEMS
+    if len(items) > protocol.MAX_PUSH_ITEMS:
+        limit = protocol.MAX_PUSH_ITEMS
         raise PushError(413, f"{len(items)} items in one request, limit {limit}", None, key)
     return items
 
@@ -537,24 +547,24 @@ class PushServer:
         """Answer one POST: check, parse, hand the points to delivery."""
         path = request.path.split("?", 1)[0]
         try:
-            if path == schema.PUSH_METRICS_PATH:
+            if path == protocol.PUSH_METRICS_PATH:
                 parse = self.parser.metrics
-            elif path == schema.PUSH_EVENTS_PATH:
+            elif path == protocol.PUSH_EVENTS_PATH:
                 parse = self.parser.events
-            elif path == schema.PUSH_EXECUTIONS_PATH:
+            elif path == protocol.PUSH_EXECUTIONS_PATH:
                 parse = self.parser.executions
             else:
-                paths = (schema.PUSH_METRICS_PATH, schema.PUSH_EVENTS_PATH)
+                paths = (protocol.PUSH_METRICS_PATH, protocol.PUSH_EVENTS_PATH)
                 raise PushError(
                     404,
                     f"no endpoint at {path[:100]!r}: POST {', '.join(paths)}"
-                    f" or {schema.PUSH_EXECUTIONS_PATH}",
+                    f" or {protocol.PUSH_EXECUTIONS_PATH}",
                 )
             body = self._read(request)
-            key = request.headers.get(schema.PUSH_IDEMPOTENCY_HEADER)
+            key = request.headers.get(protocol.PUSH_IDEMPOTENCY_HEADER)
             if key is not None and not 0 < len(key) <= _MAX_KEY_LENGTH:
                 raise PushError(
-                    400, f"{schema.PUSH_IDEMPOTENCY_HEADER} must be 1 to 128 characters"
+                    400, f"{protocol.PUSH_IDEMPOTENCY_HEADER} must be 1 to 128 characters"
                 )
             with self._parsing:
                 answer = self._accept(parse, body, key)
@@ -611,7 +621,7 @@ class PushServer:
             self.health.push_accepted.inc(len(points))
         answer: dict[str, Any] = {"accepted": len(points)}
         if parse == self.parser.executions:
-            answer["execution_ids"] = [p.tags[schema.EXECUTION_ID] for p in points]
+            answer["execution_ids"] = [p.tags[catalogue.EXECUTION_ID] for p in points]
         if key is not None:
             self._seen.put(key, answer)
         return answer

@@ -7,7 +7,7 @@
 Each batch is written with the client's *synchronous* call, so the caller
 knows what was acknowledged (the client's batching mode loses data on outages
 and does not flush on close). Rollup tiers go to measurements named
-``<measurement>_<tier>`` (see ``schema.tier_measurement``) with fields
+``<measurement>_<tier>`` (see ``catalogue.tier_measurement``) with fields
 ``<field>_count|sum|min|max``; the point time is bucket start + generation
 (see ``tiers.py``). Bodies are gzipped unless the server is on loopback
 (``?gzip=true|false`` decides): compressing costs about 1 µs a point, which
@@ -34,17 +34,16 @@ import msgpack
 import orjson
 import urllib3
 
-from agent.net import is_loopback
-from agent.schema import (
+from fleetgauge.catalogue import (
     MEASUREMENTS,
     TIER_AGGREGATES,
     TIERS,
     Point,
     tier_field,
     tier_measurement,
-    validate_point,
 )
-from agent.stores.base import (
+from fleetgauge.net import is_loopback
+from fleetgauge.stores.base import (
     RAW,
     Buckets,
     BucketSeries,
@@ -58,7 +57,7 @@ from agent.stores.base import (
     series_from_columns,
     start_read,
 )
-from agent.stores.influx_text import (
+from fleetgauge.stores.influx_text import (
     decode_name,
     encode_name,
     influxql_ident,
@@ -66,7 +65,8 @@ from agent.stores.influx_text import (
     line,
     lines,
 )
-from agent.stores.tiers import TierAccumulator, TierRow
+from fleetgauge.stores.tiers import TierAccumulator, TierRow
+from fleetgauge.validation import validate_point
 
 __all__ = ["InfluxDBStore", "TOKEN_ENV"]
 

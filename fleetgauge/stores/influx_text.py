@@ -20,7 +20,7 @@ import re
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 
-from agent.schema import Point
+from fleetgauge.catalogue import Point
 
 __all__ = ["encode_name", "decode_name", "line", "lines", "influxql_string", "influxql_ident"]
 

@@ -36,10 +36,10 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from agent import schema
-from agent.stores import Store
-from agent.stores.base import Buckets, BucketSeries
-from dashboard.resources import RESOURCES, Resource, Threshold, Thresholds
+from fleetgauge import catalogue
+from fleetgauge.dashboard.thresholds import RESOURCES, Resource, Threshold, Thresholds
+from fleetgauge.stores import Store
+from fleetgauge.stores.base import Buckets, BucketSeries
 
 __all__ = [
     "Curve",
@@ -122,9 +122,9 @@ def resource_filter(
     """The tag filter of a view: one environment (None: all) and the chosen workers."""
     where: dict[str, list[str]] = {}
     if environment:
-        where[schema.ENVIRONMENT] = [environment]
+        where[catalogue.ENVIRONMENT] = [environment]
     if workers:
-        where[schema.WORKER] = list(workers)
+        where[catalogue.WORKER] = list(workers)
     return where or None
 
 
@@ -250,11 +250,11 @@ def _reads(resources: Sequence[Resource]) -> list[_Read]:
     for r in resources:
         names = fields.setdefault(r.measurement.name, [])
         names += [f for f in r.fields if f not in names]
-        group_by[r.measurement.name] = (schema.WORKER, *r.device_tags)
+        group_by[r.measurement.name] = (catalogue.WORKER, *r.device_tags)
         if r.container_field:
-            names = fields.setdefault(schema.CONTAINER.name, [])
+            names = fields.setdefault(catalogue.CONTAINER.name, [])
             names += [r.container_field] if r.container_field not in names else []
-            group_by[schema.CONTAINER.name] = (schema.WORKER,)
+            group_by[catalogue.CONTAINER.name] = (catalogue.WORKER,)
     return [_Read(m, tuple(f), group_by[m]) for m, f in fields.items()]
 
 
@@ -289,7 +289,7 @@ def read_resources(
     else:
         buckets = [read(rd) for rd in plan]
     answers = {rd.measurement: b for rd, b in zip(plan, buckets, strict=True)}
-    limits = answers.get(schema.CONTAINER.name)
+    limits = answers.get(catalogue.CONTAINER.name)
     return [_view(r, answers[r.measurement.name], limits, thresholds) for r in resources]
 
 
@@ -345,7 +345,7 @@ def _view(r: Resource, b: Buckets, limits: Buckets | None, thresholds: Threshold
     view = ResourceView(r, b.start_ns, b.end_ns, b.step_ns, b.level)
     devices: dict[str, list[tuple[str | None, Curve]]] = defaultdict(list)
     for s in b.series:
-        worker = s.tags.get(schema.WORKER)
+        worker = s.tags.get(catalogue.WORKER)
         if worker is not None:
             curve = _device_curve(s, r.fields)
             if curve.times:
@@ -355,7 +355,7 @@ def _view(r: Resource, b: Buckets, limits: Buckets | None, thresholds: Threshold
             curve = _device_curve(s, [r.container_field])
             if curve.times:
                 curve.note = "of its container limit"
-                devices[s.tags[schema.WORKER]] = [("container limit", curve)]
+                devices[s.tags[catalogue.WORKER]] = [("container limit", curve)]
     threshold = thresholds.of(r.key)
     for worker in sorted(devices):
         parts = devices[worker]
@@ -396,11 +396,11 @@ def list_workers(
 ) -> list[str]:
     """Workers that sent any resource sample in [start, end), sorted."""
     return store.tag_values(
-        schema.WORKER, start_ns, end_ns, _RESOURCE_NAMES, resource_filter(environment)
+        catalogue.WORKER, start_ns, end_ns, _RESOURCE_NAMES, resource_filter(environment)
     )
 
 
 def list_environments(store: Store, start_ns: int, end_ns: int) -> list[str]:
     """Environments with any resource sample or pipeline value in [start, end), sorted."""
-    names = [*_RESOURCE_NAMES, schema.PIPELINE_METRIC.name, schema.LIST_METRIC.name]
-    return store.tag_values(schema.ENVIRONMENT, start_ns, end_ns, names)
+    names = [*_RESOURCE_NAMES, catalogue.PIPELINE_METRIC.name, catalogue.LIST_METRIC.name]
+    return store.tag_values(catalogue.ENVIRONMENT, start_ns, end_ns, names)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from agent.stores.base import Store, StoreError, StoreRejected, StoreUnavailable
+from fleetgauge.stores.base import Store, StoreError, StoreRejected, StoreUnavailable
 
 __all__ = [
     "open_store",
@@ -42,11 +42,11 @@ def open_store(url: str | None = None, create: bool = True) -> Store:
     """
     url = url or default_store_url()
     if url.startswith("sqlite:///"):
-        from agent.stores.sqlite import SQLiteStore
+        from fleetgauge.stores.sqlite import SQLiteStore
 
         return SQLiteStore.from_url(url, create=create)
     if url.startswith(("influxdb+http://", "influxdb+https://")):
-        from agent.stores.influxdb import InfluxDBStore
+        from fleetgauge.stores.influxdb import InfluxDBStore
 
         return InfluxDBStore.from_url(url)
     raise ValueError(

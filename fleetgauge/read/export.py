@@ -11,7 +11,7 @@ Lines end in CRLF, as RFC 4180 asks: Python's ``csv`` module quotes a cell
 holding CR or LF only when that character is in the line terminator, so with a
 bare LF a tag value holding a CR would split its row in two.
 
-The CLI (``fleetgauge export``) and the query SDK (``agent.query``) both use
+The CLI (``fleetgauge export``) and the query SDK (``fleetgauge.read.query``) both use
 this module: one writer, one set of columns. Points are merged across
 measurements in time order from the stores' own streaming reads, and rows go
 straight to the output, so memory does not grow with the number of rows.
@@ -32,11 +32,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from agent import schema
-from agent.schema import Family, Measurement, Point
-from agent.stores import Store
-from agent.stores.base import Where
-from agent.timeutil import format_time
+from fleetgauge import catalogue
+from fleetgauge.catalogue import Family, Measurement, Point
+from fleetgauge.stores import Store
+from fleetgauge.stores.base import Where
+from fleetgauge.timeutil import format_time
 
 __all__ = [
     "KINDS",
@@ -54,9 +54,9 @@ __all__ = [
 ]
 
 KINDS: dict[str, tuple[Measurement, ...]] = {
-    "resources": schema.RESOURCE_MEASUREMENTS,
-    "metrics": (schema.PIPELINE_METRIC, schema.LIST_METRIC),
-    "events": (schema.EVENT,),
+    "resources": catalogue.RESOURCE_MEASUREMENTS,
+    "metrics": (catalogue.PIPELINE_METRIC, catalogue.LIST_METRIC),
+    "events": (catalogue.EVENT,),
 }
 """What ``fleetgauge export KIND`` exports: the measurements behind each kind."""
 
@@ -148,9 +148,9 @@ class _RowWriter:
 def _tag_columns(measurements: Sequence[Measurement]) -> tuple[str, ...]:
     family = measurements[0].family
     if family in (Family.PIPELINE, Family.LIST):
-        return schema.PIPELINE_TAGS
+        return catalogue.PIPELINE_TAGS
     if family is Family.EVENT:
-        return schema.EVENT_TAGS
+        return catalogue.EVENT_TAGS
     tags: list[str] = []
     for m in measurements:
         tags.extend(t for t in m.required_tags if t not in tags)

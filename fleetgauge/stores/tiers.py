@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple
 
-from agent.schema import MEASUREMENTS, TIERS, Point, Tier
+from fleetgauge.catalogue import MEASUREMENTS, TIERS, Point, Tier
 
 __all__ = ["TierAccumulator", "TierRow", "Staged"]
 

@@ -14,8 +14,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
-from agent.schema import TIERS, Point, Tier
-from agent.schema import measurement as catalogue_entry
+from fleetgauge.catalogue import TIERS, Point, Tier
+from fleetgauge.catalogue import measurement as catalogue_entry
 
 __all__ = [
     "Store",

@@ -29,8 +29,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from agent.schema import TIERS, Point, validate_point
-from agent.stores.base import (
+from fleetgauge.catalogue import TIERS, Point
+from fleetgauge.stores.base import (
     RAW,
     Buckets,
     BucketSeries,
@@ -42,8 +42,9 @@ from agent.stores.base import (
     series_from_columns,
     start_read,
 )
-from agent.stores.tiers import TierAccumulator
-from agent.timeutil import parse_duration
+from fleetgauge.stores.tiers import TierAccumulator
+from fleetgauge.timeutil import parse_duration
+from fleetgauge.validation import validate_point
 
 __all__ = ["SQLiteStore", "pack_stats"]
 

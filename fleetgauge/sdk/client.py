@@ -51,9 +51,9 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from agent import schema
-from agent.schema import InvalidPoint, validate_name
-from agent.timeutil import NS_PER_S, parse_time
+from fleetgauge import catalogue, protocol
+from fleetgauge.timeutil import NS_PER_S, parse_time
+from fleetgauge.validation import InvalidPoint, validate_name
 
 __all__ = [
     "MetricsClient",
@@ -88,17 +88,17 @@ DROP_REASONS = (
 _ENV = {
     "url": "FLEETGAUGE_PUSH_URL",
     "token": "FLEETGAUGE_PUSH_TOKEN",
-    schema.DEPLOYMENT: "FLEETGAUGE_DEPLOYMENT",
-    schema.PIPELINE: "FLEETGAUGE_PIPELINE",
-    schema.EXECUTION_ID: "FLEETGAUGE_EXECUTION_ID",
+    catalogue.DEPLOYMENT: "FLEETGAUGE_DEPLOYMENT",
+    catalogue.PIPELINE: "FLEETGAUGE_PIPELINE",
+    catalogue.EXECUTION_ID: "FLEETGAUGE_EXECUTION_ID",
 }
 _MAX_NS = 2**63 - 1
 _MAX_BODY_BYTES = 1024 * 1024  # the agent's default limit is 4 MiB
 _BACKOFF_S = (0.2, 5.0)
 _MAX_CACHED = 10_000
 _METRIC, _LIST, _EVENT, _MARK, _EXECUTION = 0, 1, 2, 3, 4
-_METRIC_CONTEXT = frozenset({*schema.PUSH_CONTEXT, "time", "tags"})
-_EVENT_CONTEXT = frozenset({*schema.PUSH_CONTEXT, "time"})
+_METRIC_CONTEXT = frozenset({*protocol.PUSH_CONTEXT, "time", "tags"})
+_EVENT_CONTEXT = frozenset({*protocol.PUSH_CONTEXT, "time"})
 _USERINFO = re.compile(r"//[^/]*@")
 _time_ns = time.time_ns
 
@@ -233,8 +233,8 @@ def _metadata_json(metadata: object) -> bytes | InvalidPoint | None:
         )
     except Exception as e:
         return InvalidPoint(f"metadata is not JSON: {e}")
-    if len(data) > schema.MAX_EVENT_METADATA_BYTES:
-        limit = schema.MAX_EVENT_METADATA_BYTES
+    if len(data) > protocol.MAX_EVENT_METADATA_BYTES:
+        limit = protocol.MAX_EVENT_METADATA_BYTES
         return InvalidPoint(f"metadata is {len(data)} bytes as JSON (limit {limit})")
     return data
 
@@ -273,7 +273,7 @@ class MetricsClient:
             raise ValueError("max_queue and batch_size must be >= 1, the intervals > 0")
         self._queue: deque[tuple[Any, ...]] = deque()
         self._max_queue = self._room = max_queue
-        self._batch_size = min(batch_size, schema.MAX_PUSH_ITEMS)
+        self._batch_size = min(batch_size, protocol.MAX_PUSH_ITEMS)
         self._interval, self._timeout, self._exit_timeout = flush_interval, timeout, exit_timeout
         self._counts = dict.fromkeys(("sent", "taken", *DROP_REASONS), 0)
         self._warned: set[str] = set()
@@ -369,19 +369,19 @@ class MetricsClient:
         """
         t_ns = _time_ns()
         if execution_id is None:
-            execution_id = schema.new_execution_id(t_ns)
-        pipeline = pipeline if pipeline is not None else self._defaults.get(schema.PIPELINE)
+            execution_id = protocol.new_execution_id(t_ns)
+        pipeline = pipeline if pipeline is not None else self._defaults.get(catalogue.PIPELINE)
         try:
-            data: str | InvalidPoint = schema.inputs_json({} if inputs is None else inputs)
+            data: str | InvalidPoint = protocol.inputs_json({} if inputs is None else inputs)
         except InvalidPoint as e:
             data = e
-        self._record_execution(t_ns, execution_id, pipeline, schema.RUNNING, data, time)
+        self._record_execution(t_ns, execution_id, pipeline, catalogue.RUNNING, data, time)
         return Execution(self, execution_id, pipeline)
 
     def finish_execution(
         self,
         execution_id: str,
-        status: str = schema.SUCCEEDED,
+        status: str = catalogue.SUCCEEDED,
         pipeline: str | None = None,
         time: Any = None,
     ) -> None:
@@ -391,7 +391,7 @@ class MetricsClient:
         ends with :meth:`Execution.finish`. Never raises.
         """
         problem = None
-        if status not in schema.END_STATUSES:
+        if status not in catalogue.END_STATUSES:
             problem = InvalidPoint(f"an execution ends succeeded or failed, not {status!r}")
         self._record_execution(_time_ns(), execution_id, pipeline, status, problem, time)
 
@@ -534,9 +534,9 @@ class MetricsClient:
         self._pending.extend(
             _request(path, key, items)
             for path, key, items in (
-                (schema.PUSH_EXECUTIONS_PATH, "executions", executions),
-                (schema.PUSH_METRICS_PATH, "metrics", metrics),
-                (schema.PUSH_EVENTS_PATH, "events", events),
+                (protocol.PUSH_EXECUTIONS_PATH, "executions", executions),
+                (protocol.PUSH_METRICS_PATH, "metrics", metrics),
+                (protocol.PUSH_EVENTS_PATH, "events", events),
             )
             if items
         )
@@ -623,7 +623,7 @@ class MetricsClient:
         self, path: str, body: bytes, batch_id: str, meanwhile: Callable[[], None]
     ) -> tuple[int, bytes]:
         """Send one request and read its answer, calling ``meanwhile`` (once) in between."""
-        headers = {**self._headers, schema.PUSH_IDEMPOTENCY_HEADER: batch_id}
+        headers = {**self._headers, protocol.PUSH_IDEMPOTENCY_HEADER: batch_id}
         for attempt in (0, 1):
             fresh = self._conn is None
             if self._conn is None:
@@ -662,7 +662,7 @@ class MetricsClient:
     def _metric_item(self, entry: tuple[Any, ...]) -> dict[str, Any]:
         name = self._name("metric", entry[2])
         fields, tags, t = self._context(entry[4], _METRIC_CONTEXT)
-        if schema.DEPLOYMENT not in fields and schema.PIPELINE not in fields:
+        if catalogue.DEPLOYMENT not in fields and catalogue.PIPELINE not in fields:
             raise InvalidPoint(
                 f"metric {name!r} needs a deployment or a pipeline"
                 " (pass deployment=... or set FLEETGAUGE_DEPLOYMENT)"
@@ -679,9 +679,9 @@ class MetricsClient:
     def _event_item(self, entry: tuple[Any, ...]) -> dict[str, Any]:
         _, t_ns, name, source, metadata, context = entry
         fields, _, t = self._context(context, _EVENT_CONTEXT)
-        item = {**fields, schema.EVENT_NAME: self._name("event name", name)}
+        item = {**fields, catalogue.EVENT_NAME: self._name("event name", name)}
         if source is not None:
-            item[schema.EVENT_SOURCE] = self._name("source", source)
+            item[catalogue.EVENT_SOURCE] = self._name("source", source)
         if isinstance(metadata, InvalidPoint):
             raise metadata
         if metadata is not None:
@@ -691,7 +691,7 @@ class MetricsClient:
 
     def _execution_item(self, entry: tuple[Any, ...]) -> dict[str, Any]:
         _, t_ns, execution_id, pipeline, status, inputs, t = entry
-        pipeline = pipeline if pipeline is not None else self._defaults.get(schema.PIPELINE)
+        pipeline = pipeline if pipeline is not None else self._defaults.get(catalogue.PIPELINE)
         if pipeline is None:
             raise InvalidPoint(
                 "an execution needs a pipeline (pass pipeline=... or set FLEETGAUGE_PIPELINE)"
@@ -699,8 +699,8 @@ class MetricsClient:
         if isinstance(inputs, InvalidPoint):
             raise inputs
         item = {
-            schema.EXECUTION_ID: self._name(schema.EXECUTION_ID, execution_id),
-            schema.PIPELINE: self._name(schema.PIPELINE, pipeline),
+            catalogue.EXECUTION_ID: self._name(catalogue.EXECUTION_ID, execution_id),
+            catalogue.PIPELINE: self._name(catalogue.PIPELINE, pipeline),
             "status": status,
             "time": (t_ns if t is None else _to_ns(t)) / NS_PER_S,
         }
@@ -720,7 +720,7 @@ class MetricsClient:
                     f"unknown argument {key!r} (known: {', '.join(sorted(allowed))})"
                 )
         fields = dict(self._defaults)
-        for key in schema.PUSH_CONTEXT:
+        for key in protocol.PUSH_CONTEXT:
             value = context.get(key)
             if value is not None:
                 fields[key] = self._name(key, value)
@@ -738,11 +738,11 @@ class MetricsClient:
                 f"tags must be a mapping of names to text, got {type(tags).__name__}"
             )
         merged = {**self._default_tags, **tags}
-        if len(merged) > schema.MAX_PUSH_TAGS:
-            raise InvalidPoint(f"{len(merged)} tags, the limit is {schema.MAX_PUSH_TAGS}")
+        if len(merged) > protocol.MAX_PUSH_TAGS:
+            raise InvalidPoint(f"{len(merged)} tags, the limit is {protocol.MAX_PUSH_TAGS}")
         for key, value in merged.items():
             self._name("tag name", key)
-            if key in schema.PUSH_TAG_KEYS_TAKEN:
+            if key in protocol.PUSH_TAG_KEYS_TAKEN:
                 raise InvalidPoint(f"tag name {key!r} is reserved")
             self._name(f"tag {key!r}", value)
         return merged
@@ -750,7 +750,7 @@ class MetricsClient:
     def _step(
         self, name: str, fields: dict[str, str], tags: dict[str, str], step: object, index: int
     ) -> int:
-        key = (name, *(fields.get(k) for k in schema.PUSH_CONTEXT), *sorted(tags.items()))
+        key = (name, *(fields.get(k) for k in protocol.PUSH_CONTEXT), *sorted(tags.items()))
         if step is None:
             result = self._next_step.get(key, 0)
         elif isinstance(step, bool):
@@ -760,7 +760,7 @@ class MetricsClient:
                 result = operator.index(step) + index  # type: ignore[call-overload]
             except TypeError:
                 raise InvalidPoint(f"step must be an integer, got {type(step).__name__}") from None
-        if not 0 <= result < schema.MAX_STEP:
+        if not 0 <= result < protocol.MAX_STEP:
             raise InvalidPoint(f"step {result} is outside [0, 2**53)")
         if len(self._next_step) >= _MAX_CACHED and key not in self._next_step:
             self._next_step.clear()
@@ -788,7 +788,7 @@ class MetricsClient:
     def _check_defaults(
         self, deployment: str | None, pipeline: str | None, execution_id: str | None
     ) -> dict[str, str]:
-        given = dict(zip(schema.PUSH_CONTEXT, (deployment, pipeline, execution_id), strict=True))
+        given = dict(zip(protocol.PUSH_CONTEXT, (deployment, pipeline, execution_id), strict=True))
         defaults = {}
         for key, value in given.items():
             value = _env(key, value)
@@ -872,10 +872,10 @@ class Execution:
 
     def __init__(self, client: MetricsClient, execution_id: str, pipeline: str | None) -> None:
         self.client, self.execution_id, self.pipeline = client, execution_id, pipeline
-        self.status = schema.RUNNING
-        self._context: dict[str, Any] = {schema.EXECUTION_ID: execution_id}
+        self.status = catalogue.RUNNING
+        self._context: dict[str, Any] = {catalogue.EXECUTION_ID: execution_id}
         if pipeline is not None:
-            self._context[schema.PIPELINE] = pipeline
+            self._context[catalogue.PIPELINE] = pipeline
 
     def __repr__(self) -> str:
         return f"Execution({self.execution_id!r}, pipeline={self.pipeline!r}, {self.status})"
@@ -902,9 +902,9 @@ class Execution:
         """:meth:`MetricsClient.log_event` for this execution."""
         self.client.log_event(name, source, metadata, **{**self._context, **context})
 
-    def finish(self, status: str = schema.SUCCEEDED, time: Any = None) -> None:
+    def finish(self, status: str = catalogue.SUCCEEDED, time: Any = None) -> None:
         """Record that this execution ended now (``succeeded`` or ``failed``); once only."""
-        if self.status != schema.RUNNING:
+        if self.status != catalogue.RUNNING:
             return
         self.status = status
         self.client.finish_execution(self.execution_id, status, self.pipeline, time)
@@ -913,7 +913,7 @@ class Execution:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
-        self.finish(schema.SUCCEEDED if kind is None else schema.FAILED)
+        self.finish(catalogue.SUCCEEDED if kind is None else catalogue.FAILED)
 
 
 # --- the default client and module-level helpers --------------------------------------
@@ -972,7 +972,10 @@ def start_execution(
 
 
 def finish_execution(
-    execution_id: str, status: str = schema.SUCCEEDED, pipeline: str | None = None, time: Any = None
+    execution_id: str,
+    status: str = catalogue.SUCCEEDED,
+    pipeline: str | None = None,
+    time: Any = None,
 ) -> None:
     """End an execution on the default client (see :meth:`MetricsClient.finish_execution`)."""
     (_default or get_client()).finish_execution(execution_id, status, pipeline, time)

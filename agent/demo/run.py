@@ -29,9 +29,9 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, TypeVar
 
-from agent import demo
-from agent.sdk import MetricsClient
-from agent.stores import open_store
+from fleetgauge.agent.demo import seed as demo
+from fleetgauge.sdk import MetricsClient
+from fleetgauge.stores import open_store
 
 __all__ = ["DemoSettings", "run_demo"]
 
@@ -117,7 +117,7 @@ class _Demo:
         log_path = self.directory / f"{name}.log"
         log = log_path.open("ab")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "agent", name, "--store", self.store, *args],
+            [sys.executable, "-m", "fleetgauge", name, "--store", self.store, *args],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,

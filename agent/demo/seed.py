@@ -19,10 +19,10 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
-from agent import schema
-from agent.schema import Point
-from agent.sdk import MetricsClient
-from agent.stores import Store
+from fleetgauge import catalogue
+from fleetgauge.catalogue import Point
+from fleetgauge.sdk import MetricsClient
+from fleetgauge.stores import Store
 
 __all__ = [
     "ENVIRONMENT",
@@ -74,7 +74,7 @@ def _load(index: int, t_s: float) -> float:
 
 
 def _resources(worker: str, index: int, t: int, rng: random.Random) -> list[Point]:
-    tags = {schema.ENVIRONMENT: ENVIRONMENT, schema.WORKER: worker}
+    tags = {catalogue.ENVIRONMENT: ENVIRONMENT, catalogue.WORKER: worker}
     wave = _load(index, t / S)
     if index == HOT:  # sustained over the levels: CPU and memory warn, the GPU is critical
         cpu = 84 + 8 * wave + rng.uniform(-2, 2)
@@ -90,7 +90,7 @@ def _resources(worker: str, index: int, t: int, rng: random.Random) -> list[Poin
     total = 64 * GIB
     return [
         Point(
-            schema.CPU.name,
+            catalogue.CPU.name,
             tags,
             {
                 "usage_percent": cpu,
@@ -102,7 +102,7 @@ def _resources(worker: str, index: int, t: int, rng: random.Random) -> list[Poin
             t,
         ),
         Point(
-            schema.MEMORY.name,
+            catalogue.MEMORY.name,
             tags,
             {
                 "used_bytes": total * memory,
@@ -115,8 +115,8 @@ def _resources(worker: str, index: int, t: int, rng: random.Random) -> list[Poin
             t,
         ),
         Point(
-            schema.DISK.name,
-            {**tags, schema.MOUNT: "/"},
+            catalogue.DISK.name,
+            {**tags, catalogue.MOUNT: "/"},
             {
                 "used_bytes": 500 * GIB * disk / 100,
                 "total_bytes": 500 * GIB,
@@ -125,14 +125,14 @@ def _resources(worker: str, index: int, t: int, rng: random.Random) -> list[Poin
             t,
         ),
         Point(
-            schema.NETWORK.name,
-            {**tags, schema.INTERFACE: "eth0"},
+            catalogue.NETWORK.name,
+            {**tags, catalogue.INTERFACE: "eth0"},
             {"receive_bytes_per_second": 4e6 * wave, "transmit_bytes_per_second": 1e6 * wave},
             t,
         ),
         Point(
-            schema.GPU_MEASUREMENT.name,
-            {**tags, schema.GPU: "0"},
+            catalogue.GPU_MEASUREMENT.name,
+            {**tags, catalogue.GPU: "0"},
             {
                 "utilization_percent": gpu,
                 "memory_used_bytes": 80 * GIB * gpu_memory / 100,
@@ -151,28 +151,30 @@ def _predictions(t: int, hours: float, interval_s: int, rng: random.Random) -> I
     """Scored predictions of each deployment in ``[t, t + interval_s)``: one every 4 s or so."""
     for deployment in DEPLOYMENTS:
         tags = {
-            schema.ENVIRONMENT: ENVIRONMENT,
-            schema.PIPELINE: PIPELINE,
-            schema.DEPLOYMENT: deployment,
-            schema.METRIC: SCORE,
+            catalogue.ENVIRONMENT: ENVIRONMENT,
+            catalogue.PIPELINE: PIPELINE,
+            catalogue.DEPLOYMENT: deployment,
+            catalogue.METRIC: SCORE,
         }
         correct = accuracy(deployment, hours)
         count = rng.randint(1, max(1, interval_s // 2))
         for offset_ms in sorted(rng.sample(range(interval_s * 1000), count)):
             value = 1.0 if rng.random() < correct else 0.0
-            yield Point(schema.PIPELINE_METRIC.name, tags, {"value": value}, t + offset_ms * 10**6)
+            yield Point(
+                catalogue.PIPELINE_METRIC.name, tags, {"value": value}, t + offset_ms * 10**6
+            )
 
 
 def _event(name: str, deployment: str, t: int, **metadata: object) -> Point:
     tags = {
-        schema.ENVIRONMENT: ENVIRONMENT,
-        schema.EVENT_NAME: name,
-        schema.EVENT_SOURCE: SOURCE,
-        schema.PIPELINE: PIPELINE,
-        schema.DEPLOYMENT: deployment,
+        catalogue.ENVIRONMENT: ENVIRONMENT,
+        catalogue.EVENT_NAME: name,
+        catalogue.EVENT_SOURCE: SOURCE,
+        catalogue.PIPELINE: PIPELINE,
+        catalogue.DEPLOYMENT: deployment,
     }
     text = json.dumps({"demo": True, **metadata}, sort_keys=True)
-    return Point(schema.EVENT.name, tags, {"metadata": text}, t)
+    return Point(catalogue.EVENT.name, tags, {"metadata": text}, t)
 
 
 def _events(start: int, end: int) -> list[Point]:
@@ -210,12 +212,12 @@ def _executions(start: int, end: int) -> list[Point]:
         if t0 + (EPOCHS + 1) * 300 * S > end:
             break
         tags = {
-            schema.ENVIRONMENT: ENVIRONMENT,
-            schema.PIPELINE: TRAINING,
-            schema.EXECUTION_ID: execution_id(lr, batch),
+            catalogue.ENVIRONMENT: ENVIRONMENT,
+            catalogue.PIPELINE: TRAINING,
+            catalogue.EXECUTION_ID: execution_id(lr, batch),
         }
         inputs = {"learning_rate": lr, "batch_size": batch, "optimizer": "adam", "demo": True}
-        points.append(Point(schema.EXECUTION.name, tags, {"inputs": json.dumps(inputs)}, t0))
+        points.append(Point(catalogue.EXECUTION.name, tags, {"inputs": json.dumps(inputs)}, t0))
         epochs = 5 if lr == 0.01 else EPOCHS
         for epoch in range(epochs):
             t = t0 + (epoch + 1) * 300 * S
@@ -223,19 +225,21 @@ def _executions(start: int, end: int) -> list[Point]:
             for metric, value in (("val_accuracy", acc), ("loss", round(1.1 - acc, 4))):
                 fields = {"value": value, "step": epoch}
                 points.append(
-                    Point(schema.LIST_METRIC.name, {**tags, schema.METRIC: metric}, fields, t)
+                    Point(catalogue.LIST_METRIC.name, {**tags, catalogue.METRIC: metric}, fields, t)
                 )
             if epoch == 3:
                 event_tags = {
                     **tags,
-                    schema.EVENT_NAME: "checkpoint_saved",
-                    schema.EVENT_SOURCE: SOURCE,
+                    catalogue.EVENT_NAME: "checkpoint_saved",
+                    catalogue.EVENT_SOURCE: SOURCE,
                 }
                 text = json.dumps({"demo": True, "epoch": epoch})
-                points.append(Point(schema.EVENT.name, event_tags, {"metadata": text}, t + 20 * S))
-        status = schema.FAILED if lr == 0.01 else schema.SUCCEEDED
+                points.append(
+                    Point(catalogue.EVENT.name, event_tags, {"metadata": text}, t + 20 * S)
+                )
+        status = catalogue.FAILED if lr == 0.01 else catalogue.SUCCEEDED
         t_end = t0 + (epochs + 1) * 300 * S
-        points.append(Point(schema.EXECUTION_END.name, tags, {"status": status}, t_end))
+        points.append(Point(catalogue.EXECUTION_END.name, tags, {"status": status}, t_end))
     return points
 
 

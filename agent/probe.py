@@ -1,9 +1,9 @@
 """Container health check: exit 0 when the fleetgauge server in this container answers.
 
-``python -m agent.healthcheck`` asks the agent's ``/metrics`` on loopback (port
+``python -m fleetgauge.agent.probe`` asks the agent's ``/metrics`` on loopback (port
 ``$FLEETGAUGE_METRICS_PORT``, default 9108) with the bearer token of
 ``$FLEETGAUGE_METRICS_TOKEN`` when one is set, and wants 200. ``python -m
-agent.healthcheck URL --expect 200,401`` checks another server: the dashboard behind
+fleetgauge.agent.probe URL --expect 200,401`` checks another server: the dashboard behind
 basic auth answers 401 to a request without a password, which still shows that it
 serves. Any other status, no answer within ``--timeout`` seconds or a refused
 connection exits 1 with one line on stderr saying why (never the token).
@@ -39,7 +39,7 @@ def check(
 def main(argv: Sequence[str] | None = None) -> int:
     """Check one URL; exit status 0 (healthy) or 1, as Docker's HEALTHCHECK wants."""
     port = os.environ.get("FLEETGAUGE_METRICS_PORT") or "9108"
-    parser = argparse.ArgumentParser(prog="python -m agent.healthcheck", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m fleetgauge.agent.probe", description=__doc__)
     parser.add_argument("url", nargs="?", default=f"http://127.0.0.1:{port}/metrics")
     parser.add_argument("--expect", default="200", help="accepted statuses, comma-separated")
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds (default: 5)")

@@ -1,0 +1,68 @@
+"""fleetgauge: monitoring for the machines that train and serve ML models.
+
+What model and notebook code imports::
+
+    from fleetgauge import record_metric_value, get_metrics
+
+    record_metric_value("score", 1, deployment="fraud-v2")   # after each prediction
+    rows = get_metrics("score", deployment="fraud-v2", start="2026-01-01")
+
+Recording (``record_metric_value``, ``record_list_metric_values``,
+``log_event``, ``start_execution``, ``finish_execution``, ``MetricsClient``,
+``configure``, ``flush``) sends to the local agent and never blocks or raises;
+reading (``get_*`` and their ``iter_*`` twins, ``get_execution``,
+``list_executions``) reads a store directly. The agent and the dashboard are
+``fleetgauge.agent`` and ``fleetgauge.dashboard``, with the extras ``agent`` and
+``dashboard``.
+"""
+
+__version__ = "0.1.0"
+
+from fleetgauge.read.query import (  # noqa: E402
+    get_events,
+    get_execution,
+    get_list_metrics,
+    get_metrics,
+    get_resource_metrics,
+    iter_events,
+    iter_list_metrics,
+    iter_metrics,
+    iter_resource_metrics,
+    list_executions,
+)
+from fleetgauge.sdk import (  # noqa: E402
+    Execution,
+    MetricsClient,
+    configure,
+    finish_execution,
+    flush,
+    log_event,
+    record_list_metric_values,
+    record_metric_value,
+    start_execution,
+    stats,
+)
+
+__all__ = [
+    "record_metric_value",
+    "record_list_metric_values",
+    "log_event",
+    "start_execution",
+    "finish_execution",
+    "Execution",
+    "MetricsClient",
+    "configure",
+    "flush",
+    "stats",
+    "get_metrics",
+    "get_list_metrics",
+    "get_events",
+    "get_resource_metrics",
+    "get_execution",
+    "list_executions",
+    "iter_metrics",
+    "iter_list_metrics",
+    "iter_events",
+    "iter_resource_metrics",
+    "__version__",
+]

@@ -1,0 +1,201 @@
+"""The push wire format: what the SDK sends and the agent's push endpoint takes.
+
+Both sides import their paths, limits and item rules from here, so a limit is
+never defined twice. A request is ``POST PATH`` with a JSON body
+``{KEY: [item, ...]}`` (``/v1/metrics`` with ``metrics``, ``/v1/events`` with
+``events``, ``/v1/executions`` with ``executions``) and an optional
+``Idempotency-Key`` header; item keys are listed below. An item's ``time`` is
+epoch seconds (a JSON number) or RFC 3339 text with an offset, read by
+:func:`item_time_ns` on both sides.
+"""
+
+from __future__ import annotations
+
+import numbers
+import secrets
+import time
+from collections.abc import Mapping
+from datetime import datetime
+
+import orjson
+
+from fleetgauge.catalogue import (
+    DEPLOYMENT,
+    ENVIRONMENT,
+    EVENT_NAME,
+    EVENT_SOURCE,
+    EXECUTION_ID,
+    METRIC,
+    PIPELINE,
+    RESERVED_TAG_KEYS,
+    WORKER,
+)
+from fleetgauge.timeutil import MAX_NS, NS_PER_S, datetime_to_ns
+from fleetgauge.validation import InvalidPoint, validate_name
+
+__all__ = [
+    "DEFAULT_PUSH_URL",
+    "DEFAULT_MAX_BODY",
+    "PUSH_METRICS_PATH",
+    "PUSH_EVENTS_PATH",
+    "PUSH_EXECUTIONS_PATH",
+    "PUSH_METRIC_KEYS",
+    "PUSH_EVENT_KEYS",
+    "PUSH_EXECUTION_KEYS",
+    "PUSH_CONTEXT",
+    "PUSH_TAG_KEYS_TAKEN",
+    "PUSH_IDEMPOTENCY_HEADER",
+    "MAX_PUSH_TAGS",
+    "MAX_PUSH_ITEMS",
+    "MAX_EVENT_METADATA_BYTES",
+    "MAX_INPUTS",
+    "MAX_INPUTS_BYTES",
+    "MAX_STEP",
+    "item_time_ns",
+    "new_execution_id",
+    "inputs_json",
+]
+
+DEFAULT_PUSH_URL = "http://127.0.0.1:9109"
+"""Where the SDK finds the agent when ``FLEETGAUGE_PUSH_URL`` does not say."""
+DEFAULT_MAX_BODY = 4 * 1024 * 1024
+"""Largest request body the endpoint reads by default (``push_max_body``), in bytes."""
+PUSH_METRICS_PATH = "/v1/metrics"
+"""``POST {"metrics": [item, ...]}``: values recorded by models and pipelines."""
+PUSH_EVENTS_PATH = "/v1/events"
+"""``POST {"events": [item, ...]}``: named events with a wall-clock time."""
+PUSH_METRIC_KEYS = ("metric", "value", DEPLOYMENT, PIPELINE, EXECUTION_ID, "step", "time", "tags")
+"""Every key a pushed metric item may have; any other key is refused."""
+PUSH_EVENT_KEYS = (EVENT_NAME, EVENT_SOURCE, "time", "metadata", DEPLOYMENT, PIPELINE, EXECUTION_ID)
+"""Every key a pushed event item may have; any other key is refused."""
+PUSH_EXECUTIONS_PATH = "/v1/executions"
+"""``POST {"executions": [item, ...]}``: an execution started (status running) or ended."""
+PUSH_EXECUTION_KEYS = (EXECUTION_ID, PIPELINE, "status", "time", "inputs")
+"""Every key a pushed execution item may have; any other key is refused."""
+MAX_INPUTS_BYTES = 4096
+"""Largest ``inputs`` of one execution, as compact JSON in UTF-8."""
+PUSH_CONTEXT = (DEPLOYMENT, PIPELINE, EXECUTION_ID)
+"""Context a pushed item may carry; a metric item needs a deployment or a pipeline."""
+PUSH_TAG_KEYS_TAKEN = frozenset(
+    {ENVIRONMENT, WORKER, METRIC, EVENT_NAME, EVENT_SOURCE}
+    | RESERVED_TAG_KEYS
+    | set(PUSH_METRIC_KEYS)
+    | set(PUSH_EVENT_KEYS)
+)
+"""Names a pushed item's extra ``tags`` may not use: they mean something already."""
+PUSH_IDEMPOTENCY_HEADER = "Idempotency-Key"
+"""Request header naming one batch; a batch sent again under the same key is stored once."""
+MAX_PUSH_TAGS = 16
+"""Most extra ``tags`` one pushed metric item may carry."""
+MAX_PUSH_ITEMS = 10_000
+"""Most items in one push request."""
+MAX_EVENT_METADATA_BYTES = 4096
+"""Largest ``metadata`` of one event, as compact JSON in UTF-8."""
+MAX_STEP = 2**53
+"""Steps are integers in [0, MAX_STEP): exact in JSON numbers and in every store."""
+
+
+# --- item times -----------------------------------------------------------------------
+def item_time_ns(value: object) -> int:
+    """Nanoseconds since the epoch for an item's ``time``.
+
+    Epoch seconds (an int or a finite float) or RFC 3339 text with an offset
+    (``2026-11-22T10:00:00Z``), between 1970 and 2262. Raises InvalidPoint
+    saying what is wrong; the endpoint adds which item.
+    """
+    if type(value) is int:
+        ns = value * NS_PER_S
+    elif type(value) is float:
+        ns = int(value * NS_PER_S) if _finite(value * NS_PER_S) else -1
+    elif isinstance(value, str):
+        ns = _rfc3339(value)
+    else:
+        raise InvalidPoint(f"must be epoch seconds or RFC 3339 text, got {_type(value)}")
+    return check_time_ns(ns, value)
+
+
+def check_time_ns(ns: int, shown: object) -> int:
+    """``ns`` when a store can hold it (1970 to 2262); InvalidPoint showing ``shown`` if not."""
+    if not 0 <= ns <= MAX_NS:
+        raise InvalidPoint(f"{shown!r} is out of range (epoch seconds, 1970 to 2262)")
+    return ns
+
+
+def _finite(x: float) -> bool:
+    return x - x == 0.0
+
+
+def _rfc3339(text: str) -> int:
+    try:
+        moment = datetime.fromisoformat(text.replace("z", "Z"))
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise InvalidPoint(f"{text[:40]!r} is not RFC 3339 (2026-11-22T10:00:00Z)")
+    return datetime_to_ns(moment)
+
+
+# --- executions -----------------------------------------------------------------------
+MAX_INPUTS = 64
+"""Most inputs (name -> value) one execution may declare."""
+
+
+def new_execution_id(time_ns: int) -> str:
+    """A fresh execution id: its start second in UTC, then random hex.
+
+    For example ``20261122T101500-3fa2c1d0``: ids sort by start time, and two
+    runs started in the same second differ.
+    """
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(time_ns // NS_PER_S))
+    return f"{stamp}-{secrets.token_hex(4)}"
+
+
+def inputs_json(inputs: object) -> str:
+    """An execution's inputs as compact JSON; InvalidPoint naming the input at fault.
+
+    Inputs map names to text, finite numbers, true/false or null (numpy and
+    other number types become plain numbers); at most :data:`MAX_INPUTS` of
+    them and :data:`MAX_INPUTS_BYTES` of JSON.
+    """
+    if not isinstance(inputs, Mapping):
+        raise InvalidPoint(f"inputs must be an object of names to values, got {_type(inputs)}")
+    if len(inputs) > MAX_INPUTS:
+        raise InvalidPoint(f"{len(inputs)} inputs, the limit is {MAX_INPUTS}")
+    clean: dict[str, object] = {}
+    for name, value in inputs.items():
+        validate_name("input name", name)
+        if value is None or isinstance(value, bool | str):
+            if isinstance(value, str):
+                validate_name(f"input {name!r}", value)
+            clean[name] = value
+        elif isinstance(value, numbers.Integral) and abs(int(value)) < 2**53:
+            clean[name] = int(value)
+        elif isinstance(value, numbers.Real) and float(value) - float(value) == 0.0:
+            clean[name] = _shortest(value)
+        elif type(value).__name__ in ("bool_", "bool"):  # numpy's bool, not a number type
+            clean[name] = bool(value)
+        else:
+            raise InvalidPoint(
+                f"input {name!r} must be text, a finite number, true/false or null,"
+                f" got {_type(value)} {str(value)[:40]!r}"
+            )
+    text = orjson.dumps(clean).decode()
+    if len(text.encode()) > MAX_INPUTS_BYTES:
+        raise InvalidPoint(
+            f"inputs are {len(text.encode())} bytes as JSON (limit {MAX_INPUTS_BYTES})"
+        )
+    return text
+
+
+def _shortest(value: numbers.Real) -> float:
+    """A float as the user wrote it: numpy's float32 0.001 stays 0.001, not 0.0010000000474."""
+    if type(value) is float:
+        return value
+    try:
+        return float(str(value))
+    except ValueError:
+        return float(value)
+
+
+def _type(value: object) -> str:
+    return "null" if value is None else type(value).__name__

@@ -1,0 +1,1 @@
+"""Reading back what fleetgauge stored: rows (``query``), CSV (``export``), executions."""
