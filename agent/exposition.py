@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import bisect
 import gzip
-import hmac
 import socket
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -36,8 +35,8 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from fleetgauge import catalogue
+from fleetgauge.agent.listener import BearerGuard
 from fleetgauge.catalogue import Point
-from fleetgauge.net import is_loopback
 
 __all__ = ["Snapshot", "PipelineSeries", "MetricsServer", "Renderer"]
 
@@ -274,14 +273,9 @@ class MetricsServer:
     def __init__(
         self, host: str, port: int, registry: CollectorRegistry, token: str | None = None
     ) -> None:
-        if not is_loopback(host) and not token:
-            raise ValueError(
-                f"metrics_host {host!r} is not loopback: set a token"
-                " (FLEETGAUGE_METRICS_TOKEN or metrics_token in the config file)"
-            )
+        self._guard = BearerGuard("metrics", host, token)
         self._app = make_wsgi_app(registry)
         self._renderer = Renderer(registry)
-        self._token = token.encode() if token else None
         self._httpd = make_server(
             host,
             port,
@@ -302,14 +296,12 @@ class MetricsServer:
         if environ.get("PATH_INFO") != "/metrics":
             start_response("404 Not Found", [("Content-Type", "text/plain")])
             return [b"fleetgauge agent: metrics are at /metrics\n"]
-        if self._token is not None:
-            given = environ.get("HTTP_AUTHORIZATION", "").encode()
-            if not hmac.compare_digest(given, b"Bearer " + self._token):
-                start_response(
-                    "401 Unauthorized",
-                    [("Content-Type", "text/plain"), ("WWW-Authenticate", "Bearer")],
-                )
-                return [b"missing or wrong bearer token\n"]
+        if not self._guard.allows(environ.get("HTTP_AUTHORIZATION")):
+            start_response(
+                "401 Unauthorized",
+                [("Content-Type", "text/plain"), ("WWW-Authenticate", "Bearer")],
+            )
+            return [b"missing or wrong bearer token\n"]
         return self._scrape(environ, start_response) or self._app(environ, start_response)
 
     def _scrape(self, environ: dict, start_response) -> list[bytes] | None:  # noqa: ANN001

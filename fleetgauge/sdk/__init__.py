@@ -1,4 +1,122 @@
-"""The recording SDK (temporary re-export while the split lands)."""
+"""Recording SDK: model and training code send metric values and events to the local agent.
 
-from fleetgauge.sdk.client import *  # noqa: F403
-from fleetgauge.sdk.client import __all__  # noqa: F401
+Deployed model code calls ``record_metric_value("score", 1)`` after each
+prediction; training code calls ``record_list_metric_values("loss", losses)``
+per epoch and ``log_event("checkpoint_saved", metadata={...})``. The values go
+to the local fleetgauge agent's push endpoint (:mod:`fleetgauge.protocol`), which
+writes them to the store.
+
+Three layers, as in mlflow's fluent API: the functions here only delegate to a
+default :class:`~fleetgauge.sdk.client.MetricsClient` (made from the environment
+on first use, replaced by :func:`configure`); the client holds the context and
+queues each call; its :class:`~fleetgauge.sdk.sender.Sender` checks, batches and
+delivers on a daemon thread. A call never blocks and never raises; what is given
+up is counted by reason in ``stats()["dropped"]``. ``flush()`` and normal exit
+deliver what is queued.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from fleetgauge.catalogue import SUCCEEDED
+from fleetgauge.protocol import DEFAULT_PUSH_URL
+from fleetgauge.sdk.client import Execution, MetricsClient
+from fleetgauge.sdk.sender import DROP_REASONS
+
+__all__ = [
+    "MetricsClient",
+    "Execution",
+    "configure",
+    "get_client",
+    "record_metric_value",
+    "record_list_metric_values",
+    "log_event",
+    "start_execution",
+    "finish_execution",
+    "flush",
+    "stats",
+    "DEFAULT_PUSH_URL",
+    "DROP_REASONS",
+]
+
+_default: MetricsClient | None = None
+_default_lock = threading.Lock()
+
+
+def get_client() -> MetricsClient:
+    """The default client, created from the environment on first use."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = MetricsClient()
+        return _default
+
+
+def configure(**settings: Any) -> MetricsClient:
+    """Replace the default client by ``MetricsClient(**settings)``; the old one is closed."""
+    global _default
+    client = MetricsClient(**settings)
+    with _default_lock:
+        old, _default = _default, client
+    if old is not None:
+        old.close()
+    return client
+
+
+def record_metric_value(name: str, value: float, **context: Any) -> None:
+    """Record one value on the default client (see :meth:`MetricsClient.record_metric_value`)."""
+    (_default or get_client()).record_metric_value(name, value, **context)
+
+
+def record_list_metric_values(
+    name: str, values_or_value: Any, step: int | None = None, **context: Any
+) -> None:
+    """Record list-metric elements on the default client (see the method of the same name)."""
+    (_default or get_client()).record_list_metric_values(name, values_or_value, step, **context)
+
+
+def log_event(
+    name: str, source: str | None = None, metadata: Mapping[str, Any] | None = None, **context: Any
+) -> None:
+    """Record an event on the default client (see :meth:`MetricsClient.log_event`)."""
+    (_default or get_client()).log_event(name, source, metadata, **context)
+
+
+def start_execution(
+    pipeline: str | None = None,
+    inputs: Mapping[str, Any] | None = None,
+    execution_id: str | None = None,
+    time: Any = None,
+) -> Execution:
+    """Start an execution on the default client (see :meth:`MetricsClient.start_execution`)."""
+    return (_default or get_client()).start_execution(pipeline, inputs, execution_id, time)
+
+
+def finish_execution(
+    execution_id: str, status: str = SUCCEEDED, pipeline: str | None = None, time: Any = None
+) -> None:
+    """End an execution on the default client (see :meth:`MetricsClient.finish_execution`)."""
+    (_default or get_client()).finish_execution(execution_id, status, pipeline, time)
+
+
+def flush(timeout: float | None = None) -> bool:
+    """Flush the default client (see :meth:`MetricsClient.flush`)."""
+    return (_default or get_client()).flush(timeout)
+
+
+def stats() -> dict[str, Any]:
+    """Counts of the default client (see :meth:`MetricsClient.stats`)."""
+    return (_default or get_client()).stats()
+
+
+def _after_fork_in_child() -> None:
+    global _default_lock
+    _default_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

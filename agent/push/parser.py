@@ -1,0 +1,340 @@
+"""Push request bodies turned into validated points, or refused naming the item and field.
+
+Every item of a request is checked before anything is kept (the rules are
+:mod:`fleetgauge.protocol`'s): one bad item refuses the whole request with a
+:class:`PushError` whose JSON answer ``{"error": ..., "index": N, "field": ...}``
+names the item and the field at fault, so a client never has to guess what was
+stored.
+
+Times. An item without ``time`` takes its arrival time. Both stores keep one
+value per series and timestamp, so two values of one series whose times would
+collide (equal, or going back by less than 1 ms, as a fast loop or two
+threads produce) are moved apart by 1 ns: every accepted value is kept.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from typing import Any
+
+import orjson
+
+from fleetgauge import catalogue, protocol
+from fleetgauge.catalogue import Point
+from fleetgauge.timeutil import MAX_NS, NS_PER_S
+from fleetgauge.validation import InvalidPoint, validate_name
+
+__all__ = ["PushError", "PushParser"]
+
+_TIE_WINDOW_NS = 1_000_000
+_EXACT = 2**53  # an integer value below this converts to float exactly
+_METRIC_KEYS = frozenset(protocol.PUSH_METRIC_KEYS)
+_EVENT_KEYS = frozenset(protocol.PUSH_EVENT_KEYS)
+_EXECUTION_KEYS = frozenset(protocol.PUSH_EXECUTION_KEYS)
+_MAX_CACHED = 50_000
+
+
+class PushError(Exception):
+    """A refused request: HTTP status, message, and the item index and field at fault."""
+
+    def __init__(
+        self, status: int, message: str, index: int | None = None, field: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status, self.message, self.index, self.field = status, message, index, field
+
+    def body(self) -> dict[str, Any]:
+        """The JSON answer."""
+        return {"error": self.message, "index": self.index, "field": self.field}
+
+
+def _bad(index: int, field: str | None, message: str) -> PushError:
+    where = f"item {index}" + (f", field {field!r}" if field else "")
+    return PushError(400, f"{where}: {message}", index, field)
+
+
+def _kind(value: object) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _name(index: int, field: str, value: object) -> str:
+    if value is None:
+        raise _bad(index, field, "is required")
+    try:
+        return validate_name(field, value)
+    except InvalidPoint as e:
+        raise _bad(index, field, str(e)) from None
+
+
+def _value(index: int, value: object) -> float:
+    if type(value) is float:
+        if math.isfinite(value):
+            return value
+    elif type(value) is int:
+        try:
+            return float(value)
+        except OverflowError:
+            pass
+    elif value is None:
+        raise _bad(index, "value", "is required")
+    else:
+        raise _bad(index, "value", f"must be a number, got {_kind(value)}")
+    raise _bad(index, "value", f"must be a finite number, got {value!r}")
+
+
+def _time(index: int, value: object, now_ns: int) -> int:
+    if value is None:
+        return now_ns
+    try:
+        return protocol.item_time_ns(value)
+    except InvalidPoint as e:
+        raise _bad(index, "time", str(e)) from None
+
+
+def _step(index: int, value: object) -> int:
+    if type(value) is not int:
+        raise _bad(index, "step", f"must be an integer, got {_kind(value)}")
+    if not 0 <= value < protocol.MAX_STEP:
+        raise _bad(index, "step", f"{value} is outside [0, 2**53)")
+    return value
+
+
+def _unknown(index: int, item: dict[str, Any], known: frozenset[str]) -> PushError:
+    extra = sorted(str(k) for k in item if k not in known)
+    return _bad(index, extra[0], f"unknown field (known: {', '.join(sorted(known))})")
+
+
+class PushParser:
+    """Turns request bodies into validated points; keeps the per-series time order.
+
+    Validated tag sets are cached (a model pushes the same few series over and
+    over), so a value costs a few dictionary lookups, not a validation.
+    """
+
+    def __init__(self, environment: str) -> None:
+        self.environment = environment
+        self._tags: dict[tuple[Any, ...], dict[str, str]] = {}
+        self._last_ns: dict[tuple[Any, ...], int] = {}
+        self._lock = threading.Lock()
+
+    def metrics(self, doc: object, now_ns: int) -> list[Point]:
+        """Points for a ``/v1/metrics`` body; PushError for the first bad item.
+
+        The common item (a finite number, epoch-seconds time or none, no step
+        or extra tags, a series seen before) is handled inline: the same checks
+        and the same point as :meth:`_metric`, without its calls, which cost
+        more than the checks. Any other item goes through :meth:`_metric`,
+        which also names what is wrong with it.
+        """
+        items = _items(doc, "metrics")
+        measurement = catalogue.PIPELINE_METRIC.name
+        deployment, pipeline, execution = (
+            catalogue.DEPLOYMENT,
+            catalogue.PIPELINE,
+            catalogue.EXECUTION_ID,
+        )
+        known, cached = _METRIC_KEYS.issuperset, self._tags.get
+        isfinite, make = math.isfinite, tuple.__new__
+        points: list[Point] = []
+        append = points.append
+        with self._lock:
+            for i, item in enumerate(items):
+                if type(item) is not dict or not known(item):
+                    append(self._metric(i, item, now_ns))
+                    continue
+                get = item.get
+                value, t, tags = get("value"), get("time"), None
+                if get("step") is None and get("tags") is None:
+                    key = (get("metric"), get(deployment), get(pipeline), get(execution), None)
+                    try:
+                        tags = cached(key)
+                    except TypeError:  # an unhashable name: _metric says which
+                        pass
+                if tags is None:
+                    append(self._metric(i, item, now_ns))
+                    continue
+                if type(value) is int and -_EXACT < value < _EXACT:
+                    value = float(value)
+                if type(value) is not float or not isfinite(value):
+                    append(self._metric(i, item, now_ns))
+                    continue
+                if t is None:
+                    t = now_ns
+                elif type(t) is float and 0.0 <= t < 1e10:  # (int() of an infinity raises)
+                    t = int(t * NS_PER_S)
+                    if t > MAX_NS:
+                        append(self._metric(i, item, now_ns))
+                        continue
+                else:
+                    append(self._metric(i, item, now_ns))
+                    continue
+                t = self._unique((measurement, key), t)
+                append(make(Point, (measurement, tags, {"value": value}, t)))
+        return points
+
+    def events(self, doc: object, now_ns: int) -> list[Point]:
+        """Points for a ``/v1/events`` body; PushError for the first bad item."""
+        items = _items(doc, "events")
+        with self._lock:
+            return [self._event(i, item, now_ns) for i, item in enumerate(items)]
+
+    def executions(self, doc: object, now_ns: int) -> list[Point]:
+        """Points for a ``/v1/executions`` body; PushError for the first bad item.
+
+        An item with status ``running`` starts an execution (its id is made up
+        when not given; the answer lists the ids); ``succeeded`` or ``failed``
+        ends one, which needs its ``execution_id``.
+        """
+        items = _items(doc, "executions")
+        with self._lock:
+            return [self._execution(i, item, now_ns) for i, item in enumerate(items)]
+
+    def _execution(self, i: int, item: object, now_ns: int) -> Point:
+        if type(item) is not dict:
+            raise _bad(i, None, f"must be a JSON object, got {_kind(item)}")
+        if not _EXECUTION_KEYS.issuperset(item):
+            raise _unknown(i, item, _EXECUTION_KEYS)
+        status = item.get("status")
+        if status not in catalogue.EXECUTION_STATUSES:
+            known = ", ".join(catalogue.EXECUTION_STATUSES)
+            raise _bad(i, "status", f"must be one of {known}, got {status!r}")
+        t = _time(i, item.get("time"), now_ns)
+        tags = {
+            catalogue.ENVIRONMENT: self.environment,
+            catalogue.PIPELINE: _name(i, catalogue.PIPELINE, item.get(catalogue.PIPELINE)),
+        }
+        given = item.get(catalogue.EXECUTION_ID)
+        if given is None and status == catalogue.RUNNING:
+            given = protocol.new_execution_id(t)
+        tags[catalogue.EXECUTION_ID] = _name(i, catalogue.EXECUTION_ID, given)
+        if status != catalogue.RUNNING:
+            if item.get("inputs") is not None:
+                raise _bad(i, "inputs", "inputs are given when the execution starts (running)")
+            return Point(catalogue.EXECUTION_END.name, tags, {"status": status}, t)
+        try:
+            inputs = protocol.inputs_json({} if item.get("inputs") is None else item["inputs"])
+        except InvalidPoint as e:
+            raise _bad(i, "inputs", str(e)) from None
+        return Point(catalogue.EXECUTION.name, tags, {"inputs": inputs}, t)
+
+    def _metric(self, i: int, item: object, now_ns: int) -> Point:
+        if type(item) is not dict:
+            raise _bad(i, None, f"must be a JSON object, got {_kind(item)}")
+        if not _METRIC_KEYS.issuperset(item):
+            raise _unknown(i, item, _METRIC_KEYS)
+        get = item.get
+        value = _value(i, get("value"))
+        step = get("step")
+        raw_tags = get("tags")
+        key = (
+            get("metric"),
+            get(catalogue.DEPLOYMENT),
+            get(catalogue.PIPELINE),
+            get(catalogue.EXECUTION_ID),
+            tuple(raw_tags.items()) if type(raw_tags) is dict else raw_tags,
+        )
+        try:
+            tags = self._tags.get(key)
+        except TypeError:  # an unhashable value somewhere: the slow path names it
+            tags = None
+        if tags is None:
+            tags = self._remember(key, self._metric_tags(i, item))
+        if step is None:
+            measurement, fields = catalogue.PIPELINE_METRIC.name, {"value": value}
+        else:
+            measurement, fields = (
+                catalogue.LIST_METRIC.name,
+                {"value": value, "step": _step(i, step)},
+            )
+        t = self._unique((measurement, key), _time(i, get("time"), now_ns))
+        return Point(measurement, tags, fields, t)
+
+    def _metric_tags(self, i: int, item: dict[str, Any]) -> dict[str, str]:
+        tags = {
+            catalogue.ENVIRONMENT: self.environment,
+            catalogue.METRIC: _name(i, "metric", item.get("metric")),
+        }
+        self._context(i, item, tags)
+        if not (catalogue.DEPLOYMENT in tags or catalogue.PIPELINE in tags):
+            raise _bad(i, catalogue.DEPLOYMENT, "an item needs a 'deployment' or a 'pipeline'")
+        extra = item.get("tags")
+        if extra is None:
+            return tags
+        if type(extra) is not dict:
+            raise _bad(i, "tags", f"must be an object of names to text, got {_kind(extra)}")
+        if len(extra) > protocol.MAX_PUSH_TAGS:
+            raise _bad(i, "tags", f"{len(extra)} tags, the limit is {protocol.MAX_PUSH_TAGS}")
+        for k, v in extra.items():
+            _name(i, "tags", k)
+            if k in protocol.PUSH_TAG_KEYS_TAKEN:
+                raise _bad(i, "tags", f"tag name {k!r} is reserved")
+            if not isinstance(v, str):
+                raise _bad(i, "tags", f"tag {k!r} must be text, got {_kind(v)}")
+            tags[k] = _name(i, "tags", v)
+        return tags
+
+    def _context(self, i: int, item: dict[str, Any], tags: dict[str, str]) -> None:
+        for field in protocol.PUSH_CONTEXT:
+            value = item.get(field)
+            if value is not None:
+                tags[field] = _name(i, field, value)
+
+    def _event(self, i: int, item: object, now_ns: int) -> Point:
+        if type(item) is not dict:
+            raise _bad(i, None, f"must be a JSON object, got {_kind(item)}")
+        if not _EVENT_KEYS.issuperset(item):
+            raise _unknown(i, item, _EVENT_KEYS)
+        tags = {
+            catalogue.ENVIRONMENT: self.environment,
+            catalogue.EVENT_NAME: _name(i, catalogue.EVENT_NAME, item.get(catalogue.EVENT_NAME)),
+        }
+        if item.get(catalogue.EVENT_SOURCE) is not None:
+            tags[catalogue.EVENT_SOURCE] = _name(
+                i, catalogue.EVENT_SOURCE, item[catalogue.EVENT_SOURCE]
+            )
+        self._context(i, item, tags)
+        metadata = item.get("metadata")
+        if metadata is None:
+            metadata = {}
+        elif type(metadata) is not dict:
+            raise _bad(i, "metadata", f"must be a JSON object, got {_kind(metadata)}")
+        text = orjson.dumps(metadata).decode()
+        if len(text.encode()) > protocol.MAX_EVENT_METADATA_BYTES:
+            limit = protocol.MAX_EVENT_METADATA_BYTES
+            raise _bad(i, "metadata", f"is {len(text.encode())} bytes as JSON (limit {limit})")
+        key = (catalogue.EVENT.name, *sorted(tags.items()))
+        t = self._unique(key, _time(i, item.get("time"), now_ns))
+        return Point(catalogue.EVENT.name, tags, {"metadata": text}, t)
+
+    def _remember(self, key: tuple[Any, ...], tags: dict[str, str]) -> dict[str, str]:
+        if len(self._tags) >= _MAX_CACHED:
+            self._tags.clear()
+        self._tags[key] = tags
+        return tags
+
+    def _unique(self, series: tuple[Any, ...], t: int) -> int:
+        last = self._last_ns.get(series)
+        if last is not None and last - _TIE_WINDOW_NS < t <= last:
+            t = last + 1
+        if last is None and len(self._last_ns) >= _MAX_CACHED:
+            self._last_ns.clear()
+        self._last_ns[series] = t
+        return t
+
+
+def _items(doc: object, key: str) -> list[Any]:
+    if type(doc) is not dict:
+        raise PushError(400, f'the body must be a JSON object {{"{key}": [...]}}', None, None)
+    if set(doc) != {key}:
+        extra = sorted(str(k) for k in doc if k != key)
+        if extra:
+            raise PushError(400, f"unknown top-level field {extra[0]!r}", None, extra[0])
+        raise PushError(400, f"the body needs a {key!r} list", None, key)
+    items = doc[key]
+    if type(items) is not list:
+        raise PushError(400, f"{key!r} must be a list, got {_kind(items)}", None, key)
+    if len(items) > protocol.MAX_PUSH_ITEMS:
+        limit = protocol.MAX_PUSH_ITEMS
+        raise PushError(413, f"{len(items)} items in one request, limit {limit}", None, key)
+    return items

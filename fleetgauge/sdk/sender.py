@@ -1,0 +1,415 @@
+"""The sender: a client's queue and the daemon thread that delivers it to the agent.
+
+Recording calls append tuples to :attr:`Sender.queue` while it has room; the
+thread takes up to ``batch_size`` of them at a time, turns them into items
+(:class:`~fleetgauge.sdk.items.ItemBuilder`; a value the agent would refuse is
+dropped and counted as ``invalid``), and POSTs them to the push endpoint over one
+kept-alive HTTP connection. While the agent reads one batch the thread builds
+the next. A refused request (4xx) is dropped and counted; a failed one (no
+answer, 408, 429, 5xx) is kept and sent again under the same
+``Idempotency-Key`` with backoff (0.2 s doubling to 5 s), so the agent stores it
+once. The queue plus the batches in flight never hold more than ``max_queue``
+values: what does not fit is dropped and counted as ``queue_full``.
+
+Normal process exit (``atexit``) delivers what is queued within the client's
+``exit_timeout``; what cannot be delivered is counted and logged in one line.
+After ``os.fork`` a child's senders start anew with empty queues; the parent's
+keep sending what the parent queued.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+import time
+from collections import deque
+from typing import Any, NamedTuple
+
+import orjson
+
+from fleetgauge import protocol
+from fleetgauge.sdk.items import EVENT, EXECUTION, MARK, ItemBuilder
+from fleetgauge.sdk.transport import AgentUnreachable, Connection, Target
+
+__all__ = ["Sender", "DROP_REASONS"]
+
+log = logging.getLogger("fleetgauge.sdk")
+
+DROP_REASONS = (
+    "queue_full",
+    "invalid",
+    "rejected",
+    "closed",
+    "misconfigured",
+    "undelivered_at_close",
+    "undelivered_at_exit",
+)
+"""Why values were given up: ``stats()["dropped"]`` has one count per reason."""
+
+_MAX_BODY_BYTES = 1024 * 1024  # well under the endpoint's default limit
+_BACKOFF_S = (0.2, 5.0)
+
+
+class _Mark:
+    """A ``flush()`` waiting for everything queued before it to be settled."""
+
+    __slots__ = ("done", "delivered")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.delivered = False
+
+    def settle(self, delivered: bool) -> None:
+        self.delivered = delivered
+        self.done.set()
+
+
+class _Request(NamedTuple):
+    """One request in flight: endpoint, body key, items, and the id the agent dedupes on."""
+
+    path: str
+    key: str
+    items: list[dict[str, Any]]
+    id: str
+
+
+def _request(path: str, key: str, items: list[dict[str, Any]]) -> _Request:
+    return _Request(path, key, items, os.urandom(16).hex())
+
+
+class Sender:
+    """One client's queue, counts and delivery thread.
+
+    ``refused`` makes a sender that takes nothing (a misconfigured client): every
+    value is dropped under that reason and no thread runs.
+    """
+
+    def __init__(
+        self,
+        target: Target | None,
+        headers: dict[str, str],
+        builder: ItemBuilder | None,
+        *,
+        shown_url: str,
+        max_queue: int,
+        batch_size: int,
+        flush_interval: float,
+        timeout: float,
+        exit_timeout: float,
+        refused: str | None = None,
+    ) -> None:
+        self.queue: deque[tuple[Any, ...]] = deque()
+        self.max_queue = self.room = max_queue
+        self.url = shown_url
+        self.exit_timeout = exit_timeout
+        self.refused = refused  # set when calls are dropped: closed or misconfigured
+        self._headers, self._builder = headers, builder
+        self._connection = None if target is None else Connection(target, timeout)
+        self._batch_size = min(batch_size, protocol.MAX_PUSH_ITEMS)
+        self._interval, self._timeout = flush_interval, timeout
+        self.counts = dict.fromkeys(("sent", "taken", *DROP_REASONS), 0)
+        self._warned: set[str] = set()
+        self._last_error = "none"
+        self._init_thread()
+        if refused is None:
+            self._thread.start()
+            _senders.add(self)
+        else:
+            self.room = 0
+
+    # --- the recording side -------------------------------------------------------
+    def drop_on_record(self, n: int) -> None:
+        """Count ``n`` values a recording call could not queue (full, closed, misconfigured)."""
+        reason = self.refused or "queue_full"
+        self.counts[reason] += n
+        if reason == "queue_full":
+            self._warn_once(
+                "queue_full",
+                "fleetgauge sdk: queue of %d values is full (agent at %s slow or down); dropping",
+                self.max_queue,
+                self.url,
+            )
+
+    def flush(self, timeout: float | None) -> bool:
+        """Wait (at most ``timeout`` s) until all queued so far is settled; see the client."""
+        if self.refused is not None or not self._thread.is_alive():
+            return self._held() == 0 and self.refused != "misconfigured"
+        mark = _Mark()
+        with self._marks_lock:
+            self._marks_added += 1
+        self.queue.append((MARK, mark))
+        if self._stop:  # closed meanwhile: nobody will settle the mark
+            return False
+        self._flush_requested = True
+        self._wake.set()
+        return mark.done.wait(timeout) and mark.delivered
+
+    def close(self, reason: str, timeout: float) -> None:
+        """Flush within ``timeout``, stop the thread; what is left is counted under ``reason``."""
+        if self.refused is not None:
+            return
+        deadline = time.monotonic() + timeout
+        if self._held():
+            self.flush(timeout)
+        self.refused, self.room, self._stop = "closed", 0, True
+        self._wake.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(max(0.1, deadline - time.monotonic()))
+        lost = self._abandon()
+        if lost:
+            self.counts[reason] += lost
+            log.warning(
+                "fleetgauge sdk: %d values recorded for the agent at %s were not delivered (%s)",
+                lost,
+                self.url,
+                self._last_error,
+            )
+        if self._connection is not None:
+            self._connection.close()
+        _senders.discard(self)
+
+    def stats(self) -> dict[str, Any]:
+        """Counts so far; see :meth:`MetricsClient.stats`."""
+        counts = dict(self.counts)
+        queued = self._queued()
+        in_flight = sum(len(r.items) for r in list(self._pending))
+        dropped = {reason: counts[reason] for reason in DROP_REASONS}
+        hot_drops = dropped["queue_full"] + dropped["closed"] + dropped["misconfigured"]
+        return {
+            "recorded": counts["taken"] + queued + hot_drops,
+            "sent": counts["sent"],
+            "queued": queued,
+            "in_flight": in_flight,
+            "dropped": dropped,
+        }
+
+    def after_fork_in_child(self) -> None:
+        """The parent keeps sending what it queued; the child starts empty with its own thread."""
+        if self._connection is not None:
+            self._connection.drop_after_fork()
+        self.queue.clear()
+        self.counts = dict.fromkeys(self.counts, 0)
+        self.room = self.max_queue
+        self._init_thread()
+        self._thread.start()
+
+    # --- the thread ---------------------------------------------------------------
+    def _init_thread(self) -> None:
+        self._pending: list[_Request] = []
+        self._marks: list[_Mark] = []
+        self._marks_lock = threading.Lock()
+        self._marks_added = self._marks_taken = 0
+        self._wake = threading.Event()
+        self._flush_requested = self._stop = False
+        self._delay = self._retry_at = 0.0
+        self._thread = threading.Thread(target=self._run, name="fleetgauge-sdk", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop:
+            wait = self._retry_at - time.monotonic() if self._retry_at else self._interval
+            self._wake.wait(max(0.0, wait))
+            self._wake.clear()
+            if self._flush_requested:
+                self._flush_requested = False
+                self._delay = self._retry_at = 0.0
+            try:
+                self._pump()
+            except Exception as e:  # a bug here must not end the sender
+                self._warn_once("bug", "fleetgauge sdk: sender error %r", e, exc_info=True)
+
+    def _pump(self) -> None:
+        """Send what is queued, batch by batch, until the queue is empty or the agent fails."""
+        while not self._stop:
+            if not self._pending:
+                self._settle_marks()
+                if not self._take():
+                    return
+                continue
+            if self._retry_at and time.monotonic() < self._retry_at:
+                return
+            if not self._send_pending():
+                return
+
+    def _take(self) -> bool:
+        """Move up to one batch from the queue into requests; False when the queue is empty."""
+        queue = self.queue
+        n = min(len(queue), self._batch_size)
+        if n == 0:
+            return False
+        in_flight = self._in_flight()
+        # before popping, so queue and batches never exceed max_queue
+        self.room = self.max_queue - in_flight - n
+        builder = self._builder
+        assert builder is not None  # a sender without one never starts its thread
+        metrics: list[dict[str, Any]] = []
+        events: list[dict[str, Any]] = []
+        executions: list[dict[str, Any]] = []
+        taken = 0
+        for _ in range(n):
+            try:
+                entry = queue.popleft()
+            except IndexError:  # emptied by close() while this thread was busy
+                break
+            if entry[0] == MARK:
+                self._marks.append(entry[1])
+                self._marks_taken += 1
+                break
+            taken += 1
+            try:
+                if entry[0] == EVENT:
+                    events.append(builder.event(entry))
+                elif entry[0] == EXECUTION:
+                    executions.append(builder.execution(entry))
+                else:
+                    metrics.append(builder.metric(entry))
+            except Exception as e:  # InvalidPoint, or garbage failing in its own way
+                self.counts["invalid"] += 1
+                self._warn_once("invalid", "fleetgauge sdk: dropped an invalid value: %s", e)
+        self.counts["taken"] += taken
+        self._pending.extend(
+            _request(path, key, items)
+            for path, key, items in (
+                (protocol.PUSH_EXECUTIONS_PATH, "executions", executions),
+                (protocol.PUSH_METRICS_PATH, "metrics", metrics),
+                (protocol.PUSH_EVENTS_PATH, "events", events),
+            )
+            if items
+        )
+        self.room = self.max_queue - in_flight - len(metrics) - len(events) - len(executions)
+        return True
+
+    def _in_flight(self) -> int:
+        return sum(len(r.items) for r in self._pending)
+
+    def _take_ahead(self) -> None:
+        """While the agent reads the last batch in flight, build the next one from the queue."""
+        if len(self._pending) == 1 and not self._stop:
+            self._take()
+
+    def _send_pending(self) -> bool:
+        """Send the requests in flight; False (and a retry later) when the agent failed."""
+        assert self._connection is not None
+        while self._pending:
+            request = self._pending[0]
+            body = orjson.dumps({request.key: request.items})
+            if len(body) > _MAX_BODY_BYTES and len(request.items) > 1:
+                self._split_first()
+                continue
+            headers = {**self._headers, protocol.PUSH_IDEMPOTENCY_HEADER: request.id}
+            try:
+                status, data = self._connection.post(request.path, body, headers, self._take_ahead)
+            except AgentUnreachable as e:
+                return self._failed(str(e))
+            if status < 300:
+                self.counts["sent"] += len(request.items)
+                self._pending.pop(0)
+            elif status == 413 and len(request.items) > 1:
+                self._split_first()
+            elif status in (408, 429) or status >= 500:
+                return self._failed(f"HTTP {status}")
+            else:
+                self._refuse(request, status, data)
+            self.room = self.max_queue - self._in_flight()
+        if self._delay:
+            log.info("fleetgauge sdk: agent at %s reachable again", self.url)
+        self._delay = self._retry_at = 0.0
+        return True
+
+    def _split_first(self) -> None:
+        r = self._pending[0]
+        half = len(r.items) // 2
+        self._pending[0:1] = [
+            _request(r.path, r.key, r.items[:half]),
+            _request(r.path, r.key, r.items[half:]),
+        ]
+
+    def _failed(self, error: str) -> bool:
+        self._last_error = error
+        if not self._delay:
+            self._warn_once(
+                "unreachable",
+                "fleetgauge sdk: agent at %s unreachable (%s); retrying, holding at most %d values",
+                self.url,
+                error,
+                self.max_queue,
+            )
+        self._delay = min(_BACKOFF_S[1], self._delay * 2) if self._delay else _BACKOFF_S[0]
+        jitter = 0.5 + int.from_bytes(os.urandom(2)) / 131_072  # 0.5 to 1.0
+        self._retry_at = time.monotonic() + self._delay * jitter
+        return False
+
+    def _refuse(self, request: _Request, status: int, data: bytes) -> None:
+        """The agent refused a request (4xx): retrying cannot help, so drop and count it."""
+        try:
+            error = orjson.loads(data)["error"]
+        except Exception:
+            error = data[:200].decode(errors="replace")
+        self._warn_once(
+            "rejected",
+            "fleetgauge sdk: agent at %s refused %d values (HTTP %d): %s",
+            self.url,
+            len(request.items),
+            status,
+            error,
+        )
+        self.counts["rejected"] += len(request.items)
+        self._pending.pop(0)
+
+    def _settle_marks(self) -> None:
+        marks, self._marks = self._marks, []
+        for mark in marks:
+            mark.settle(True)
+
+    # --- what is held -------------------------------------------------------------
+    def _queued(self) -> int:
+        return max(0, len(self.queue) - (self._marks_added - self._marks_taken))
+
+    def _held(self) -> int:
+        return self._queued() + sum(len(r.items) for r in list(self._pending))
+
+    def _abandon(self) -> int:
+        """Give up every value still held (at close or exit); returns how many there were."""
+        lost = sum(len(r.items) for r in self._pending)
+        self._pending = []
+        while True:
+            try:
+                entry = self.queue.popleft()
+            except IndexError:
+                break
+            if entry[0] == MARK:
+                self._marks_taken += 1
+                entry[1].settle(False)
+            else:
+                self.counts["taken"] += 1
+                lost += 1
+        marks, self._marks = self._marks, []
+        for mark in marks:
+            mark.settle(False)
+        return lost
+
+    def _warn_once(self, key: str, message: str, *args: Any, exc_info: bool = False) -> None:
+        if key in self._warned:
+            log.debug(message, *args)
+            return
+        self._warned.add(key)
+        log.warning(message + " (logged once; see stats())", *args, exc_info=exc_info)
+
+
+_senders: set[Sender] = set()
+
+
+def _at_exit() -> None:
+    for sender in list(_senders):
+        sender.close("undelivered_at_exit", sender.exit_timeout)
+
+
+def _after_fork_in_child() -> None:
+    for sender in list(_senders):
+        sender.after_fork_in_child()
+
+
+atexit.register(_at_exit)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
