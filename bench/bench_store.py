@@ -51,7 +51,7 @@ from typing import Any, TypeVar
 
 from fleetgauge.catalogue import CPU, ENVIRONMENT, WORKER, Point
 from fleetgauge.stores import Store, StoreUnavailable, open_store
-from fleetgauge.stores.base import Buckets
+from fleetgauge.stores.buckets import Buckets
 
 __all__ = ["main", "BackendResult", "generate_batches"]
 

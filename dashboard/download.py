@@ -19,7 +19,7 @@ from fleetgauge.dashboard.site import current
 from fleetgauge.read import executions as ex
 from fleetgauge.read.export import KINDS, iter_csv
 from fleetgauge.read.query import to_time_ns
-from fleetgauge.stores import Store, StoreError
+from fleetgauge.stores import StoreError, StoreReader
 from fleetgauge.timeutil import format_time
 
 __all__ = ["install", "FILTERS", "file_name"]
@@ -68,7 +68,7 @@ def _window(args) -> tuple[int, int]:
     return start_ns, end_ns
 
 
-def _executions_csv(args, store: Store, start_ns: int, end_ns: int) -> Iterator[str]:
+def _executions_csv(args, store: StoreReader, start_ns: int, end_ns: int) -> Iterator[str]:
     """One row per execution started in the window, the chosen columns (or every one)."""
     columns = [ex.check_column(c) for c in args.getlist("column")]
     mode = args.get("mode", "last")

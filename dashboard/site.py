@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from fleetgauge.dashboard.thresholds import Thresholds
-from fleetgauge.stores import Store, open_store
+from fleetgauge.stores import StoreReader, open_store
 
 __all__ = ["SiteConfig", "StorePool", "configure", "current", "DEFAULT_POINTS"]
 
@@ -41,10 +41,10 @@ class StorePool:
 
     def __init__(self, url: str, size: int = 4) -> None:
         self.url = url
-        self._idle: queue.LifoQueue[Store] = queue.LifoQueue(maxsize=size)
+        self._idle: queue.LifoQueue[StoreReader] = queue.LifoQueue(maxsize=size)
 
     @contextlib.contextmanager
-    def store(self) -> Iterator[Store]:
+    def store(self) -> Iterator[StoreReader]:
         """A store for the length of the block; a failed one is closed, not kept."""
         try:
             s = self._idle.get_nowait()

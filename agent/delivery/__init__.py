@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from fleetgauge.agent.delivery.spool import Segment, Spool, SpoolError
 from fleetgauge.agent.health import Health
 from fleetgauge.catalogue import Point
-from fleetgauge.stores import Store, StoreError, StoreUnavailable
+from fleetgauge.stores import StoreError, StoreUnavailable, StoreWriter
 from fleetgauge.validation import InvalidPoint, validate_point
 
 __all__ = ["Delivery", "Spool", "SpoolError"]
@@ -52,7 +52,7 @@ class Delivery:
 
     def __init__(
         self,
-        store: Store,
+        store: StoreWriter,
         spool: Spool | None,
         health: Health,
         batch_size: int = 5000,

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from fleetgauge import catalogue
 from fleetgauge.catalogue import Point
 from fleetgauge.sdk import MetricsClient
-from fleetgauge.stores import Store
+from fleetgauge.stores import StoreWriter
 
 __all__ = [
     "ENVIRONMENT",
@@ -244,7 +244,7 @@ def _executions(start: int, end: int) -> list[Point]:
 
 
 def seed(
-    store: Store,
+    store: StoreWriter,
     end_ns: int,
     hours: float = 24.0,
     workers: int = 4,

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from fleetgauge import catalogue
-from fleetgauge.stores import Store
+from fleetgauge.stores import StoreReader
 from fleetgauge.stores.base import Where
 
 __all__ = [
@@ -111,7 +111,7 @@ def _where(
 
 
 def metric_options(
-    store: Store,
+    store: StoreReader,
     start_ns: int,
     end_ns: int,
     environment: str | None,
@@ -140,7 +140,7 @@ def rolling_mean(values: Sequence[float], window: int) -> list[float]:
     return out
 
 
-def _last(store: Store, where: Where | None, start_ns: int, end_ns: int) -> tuple[int, float]:
+def _last(store: StoreReader, where: Where | None, start_ns: int, end_ns: int) -> tuple[int, float]:
     last = (start_ns, float("nan"))
     for p in store.stream_points(catalogue.PIPELINE_METRIC.name, start_ns, end_ns, where):
         last = (p.time_ns, p.fields[VALUE])
@@ -148,7 +148,7 @@ def _last(store: Store, where: Where | None, start_ns: int, end_ns: int) -> tupl
 
 
 def read_metric(
-    store: Store,
+    store: StoreReader,
     metric: str,
     deployments: Sequence[str],
     start_ns: int,
@@ -208,7 +208,7 @@ def read_metric(
 
 
 def read_events(
-    store: Store,
+    store: StoreReader,
     start_ns: int,
     end_ns: int,
     environment: str | None,

@@ -38,8 +38,8 @@ import numpy as np
 
 from fleetgauge import catalogue
 from fleetgauge.dashboard.thresholds import RESOURCES, Resource, Threshold, Thresholds
-from fleetgauge.stores import Store
-from fleetgauge.stores.base import Buckets, BucketSeries
+from fleetgauge.stores import StoreReader
+from fleetgauge.stores.buckets import Buckets, BucketSeries
 
 __all__ = [
     "Curve",
@@ -259,7 +259,7 @@ def _reads(resources: Sequence[Resource]) -> list[_Read]:
 
 
 def read_resources(
-    store: Store,
+    store: StoreReader,
     start_ns: int,
     end_ns: int,
     max_points: int,
@@ -303,7 +303,7 @@ class ResourcesPage:
 
 
 def read_resources_page(
-    store: Store,
+    store: StoreReader,
     start_ns: int,
     end_ns: int,
     max_points: int,
@@ -375,7 +375,7 @@ def _view(r: Resource, b: Buckets, limits: Buckets | None, thresholds: Threshold
 
 
 def read_resource(
-    store: Store,
+    store: StoreReader,
     r: Resource,
     start_ns: int,
     end_ns: int,
@@ -392,7 +392,7 @@ def read_resource(
 
 
 def list_workers(
-    store: Store, start_ns: int, end_ns: int, environment: str | None = None
+    store: StoreReader, start_ns: int, end_ns: int, environment: str | None = None
 ) -> list[str]:
     """Workers that sent any resource sample in [start, end), sorted."""
     return store.tag_values(
@@ -400,7 +400,7 @@ def list_workers(
     )
 
 
-def list_environments(store: Store, start_ns: int, end_ns: int) -> list[str]:
+def list_environments(store: StoreReader, start_ns: int, end_ns: int) -> list[str]:
     """Environments with any resource sample or pipeline value in [start, end), sorted."""
     names = [*_RESOURCE_NAMES, catalogue.PIPELINE_METRIC.name, catalogue.LIST_METRIC.name]
     return store.tag_values(catalogue.ENVIRONMENT, start_ns, end_ns, names)

@@ -32,7 +32,7 @@ from typing import Any
 
 from fleetgauge import catalogue
 from fleetgauge.read.export import LINE_END, neutralize
-from fleetgauge.stores import Store
+from fleetgauge.stores import StoreReader
 from fleetgauge.timeutil import NS_PER_S, format_time
 
 __all__ = [
@@ -148,7 +148,7 @@ def _key(tags: dict[str, str]) -> tuple[str, str]:
 
 
 def read_executions(
-    store: Store,
+    store: StoreReader,
     start_ns: int,
     end_ns: int,
     environment: Sequence[str] | None = None,
@@ -184,7 +184,7 @@ def read_executions(
 
 
 def read_execution(
-    store: Store, execution_id: str, environment: Sequence[str] | None = None
+    store: StoreReader, execution_id: str, environment: Sequence[str] | None = None
 ) -> ExecutionRecord | None:
     """The execution called ``execution_id`` (the latest started, if several environments
     have one), with its metrics; None when no start was recorded."""
@@ -215,7 +215,7 @@ def _record(p: catalogue.Point) -> ExecutionRecord:
 
 
 def _finish(
-    store: Store,
+    store: StoreReader,
     found: dict[tuple[str, str], ExecutionRecord],
     since_ns: int,
     environment: Sequence[str] | None,
@@ -234,7 +234,7 @@ def _finish(
     return list(found.values())
 
 
-def _add_metrics(store: Store, records: Sequence[ExecutionRecord]) -> None:
+def _add_metrics(store: StoreReader, records: Sequence[ExecutionRecord]) -> None:
     """Last simple-metric values and list-metric values of ``records``, read in chunks."""
     by_key = {(r.environment, r.execution_id): r for r in records}
     ids = sorted({r.execution_id for r in records})
@@ -264,7 +264,7 @@ def _add_metrics(store: Store, records: Sequence[ExecutionRecord]) -> None:
 
 
 def read_events(
-    store: Store, records: Sequence[ExecutionRecord], limit: int = 500
+    store: StoreReader, records: Sequence[ExecutionRecord], limit: int = 500
 ) -> list[catalogue.Point]:
     """Events recorded with the ids of ``records`` (their environments), in time order."""
     by_key = {(r.environment, r.execution_id) for r in records}

@@ -34,7 +34,7 @@ from typing import TextIO
 
 from fleetgauge import catalogue
 from fleetgauge.catalogue import Family, Measurement, Point
-from fleetgauge.stores import Store
+from fleetgauge.stores import StoreReader
 from fleetgauge.stores.base import Where
 from fleetgauge.timeutil import format_time
 
@@ -184,7 +184,7 @@ def layout(kind: str, only: Sequence[str] | None = None) -> Layout:
 
 
 def merged_points(
-    store: Store, lay: Layout, start_ns: int, end_ns: int, where: Where | None = None
+    store: StoreReader, lay: Layout, start_ns: int, end_ns: int, where: Where | None = None
 ) -> Iterator[Point]:
     """Raw points of the layout's measurements in [start, end), in time order, streamed."""
     if len(lay.measurements) == 1:
@@ -199,7 +199,7 @@ def merged_points(
 
 
 def export_csv(
-    store: Store,
+    store: StoreReader,
     kind: str,
     start_ns: int,
     end_ns: int,
@@ -228,7 +228,7 @@ def export_csv(
 
 
 def iter_csv(
-    store: Store,
+    store: StoreReader,
     kind: str,
     start_ns: int,
     end_ns: int,
@@ -270,7 +270,7 @@ def iter_csv(
 
 
 def export_file(
-    store: Store,
+    store: StoreReader,
     kind: str,
     start_ns: int,
     end_ns: int,

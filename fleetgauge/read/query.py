@@ -49,7 +49,7 @@ from fleetgauge import catalogue
 from fleetgauge.catalogue import Point
 from fleetgauge.read import executions
 from fleetgauge.read.export import Layout, export_csv, export_file, layout, merged_points
-from fleetgauge.stores import Store, default_store_url, open_store
+from fleetgauge.stores import StoreReader, default_store_url, open_store
 from fleetgauge.timeutil import NS_PER_S, datetime_to_ns, format_time, parse_time
 
 __all__ = [
@@ -72,7 +72,7 @@ TimeLike = datetime | date | str | int | float | None
 """A time as the functions accept it; see the module docstring."""
 Names = str | Iterable[str] | None
 """A filter: one name, several, or None for no filter."""
-StoreLike = Store | str | None
+StoreLike = StoreReader | str | None
 """A store URL, an open store, or None for the default store."""
 Row = dict[str, Any]
 
@@ -575,7 +575,7 @@ def list_executions(
     return [r.as_dict(with_values=False) for r in records]
 
 
-def _with_store(store: StoreLike, work: Callable[[Store], Any]) -> Any:
+def _with_store(store: StoreLike, work: Callable[[StoreReader], Any]) -> Any:
     """``work(store)`` on an open store; a store opened here from a URL is closed after."""
     if store is not None and not isinstance(store, str):
         return work(store)

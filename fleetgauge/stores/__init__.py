@@ -1,4 +1,4 @@
-"""Stores: one interface (``base.Store``), two real backends, chosen by a URL.
+"""Stores: one interface (``base``: a writer half and a reader half), two real backends.
 
 ``sqlite:///PATH`` opens the embedded store (the default); ``influxdb+http://
 HOST:PORT/BUCKET?org=ORG`` (or ``influxdb+https://``) opens InfluxDB with the
@@ -11,12 +11,22 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from fleetgauge.stores.base import Store, StoreError, StoreRejected, StoreUnavailable
+from fleetgauge import extras
+from fleetgauge.stores.base import (
+    Store,
+    StoreError,
+    StoreReader,
+    StoreRejected,
+    StoreUnavailable,
+    StoreWriter,
+)
 
 __all__ = [
     "open_store",
     "default_store_url",
     "Store",
+    "StoreReader",
+    "StoreWriter",
     "StoreError",
     "StoreRejected",
     "StoreUnavailable",
@@ -46,6 +56,7 @@ def open_store(url: str | None = None, create: bool = True) -> Store:
 
         return SQLiteStore.from_url(url, create=create)
     if url.startswith(("influxdb+http://", "influxdb+https://")):
+        extras.require("the InfluxDB store", "influxdb")
         from fleetgauge.stores.influxdb import InfluxDBStore
 
         return InfluxDBStore.from_url(url)

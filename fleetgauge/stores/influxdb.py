@@ -43,19 +43,13 @@ from fleetgauge.catalogue import (
     tier_measurement,
 )
 from fleetgauge.net import is_loopback
-from fleetgauge.stores.base import (
-    RAW,
+from fleetgauge.stores.base import StoreError, StoreRejected, StoreUnavailable, Where
+from fleetgauge.stores.buckets import (
     Buckets,
     BucketSeries,
-    StoreError,
-    StoreRejected,
-    StoreUnavailable,
-    Where,
     bucket_series_from_rows,
-    cover,
     merge_arrays,
     series_from_columns,
-    start_read,
 )
 from fleetgauge.stores.influx_text import (
     decode_name,
@@ -65,6 +59,7 @@ from fleetgauge.stores.influx_text import (
     line,
     lines,
 )
+from fleetgauge.stores.planning import RAW, cover, start_read
 from fleetgauge.stores.tiers import TierAccumulator, TierRow
 from fleetgauge.validation import validate_point
 

@@ -30,18 +30,15 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from fleetgauge.catalogue import TIERS, Point
-from fleetgauge.stores.base import (
-    RAW,
+from fleetgauge.stores.base import StoreRejected, StoreUnavailable, Where
+from fleetgauge.stores.buckets import (
     Buckets,
     BucketSeries,
-    StoreRejected,
-    StoreUnavailable,
-    Where,
     bucket_series_from_rows,
     merge_arrays,
     series_from_columns,
-    start_read,
 )
+from fleetgauge.stores.planning import RAW, start_read
 from fleetgauge.stores.tiers import TierAccumulator
 from fleetgauge.timeutil import parse_duration
 from fleetgauge.validation import validate_point

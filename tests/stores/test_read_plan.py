@@ -11,7 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fleetgauge.catalogue import TIERS
-from fleetgauge.stores.base import RAW, cover, level_width, merge_arrays, plan_read
+from fleetgauge.stores.buckets import merge_arrays
+from fleetgauge.stores.planning import RAW, cover, level_width, plan_read
 
 S = 1_000_000_000
 DAY = 86400 * S
