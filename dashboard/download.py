@@ -17,8 +17,8 @@ import flask
 from fleetgauge import catalogue
 from fleetgauge.dashboard.site import current
 from fleetgauge.read import executions as ex
+from fleetgauge.read.arguments import to_time_ns
 from fleetgauge.read.export import KINDS, iter_csv
-from fleetgauge.read.query import to_time_ns
 from fleetgauge.stores import StoreError, StoreReader
 from fleetgauge.timeutil import format_time
 

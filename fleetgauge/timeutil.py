@@ -8,11 +8,24 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
-__all__ = ["parse_time", "parse_duration", "format_time", "datetime_to_ns", "NS_PER_S", "MAX_NS"]
+__all__ = [
+    "parse_time",
+    "parse_duration",
+    "format_time",
+    "datetime_to_ns",
+    "NS_PER_S",
+    "MAX_NS",
+    "EARLIEST_NS",
+    "LATEST_NS",
+]
 
 NS_PER_S = 1_000_000_000
 MAX_NS = 2**63 - 1
 """The latest time a store holds (InfluxDB's and a signed 64-bit integer's limit)."""
+EARLIEST_NS = -(2**63) + 2
+"""Start of an open read window: the earliest time InfluxDB can hold."""
+LATEST_NS = 2**63 - 2
+"""End of an open read window: the latest time InfluxDB can hold."""
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ns|us|ms|s|m|h|d|w)\s*$")
 _UNITS_NS = {
     "ns": 1,

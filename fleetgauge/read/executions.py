@@ -33,7 +33,7 @@ from typing import Any
 from fleetgauge import catalogue
 from fleetgauge.read.export import LINE_END, neutralize
 from fleetgauge.stores import StoreReader
-from fleetgauge.timeutil import NS_PER_S, format_time
+from fleetgauge.timeutil import EARLIEST_NS, LATEST_NS, NS_PER_S, format_time
 
 __all__ = [
     "ExecutionRecord",
@@ -50,7 +50,6 @@ __all__ = [
     "iter_executions_csv",
 ]
 
-EARLIEST_NS, LATEST_NS = -(2**63) + 2, 2**63 - 2
 MODES = ("last", "min", "max", "mean")
 """How a list metric is reduced to one table cell."""
 METADATA_COLUMNS = ("execution_id", "pipeline", "status", "start", "end", "duration_s")

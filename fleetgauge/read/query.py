@@ -3,24 +3,14 @@
 Model and notebook code reads pipeline metrics, list metrics, events and
 resource samples with four functions, whatever the store (SQLite or InfluxDB)::
 
-    from fleetgauge.read.query import get_events, get_metrics, get_resource_metrics
+    from fleetgauge import get_events, get_metrics, get_resource_metrics
 
     rows = get_metrics("score", deployment="fraud-v2", start="2026-01-01")
     text = get_resource_metrics("2026-01-01", "2026-01-02", workers="gpu-01", csv=True)
     get_resource_metrics("2026-01-01", "2026-01-02", csv="resources.csv")
 
-Arguments, the same in every function:
-
-- ``store``: a store URL (``sqlite:///PATH``, ``influxdb+http://...``), opened
-  read-only for the call and closed afterwards, or an open ``Store`` object,
-  left open. Default: ``fleetgauge.stores.default_store_url()``.
-- times (``start``/``end``, ``start_date``/``end_date``): a ``datetime``
-  (naive means UTC), a ``date`` (midnight UTC), ISO-8601 text (UTC unless it
-  has an offset) or epoch seconds; ``None`` leaves that side open. The window
-  is [start, end): start inclusive, end exclusive.
-- filters (``deployment``, ``workers``, ...): one name or a list of names; a
-  row matches when its tag is one of them. ``None`` does not filter; an empty
-  list matches nothing.
+Arguments are the same in every function (``store``, times, filters) and are
+checked before any store is opened (:mod:`fleetgauge.read.arguments`).
 
 Rows are dicts in time order, with the keys of the CSV export's columns:
 ``time`` (a timezone-aware UTC ``datetime``, to the microsecond; the CSV keeps
@@ -39,18 +29,17 @@ from __future__ import annotations
 
 import io
 import json
-import numbers
 import os
-from collections.abc import Callable, Iterable, Iterator
-from datetime import UTC, date, datetime, timedelta
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, TextIO, overload
 
 from fleetgauge import catalogue
 from fleetgauge.catalogue import Point
-from fleetgauge.read import executions
+from fleetgauge.read import arguments, executions
+from fleetgauge.read.arguments import Names, StoreLike, TimeLike
 from fleetgauge.read.export import Layout, export_csv, export_file, layout, merged_points
-from fleetgauge.stores import StoreReader, default_store_url, open_store
-from fleetgauge.timeutil import NS_PER_S, datetime_to_ns, format_time, parse_time
+from fleetgauge.stores import default_store_url, open_store
 
 __all__ = [
     "get_metrics",
@@ -63,101 +52,11 @@ __all__ = [
     "iter_list_metrics",
     "iter_events",
     "iter_resource_metrics",
-    "to_time_ns",
-    "EARLIEST_NS",
-    "LATEST_NS",
 ]
 
-TimeLike = datetime | date | str | int | float | None
-"""A time as the functions accept it; see the module docstring."""
-Names = str | Iterable[str] | None
-"""A filter: one name, several, or None for no filter."""
-StoreLike = StoreReader | str | None
-"""A store URL, an open store, or None for the default store."""
 Row = dict[str, Any]
-
-EARLIEST_NS = -(2**63) + 2
-"""Start of an open window: the earliest time InfluxDB can hold."""
-LATEST_NS = 2**63 - 2
-"""End of an open window: the latest time InfluxDB can hold."""
-
+"""One stored point as the CSV export's columns (see the module docstring)."""
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-# --- arguments -------------------------------------------------------------------
-def to_time_ns(value: TimeLike, what: str = "time") -> int | None:
-    """Nanoseconds since the epoch for a time argument; None stays None.
-
-    Raises ValueError for text that is not a time or a time no store can hold
-    (outside the years 1677-2262: often nanoseconds given as epoch seconds),
-    TypeError for other types.
-    """
-    if value is None:
-        return None
-    time_ns = _time_ns(value, what)
-    if not EARLIEST_NS <= time_ns <= LATEST_NS:
-        raise ValueError(
-            f"{what} {value!r} is outside the times a store can hold (years 1677 to 2262);"
-            " epoch times are in seconds"
-        )
-    return time_ns
-
-
-def _time_ns(value: datetime | date | str | float, what: str) -> int:
-    if isinstance(value, datetime):
-        return datetime_to_ns(value if value.tzinfo else value.replace(tzinfo=UTC))
-    if isinstance(value, date):
-        return datetime_to_ns(datetime(value.year, value.month, value.day, tzinfo=UTC))
-    if isinstance(value, str):
-        try:
-            return parse_time(value)
-        except ValueError as e:
-            raise ValueError(f"{what}: {e}") from None
-    if isinstance(value, numbers.Real) and not isinstance(value, bool):
-        if isinstance(value, numbers.Integral):
-            return int(value) * NS_PER_S
-        if value != value or value in (float("inf"), float("-inf")):
-            raise ValueError(f"{what}: not a time: {value!r}")
-        return round(float(value) * NS_PER_S)
-    raise TypeError(
-        f"{what} must be a datetime, a date, ISO-8601 text or epoch seconds,"
-        f" got {type(value).__name__}"
-    )
-
-
-def _window(start: TimeLike, end: TimeLike, names: tuple[str, str]) -> tuple[int, int]:
-    start_ns = to_time_ns(start, names[0])
-    end_ns = to_time_ns(end, names[1])
-    start_ns = EARLIEST_NS if start_ns is None else start_ns
-    end_ns = LATEST_NS if end_ns is None else end_ns
-    if start_ns >= end_ns:
-        raise ValueError(
-            f"{names[0]} {format_time(start_ns)} is not before {names[1]} {format_time(end_ns)}"
-        )
-    return start_ns, end_ns
-
-
-def _names(value: Names, what: str) -> list[str] | None:
-    if value is None:
-        return None
-    values = [value] if isinstance(value, str) else value
-    if isinstance(values, bytes) or not isinstance(values, Iterable):
-        raise TypeError(f"{what} must be a name or a list of names, got {type(value).__name__}")
-    out = list(values)
-    for v in out:
-        if not isinstance(v, str):
-            raise TypeError(f"{what} must hold names (str), got {type(v).__name__} {v!r}")
-    return out
-
-
-def _where(*filters: tuple[str, str, Names]) -> dict[str, list[str]]:
-    """The store filter from ``(tag, argument name, argument)`` triples; None is no filter."""
-    where = {}
-    for tag, argument, value in filters:
-        names = _names(value, argument)
-        if names is not None:
-            where[tag] = names
-    return where
 
 
 def _context(
@@ -169,11 +68,6 @@ def _context(
         (catalogue.EXECUTION_ID, "execution_id", execution_id),
         (catalogue.ENVIRONMENT, "environment", environment),
     )
-
-
-def _check_store(store: StoreLike) -> None:
-    if store is not None and not isinstance(store, str) and not hasattr(store, "stream_points"):
-        raise TypeError(f"store must be a store URL or a Store, got {type(store).__name__}")
 
 
 # --- rows --------------------------------------------------------------------------
@@ -249,9 +143,9 @@ def _metric_rows(
     store: StoreLike,
 ) -> Iterator[Row]:
     lay = layout("metrics", [measurement])
-    window = _window(start, end, ("start", "end"))
-    where = _where((catalogue.METRIC, "name", name), *context)
-    _check_store(store)
+    window = arguments.window(start, end, ("start", "end"))
+    where = arguments.where((catalogue.METRIC, "name", name), *context)
+    arguments.check_store(store)
     return _stream(store, lay, window, where, _row_maker(lay, with_measurement=False))
 
 
@@ -368,13 +262,13 @@ def iter_events(
     execution_id, metadata (decoded back to a dict), other_tags.
     """
     lay = layout("events")
-    window = _window(start, end, ("start", "end"))
-    where = _where(
+    window = arguments.window(start, end, ("start", "end"))
+    where = arguments.where(
         (catalogue.EVENT_NAME, "name", name),
         (catalogue.EVENT_SOURCE, "source", source),
         *_context(deployment, pipeline, execution_id, environment),
     )
-    _check_store(store)
+    arguments.check_store(store)
     return _stream(store, lay, window, where, _event_row(lay))
 
 
@@ -414,9 +308,9 @@ def _resource_query(
     environment: Names,
     measurements: Names,
 ) -> tuple[Layout, tuple[int, int], dict[str, list[str]]]:
-    lay = layout("resources", _names(measurements, "measurements"))
-    window = _window(start_date, end_date, ("start_date", "end_date"))
-    where = _where(
+    lay = layout("resources", arguments.names(measurements, "measurements"))
+    window = arguments.window(start_date, end_date, ("start_date", "end_date"))
+    where = arguments.where(
         (catalogue.WORKER, "workers", workers), (catalogue.ENVIRONMENT, "environment", environment)
     )
     return lay, window, where
@@ -440,7 +334,7 @@ def iter_resource_metrics(
     measurements, for example ``["cpu", "gpu"]``.
     """
     lay, window, where = _resource_query(start_date, end_date, workers, environment, measurements)
-    _check_store(store)
+    arguments.check_store(store)
     return _stream(store, lay, window, where, _row_maker(lay, with_measurement=True))
 
 
@@ -508,20 +402,22 @@ def get_resource_metrics(
             )
         )
     lay, window, where = _resource_query(start_date, end_date, workers, environment, measurements)
-    _check_store(store)
+    arguments.check_store(store)
     only = [m.name for m in lay.measurements]
     if csv is True:
         text = io.StringIO()
-        _with_store(store, lambda s: export_csv(s, "resources", *window, text, where, only=only))
+        arguments.with_store(
+            store, lambda s: export_csv(s, "resources", *window, text, where, only=only)
+        )
         return text.getvalue()
     if isinstance(csv, str | os.PathLike):
         if not str(csv):
             raise ValueError("csv must be True, False, a file path or an open text file, got ''")
-        return _with_store(
+        return arguments.with_store(
             store, lambda s: export_file(s, "resources", *window, csv, where, only=only)
         )
     if hasattr(csv, "write"):
-        return _with_store(
+        return arguments.with_store(
             store, lambda s: export_csv(s, "resources", *window, csv, where, only=only)
         )
     raise TypeError(
@@ -542,9 +438,9 @@ def get_execution(
     """
     if not isinstance(execution_id, str) or not execution_id:
         raise TypeError(f"execution_id must be a non-empty str, got {execution_id!r}")
-    envs = _names(environment, "environment")
-    _check_store(store)
-    found = _with_store(store, lambda s: executions.read_execution(s, execution_id, envs))
+    envs = arguments.names(environment, "environment")
+    arguments.check_store(store)
+    found = arguments.with_store(store, lambda s: executions.read_execution(s, execution_id, envs))
     return None if found is None else found.as_dict()
 
 
@@ -563,24 +459,13 @@ def list_executions(
     ``pipeline``, ``status`` and ``environment`` filter; ``limit`` keeps the
     newest ones. List metrics carry their last, min, max and mean (not every value).
     """
-    window = _window(start, end, ("start", "end"))
-    pipelines = _names(pipeline, "pipeline")
-    statuses = _names(status, "status")
-    envs = _names(environment, "environment")
-    _check_store(store)
-    records = _with_store(
+    window = arguments.window(start, end, ("start", "end"))
+    pipelines = arguments.names(pipeline, "pipeline")
+    statuses = arguments.names(status, "status")
+    envs = arguments.names(environment, "environment")
+    arguments.check_store(store)
+    records = arguments.with_store(
         store,
         lambda s: executions.read_executions(s, *window, envs, pipelines, statuses, limit),
     )
     return [r.as_dict(with_values=False) for r in records]
-
-
-def _with_store(store: StoreLike, work: Callable[[StoreReader], Any]) -> Any:
-    """``work(store)`` on an open store; a store opened here from a URL is closed after."""
-    if store is not None and not isinstance(store, str):
-        return work(store)
-    opened = open_store(store or default_store_url(), create=False)
-    try:
-        return work(opened)
-    finally:
-        opened.close()

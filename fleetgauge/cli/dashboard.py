@@ -1,0 +1,135 @@
+"""``fleetgauge dashboard``: the Dash site over the store (extra ``dashboard``)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from fleetgauge.cli.common import add_store
+from fleetgauge.stores import open_store
+
+NAME = "dashboard"
+EXTRAS = ("dashboard",)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """The ``dashboard`` command and its flags."""
+    parser = sub.add_parser(
+        "dashboard",
+        help="the web site: resource cards and graphs, pipeline metrics, CSV downloads",
+        description="Serve the Dash monitoring site over the store: a resources page (cards"
+        " for workers over their thresholds, one graph per resource with a curve per worker"
+        " and one for all of them) and a pipeline-metrics page (every recorded value, a"
+        " rolling mean, a summary, events), each with CSV download. It listens on"
+        " 127.0.0.1; on any other address it asks for a user and password (basic auth)"
+        " unless --insecure is given. SIGTERM or SIGINT stop it.",
+        epilog="Thresholds file (TOML): 'over_share = 0.25' and one table per resource, such as"
+        " '[gpu] warning = 90 critical = 99'. Resources: "
+        + ", ".join(r.key for r in _dashboard_resources())
+        + ". Environment: FLEETGAUGE_STORE, FLEETGAUGE_DASHBOARD_HOST,"
+        " FLEETGAUGE_DASHBOARD_PORT, FLEETGAUGE_DASHBOARD_THRESHOLDS,"
+        " FLEETGAUGE_DASHBOARD_AUTH (user:hash entries).",
+    )
+    add_store(parser)
+    _add_dashboard_args(parser)
+
+
+def _dashboard_resources():  # noqa: ANN202 - imported late: the agent never loads Dash
+    from fleetgauge.dashboard.thresholds import RESOURCES
+
+    return RESOURCES
+
+
+def _add_dashboard_args(parser: argparse.ArgumentParser) -> None:
+    env = os.environ.get
+    parser.add_argument(
+        "--host",
+        default=env("FLEETGAUGE_DASHBOARD_HOST", "127.0.0.1"),
+        help="address to listen on (default: %(default)s; any other than loopback needs"
+        " --auth-file, FLEETGAUGE_DASHBOARD_AUTH or --insecure)",
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=int(env("FLEETGAUGE_DASHBOARD_PORT", "8050")),
+        help="TCP port, 0 for any free one (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--thresholds",
+        metavar="FILE",
+        default=env("FLEETGAUGE_DASHBOARD_THRESHOLDS"),
+        help="TOML file of warning/critical levels per resource and over_share (see below);"
+        " default: 80 %% warning and 95 %% critical for every percentage, none for network",
+    )
+    parser.add_argument(
+        "--threshold",
+        action="append",
+        default=[],
+        metavar="RESOURCE=WARN,CRIT",
+        help="set one resource's levels, over the file (repeatable): cpu=70,90;"
+        " network=100e6,1e9 (bytes/s); an empty side turns that level off: disk=,98",
+    )
+    parser.add_argument(
+        "--over-share",
+        type=float,
+        metavar="SHARE",
+        help="a worker is over a level when it stayed above it for this share of the range"
+        " (0 to 1, default 0.25): one spike never counts",
+    )
+    parser.add_argument(
+        "--auth-file",
+        metavar="FILE",
+        help="users allowed in, one 'user:hash' line each (make a line with --hash-password);"
+        " default: FLEETGAUGE_DASHBOARD_AUTH",
+    )
+    parser.add_argument(
+        "--insecure",
+        action="store_true",
+        help="listen beyond loopback without asking for a password (behind your own proxy)",
+    )
+    parser.add_argument(
+        "--hash-password",
+        metavar="USER",
+        help="read a password (prompted, or from standard input) and print the 'user:hash'"
+        " line for --auth-file, then exit",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve the site until SIGTERM or SIGINT (or print a password hash line)."""
+    from fleetgauge.dashboard import auth
+    from fleetgauge.dashboard.thresholds import load_thresholds
+
+    if args.hash_password is not None:
+        password = _read_password()
+        print(auth.auth_line(args.hash_password, password))
+        return 0
+    if not 0 <= args.port <= 65535:
+        raise ValueError(f"--port {args.port} is not a TCP port (0 to 65535)")
+    thresholds = load_thresholds(args.thresholds, args.threshold, args.over_share)
+    users = auth.load_users(args.auth_file)
+    auth.check_bind(args.host, users, args.insecure)
+    open_store(args.store, create=False).close()  # a wrong URL fails now, not on the first page
+    logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
+    from fleetgauge.dashboard.app import serve
+    from fleetgauge.dashboard.site import SiteConfig
+
+    serve(SiteConfig(args.store, args.host, args.port, thresholds, users, args.insecure))
+    return 0
+
+
+def _read_password() -> str:
+    import getpass
+
+    if sys.stdin.isatty():
+        password = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != password:
+            raise ValueError("the two passwords differ")
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        raise ValueError("empty password")
+    return password

@@ -1,0 +1,197 @@
+"""``fleetgauge export``: raw rows (or one row per execution) from the store into CSV."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from fleetgauge import catalogue
+from fleetgauge.cli.common import add_store, fail
+from fleetgauge.read.arguments import to_time_ns
+from fleetgauge.read.executions import (
+    METADATA_COLUMNS,
+    MODES,
+    check_column,
+    columns_of,
+    iter_executions_csv,
+    read_executions,
+)
+from fleetgauge.read.export import KINDS, ProgressLine, atomic_text_file, export_csv, export_file
+from fleetgauge.stores import Store, open_store
+from fleetgauge.timeutil import format_time
+
+NAME = "export"
+EXTRAS = ()
+EXECUTIONS = "executions"
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """The ``export`` command and its flags."""
+    parser = sub.add_parser(
+        "export",
+        help="stream raw rows from the store into a CSV file",
+        description="Stream every raw row in [--start, --end) into CSV: one header row (also"
+        " when nothing matches), ISO-8601 UTC times, one column per tag and per field, tags"
+        " outside the catalogue as JSON in other_tags. Memory stays flat whatever the number"
+        " of rows; on a terminal a progress line shows the rows written so far. Text cells"
+        " that a spreadsheet would run as a formula (=, +, -, @, tab, carriage return) are"
+        " prefixed with a quote; numbers are written as they are. 'executions' writes one"
+        " row per execution started in the window instead (see --columns).",
+    )
+    parser.add_argument(
+        "kind",
+        choices=[*KINDS, EXECUTIONS],
+        help="resources: worker samples (CPU, memory, disk, network, GPU), one row per"
+        " measurement and time; metrics: values recorded by deployed models and pipelines"
+        " (list metrics too: their step is in the step column); events: named events with"
+        " their metadata as JSON; executions: one row per execution (run of a pipeline)"
+        " started in the window, newest first",
+    )
+    add_store(parser)
+    parser.add_argument(
+        "--start",
+        metavar="TIME",
+        help="first instant, ISO 8601 (UTC unless an offset is given) or epoch"
+        " seconds (default: 24 hours before --end)",
+    )
+    parser.add_argument(
+        "--end", metavar="TIME", help="instant after the last row, same forms (default: now)"
+    )
+    parser.add_argument(
+        "--out",
+        metavar="FILE",
+        default="-",
+        help="CSV file to write, '-' for standard output (default: %(default)s);"
+        " a file appears only once the export is complete",
+    )
+    parser.add_argument(
+        "--environment", action="append", metavar="NAME", help="only this environment (repeatable)"
+    )
+    parser.add_argument(
+        "--worker",
+        action="append",
+        metavar="NAME",
+        help="resources only: only this worker (repeatable)",
+    )
+    parser.add_argument(
+        "--deployment",
+        action="append",
+        metavar="NAME",
+        help="metrics and events only: only this deployment (repeatable)",
+    )
+    parser.add_argument(
+        "--pipeline",
+        action="append",
+        metavar="NAME",
+        help="executions only: only executions of this pipeline (repeatable)",
+    )
+    parser.add_argument(
+        "--status",
+        action="append",
+        choices=catalogue.EXECUTION_STATUSES,
+        help="executions only: only executions in this state (repeatable)",
+    )
+    parser.add_argument(
+        "--columns",
+        metavar="COLS",
+        help="executions only: comma-separated columns, in order: "
+        + ", ".join(METADATA_COLUMNS)
+        + ", environment, input.NAME, metric.NAME (last value of a metric) and"
+        " list.NAME.MODE (a list metric's last, min, max or mean). Default: the metadata,"
+        " every input, every metric and every list metric reduced by --mode",
+    )
+    parser.add_argument(
+        "--mode",
+        choices=MODES,
+        default="last",
+        help="executions only: how the default columns reduce list metrics (default: %(default)s)",
+    )
+
+
+def _export_filters(args: argparse.Namespace) -> dict[str, list[str]]:
+    if args.kind != EXECUTIONS:
+        for flag in ("pipeline", "status", "columns"):
+            if getattr(args, flag):
+                raise ValueError(f"--{flag} applies to 'export executions' only")
+    elif args.worker or args.deployment:
+        raise ValueError("--worker and --deployment do not apply to 'export executions'")
+    where = {}
+    if args.environment:
+        where["environment"] = args.environment
+    if args.worker:
+        if args.kind != "resources":
+            raise ValueError("--worker applies to 'export resources' only")
+        where["worker"] = args.worker
+    if args.deployment:
+        if args.kind == "resources":
+            raise ValueError("--deployment applies to 'export metrics' and 'export events' only")
+        where["deployment"] = args.deployment
+    return where
+
+
+def _export_progress(args: argparse.Namespace) -> ProgressLine | None:
+    """A progress line on stderr when it is a terminal that the CSV is not going to."""
+    if not sys.stderr.isatty() or (args.out == "-" and sys.stdout.isatty()):
+        return None
+    return ProgressLine(sys.stderr, f"exporting {args.kind}")
+
+
+def _export_rows(
+    args: argparse.Namespace, store: Store, start: int, end: int, where: dict[str, list[str]]
+) -> int:
+    if args.kind == EXECUTIONS:
+        return _export_executions(args, store, start, end)
+    progress = _export_progress(args)
+    try:
+        if args.out == "-":
+            return export_csv(store, args.kind, start, end, sys.stdout, where, progress=progress)
+        return export_file(store, args.kind, start, end, args.out, where, progress=progress)
+    finally:
+        if progress is not None:
+            progress.close()
+
+
+def _export_executions(args: argparse.Namespace, store: Store, start: int, end: int) -> int:
+    columns = None
+    if args.columns is not None:
+        columns = [check_column(c.strip()) for c in args.columns.split(",") if c.strip()]
+        if not columns:
+            raise ValueError("--columns names no column")
+    records = read_executions(store, start, end, args.environment, args.pipeline, args.status)
+    columns = columns or columns_of(records, args.mode)
+    if args.out == "-":
+        for chunk in iter_executions_csv(records, columns):
+            sys.stdout.write(chunk)
+    else:
+        with atomic_text_file(args.out) as out:
+            for chunk in iter_executions_csv(records, columns):
+                out.write(chunk)
+    return len(records)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Write the CSV; one summary line on stderr."""
+    end = to_time_ns(args.end, "--end") if args.end else time.time_ns()
+    start = to_time_ns(args.start, "--start") if args.start else end - 86400 * 1_000_000_000
+    if start >= end:
+        raise ValueError(f"--start {format_time(start)} is not before --end {format_time(end)}")
+    if not args.out:
+        raise ValueError("--out needs a file name, or '-' for standard output")
+    where = _export_filters(args)
+    store = open_store(args.store, create=False)
+    try:
+        rows = _export_rows(args, store, start, end, where)
+    except OSError as e:
+        if args.out == "-":  # a closed pipe: main() stops quietly
+            raise
+        return fail(f"cannot write {args.out}: {e.strerror or e}")
+    finally:
+        store.close()
+    where_to = "standard output" if args.out == "-" else args.out
+    print(
+        f"{rows} rows of {args.kind} from {format_time(start)} to {format_time(end)}"
+        f" written to {where_to}",
+        file=sys.stderr,
+    )
+    return 0
