@@ -26,7 +26,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from prometheus_client import CollectorRegistry, ProcessCollector
 
 from fleetgauge import catalogue
-from fleetgauge.agent.collectors import Collector, build_collectors
+from fleetgauge.agent.collectors import ResourceCollector, build_collectors
 from fleetgauge.agent.config import AgentConfig
 from fleetgauge.agent.delivery import Delivery, Spool
 from fleetgauge.agent.exposition import MetricsServer, PipelineSeries, Snapshot
@@ -46,7 +46,7 @@ class Agent:
         self,
         config: AgentConfig,
         store: Store | None = None,
-        collectors: Sequence[Collector] | None = None,
+        collectors: Sequence[ResourceCollector] | None = None,
         registry: CollectorRegistry | None = None,
     ) -> None:
         self.config = config

@@ -1,12 +1,15 @@
 """Collectors: one module per source of resource metrics, each returning catalogue points.
 
-A collector is any object with a ``name`` and a ``collect(now_ns) -> list[Point]`` method
-(:class:`Collector`). ``collect`` never raises for a condition a running machine can be in
-(a vanished disk, an unreadable mount, no GPU): that item is left out. Every point carries
-the identity tags given to :func:`build_collectors` plus the device tag of its measurement,
-and passes :func:`fleetgauge.catalogue.validate_point`. Rates and percentages over an interval are
-measured against a monotonic clock between two ``collect`` calls; collectors that need a
-previous reading take it when they are built, so the first sample already has values.
+A collector is any object with a ``name`` and a ``collect(now_ns) -> list[Point]``
+method (:class:`ResourceCollector`; prometheus_client's ``Collector``, which the
+exposition subclasses, is another interface). ``collect`` never raises for a
+condition a running machine can be in (a vanished disk, an unreadable mount, no
+GPU): that item is left out. Every point carries the identity tags given to
+:func:`build_collectors` plus the device tag of its measurement, and passes
+:func:`fleetgauge.validation.validate_point`. Rates and percentages over an
+interval are measured against a monotonic clock between two ``collect`` calls;
+collectors that need a previous reading take it when they are built, so the first
+sample already has values.
 
 Collectors that hold a resource (the GPU one holds NVML) also have ``close()``.
 
@@ -27,13 +30,14 @@ from fleetgauge.agent.collectors.disk import DiskCollector, read_mounts
 from fleetgauge.agent.collectors.gpu import GpuCollector
 from fleetgauge.agent.collectors.memory import MemoryCollector
 from fleetgauge.agent.collectors.network import NetworkCollector
+from fleetgauge.agent.collectors.procfs import Procfs
 from fleetgauge.catalogue import ENVIRONMENT, WORKER, Point
 
-__all__ = ["Collector", "COLLECTOR_NAMES", "build_collectors"]
+__all__ = ["ResourceCollector", "COLLECTOR_NAMES", "build_collectors"]
 
 
 @runtime_checkable
-class Collector(Protocol):
+class ResourceCollector(Protocol):
     """A source of points: a short ``name`` ("cpu", "gpu"...) and one ``collect`` method."""
 
     name: str
@@ -63,20 +67,21 @@ def build_collectors(
     enabled: Collection[str] | None = None,
     host_proc: str = "/proc",
     host_root: str = "/",
-) -> list[Collector]:
+) -> list[ResourceCollector]:
     """Build the enabled collectors (all when ``enabled`` is None) in ``COLLECTOR_NAMES`` order.
 
     ``tags`` are the identity tags put on every point (``environment``, ``worker`` and any
     static extras); ``mounts`` picks the filesystems the disk collector reports;
     ``include_loopback`` makes the network collector report ``lo``.
 
-    ``host_proc`` is the procfs that CPU, memory, disk I/O and network are read from. psutil
-    keeps its procfs in one module-wide setting (``psutil.PROCFS_PATH``), so another path
-    holds for the whole process. Network counters are those of the agent's own network
-    namespace (``<host_proc>/net`` is ``<host_proc>/self/net``): a container reports the
-    host's interfaces only with the host's network. ``host_root`` other than ``/`` makes the
-    disk collector list the mounts of the host (``<host_proc>/1/mounts``, the mount namespace
-    of the host's init) and measure each at ``<host_root>/<mount point>``.
+    ``host_proc`` is the procfs that CPU, memory, disk I/O and network are read from:
+    psutil for ``/proc``, otherwise :class:`~fleetgauge.agent.collectors.procfs.Procfs`
+    readers of that tree, passed to the collectors (psutil's own setting is module-wide,
+    so it is left alone). Network counters are those of the agent's own network namespace
+    (``<host_proc>/net`` is ``<host_proc>/self/net``): a container reports the host's
+    interfaces only with the host's network. ``host_root`` other than ``/`` makes the disk
+    collector list the mounts of the host (``<host_proc>/1/mounts``, the mount namespace of
+    the host's init) and measure each at ``<host_root>/<mount point>``.
 
     Raises ValueError for an unknown collector name, missing identity tags, or a
     ``host_proc``/``host_root`` that does not hold what it should, so a bad config (or a
@@ -96,17 +101,11 @@ def build_collectors(
         NetworkCollector: {"include_loopback": include_loopback},
     }
     if host_proc != "/proc":
-        _use_procfs(host_proc)
+        procfs = Procfs(host_proc)
+        options[CpuCollector] = {"cpu_times": procfs.cpu_times}
+        options[DiskCollector]["psutil_module"] = procfs
+        options[NetworkCollector]["io_counters"] = procfs.net_io_counters
     return [cls(tags, **options.get(cls, {})) for cls in _CLASSES if cls.name in wanted]
-
-
-def _use_procfs(host_proc: str) -> None:
-    """Make psutil read ``host_proc`` instead of ``/proc``."""
-    if not os.path.isfile(os.path.join(host_proc, "stat")):
-        raise ValueError(f"host_proc {host_proc}: no 'stat' file there, so it is no procfs")
-    import psutil
-
-    psutil.PROCFS_PATH = host_proc
 
 
 def _host_disks(host_proc: str, host_root: str) -> dict[str, object]:

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from fleetgauge.agent.collectors import COLLECTOR_NAMES, Collector, build_collectors
+from fleetgauge.agent.collectors import COLLECTOR_NAMES, ResourceCollector, build_collectors
 from fleetgauge.catalogue import CPU, DISK, ENVIRONMENT, MEMORY, MOUNT, NETWORK, WORKER
 
 from .collector_checks import IDENTITY, NOW_NS, by_tag, check_points
@@ -16,7 +16,7 @@ def test_all_collectors_are_built_in_a_stable_order() -> None:
     collectors = build_collectors(IDENTITY)
     assert tuple(c.name for c in collectors) == COLLECTOR_NAMES
     assert len(set(COLLECTOR_NAMES)) == len(COLLECTOR_NAMES) == 6
-    assert all(isinstance(c, Collector) for c in collectors)
+    assert all(isinstance(c, ResourceCollector) for c in collectors)
 
 
 def test_enabled_picks_a_subset_in_registry_order() -> None:
