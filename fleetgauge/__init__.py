@@ -11,25 +11,14 @@ Recording (``record_metric_value``, ``record_list_metric_values``,
 ``log_event``, ``start_execution``, ``finish_execution``, ``MetricsClient``,
 ``configure``, ``flush``) sends to the local agent and never blocks or raises;
 reading (``get_*`` and their ``iter_*`` twins, ``get_execution``,
-``list_executions``) reads a store directly. The agent and the dashboard are
+``list_executions``) reads a store directly; it is imported on first use, so a
+model process that only records never loads it. The agent and the dashboard are
 ``fleetgauge.agent`` and ``fleetgauge.dashboard``, with the extras ``agent`` and
 ``dashboard``.
 """
 
 __version__ = "0.1.0"
 
-from fleetgauge.read.query import (  # noqa: E402
-    get_events,
-    get_execution,
-    get_list_metrics,
-    get_metrics,
-    get_resource_metrics,
-    iter_events,
-    iter_list_metrics,
-    iter_metrics,
-    iter_resource_metrics,
-    list_executions,
-)
 from fleetgauge.sdk import (  # noqa: E402
     Execution,
     MetricsClient,
@@ -66,3 +55,31 @@ __all__ = [
     "iter_resource_metrics",
     "__version__",
 ]
+
+_READ_API = frozenset(
+    {
+        "get_metrics",
+        "get_list_metrics",
+        "get_events",
+        "get_resource_metrics",
+        "get_execution",
+        "list_executions",
+        "iter_metrics",
+        "iter_list_metrics",
+        "iter_events",
+        "iter_resource_metrics",
+    }
+)
+
+
+def __getattr__(name: str) -> object:
+    """The read API, imported on first use (``from fleetgauge import get_metrics`` works)."""
+    if name in _READ_API:
+        from fleetgauge.read import query
+
+        return getattr(query, name)
+    raise AttributeError(f"module 'fleetgauge' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -16,7 +16,6 @@ dimensionless values carry none. Prometheus names follow Prometheus conventions
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import NamedTuple
 
@@ -56,8 +55,7 @@ class Point(NamedTuple):
     time_ns: int
 
 
-@dataclass(frozen=True)
-class Field:
+class Field(NamedTuple):
     """A field of a measurement: its name (with unit suffix), unit and meaning."""
 
     name: str
@@ -66,20 +64,38 @@ class Field:
     type: type = float
 
 
-@dataclass(frozen=True)
 class Measurement:
-    """A measurement: its family, identity tags, device tag and fields."""
+    """A measurement: its family, identity tags, device tag and fields.
 
-    name: str
-    family: Family
-    description: str
-    fields: tuple[Field, ...]
-    device_tags: tuple[str, ...] = ()
-    tiered: bool = True
-    field_names: tuple[str, ...] = field(init=False)
+    Immutable; a plain class rather than a dataclass so that importing the
+    catalogue (and with it ``import fleetgauge``) does not load ``dataclasses``.
+    """
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "field_names", tuple(f.name for f in self.fields))
+    __slots__ = ("name", "family", "description", "fields", "device_tags", "tiered", "field_names")
+
+    def __init__(
+        self,
+        name: str,
+        family: Family,
+        description: str,
+        fields: tuple[Field, ...],
+        device_tags: tuple[str, ...] = (),
+        tiered: bool = True,
+    ) -> None:
+        init = object.__setattr__
+        init(self, "name", name)
+        init(self, "family", family)
+        init(self, "description", description)
+        init(self, "fields", fields)
+        init(self, "device_tags", device_tags)
+        init(self, "tiered", tiered)
+        init(self, "field_names", tuple(f.name for f in fields))
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"measurement {self.name!r} is read-only")
+
+    def __repr__(self) -> str:
+        return f"Measurement({self.name!r}, {self.family.value}, fields={self.field_names})"
 
     @property
     def required_tags(self) -> tuple[str, ...]:

@@ -12,7 +12,6 @@ epoch seconds (a JSON number) or RFC 3339 text with an offset, read by
 from __future__ import annotations
 
 import numbers
-import secrets
 import time
 from collections.abc import Mapping
 from datetime import datetime
@@ -146,6 +145,8 @@ def new_execution_id(time_ns: int) -> str:
     For example ``20261122T101500-3fa2c1d0``: ids sort by start time, and two
     runs started in the same second differ.
     """
+    import secrets  # here, not at import: a recording process may never start an execution
+
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(time_ns // NS_PER_S))
     return f"{stamp}-{secrets.token_hex(4)}"
 
