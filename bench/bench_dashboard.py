@@ -95,12 +95,8 @@ from bench.bench_store import (
 )
 from fleetgauge.agent.demo.seed import _resources
 from fleetgauge.catalogue import Point
-from fleetgauge.dashboard.data.resources import (
-    ResourceView,
-    list_environments,
-    list_workers,
-    read_resources,
-)
+from fleetgauge.dashboard.data.listings import list_environments
+from fleetgauge.dashboard.data.resources import ResourceView, list_workers, read_resources
 from fleetgauge.dashboard.figures import resource_figure
 from fleetgauge.dashboard.site import SiteConfig, configure, current, points_for
 from fleetgauge.dashboard.thresholds import RESOURCES, load_thresholds

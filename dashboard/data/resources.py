@@ -37,6 +37,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from fleetgauge import catalogue
+from fleetgauge.dashboard.data.listings import RESOURCE_NAMES, list_environments
 from fleetgauge.dashboard.thresholds import RESOURCES, Resource, Threshold, Thresholds
 from fleetgauge.stores import StoreReader
 from fleetgauge.stores.buckets import Buckets, BucketSeries
@@ -50,14 +51,12 @@ __all__ = [
     "ResourcesPage",
     "read_resources_page",
     "list_workers",
-    "list_environments",
     "resource_filter",
     "sustained",
 ]
 
 OK, WARNING, CRITICAL = "ok", "warning", "critical"
 T = TypeVar("T")
-_RESOURCE_NAMES = sorted({r.measurement.name for r in RESOURCES})
 
 
 @dataclass
@@ -396,11 +395,5 @@ def list_workers(
 ) -> list[str]:
     """Workers that sent any resource sample in [start, end), sorted."""
     return store.tag_values(
-        catalogue.WORKER, start_ns, end_ns, _RESOURCE_NAMES, resource_filter(environment)
+        catalogue.WORKER, start_ns, end_ns, RESOURCE_NAMES, resource_filter(environment)
     )
-
-
-def list_environments(store: StoreReader, start_ns: int, end_ns: int) -> list[str]:
-    """Environments with any resource sample or pipeline value in [start, end), sorted."""
-    names = [*_RESOURCE_NAMES, catalogue.PIPELINE_METRIC.name, catalogue.LIST_METRIC.name]
-    return store.tag_values(catalogue.ENVIRONMENT, start_ns, end_ns, names)

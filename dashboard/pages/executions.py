@@ -15,7 +15,7 @@ from dash import Input, Output, State, callback, dash_table, dcc, html, no_updat
 
 from fleetgauge import catalogue
 from fleetgauge.dashboard import components, figures
-from fleetgauge.dashboard.data import resources as queries
+from fleetgauge.dashboard.data import executions as data
 from fleetgauge.dashboard.site import current
 from fleetgauge.read import executions as ex
 from fleetgauge.stores import StoreError
@@ -149,21 +149,21 @@ def _table_value(column: str, value: object) -> object:
 
 
 def _table(records: list[ex.ExecutionRecord], columns: list[str]) -> tuple[list[dict], list[dict]]:
-    data = []
+    rows = []
     for r in records:
         row = {"id": r.execution_id}
         for c in columns:
             row[c] = _table_value(c, ex.cell(r, c))
-        data.append(row)
+        rows.append(row)
     specs = []
     for c in columns:
-        cells = [row[c] for row in data if row[c] is not None]
+        cells = [row[c] for row in rows if row[c] is not None]
         numeric = bool(cells) and all(isinstance(v, _NUMERIC) for v in cells)
         spec = {"name": ex.column_label(c), "id": c, "type": "numeric" if numeric else "text"}
         if numeric and (c.startswith(("list.", "metric.")) or c == "duration_s"):
             spec["format"] = {"specifier": ".4~g"}
         specs.append(spec)
-    return specs, data
+    return specs, rows
 
 
 @callback(
@@ -184,46 +184,39 @@ def load(_width, _refresh, _tick, search):
     """Table, options and comparison charts for the view in the URL."""
     state = components.view_of(search)
     start_ns, end_ns = components.window_of(state)
-    env = [state.env] if state.env else None
     try:
         with current().pool.store() as store:
-            environments = queries.list_environments(store, start_ns, end_ns)
-            where = {catalogue.ENVIRONMENT: env} if env else None
-            pipelines = store.tag_values(
-                catalogue.PIPELINE, start_ns, end_ns, [catalogue.EXECUTION.name], where
-            )
-            records = ex.read_executions(
+            view = data.read_executions_view(
                 store,
                 start_ns,
                 end_ns,
-                env,
-                [state.pipeline] if state.pipeline else None,
-                [state.status] if state.status else None,
+                state.env,
+                state.pipeline,
+                state.status,
+                state.run,
                 MAX_ROWS,
             )
-            compared = [r for r in records if r.execution_id in state.run]
-            events = ex.read_events(store, compared) if compared else []
     except StoreError as e:
         components.report_store_error(e)
         return (no_update,) * 8
     components.clear_banner(state)
-    components.set_environments(environments, state.env)
-    available = ex.columns_of(records, state.mode)
+    components.set_environments(view.environments, state.env)
+    available = ex.columns_of(view.records, state.mode)
     columns = _chosen_columns(state, available)
-    specs, data = _table(records, columns)
-    shown = len(records)
+    specs, rows = _table(view.records, columns)
+    shown = len(view.records)
     note = f"{shown} execution{'s' * (shown != 1)} started in this range, newest first"
     if shown == MAX_ROWS:
         note += f" (the newest {MAX_ROWS}: narrow the range to see older ones)"
-    pipelines = sorted({*pipelines, *([state.pipeline] if state.pipeline else [])})
+    pipelines = sorted({*view.pipelines, *([state.pipeline] if state.pipeline else [])})
     options = [
         {"label": ex.column_label(c), "value": c} for c in dict.fromkeys(available + columns)
     ]
-    charts = _compare_charts(compared, events, state.x, state.run)
+    charts = _compare_charts(view.compared, view.events, state.x, state.run)
     return (
         specs,
-        data,
-        [i for i, row in enumerate(data) if row["id"] in state.run],
+        rows,
+        [i for i, row in enumerate(rows) if row["id"] in state.run],
         note,
         [{"label": p, "value": p} for p in pipelines],
         options,

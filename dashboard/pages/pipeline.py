@@ -6,8 +6,8 @@ import dash
 from dash import Input, Output, callback, ctx, dcc, html, no_update
 
 from fleetgauge.dashboard import components, figures
-from fleetgauge.dashboard.data import pipeline as metrics
-from fleetgauge.dashboard.data import resources as queries
+from fleetgauge.dashboard.data import listings
+from fleetgauge.dashboard.data import pipeline as data
 from fleetgauge.dashboard.site import current, points_for
 from fleetgauge.stores import StoreError
 from fleetgauge.timeutil import format_time
@@ -68,7 +68,7 @@ def layout(**query: object) -> html.Div:
     )
 
 
-def _summary_table(view: metrics.MetricView) -> html.Table:
+def _summary_table(view: data.MetricView) -> html.Table:
     head = ["deployment", "count", "mean", "min", "max", "last", "last at (UTC)"]
     rows = []
     for d in view.deployments:
@@ -122,15 +122,15 @@ def load(width, _refresh, _tick, relayout, search):
     site = current()
     try:
         with site.pool.store() as store:
-            environments = queries.list_environments(store, start_ns, end_ns)
-            deployments, pipelines, names = metrics.metric_options(
+            environments = listings.list_environments(store, start_ns, end_ns)
+            deployments, pipelines, names = data.metric_options(
                 store, start_ns, end_ns, state.env, state.deployment, state.pipeline
             )
             metric = state.metric if state.metric in names else (names[0] if names else None)
             chosen = state.deployment or tuple(deployments[:DEFAULT_OVERLAY])
             view = None
             if metric and chosen:
-                view = metrics.read_metric(
+                view = data.read_metric(
                     store,
                     metric,
                     chosen,

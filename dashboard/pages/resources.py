@@ -6,7 +6,7 @@ import dash
 from dash import ALL, MATCH, Input, Output, State, callback, ctx, dcc, html, no_update
 
 from fleetgauge.dashboard import components, figures
-from fleetgauge.dashboard.data import resources as queries
+from fleetgauge.dashboard.data import resources as data
 from fleetgauge.dashboard.site import current, points_for
 from fleetgauge.dashboard.thresholds import Threshold, resource
 from fleetgauge.stores import StoreError
@@ -56,10 +56,10 @@ def layout(**query: object) -> html.Div:
     )
 
 
-def _card(view: queries.ResourceView, threshold: Threshold) -> html.Button:
+def _card(view: data.ResourceView, threshold: Threshold) -> html.Button:
     r = view.resource
     over = view.over()
-    level = max((v.level for v in over), key=_rank, default=queries.OK)
+    level = max((v.level for v in over), key=_rank, default=data.OK)
     if not view.curves:
         body = [html.Div("no data in this range", className="card-main")]
         level = "empty"
@@ -94,10 +94,10 @@ def _card(view: queries.ResourceView, threshold: Threshold) -> html.Button:
 
 
 def _rank(level: str) -> int:
-    return (queries.OK, queries.WARNING, queries.CRITICAL).index(level)
+    return (data.OK, data.WARNING, data.CRITICAL).index(level)
 
 
-def _graph(view: queries.ResourceView, threshold: Threshold) -> dcc.Graph:
+def _graph(view: data.ResourceView, threshold: Threshold) -> dcc.Graph:
     r = view.resource
     if view.curves:
         figure = figures.resource_figure(view, threshold)
@@ -130,7 +130,7 @@ def load(width, _refresh, _tick, search):
     thresholds = site.config.thresholds
     try:
         with site.pool.store() as store:
-            page = queries.read_resources_page(
+            page = data.read_resources_page(
                 store, start_ns, end_ns, points_for(width), thresholds, state.env, state.worker
             )
     except StoreError as e:
@@ -175,7 +175,7 @@ def zoom(relayout, graph_id, width, search):
     threshold = site.config.thresholds.of(r.key)
     try:
         with site.pool.store() as store:
-            view = queries.read_resource(
+            view = data.read_resource(
                 store,
                 r,
                 start_ns,

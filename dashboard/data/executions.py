@@ -1,0 +1,59 @@
+"""Store reads for the executions page: the table's executions, its options, the compared runs.
+
+The execution read model itself (start and end records joined with their values
+and events) is :mod:`fleetgauge.read.executions`, shared with ``fleetgauge export
+executions`` and the read API; this module asks it what one view of the page shows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+from fleetgauge import catalogue
+from fleetgauge.dashboard.data.listings import list_environments
+from fleetgauge.read import executions as ex
+from fleetgauge.stores import StoreReader
+
+__all__ = ["ExecutionsView", "read_executions_view"]
+
+
+class ExecutionsView(NamedTuple):
+    """What the page shows for one range and filter."""
+
+    environments: list[str]
+    pipelines: list[str]
+    records: list[ex.ExecutionRecord]
+    compared: list[ex.ExecutionRecord]
+    events: list[catalogue.Point]
+
+
+def read_executions_view(
+    store: StoreReader,
+    start_ns: int,
+    end_ns: int,
+    environment: str | None,
+    pipeline: str | None,
+    status: str | None,
+    compared: Sequence[str],
+    limit: int,
+) -> ExecutionsView:
+    """Executions started in [start, end) (the newest ``limit``), options, compared runs."""
+    env = [environment] if environment else None
+    where = {catalogue.ENVIRONMENT: env} if env else None
+    pipelines = store.tag_values(
+        catalogue.PIPELINE, start_ns, end_ns, [catalogue.EXECUTION.name], where
+    )
+    records = ex.read_executions(
+        store,
+        start_ns,
+        end_ns,
+        env,
+        [pipeline] if pipeline else None,
+        [status] if status else None,
+        limit,
+    )
+    runs = [r for r in records if r.execution_id in compared]
+    events = ex.read_events(store, runs) if runs else []
+    environments = list_environments(store, start_ns, end_ns)
+    return ExecutionsView(environments, pipelines, records, runs, events)
