@@ -3,6 +3,8 @@
 Runs, each as a child process with the parameters below, and in this order:
 
 - ``bench_sdk``: SDK per-call cost against ``prometheus_client``;
+- ``bench_import``: ``import fleetgauge`` (time, RSS) and the base install's size, against
+  ``prometheus_client``'s;
 - ``bench_agent``: agent CPU and memory against ``node_exporter`` and Glances, side by side;
 - ``bench_push``: values/s from the SDK through the agent into a real ``influxd``,
   against raw ``/write`` of pre-built batches and influxdb-client's batching;
@@ -36,12 +38,14 @@ __all__ = ["main", "PLAN"]
 RESULTS_PATH = REPO / "bench" / "RESULTS.md"
 PLAN: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("sdk", ("--rounds", "100")),
+    ("import", ("--runs", "10")),
     ("agent", ("--seconds", "30", "--warmup", "5")),
     ("push", ("--values", "300000")),
     ("fleet", ("--days", "7", "--workers", "32", "--export-rows", "1000000")),
 )
 QUICK: dict[str, tuple[str, ...]] = {
     "sdk": ("--rounds", "10"),
+    "import": ("--runs", "2"),
     "agent": ("--seconds", "5", "--warmup", "2"),
     "push": ("--values", "20000"),
     "fleet": ("--days", "1", "--workers", "2", "--export-rows", "20000"),

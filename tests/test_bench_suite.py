@@ -30,6 +30,8 @@ def test_quick_suite_writes_one_table_with_every_reference() -> None:
     assert not [row for row in rows if "benchmark failed" in row], report
     for figure, reference in [
         ("SDK record_metric_value, median per call", "prometheus_client"),
+        ("import fleetgauge, median wall time", "import prometheus_client"),
+        ("pip install fleetgauge (no extras), installed size", "pip install prometheus_client"),
         ("agent CPU (1 s interval, all collectors)", "node_exporter"),
         ("SDK -> agent -> InfluxDB", "raw /write"),
         ("sqlite: store.write (rollups included)", "bulk rows"),
