@@ -36,7 +36,7 @@ from fleetgauge.dashboard.state import (
     parse_search,
     to_search,
 )
-from fleetgauge.timeutil import format_time, parse_time
+from fleetgauge.timeutil import NS_PER_S, format_time, parse_time
 
 __all__ = [
     "LOCATION",
@@ -87,7 +87,7 @@ def window_of(state: ViewState) -> tuple[int, int]:
 
 
 def _input_time(time_ns: int) -> str:
-    return format_time(time_ns - time_ns % 1_000_000_000).replace("T", " ").rstrip("Z")
+    return format_time(time_ns - time_ns % NS_PER_S).replace("T", " ").rstrip("Z")
 
 
 def environment_options(environments: Sequence[str], selected: str | None) -> list[dict]:

@@ -19,6 +19,7 @@ from fleetgauge import catalogue
 from fleetgauge.dashboard.data.pipeline import MetricView
 from fleetgauge.dashboard.data.resources import Curve, ResourceView
 from fleetgauge.dashboard.thresholds import Threshold
+from fleetgauge.timeutil import NS_PER_S
 
 __all__ = [
     "PALETTE",
@@ -158,7 +159,7 @@ def _line(curve: Curve, step_ns: int, colour: str, digits: int, width: float, da
 
 def points_note(view: ResourceView) -> str:
     """The "N of M points" line: what the graph draws and what it summarises."""
-    step_s = view.step_ns / 1e9
+    step_s = view.step_ns / NS_PER_S
     width = f"{step_s / 60:g} min" if step_s >= 60 else f"{step_s:g} s"
     source = "raw samples" if view.level == "raw" else f"{view.level} rollups"
     if view.plotted == view.samples:

@@ -19,6 +19,8 @@ from collections.abc import Mapping
 from enum import StrEnum
 from typing import NamedTuple
 
+from fleetgauge.timeutil import NS_PER_S
+
 __all__ = [
     "Family",
     "Field",
@@ -325,8 +327,11 @@ class Tier(NamedTuple):
     width_ns: int
 
 
-_S = 1_000_000_000
-TIERS: tuple[Tier, ...] = (Tier("1m", 60 * _S), Tier("10m", 600 * _S), Tier("1h", 3600 * _S))
+TIERS: tuple[Tier, ...] = (
+    Tier("1m", 60 * NS_PER_S),
+    Tier("10m", 600 * NS_PER_S),
+    Tier("1h", 3600 * NS_PER_S),
+)
 """Rollup tiers, finest first. Raw points are the implicit finest level."""
 
 TIER_AGGREGATES = ("count", "sum", "min", "max")

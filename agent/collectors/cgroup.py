@@ -20,6 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from fleetgauge.timeutil import NS_PER_S
+
 __all__ = ["Cgroup"]
 
 _V1_UNLIMITED = 1 << 60  # v1 writes "no limit" as the largest page-aligned 64-bit value
@@ -132,4 +134,4 @@ class Cgroup:
             usec = _stat(self.cpuacct_dir / "cpu.stat", "usage_usec")
             return None if usec is None else usec / 1e6
         nsec = _int(self.cpuacct_dir / "cpuacct.usage")
-        return None if nsec is None else nsec / 1e9
+        return None if nsec is None else nsec / NS_PER_S

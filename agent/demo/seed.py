@@ -23,6 +23,7 @@ from fleetgauge import catalogue
 from fleetgauge.catalogue import Point
 from fleetgauge.sdk import MetricsClient
 from fleetgauge.stores import StoreWriter
+from fleetgauge.timeutil import NS_PER_S
 
 __all__ = [
     "ENVIRONMENT",
@@ -39,7 +40,7 @@ __all__ = [
     "SimulatedModel",
 ]
 
-S = 1_000_000_000
+S = NS_PER_S
 GIB = 1024**3
 DAY_S = 86_400
 ENVIRONMENT = "demo"

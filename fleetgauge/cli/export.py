@@ -19,7 +19,7 @@ from fleetgauge.read.executions import (
 )
 from fleetgauge.read.export import KINDS, ProgressLine, atomic_text_file, export_csv, export_file
 from fleetgauge.stores import Store, open_store
-from fleetgauge.timeutil import format_time
+from fleetgauge.timeutil import NS_PER_S, format_time
 
 NAME = "export"
 EXTRAS = ()
@@ -173,7 +173,7 @@ def _export_executions(args: argparse.Namespace, store: Store, start: int, end: 
 def run(args: argparse.Namespace) -> int:
     """Write the CSV; one summary line on stderr."""
     end = to_time_ns(args.end, "--end") if args.end else time.time_ns()
-    start = to_time_ns(args.start, "--start") if args.start else end - 86400 * 1_000_000_000
+    start = to_time_ns(args.start, "--start") if args.start else end - 86400 * NS_PER_S
     if start >= end:
         raise ValueError(f"--start {format_time(start)} is not before --end {format_time(end)}")
     if not args.out:

@@ -40,7 +40,7 @@ from fleetgauge.stores.buckets import (
 )
 from fleetgauge.stores.planning import RAW, start_read
 from fleetgauge.stores.tiers import TierAccumulator
-from fleetgauge.timeutil import parse_duration
+from fleetgauge.timeutil import NS_PER_S, parse_duration
 from fleetgauge.validation import validate_point
 
 __all__ = ["SQLiteStore", "pack_stats"]
@@ -74,7 +74,7 @@ CREATE TABLE IF NOT EXISTS tier (
 _STAT_COLUMNS = 5  # field id, count, sum, min, max
 _STAT_BYTES = 8 * _STAT_COLUMNS
 _INSERT_TIER = "INSERT OR REPLACE INTO tier VALUES (?, ?, ?, ?, ?)"
-_RETENTION_EVERY_NS = 600 * 1_000_000_000
+_RETENTION_EVERY_NS = 600 * NS_PER_S
 _MAX_PARAMS = 900
 
 
@@ -239,7 +239,7 @@ class SQLiteStore:
         tier_rows = []
         for r in self._tiers.rows(staged):
             sid = self._series_id(r.measurement, dict(r.tags))
-            width = r.tier.width_ns // 1_000_000_000
+            width = r.tier.width_ns // NS_PER_S
             stats = pack_stats([(self._field_id(f), *agg) for f, agg in r.fields.items()])
             tier_rows.append((width, sid, r.bucket_ns, r.generation, stats))
         self._db.executemany(_INSERT_TIER, tier_rows)
@@ -274,7 +274,7 @@ class SQLiteStore:
                     for tier in TIERS:
                         cur = self._db.execute(
                             "DELETE FROM tier WHERE tier = ? AND series_id = ? AND bucket < ?",
-                            (tier.width_ns // 1_000_000_000, sid, cutoff_ns - tier.width_ns),
+                            (tier.width_ns // NS_PER_S, sid, cutoff_ns - tier.width_ns),
                         )
                         deleted += cur.rowcount
         except sqlite3.Error as e:
@@ -346,7 +346,7 @@ class SQLiteStore:
             "SELECT bucket, stats FROM tier"
             " WHERE tier = ? AND series_id = ? AND bucket >= ? AND bucket < ?"
         )
-        width_s = self._tier_index[level].width_ns // 1_000_000_000
+        width_s = self._tier_index[level].width_ns // NS_PER_S
         groups: dict[tuple, list[tuple]] = {}
         for sid in sids:
             rows = self._db.execute(sql, (width_s, sid, plan.start_ns, plan.end_ns)).fetchall()
