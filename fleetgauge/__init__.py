@@ -32,6 +32,20 @@ from fleetgauge.sdk import (  # noqa: E402
     stats,
 )
 
+_READ_API = (
+    "get_metrics",
+    "get_list_metrics",
+    "get_events",
+    "get_resource_metrics",
+    "get_execution",
+    "list_executions",
+    "iter_metrics",
+    "iter_list_metrics",
+    "iter_events",
+    "iter_resource_metrics",
+)
+"""Read functions of :mod:`fleetgauge.read.query`, loaded on first use."""
+
 __all__ = [
     "record_metric_value",
     "record_list_metric_values",
@@ -43,33 +57,9 @@ __all__ = [
     "configure",
     "flush",
     "stats",
-    "get_metrics",
-    "get_list_metrics",
-    "get_events",
-    "get_resource_metrics",
-    "get_execution",
-    "list_executions",
-    "iter_metrics",
-    "iter_list_metrics",
-    "iter_events",
-    "iter_resource_metrics",
+    *_READ_API,
     "__version__",
 ]
-
-_READ_API = frozenset(
-    {
-        "get_metrics",
-        "get_list_metrics",
-        "get_events",
-        "get_resource_metrics",
-        "get_execution",
-        "list_executions",
-        "iter_metrics",
-        "iter_list_metrics",
-        "iter_events",
-        "iter_resource_metrics",
-    }
-)
 
 
 def __getattr__(name: str) -> object:

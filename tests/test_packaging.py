@@ -88,6 +88,23 @@ def build_wheel(out: Path) -> Path:
     return next(out.glob("fleetgauge-*.whl"))
 
 
+def test_every_public_name_comes_from_fleetgauge_and_recording_does_not_load_the_read_api() -> None:
+    probe = (
+        "import sys, fleetgauge\n"
+        "print(any(m.startswith('fleetgauge.read') for m in sys.modules))\n"
+        "missing = [n for n in fleetgauge.__all__ if getattr(fleetgauge, n, None) is None]\n"
+        "print(missing, fleetgauge.get_metrics.__module__)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT / "tests",
+    )
+    assert done.stdout.split("\n")[:2] == ["False", "[] fleetgauge.read.query"]
+
+
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_wheel(tmp_path_factory.mktemp("wheel"))
