@@ -6,9 +6,13 @@ import argparse
 import logging
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from fleetgauge.cli.common import add_store
 from fleetgauge.stores import open_store
+
+if TYPE_CHECKING:
+    from fleetgauge.dashboard.thresholds import Resource
 
 NAME = "dashboard"
 EXTRAS = ("dashboard",)
@@ -36,7 +40,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     _add_dashboard_args(parser)
 
 
-def _dashboard_resources():  # noqa: ANN202 - imported late: the agent never loads Dash
+def _dashboard_resources() -> tuple[Resource, ...]:
+    """The site's resources, for the help text (the thresholds module needs no Dash)."""
     from fleetgauge.dashboard.thresholds import RESOURCES
 
     return RESOURCES
