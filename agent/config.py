@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from fleetgauge.catalogue import ENVIRONMENT, RESERVED_TAG_KEYS, WORKER
+from fleetgauge.net import parse_allowed_hosts
 from fleetgauge.stores import STORE_ENV, default_store_url
 from fleetgauge.validation import InvalidPoint, validate_name
 
@@ -60,6 +61,7 @@ class AgentConfig:
     push_token: str | None = None
     push_max_body: int = 4 * 1024 * 1024
     push_histograms: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    allowed_hosts: tuple[str, ...] = ()
     collectors: tuple[str, ...] | None = None
     mounts: tuple[str, ...] | None = None
     include_loopback: bool = False
@@ -132,6 +134,11 @@ def _text(value: Any) -> str:
 def _names(value: Any) -> tuple[str, ...]:
     items = value if isinstance(value, list) else str(value).split(",")
     return tuple(_text(item).strip() for item in items if str(item).strip())
+
+
+def _hosts(value: Any) -> tuple[str, ...]:
+    items = value if isinstance(value, list) else [value]
+    return tuple(h for item in items for h in parse_allowed_hosts(_text(item)))
 
 
 def _tags(value: Any) -> dict[str, str]:
@@ -275,6 +282,16 @@ SETTINGS: tuple[Setting, ...] = (
         " environment variable)",
         "METRIC[=B1,B2,...]",
         repeat_flag="--push-histogram",
+    ),
+    Setting(
+        "allowed_hosts",
+        _hosts,
+        "comma-separated names /metrics and the push endpoint also answer to in the Host"
+        " header, such as the name Prometheus scrapes this agent by or a proxy's ('*': any)."
+        " Always answered: localhost and loopback addresses, and off loopback any IP address"
+        " and this machine's host name; any other Host or Origin is refused (403), so a web"
+        " page cannot reach the agent by DNS rebinding",
+        "NAMES",
     ),
     Setting(
         "collectors",

@@ -87,13 +87,19 @@ class Agent:
                 self.series,
                 token=config.push_token,
                 max_body=config.push_max_body,
+                allowed_hosts=config.allowed_hosts,
             )
             if config.push_port
             else None
         )
         self.metrics = (
             MetricsServer(
-                config.metrics_host, config.metrics_port, self.registry, config.metrics_token
+                config.metrics_host,
+                config.metrics_port,
+                self.registry,
+                config.metrics_token,
+                config.allowed_hosts,
+                self.health.refused,
             )
             if config.metrics_port
             else None

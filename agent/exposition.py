@@ -7,7 +7,9 @@ as 0-1 ratios). Labels are ``worker``, ``environment`` and the measurement's
 device tags (``gpu``, ``mount``, ...); a device that disappears stops being
 exported at the next sample. :class:`MetricsServer` serves the registry over
 HTTP, bound to loopback by default; on any other address it requires
-``Authorization: Bearer TOKEN`` (Prometheus' ``authorization`` scrape setting).
+``Authorization: Bearer TOKEN`` (Prometheus' ``authorization`` scrape setting), and
+a ``Host`` or ``Origin`` it does not answer to gets 403
+(:class:`~fleetgauge.agent.listener.ListenerGuard`).
 :class:`PipelineSeries` exposes the values models push: per (deployment,
 pipeline, metric) a counter of values, the last value and, for metrics declared
 as histograms, their distribution.
@@ -19,7 +21,7 @@ import bisect
 import gzip
 import socket
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
@@ -35,7 +37,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from fleetgauge import catalogue
-from fleetgauge.agent.listener import BearerGuard
+from fleetgauge.agent.listener import ListenerGuard
 from fleetgauge.catalogue import Point
 
 __all__ = ["Snapshot", "PipelineSeries", "MetricsServer", "Renderer"]
@@ -271,9 +273,15 @@ class MetricsServer:
     """Serves ``/metrics`` from ``registry`` on a background thread."""
 
     def __init__(
-        self, host: str, port: int, registry: CollectorRegistry, token: str | None = None
+        self,
+        host: str,
+        port: int,
+        registry: CollectorRegistry,
+        token: str | None = None,
+        allowed_hosts: tuple[str, ...] = (),
+        on_refusal: Callable[[str, str], None] | None = None,
     ) -> None:
-        self._guard = BearerGuard("metrics", host, token)
+        self._guard = ListenerGuard("metrics", host, token, allowed_hosts, on_refusal)
         self._app = make_wsgi_app(registry)
         self._renderer = Renderer(registry)
         self._httpd = make_server(
@@ -293,6 +301,10 @@ class MetricsServer:
         return self._httpd.server_address[1]
 
     def _wsgi(self, environ: dict, start_response) -> Iterable[bytes]:  # noqa: ANN001
+        reason = self._guard.refusal(environ.get("HTTP_HOST"), environ.get("HTTP_ORIGIN"))
+        if reason is not None:
+            start_response("403 Forbidden", [("Content-Type", "text/plain")])
+            return [reason.encode() + b"\n"]
         if environ.get("PATH_INFO") != "/metrics":
             start_response("404 Not Found", [("Content-Type", "text/plain")])
             return [b"fleetgauge agent: metrics are at /metrics\n"]

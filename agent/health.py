@@ -48,10 +48,14 @@ class Health:
         self.push_requests = made[catalogue.AGENT_PUSH_REQUESTS.name]  # .labels(*identity, code)
         self.push_accepted = made[catalogue.AGENT_PUSH_ACCEPTED.name]
         self.push_unexposed = made[catalogue.AGENT_PUSH_UNEXPOSED.name]
+        self._refused = made[catalogue.AGENT_REQUESTS_REFUSED.name]
         for reason in ("spool_full", "rejected", "invalid", "spool_error"):
             self._points_dropped.labels(*identity, reason)  # visible at 0 from the start
         for code in ("202", "400"):
             self.push_requests.labels(*identity, code)
+        for listener in ("push", "metrics"):
+            for reason in ("host", "origin", "token"):
+                self._refused.labels(*identity, listener, reason)
 
     def track_collectors(self, names: list[str]) -> None:
         """Show each collector's error counter at 0 before any failure."""
@@ -61,6 +65,10 @@ class Health:
     def collector_failed(self, collector: str) -> None:
         """Count one failed run of a collector."""
         self._collector_errors.labels(*self.identity, collector).inc()
+
+    def refused(self, listener: str, reason: str) -> None:
+        """Count one request ``listener`` (push, metrics) refused for ``reason``."""
+        self._refused.labels(*self.identity, listener, reason).inc()
 
     def dropped(self, reason: str, points: int) -> None:
         """Count points given up for ``reason`` (spool_full, rejected, invalid, spool_error)."""

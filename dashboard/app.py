@@ -21,6 +21,7 @@ from fleetgauge.dashboard import auth, download
 from fleetgauge.dashboard.components import LOCATION, show_banner
 from fleetgauge.dashboard.site import SiteConfig, configure
 from fleetgauge.dashboard.state import from_query, parse_search, to_search
+from fleetgauge.net import HostPolicy
 
 __all__ = ["create_app", "serve", "SHARED_KEYS"]
 
@@ -84,6 +85,8 @@ def create_app(config: SiteConfig) -> Dash:
     app.layout = _shell
     _register_nav([p["module"] for p in dash.page_registry.values()])
     download.install(app.server)
+    hosts = f"--allowed-hosts or {auth.ALLOWED_HOSTS_ENV}"
+    auth.require_allowed_hosts(app.server, HostPolicy(config.host, config.allowed_hosts, hosts))
     if config.users:
         auth.require_basic_auth(app.server, config.users)
     return app

@@ -39,10 +39,12 @@ from pathlib import Path
 import flask
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from fleetgauge.net import is_loopback
+from fleetgauge.net import HostPolicy, is_loopback
 
 __all__ = [
+    "ALLOWED_HOSTS_ENV",
     "AUTH_ENV",
+    "require_allowed_hosts",
     "auth_line",
     "check_bind",
     "hash_password",
@@ -52,6 +54,7 @@ __all__ = [
 ]
 
 AUTH_ENV = "FLEETGAUGE_DASHBOARD_AUTH"
+ALLOWED_HOSTS_ENV = "FLEETGAUGE_DASHBOARD_ALLOWED_HOSTS"
 HASH_HINT = "make the line with `fleetgauge dashboard --hash-password USER`"
 CACHE_SIZE = 64
 
@@ -162,6 +165,24 @@ def require_basic_auth(
             mimetype="text/plain",
             headers={"WWW-Authenticate": challenge, "Cache-Control": "no-store"},
         )
+
+    server.before_request(guard)
+
+
+def require_allowed_hosts(server: flask.Flask, policy: HostPolicy) -> None:
+    """Answer 403 to a request whose ``Host`` or ``Origin`` the site does not answer to.
+
+    Registered before the password check, so a page that reached the site by DNS
+    rebinding (a name it controls made to resolve to this machine) is refused
+    without a login prompt, on every route: pages, callbacks, assets, downloads.
+    """
+
+    def guard() -> flask.Response | None:
+        headers = flask.request.headers
+        refused = policy.refusal(headers.get("Host"), headers.get("Origin"))
+        if refused is None:
+            return None
+        return flask.Response(refused.message + "\n", status=403, mimetype="text/plain")
 
     server.before_request(guard)
 

@@ -34,6 +34,8 @@ class SiteConfig:
     thresholds: Thresholds = field(default_factory=Thresholds)
     users: dict[str, str] = field(default_factory=dict, repr=False)
     insecure: bool = False
+    allowed_hosts: tuple[str, ...] = ()
+    """Names the site answers to beyond loopback names (and, off loopback, IP addresses)."""
 
 
 class StorePool:

@@ -430,6 +430,13 @@ AGENT_PUSH_UNEXPOSED = HealthMetric(
     "counter",
     "Pushed values stored but not shown on /metrics: the per-metric series limit was reached",
 )
+AGENT_REQUESTS_REFUSED = HealthMetric(
+    _H + "requests_refused_total",
+    "counter",
+    "Requests a listener refused before reading them: a Host or Origin it does not answer"
+    " to, or a missing or wrong token",
+    ("listener", "reason"),
+)
 AGENT_HEALTH = (
     AGENT_SAMPLES,
     AGENT_SAMPLE_SECONDS,
@@ -444,5 +451,6 @@ AGENT_HEALTH = (
     AGENT_PUSH_REQUESTS,
     AGENT_PUSH_ACCEPTED,
     AGENT_PUSH_UNEXPOSED,
+    AGENT_REQUESTS_REFUSED,
 )
 """Every agent-health metric; Grafana boards and alert rules take names from here."""

@@ -50,6 +50,8 @@ __all__ = [
     "MAX_INPUTS",
     "MAX_INPUTS_BYTES",
     "MAX_STEP",
+    "MAX_NESTING",
+    "too_deep",
     "item_time_ns",
     "new_execution_id",
     "inputs_json",
@@ -92,6 +94,31 @@ MAX_EVENT_METADATA_BYTES = 4096
 """Largest ``metadata`` of one event, as compact JSON in UTF-8."""
 MAX_STEP = 2**53
 """Steps are integers in [0, MAX_STEP): exact in JSON numbers and in every store."""
+
+
+MAX_NESTING = 32
+"""Deepest nesting of objects and lists in an event's ``metadata`` (and any JSON value taken)."""
+
+
+def too_deep(value: object, limit: int = MAX_NESTING) -> bool:
+    """Whether a JSON value nests objects or lists more than ``limit`` levels deep.
+
+    Checked without recursion, so a value nested a thousand levels is refused
+    with a message instead of ending the request in a RecursionError.
+    """
+    stack = [(value, 1)]
+    while stack:
+        current, depth = stack.pop()
+        if isinstance(current, dict):
+            children: object = current.values()
+        elif isinstance(current, list | tuple):
+            children = current
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)  # type: ignore[attr-defined]
+    return False
 
 
 # --- item times -----------------------------------------------------------------------
@@ -178,7 +205,7 @@ def inputs_json(inputs: object) -> str:
         else:
             raise InvalidPoint(
                 f"input {name!r} must be text, a finite number, true/false or null,"
-                f" got {_type(value)} {str(value)[:40]!r}"
+                f" got {_type(value)}{_sample(value)}"
             )
     text = orjson.dumps(clean).decode()
     if len(text.encode()) > MAX_INPUTS_BYTES:
@@ -196,6 +223,16 @@ def _shortest(value: numbers.Real) -> float:
         return float(str(value))
     except ValueError:
         return float(value)
+
+
+def _sample(value: object) -> str:
+    """A short look at a refused value; nothing of a container, which may nest deeply."""
+    if isinstance(value, dict | list | tuple | set):
+        return ""
+    try:
+        return f" {str(value)[:40]!r}"
+    except Exception:  # a value whose str() fails says nothing more
+        return ""
 
 
 def _type(value: object) -> str:

@@ -299,6 +299,9 @@ class PushParser:
             metadata = {}
         elif type(metadata) is not dict:
             raise _bad(i, "metadata", f"must be a JSON object, got {_kind(metadata)}")
+        elif protocol.too_deep(metadata):
+            limit = protocol.MAX_NESTING
+            raise _bad(i, "metadata", f"nests objects or lists deeper than {limit} levels")
         text = orjson.dumps(metadata).decode()
         if len(text.encode()) > protocol.MAX_EVENT_METADATA_BYTES:
             limit = protocol.MAX_EVENT_METADATA_BYTES

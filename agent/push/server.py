@@ -14,16 +14,21 @@ the batch with an ``Idempotency-Key`` header (the SDK does), a batch seen lately
 (:class:`~fleetgauge.agent.push.keys.RecentKeys`) is answered 202 again but
 stored once.
 
-Off loopback the endpoint requires ``Authorization: Bearer TOKEN``
-(:class:`~fleetgauge.agent.listener.BearerGuard`); at most ``max_body`` bytes per
-request (413 beyond, before reading it); a few requests are parsed at a time and
-a request waits briefly while the delivery buffer is full, so a flood slows
-clients down instead of filling memory.
+Before anything else a request's ``Host`` and ``Origin`` must be names the agent
+answers to (403 otherwise), and off loopback it needs ``Authorization: Bearer
+TOKEN`` (:class:`~fleetgauge.agent.listener.ListenerGuard`). The body must be
+``application/json`` (415 otherwise, so a page cannot post a form or a
+``no-cors`` blob), with a plain decimal ``Content-Length`` of at most
+``max_body`` bytes (413 beyond, before reading it). Any method but POST gets 405
+with ``Allow: POST``. A few requests are parsed at a time and a request waits
+briefly while the delivery buffer is full, so a flood slows clients down
+instead of filling memory. An ``Idempotency-Key`` is remembered per endpoint.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import socket
 import threading
 import time
@@ -38,7 +43,7 @@ from fleetgauge import catalogue, protocol
 from fleetgauge.agent.delivery import Delivery
 from fleetgauge.agent.exposition import PipelineSeries
 from fleetgauge.agent.health import Health
-from fleetgauge.agent.listener import BearerGuard
+from fleetgauge.agent.listener import ListenerGuard
 from fleetgauge.agent.push.keys import RecentKeys
 from fleetgauge.agent.push.parser import PushError, PushParser
 from fleetgauge.catalogue import Point
@@ -50,6 +55,7 @@ log = logging.getLogger("fleetgauge.agent.push")
 _ROOM_WAIT_S = 2.0
 _PARALLEL_REQUESTS = 8
 _MAX_KEY_LENGTH = 128
+_DECIMAL = re.compile(r"[0-9]{1,12}")
 
 
 class _Server(ThreadingHTTPServer):
@@ -79,10 +85,14 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         self.server.endpoint.handle(self)
 
-    def do_GET(self) -> None:
+    def refuse(self) -> None:
         self.server.endpoint.refuse_method(self)
 
-    do_PUT = do_DELETE = do_PATCH = do_GET
+    def __getattr__(self, name: str) -> Any:
+        """Every method but POST (GET, HEAD, OPTIONS, any token) is answered 405, not 501."""
+        if name.startswith("do_"):
+            return self.refuse
+        raise AttributeError(name)
 
     def log_message(self, format: str, *args: object) -> None:  # counted, not logged per request
         pass
@@ -102,8 +112,9 @@ class PushServer:
         token: str | None = None,
         max_body: int = protocol.DEFAULT_MAX_BODY,
         clock: Callable[[], int] = time.time_ns,
+        allowed_hosts: tuple[str, ...] = (),
     ) -> None:
-        self._guard = BearerGuard("push", host, token)
+        self._guard = ListenerGuard("push", host, token, allowed_hosts, health.refused)
         self.parser, self.delivery, self.health, self.series = parser, delivery, health, series
         self.max_body = max_body
         self._clock = clock
@@ -142,6 +153,7 @@ class PushServer:
         """Answer one POST: check, parse, hand the points to delivery."""
         path = request.path.split("?", 1)[0]
         try:
+            self._check_origin(request)
             if path == protocol.PUSH_METRICS_PATH:
                 parse = self.parser.metrics
             elif path == protocol.PUSH_EVENTS_PATH:
@@ -162,36 +174,42 @@ class PushServer:
                     400, f"{protocol.PUSH_IDEMPOTENCY_HEADER} must be 1 to 128 characters"
                 )
             with self._parsing:
-                answer = self._accept(parse, body, key)
+                answer = self._accept(parse, body, None if key is None else f"{path} {key}")
         except PushError as e:
             return self._answer(request, e.status, e.body())
         self._answer(request, 202, answer)
 
-    def _read(self, request: _Handler) -> bytes:
-        if not self._guard.allows(request.headers.get("Authorization")):
+    def _check_origin(self, request: _Handler) -> None:
+        """403 for a Host or Origin this agent does not answer to (DNS rebinding, other sites)."""
+        reason = self._guard.refusal(request.headers.get("Host"), request.headers.get("Origin"))
+        if reason is not None:
             request.close_connection = True
+            raise PushError(403, reason)
+
+    def _read(self, request: _Handler) -> bytes:
+        """The body, once the headers say it may be read; the connection closes on a refusal."""
+        keep_alive = not request.close_connection
+        request.close_connection = True  # until the body is read whole
+        if not self._guard.allows(request.headers.get("Authorization")):
             raise PushError(401, "missing or wrong bearer token (Authorization: Bearer ...)")
         if "chunked" in request.headers.get("Transfer-Encoding", "").lower():
-            request.close_connection = True
             raise PushError(411, "send a Content-Length; chunked bodies are not accepted")
-        kind = request.headers.get("Content-Type", "application/json").split(";")[0].strip()
-        length_text = request.headers.get("Content-Length")
-        try:
-            length = int(length_text) if length_text is not None else -1
-        except ValueError:
-            length = -1
-        if length < 0:
-            request.close_connection = True
+        kind = request.headers.get("Content-Type")
+        if kind is None or kind.split(";")[0].strip().lower() != "application/json":
+            shown = "no Content-Type" if kind is None else f"Content-Type {kind[:60]!r}"
+            raise PushError(415, f"{shown}: send Content-Type: application/json")
+        lengths = request.headers.get_all("Content-Length") or []
+        if not lengths:
             raise PushError(411, "a Content-Length header is required")
+        if len(lengths) > 1 or not _DECIMAL.fullmatch(lengths[0]):
+            raise PushError(400, "Content-Length must be one plain decimal number of bytes")
+        length = int(lengths[0])
         if length > self.max_body:
-            request.close_connection = True
             raise PushError(413, f"body of {length} bytes is over the limit of {self.max_body}")
         body = request.rfile.read(length)
         if len(body) < length:
-            request.close_connection = True
             raise PushError(400, "the body ended before its Content-Length")
-        if kind.lower() != "application/json":
-            raise PushError(415, f"Content-Type {kind[:60]!r}: send application/json")
+        request.close_connection = not keep_alive
         return body
 
     def _accept(
@@ -220,8 +238,14 @@ class PushServer:
         return answer
 
     def refuse_method(self, request: _Handler) -> None:
-        """Answer anything but POST."""
-        self._answer(request, 405, PushError(405, "use POST").body(), [("Allow", "POST")])
+        """Answer anything but POST: 405 naming the one method there is (403 first if due)."""
+        request.close_connection = True  # a body the method may carry is not read
+        try:
+            self._check_origin(request)
+            error = PushError(405, f"{request.command[:20]} is not accepted here: use POST")
+        except PushError as e:
+            error = e
+        self._answer(request, error.status, error.body(), [("Allow", "POST")])
 
     def _answer(
         self,
@@ -240,4 +264,5 @@ class PushServer:
         if request.close_connection:
             request.send_header("Connection", "close")
         request.end_headers()
-        request.wfile.write(data)
+        if request.command != "HEAD":
+            request.wfile.write(data)

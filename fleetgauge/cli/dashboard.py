@@ -9,6 +9,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from fleetgauge.cli.common import add_store
+from fleetgauge.net import parse_allowed_hosts
 from fleetgauge.stores import open_store
 
 if TYPE_CHECKING:
@@ -34,7 +35,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         + ", ".join(r.key for r in _dashboard_resources())
         + ". Environment: FLEETGAUGE_STORE, FLEETGAUGE_DASHBOARD_HOST,"
         " FLEETGAUGE_DASHBOARD_PORT, FLEETGAUGE_DASHBOARD_THRESHOLDS,"
-        " FLEETGAUGE_DASHBOARD_AUTH (user:hash entries).",
+        " FLEETGAUGE_DASHBOARD_AUTH (user:hash entries), FLEETGAUGE_DASHBOARD_ALLOWED_HOSTS.",
     )
     add_store(parser)
     _add_dashboard_args(parser)
@@ -90,6 +91,16 @@ def _add_dashboard_args(parser: argparse.ArgumentParser) -> None:
         " default: FLEETGAUGE_DASHBOARD_AUTH",
     )
     parser.add_argument(
+        "--allowed-hosts",
+        metavar="NAMES",
+        default=env("FLEETGAUGE_DASHBOARD_ALLOWED_HOSTS"),
+        help="comma-separated names the site also answers to in the Host header, such as a"
+        " proxy's public name ('*': any). Always answered: localhost and loopback addresses,"
+        " and off loopback any IP address and this machine's host name; any other Host or"
+        " Origin is refused (403), so a web page cannot reach the site by DNS rebinding"
+        " (default: FLEETGAUGE_DASHBOARD_ALLOWED_HOSTS)",
+    )
+    parser.add_argument(
         "--insecure",
         action="store_true",
         help="listen beyond loopback without asking for a password (behind your own proxy)",
@@ -122,7 +133,8 @@ def run(args: argparse.Namespace) -> int:
     from fleetgauge.dashboard.app import serve
     from fleetgauge.dashboard.site import SiteConfig
 
-    serve(SiteConfig(args.store, args.host, args.port, thresholds, users, args.insecure))
+    hosts = parse_allowed_hosts(args.allowed_hosts or "")
+    serve(SiteConfig(args.store, args.host, args.port, thresholds, users, args.insecure, hosts))
     return 0
 
 

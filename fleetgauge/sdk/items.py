@@ -108,6 +108,8 @@ def metadata_json(metadata: object) -> bytes | InvalidPoint | None:
         return None
     if not isinstance(metadata, Mapping):
         return InvalidPoint(f"metadata must be a mapping, got {type(metadata).__name__}")
+    if protocol.too_deep(metadata):
+        return InvalidPoint(f"metadata nests deeper than {protocol.MAX_NESTING} levels")
     try:
         data = orjson.dumps(
             metadata if type(metadata) is dict else dict(metadata),
