@@ -68,10 +68,17 @@ class AgentConfig:
     host_proc: str = "/proc"
     host_root: str = "/"
     log_level: str = "info"
+    sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+    """Where each setting not left at its default came from (``flag --push-port``, ...)."""
 
     def identity_tags(self) -> dict[str, str]:
         """Tags every point of this agent carries."""
         return {**self.tags, WORKER: self.worker, ENVIRONMENT: self.environment}
+
+    def where(self, name: str) -> str:
+        """A setting as an error line names it: ``push_port 9109 (from flag --push-port)``."""
+        value = REDACTED if _BY_NAME[name].secret else getattr(self, name)
+        return f"{name} {value} ({self.sources.get(name, 'the default')})"
 
 
 # --- value parsers: text (flag, env) or TOML value -> typed value ------------------------
@@ -321,7 +328,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("log_level", _text, "debug, info, warning or error (default: info)", "LEVEL"),
 )
 _BY_NAME = {s.name: s for s in SETTINGS}
-assert set(_BY_NAME) == {f.name for f in fields(AgentConfig)}
+assert set(_BY_NAME) == {f.name for f in fields(AgentConfig)} - {"sources"}
 
 
 def load_config(
@@ -336,17 +343,22 @@ def load_config(
     """
     env = os.environ if env is None else env
     values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+
+    def take(name: str, raw: Any, source: str) -> None:
+        values[name], sources[name] = _parse(name, raw, source), source
+
     path = config_file or env.get(CONFIG_ENV)
     if path:
         for key, raw in _read_toml(Path(path)).items():
-            values[key] = _parse(key, raw, f"{path}")
+            take(key, raw, f"{path}")
     for s in SETTINGS:
         if s.env in env and env[s.env] != "":
-            values[s.name] = _parse(s.name, env[s.env], f"environment variable {s.env}")
+            take(s.name, env[s.env], f"environment variable {s.env}")
     for name, raw in flags.items():
         if raw is not None:
-            values[name] = _parse(name, raw, f"flag {_BY_NAME[name].flag}")
-    config = AgentConfig(**values)
+            take(name, raw, f"flag {_BY_NAME[name].flag}")
+    config = AgentConfig(**values, sources={k: f"from {v}" for k, v in sources.items()})
     _check(config)
     return config
 

@@ -27,12 +27,12 @@ from prometheus_client import CollectorRegistry, ProcessCollector
 
 from fleetgauge import catalogue
 from fleetgauge.agent.collectors import ResourceCollector, build_collectors
-from fleetgauge.agent.config import AgentConfig
+from fleetgauge.agent.config import AgentConfig, ConfigError
 from fleetgauge.agent.delivery import Delivery, Spool
 from fleetgauge.agent.exposition import MetricsServer, PipelineSeries, Snapshot
 from fleetgauge.agent.health import Health
 from fleetgauge.agent.push import PushParser, PushServer
-from fleetgauge.stores import Store, open_store
+from fleetgauge.stores import Store, StoreError, open_store
 
 __all__ = ["Agent"]
 
@@ -68,48 +68,69 @@ class Agent:
             )
         )
         self.health.track_collectors([c.name for c in self.collectors])
-        self.store = store or open_store(config.store)
-        self.delivery = Delivery(
-            self.store,
-            Spool(config.spool_dir, config.spool_max_bytes),
-            self.health,
-            batch_size=config.batch_size,
-        )
-        self.series = PipelineSeries(config.worker, config.environment, config.push_histograms)
-        self.registry.register(self.series)
-        self.push = (
-            PushServer(
-                config.push_host,
-                config.push_port,
-                PushParser(config.environment),
-                self.delivery,
-                self.health,
-                self.series,
-                token=config.push_token,
-                max_body=config.push_max_body,
-                allowed_hosts=config.allowed_hosts,
-            )
-            if config.push_port
-            else None
-        )
-        self.metrics = (
-            MetricsServer(
-                config.metrics_host,
-                config.metrics_port,
-                self.registry,
-                config.metrics_token,
-                config.allowed_hosts,
-                self.health.refused,
-            )
-            if config.metrics_port
-            else None
-        )
+        try:
+            self.store = store or open_store(config.store)
+        except (OSError, StoreError) as e:
+            raise _start_error(config, "store", "cannot open the store", e) from None
+        try:
+            self._listen(config)
+        except BaseException:
+            if store is None:
+                self.store.close()
+            raise
         self._failing: set[str] = set()
         self._stop = threading.Event()
         self._scheduler = BackgroundScheduler(
             executors={"sample": ThreadPoolExecutor(1)},
             job_defaults={"coalesce": True, "max_instances": 1},
             timezone=UTC,
+        )
+
+    def _listen(self, config: AgentConfig) -> None:
+        """The spool, the delivery and both listeners; a start-up error names its setting."""
+        try:
+            spool = Spool(config.spool_dir, config.spool_max_bytes)
+            spool.check_writable()
+        except OSError as e:
+            raise _start_error(config, "spool_dir", "cannot keep a spool there", e) from None
+        self.delivery = Delivery(self.store, spool, self.health, batch_size=config.batch_size)
+        self.series = PipelineSeries(config.worker, config.environment, config.push_histograms)
+        self.registry.register(self.series)
+        self.push = self.metrics = None
+        try:
+            self.push = self._push_server(config) if config.push_port else None
+        except OSError as e:
+            where = f"cannot listen on {config.push_host}"
+            raise _start_error(config, "push_port", where, e) from None
+        try:
+            self.metrics = self._metrics_server(config) if config.metrics_port else None
+        except OSError as e:
+            if self.push is not None:
+                self.push.close()
+            where = f"cannot listen on {config.metrics_host}"
+            raise _start_error(config, "metrics_port", where, e) from None
+
+    def _push_server(self, config: AgentConfig) -> PushServer:
+        return PushServer(
+            config.push_host,
+            config.push_port,
+            PushParser(config.environment),
+            self.delivery,
+            self.health,
+            self.series,
+            token=config.push_token,
+            max_body=config.push_max_body,
+            allowed_hosts=config.allowed_hosts,
+        )
+
+    def _metrics_server(self, config: AgentConfig) -> MetricsServer:
+        return MetricsServer(
+            config.metrics_host,
+            config.metrics_port,
+            self.registry,
+            config.metrics_token,
+            config.allowed_hosts,
+            self.health.refused,
         )
 
     # --- jobs ------------------------------------------------------------------
@@ -216,3 +237,11 @@ class Agent:
     def request_stop(self) -> None:
         """Make :meth:`run` return (what the signal handlers do)."""
         self._stop.set()
+
+
+def _start_error(
+    config: AgentConfig, setting: str, doing: str, error: BaseException
+) -> ConfigError:
+    """One line for a start-up failure: the setting, its value and source, what failed and why."""
+    why = getattr(error, "strerror", None) or str(error)
+    return ConfigError(f"{config.where(setting)}: {doing}: {why}")

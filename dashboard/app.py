@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 import threading
 from pathlib import Path
 
@@ -105,8 +106,26 @@ def _register_nav(modules: list[str]) -> None:
         return [dash.page_registry[m]["relative_path"] + query for m in modules]
 
 
+def _check_port(host: str, port: int) -> None:
+    """ValueError naming the setting when the address cannot be listened on (in use, bad).
+
+    Checked before the server is made: werkzeug would print its own lines and exit 1.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as e:
+        raise ValueError(
+            f"--port {port} on {host} (FLEETGAUGE_DASHBOARD_PORT, --host): cannot listen there:"
+            f" {e.strerror or e}"
+        ) from None
+
+
 def serve(config: SiteConfig, ready: threading.Event | None = None) -> None:
     """Serve the site until SIGINT or SIGTERM; prints the URL when it listens."""
+    _check_port(config.host, config.port)
     app = create_app(config)
     server = make_server(config.host, config.port, app.server, threaded=True)
     host = f"[{config.host}]" if ":" in config.host else config.host

@@ -69,6 +69,17 @@ class Spool:
             raise SpoolError(e.errno, f"cannot create spool directory {self.directory}: {e}") from e
         self._scan()
 
+    def check_writable(self) -> None:
+        """Raise OSError now when no segment could be written here (read-only, not ours, full)."""
+        probe = self.directory / f".write-check-{os.getpid()}{_SUFFIX}.tmp"
+        try:
+            with open(probe, "wb") as f:
+                f.write(b"\0")
+                f.flush()
+                os.fsync(f.fileno())
+        finally:
+            probe.unlink(missing_ok=True)
+
     def _scan(self) -> None:
         for path in self.directory.glob(f"*{_SUFFIX}.tmp"):
             path.unlink(missing_ok=True)  # a write cut short; its batch was not acknowledged

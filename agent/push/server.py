@@ -136,6 +136,10 @@ class PushServer:
         """Start answering."""
         self._thread.start()
 
+    def close(self) -> None:
+        """Release the port of a server that was never started."""
+        self._httpd.server_close()
+
     def stop(self) -> None:
         """Stop answering, wait for requests being accepted, release the port.
 
