@@ -17,6 +17,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from browser import CHROMIUM, CHROMIUM_FLAGS  # noqa: E402
 from influx_server import InfluxServer, V2WriteFront  # noqa: E402
 
 from fleetgauge.stores import Store, open_store  # noqa: E402
@@ -90,18 +91,8 @@ def pytest_setup_options():  # noqa: ANN201 - hook of dash[testing]
     from selenium.webdriver.chrome.options import Options
 
     options = Options()
-    options.binary_location = "/usr/bin/chromium"
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--no-first-run",
-        "--disable-sync",
-        "--window-size=1400,1000",
-    ):
+    options.binary_location = CHROMIUM
+    for arg in (*CHROMIUM_FLAGS, "--window-size=1400,1000"):
         options.add_argument(arg)
     return options
 

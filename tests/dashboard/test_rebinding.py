@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 from agent_process import AgentProcess
+from browser import CHROMIUM, CHROMIUM_FLAGS
 from dashboard_site import DashboardProcess
 from influx_server import free_port
 
@@ -48,18 +49,8 @@ def browser() -> Iterator[object]:
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
-    options.binary_location = "/usr/bin/chromium"
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--no-first-run",
-        "--disable-sync",
-        "--host-resolver-rules=MAP evil.example 127.0.0.1",
-    ):
+    options.binary_location = CHROMIUM
+    for flag in (*CHROMIUM_FLAGS, "--host-resolver-rules=MAP evil.example 127.0.0.1"):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
     try:
