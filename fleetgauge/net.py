@@ -78,7 +78,7 @@ class HostPolicy:
         self.loopback = is_loopback(bind_host.strip("[]"))
         self.names = {_name_of(a) for a in allowed}
         if not self.loopback:
-            self.names |= {socket.gethostname().lower(), socket.getfqdn().lower()}
+            self.names.add(socket.gethostname().lower())  # no DNS lookup at start-up
         self.any = "*" in self.names
 
     def allows_host(self, host: str | None) -> bool:
