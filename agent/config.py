@@ -53,6 +53,7 @@ class AgentConfig:
     batch_size: int = 5000
     spool_dir: str = field(default_factory=lambda: str(_data_dir() / "spool"))
     spool_max_bytes: int = 256 * 1024 * 1024
+    reserve_max_points: int = 40_000
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9108
     metrics_token: str | None = None
@@ -242,8 +243,17 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "spool_max_bytes",
         _size,
-        "spool size limit; when full the oldest points are dropped and counted (default: 256MiB)",
+        "spool size limit; when full, pushes are answered 503 and samples wait in memory"
+        " (default: 256MiB)",
         "SIZE",
+    ),
+    Setting(
+        "reserve_max_points",
+        _int,
+        "points held in memory while neither the store nor the spool takes them (pushes get"
+        " 503 meanwhile); newer samples beyond it are dropped and counted (default: 40000,"
+        " about 40 MB)",
+        "POINTS",
     ),
     Setting("metrics_host", _text, "address /metrics listens on (default: 127.0.0.1)", "HOST"),
     Setting("metrics_port", _int, "port of /metrics, 0 to disable (default: 9108)", "PORT"),
@@ -401,6 +411,8 @@ def _check(c: AgentConfig) -> None:
         raise bad("batch_size", "must be between 1 and 1000000")
     if c.spool_max_bytes < 1024 * 1024:
         raise bad("spool_max_bytes", "must be at least 1MiB")
+    if not 0 <= c.reserve_max_points <= 10_000_000:
+        raise bad("reserve_max_points", "must be between 0 and 10000000")
     for name in ("metrics_port", "push_port"):
         if not 0 <= getattr(c, name) <= 65535:
             raise bad(name, f"{getattr(c, name)} is not a port (0-65535)")

@@ -93,7 +93,13 @@ class Agent:
             spool.check_writable()
         except OSError as e:
             raise _start_error(config, "spool_dir", "cannot keep a spool there", e) from None
-        self.delivery = Delivery(self.store, spool, self.health, batch_size=config.batch_size)
+        self.delivery = Delivery(
+            self.store,
+            spool,
+            self.health,
+            batch_size=config.batch_size,
+            max_reserve=config.reserve_max_points,
+        )
         self.series = PipelineSeries(config.worker, config.environment, config.push_histograms)
         self.registry.register(self.series)
         self.push = self.metrics = None

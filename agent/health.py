@@ -45,17 +45,19 @@ class Health:
         self.last_write = made[catalogue.AGENT_LAST_WRITE.name]
         self.spool_bytes = made[catalogue.AGENT_SPOOL_BYTES.name]
         self.spool_points = made[catalogue.AGENT_SPOOL_POINTS.name]
+        self.reserve_points = made[catalogue.AGENT_RESERVE_POINTS.name]
         self.push_requests = made[catalogue.AGENT_PUSH_REQUESTS.name]  # .labels(*identity, code)
         self.push_accepted = made[catalogue.AGENT_PUSH_ACCEPTED.name]
         self.push_unexposed = made[catalogue.AGENT_PUSH_UNEXPOSED.name]
         self._refused = made[catalogue.AGENT_REQUESTS_REFUSED.name]
         for reason in ("spool_full", "rejected", "invalid", "spool_error"):
             self._points_dropped.labels(*identity, reason)  # visible at 0 from the start
-        for code in ("202", "400"):
+        for code in ("202", "400", "503"):
             self.push_requests.labels(*identity, code)
         for listener in ("push", "metrics"):
             for reason in ("host", "origin", "token"):
                 self._refused.labels(*identity, listener, reason)
+        self._refused.labels(*identity, "push", "backpressure")
 
     def track_collectors(self, names: list[str]) -> None:
         """Show each collector's error counter at 0 before any failure."""

@@ -403,6 +403,11 @@ AGENT_LAST_WRITE = HealthMetric(
 )
 AGENT_SPOOL_BYTES = HealthMetric(_H + "spool_bytes", "gauge", "Bytes waiting in the spool")
 AGENT_SPOOL_POINTS = HealthMetric(_H + "spool_points", "gauge", "Points waiting in the spool")
+AGENT_RESERVE_POINTS = HealthMetric(
+    _H + "reserve_points",
+    "gauge",
+    "Points held in memory because they could be neither written nor spooled (pushes get 503)",
+)
 
 
 _P = PROMETHEUS_PREFIX + "pipeline_"
@@ -433,8 +438,8 @@ AGENT_PUSH_UNEXPOSED = HealthMetric(
 AGENT_REQUESTS_REFUSED = HealthMetric(
     _H + "requests_refused_total",
     "counter",
-    "Requests a listener refused before reading them: a Host or Origin it does not answer"
-    " to, or a missing or wrong token",
+    "Requests a listener refused: a Host or Origin it does not answer to, a missing or wrong"
+    " token, or (push, backpressure) values the agent could neither store nor spool",
     ("listener", "reason"),
 )
 AGENT_HEALTH = (
@@ -448,6 +453,7 @@ AGENT_HEALTH = (
     AGENT_LAST_WRITE,
     AGENT_SPOOL_BYTES,
     AGENT_SPOOL_POINTS,
+    AGENT_RESERVE_POINTS,
     AGENT_PUSH_REQUESTS,
     AGENT_PUSH_ACCEPTED,
     AGENT_PUSH_UNEXPOSED,

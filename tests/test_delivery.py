@@ -11,7 +11,7 @@ from influx_server import InfluxServer, V2WriteFront, free_port
 from prometheus_client import CollectorRegistry
 
 from fleetgauge import catalogue
-from fleetgauge.agent.delivery import Delivery, Spool, SpoolError
+from fleetgauge.agent.delivery import Delivery, Spool, SpoolError, SpoolFull
 from fleetgauge.agent.health import Health
 from fleetgauge.catalogue import Point
 from fleetgauge.stores import open_store
@@ -41,8 +41,8 @@ def counts(h: Health) -> dict[str, int]:
 # --- spool ------------------------------------------------------------------------------
 def test_spool_gives_batches_back_oldest_first_across_restarts(tmp_path: Path) -> None:
     spool = Spool(tmp_path, 1024 * 1024)
-    assert spool.append([cpu(0), cpu(1)]) == 0
-    assert spool.append([cpu(2)]) == 0
+    spool.append([cpu(0), cpu(1)])
+    spool.append([cpu(2)])
     (tmp_path / "000000000099-5.jsonl.tmp").write_text("half a write")  # cut short by a crash
     reopened = Spool(tmp_path, 1024 * 1024)
     assert reopened.points == 3 and not list(tmp_path.glob("*.tmp"))
@@ -55,18 +55,20 @@ def test_spool_gives_batches_back_oldest_first_across_restarts(tmp_path: Path) -
     assert reopened.oldest() is None and not reopened
 
 
-def test_a_full_spool_drops_the_oldest_points_and_says_how_many(tmp_path: Path) -> None:
+def test_a_full_spool_refuses_a_segment_and_keeps_what_it_holds(tmp_path: Path) -> None:
     probe = Spool(tmp_path / "probe", 1 << 20)
     probe.append([cpu(0)])
     one = probe.bytes  # every cpu(i) below encodes to the same length
     spool = Spool(tmp_path / "s", max_bytes=10 * one)
-    dropped = [spool.append([cpu(i * 4 + k) for k in range(4)]) for i in range(5)]
-    assert sum(dropped) == 12  # 20 points offered, room for 10 in whole segments of 4: 8 kept
+    spool.append([cpu(i) for i in range(4)])
+    spool.append([cpu(i) for i in range(4, 8)])
+    with pytest.raises(SpoolFull, match="spool full: .* limit"):
+        spool.append([cpu(i) for i in range(8, 12)])
     kept = []
     while item := spool.oldest():
         kept.extend(item[1])
         spool.remove(item[0])
-    assert kept == [cpu(i) for i in range(12, 20)]
+    assert kept == [cpu(i) for i in range(8)]  # acknowledged points are never evicted
 
 
 def test_an_unreadable_segment_is_set_aside_and_counted(tmp_path: Path) -> None:
@@ -140,13 +142,48 @@ def test_an_outage_spools_in_order_backs_off_and_replays_everything_once(tmp_pat
         server.stop()
 
 
-def test_without_a_spool_undeliverable_points_are_counted_as_dropped() -> None:
+def test_without_a_spool_undeliverable_points_wait_in_memory_and_pushes_are_refused() -> None:
     store = open_store(f"influxdb+http://127.0.0.1:{free_port()}/x?org=test&timeout=1")
     h = health()
     d = Delivery(store, None, h)
+    assert d.backpressure() is None
     d.add([cpu(0)])
-    d.flush()  # unreachable and no spool configured: counted as dropped, never silent
-    assert counts(h)["dropped"] == 1 and counts(h)["errors"] == 1
+    d.flush()  # unreachable and no spool configured: held, and pushes are refused meanwhile
+    assert d.reserved == 1 and counts(h)["dropped"] == 0
+    reason, retry_after = d.backpressure()
+    assert "store is unavailable" in reason and "no spool" in reason and retry_after >= 1
+    d.stop()  # what is still held when the agent stops is counted, never silent
+    assert counts(h)["dropped"] == 1 and d.reserved == 0
+
+
+def test_a_full_spool_holds_points_in_memory_refuses_pushes_and_writes_them_once_back(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    down = open_store(f"influxdb+http://127.0.0.1:{free_port()}/x?org=test&timeout=1")
+    probe = Spool(tmp_path / "probe", 1 << 20)
+    probe.append([cpu(0)] * 4)
+    clock = [0.0]
+    h = health()
+    spool = Spool(tmp_path / "spool", max_bytes=probe.bytes * 2)  # room for two batches of 4
+    d = Delivery(down, spool, h, batch_size=4, max_reserve=10, clock=lambda: clock[0])
+    for i in range(0, 20, 4):  # five batches: two spooled, three held (10 is the bound)
+        d.add([cpu(k) for k in range(i, i + 4)])
+        d.flush()
+        clock[0] += 60
+    assert spool.points == 8 and d.reserved == 10
+    reason, _ = d.backpressure()
+    assert "spool full" in reason and "spool_max_bytes" in reason
+    # the two newest beyond the bound are dropped and counted; the older ones are kept
+    assert counts(h)["dropped"] == 2
+    assert h.total(catalogue.AGENT_POINTS_DROPPED) == 2
+    assert "cannot spool" in caplog.text and "refusing pushes (503)" in caplog.text
+    up = open_store(f"sqlite:///{tmp_path / 'db'}")
+    d.store = up
+    d.add([cpu(20)])
+    d.flush()
+    assert d.reserved == 0 and spool.points == 0 and d.backpressure() is None
+    got = list(up.stream_points("cpu", T0, T0 + 100 * S))
+    assert got == [cpu(i) for i in range(18)] + [cpu(20)]  # in order, once; 18 and 19 dropped
 
 
 def test_a_batch_the_store_refuses_is_logged_dropped_and_not_retried(

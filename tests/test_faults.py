@@ -23,6 +23,7 @@ from agent_process import AgentProcess
 from influx_server import InfluxServer, V2WriteFront
 
 from fleetgauge import catalogue, protocol
+from fleetgauge.sdk import MetricsClient
 from fleetgauge.stores import open_store
 
 S = 1_000_000_000
@@ -63,6 +64,10 @@ def _wait(condition, timeout: float, what: str) -> None:
 
 def _samples_in_log(log: str) -> int:
     return int(log.rsplit("agent stopped: ", 1)[1].split(" samples")[0])
+
+
+def _dropped_in_log(log: str) -> int:
+    return int(log.rsplit("agent stopped: ", 1)[1].split(" dropped")[0].rsplit(" ", 1)[1])
 
 
 def _cpu_times(url: str, since_ns: int) -> list[int]:
@@ -118,7 +123,8 @@ def test_a_slow_store_does_not_delay_sampling(tmp_path: Path, influx) -> None:
     assert gaps == {1}, f"samples skipped or doubled: {sorted(gaps)}"
 
 
-def _post(port: int, body: dict) -> tuple[int, dict]:
+def _post(port: int, body: dict) -> tuple[int, dict, str | None]:
+    """POST a batch; the status, the JSON answer and its Retry-After header."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     try:
         conn.request(
@@ -128,7 +134,7 @@ def _post(port: int, body: dict) -> tuple[int, dict]:
             {"Content-Type": "application/json"},
         )
         resp = conn.getresponse()
-        return resp.status, json.loads(resp.read())
+        return resp.status, json.loads(resp.read()), resp.getheader("Retry-After")
     finally:
         conn.close()
 
@@ -142,50 +148,58 @@ def _values(first: int, count: int, t0: float) -> dict:
     }
 
 
-def test_a_full_spool_drops_the_oldest_counts_them_and_the_agent_lives(
+def _stored_values(url: str) -> list[int]:
+    store = open_store(url, create=False)
+    try:
+        return sorted(
+            int(p.fields["value"])
+            for p in store.stream_points(catalogue.PIPELINE_METRIC.name, 0, time.time_ns() + S)
+        )
+    finally:
+        store.close()
+
+
+def test_a_full_spool_makes_pushes_wait_503_and_loses_nothing_acknowledged(
     tmp_path: Path, influx
 ) -> None:
     server, _, url = influx
     server.stop()
     agent = _agent(tmp_path, url, "--spool-max-bytes", "1MiB")
+    acknowledged: list[int] = []
     pushed, t0 = 0, time.time() - 3600
     with agent:
-        while agent.value("fleetgauge_agent_points_dropped_total", reason="spool_full") == 0:
+        while True:
             assert pushed < 200_000, "the 1 MiB spool never filled"
-            status, answer = _post(agent.push_port, _values(pushed, 5000, t0))
+            status, answer, retry_after = _post(agent.push_port, _values(pushed, 5000, t0))
+            if status == 503:
+                break
             assert status == 202, answer
+            acknowledged.extend(range(pushed, pushed + 5000))
             pushed += 5000
             time.sleep(0.3)
+        assert "spool" in answer["error"] and "retry later" in answer["error"], answer
+        assert retry_after is not None and int(retry_after) >= 1
+        assert agent.value("fleetgauge_agent_requests_refused_total", reason="backpressure") >= 1
         samples_then = agent.value("fleetgauge_agent_samples_total")
         time.sleep(2)
         assert agent.value("fleetgauge_agent_samples_total") >= samples_then + 3  # still sampling
-        spooled = agent.value("fleetgauge_agent_spool_bytes")
-        assert spooled <= 1024 * 1024, spooled
+        assert agent.value("fleetgauge_agent_spool_bytes") <= 1024 * 1024
+        assert _post(agent.push_port, _values(pushed, 10, t0))[0] == 503  # still refused
         server.start()
+        _wait(lambda: _post(agent.push_port, _values(pushed, 10, t0))[0] == 202, 60, agent.log())
+        acknowledged.extend(range(pushed, pushed + 10))
         _wait(lambda: agent.value("fleetgauge_agent_spool_points") == 0, 60, agent.log())
-        dropped = agent.value("fleetgauge_agent_points_dropped_total", reason="spool_full")
         code, _ = agent.stop()
     assert code == 0, agent.log()
-    samples = _samples_in_log(agent.log())
-    store = open_store(url, create=False)
-    try:
-        values = [
-            int(p.fields["value"])
-            for p in store.stream_points(catalogue.PIPELINE_METRIC.name, 0, time.time_ns() + S)
-        ]
-    finally:
-        store.close()
-    sampled = _sampled_points(url)
-    # the oldest went: what is left of the pushed values is their newest, unbroken tail
-    assert values and sorted(values) == list(range(pushed - len(values), pushed))
-    # every point is stored or counted as dropped
-    assert len(values) + sampled + dropped == pushed + samples * POINTS_PER_SAMPLE
+    # every value answered 202 is in the store, once; none answered 503 is
+    assert _stored_values(url) == acknowledged
+    assert _dropped_in_log(agent.log()) == 0, agent.log()
 
 
-def _mount_tmpfs(path: Path) -> None:
+def _mount_tmpfs(path: Path, size: str = "8m") -> None:
     path.mkdir(parents=True, exist_ok=True)
     done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(path)],
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
         capture_output=True,
         text=True,
     )
@@ -199,7 +213,7 @@ def _remount(path: Path, mode: str) -> None:
     assert done.returncode == 0, done.stderr
 
 
-def test_a_read_only_spool_disk_is_a_clear_error_and_sampling_goes_on(
+def test_a_read_only_spool_disk_is_a_clear_error_sampling_goes_on_and_nothing_is_lost(
     tmp_path: Path, influx
 ) -> None:
     server, _, url = influx
@@ -211,29 +225,71 @@ def test_a_read_only_spool_disk_is_a_clear_error_and_sampling_goes_on(
         with agent:
             _wait(lambda: agent.value("fleetgauge_agent_spool_points") > 0, 15, agent.log())
             _remount(spool, "ro")
-            _wait(
-                lambda: (
-                    agent.value("fleetgauge_agent_points_dropped_total", reason="spool_error") > 0
-                ),
-                15,
-                agent.log(),
-            )
+            _wait(lambda: agent.value("fleetgauge_agent_reserve_points") > 0, 15, agent.log())
             samples_then = agent.value("fleetgauge_agent_samples_total")
             time.sleep(2)
             assert agent.value("fleetgauge_agent_samples_total") >= samples_then + 3
             assert "Read-only file system" in agent.log()
-            assert "cannot spool" in agent.log()
+            assert "cannot spool" in agent.log() and "refusing pushes (503)" in agent.log()
+            status, answer, retry_after = _post(agent.push_port, _values(0, 1, time.time()))
+            assert status == 503 and "Read-only file system" in answer["error"], answer
+            assert retry_after is not None
             _remount(spool, "rw")
             server.start()
             _wait(lambda: agent.value("fleetgauge_agent_spool_points") == 0, 30, agent.log())
-            dropped = agent.value("fleetgauge_agent_points_dropped_total")
+            _wait(lambda: agent.value("fleetgauge_agent_reserve_points") == 0, 30, agent.log())
             code, _ = agent.stop()
         assert code == 0, agent.log()
         samples = _samples_in_log(agent.log())
-        stored = _sampled_points(url)
-        assert stored > 0 and stored + dropped == samples * POINTS_PER_SAMPLE  # stored or counted
+        assert _dropped_in_log(agent.log()) == 0, agent.log()
+        assert _sampled_points(url) == samples * POINTS_PER_SAMPLE  # every sample, once
+        assert _stored_values(url) == []  # the refused push stored nothing
     finally:
         subprocess.run(["umount", "-l", str(spool)], check=False)
+
+
+def test_a_full_disk_makes_pushes_wait_and_the_sdk_delivers_everything_once_there_is_room(
+    tmp_path: Path,
+) -> None:
+    """Store and spool on one 5 MB filesystem that fills up (issue 20: 385,063 values lost)."""
+    disk = tmp_path / "disk"
+    _mount_tmpfs(disk, "5m")
+    try:
+        url = f"sqlite:///{disk / 'fg.db'}"
+        agent = _agent(tmp_path, url, "--spool-dir", str(disk / "spool"))
+        with agent:
+            push_url = f"http://127.0.0.1:{agent.push_port}"
+            client = MetricsClient(url=push_url, deployment="full-disk", max_queue=2_000_000)
+            recorded = 0
+            deadline = time.monotonic() + 120
+            refused = lambda: agent.value(  # noqa: E731
+                "fleetgauge_agent_requests_refused_total", reason="backpressure"
+            )
+            while refused() == 0:
+                assert time.monotonic() < deadline, f"the disk never filled:\n{agent.log()}"
+                for _ in range(2000):
+                    client.record_metric_value("seq", recorded)
+                    recorded += 1
+                time.sleep(0.01)
+            for _ in range(5000):  # recorded while the agent refuses: kept by the SDK
+                client.record_metric_value("seq", recorded)
+                recorded += 1
+            assert client.flush(timeout=2) is False  # the agent cannot take them yet
+            assert agent.value("fleetgauge_agent_push_requests_total", code="503") >= 1
+            assert not any(client.stats()["dropped"].values()), client.stats()
+            _remount(disk, "size=64m")
+            assert client.flush(timeout=90), (client.stats(), agent.log())
+            _wait(lambda: agent.value("fleetgauge_agent_reserve_points") == 0, 30, agent.log())
+            client.close()
+            code, _ = agent.stop()
+        assert code == 0, agent.log()
+        assert "cannot spool" in agent.log() and "No space left on device" in agent.log()
+        stats = client.stats()
+        assert stats["sent"] == recorded and not any(stats["dropped"].values()), stats
+        assert _stored_values(url) == list(range(recorded))  # every value, once
+        assert _dropped_in_log(agent.log()) == 0, agent.log()
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
 
 
 def _rss_bytes(pid: int) -> int:

@@ -163,6 +163,30 @@ def test_values_queued_while_the_agent_is_down_arrive_when_it_starts(tmp_path: P
     assert client.stats()["sent"] == 500
 
 
+def test_a_full_queue_gives_up_its_oldest_values_so_the_newest_arrive(tmp_path: Path) -> None:
+    port = free_port()
+    client = MetricsClient(
+        url=f"http://127.0.0.1:{port}", deployment="newest", max_queue=1000, batch_size=100
+    )
+    for i in range(5000):
+        client.record_metric_value("step", i)
+    assert client.flush(timeout=0.5) is False
+    held = client.stats()
+    assert held["dropped"]["queue_full"] == 4000 and held["queued"] + held["in_flight"] == 1000
+
+    late = start_agent(tmp_path, port)
+    try:
+        assert client.flush(timeout=15), late.process.log()
+        points = late.wait_points(catalogue.PIPELINE_METRIC.name, 1000, deployment="newest")
+    finally:
+        client.close()
+        late.process.stop()
+    values = sorted(int(p.fields["value"]) for p in points)
+    # the newest arrive; at most one batch of older ones (in flight, so kept) took their place
+    assert len(set(values)) == 1000 and set(range(4100, 5000)) <= set(values)
+    assert client.stats()["sent"] == 1000 and client.stats()["recorded"] == 5000
+
+
 def test_batches_too_large_for_the_agent_are_split_until_they_fit(tmp_path: Path) -> None:
     small = start_agent(tmp_path, free_port(), "--push-max-body", "1KiB")
     client = MetricsClient(url=small.url, deployment="split", tags={"team": "ml"})

@@ -23,13 +23,13 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
-from fleetgauge.agent.delivery.spool import Segment, Spool, SpoolError
+from fleetgauge.agent.delivery.spool import Segment, Spool, SpoolError, SpoolFull
 from fleetgauge.agent.health import Health
 from fleetgauge.catalogue import Point
 from fleetgauge.stores import StoreError, StoreUnavailable, StoreWriter
 from fleetgauge.validation import InvalidPoint, validate_point
 
-__all__ = ["Delivery", "Spool", "SpoolError"]
+__all__ = ["Delivery", "Spool", "SpoolError", "SpoolFull"]
 
 log = logging.getLogger("fleetgauge.agent.delivery")
 
@@ -46,6 +46,9 @@ MAX_BUFFER = 20_000
 # for up to a minute after an outage).
 BACKOFF = (1.0, 10.0)
 
+# Bytes a spooled point takes, until the spool has measured its own.
+_POINT_BYTES = 200
+
 
 class Delivery:
     """Buffers points and writes them to a store, spooling to disk while it is down."""
@@ -57,6 +60,7 @@ class Delivery:
         health: Health,
         batch_size: int = 5000,
         max_buffer: int = MAX_BUFFER,
+        max_reserve: int | None = None,
         backoff: tuple[float, float] = BACKOFF,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -77,7 +81,10 @@ class Delivery:
         self._wake = threading.Event()
         self._stopping = False
         self._writer: threading.Thread | None = None
-        self._spool_failing = False
+        self._spool_problem: SpoolError | None = None
+        # what could be neither written nor spooled, oldest first; only flush() takes from it
+        self._reserve: list[Point] = []
+        self.max_reserve = 2 * max_buffer if max_reserve is None else max_reserve
         self._update_spool_gauges()
 
     # --- intake --------------------------------------------------------------
@@ -93,8 +100,13 @@ class Delivery:
             size = len(self._buffer)
         if size >= self.batch_size:
             self._wake.set()
-        if size > self.max_buffer:  # the writer is stuck: move the buffer to disk now
-            self._spool_points(self._take())
+        # the writer is stuck: move the buffer to disk now, unless a flush is under way (it
+        # takes the buffer next); the spool and the reserve change only under this lock
+        if size > self.max_buffer and self._flushing.acquire(blocking=False):
+            try:
+                self._spool_points(self._take())
+            finally:
+                self._flushing.release()
         return len(points) - len(good)
 
     def _valid(self, points: Sequence[Point]) -> list[Point]:
@@ -118,6 +130,34 @@ class Delivery:
         """
         with self._room:
             return self._room.wait_for(lambda: len(self._buffer) < self.max_buffer, timeout)
+
+    def backpressure(self) -> tuple[str, float] | None:
+        """Why pushed values cannot be taken now, and seconds to wait; None when they can.
+
+        Pushes are refused while anything waits in the reserve (the store is
+        failing and the spool cannot take more), and while the store is failing
+        with the spool so close to its limit that the buffer would not fit.
+        """
+        retry = max(1.0, self._retry_at - self._clock())
+        if self._reserve:
+            return f"the store is unavailable and {self._spool_problem}", retry
+        spool = self.spool
+        if self._delay and spool is not None:
+            held, limit = spool.bytes, spool.max_bytes
+            per_point = held / spool.points if spool.points else _POINT_BYTES
+            headroom = min(limit // 4, (self.max_buffer + self.batch_size) * per_point)
+            if held > limit - headroom:
+                return (
+                    f"the store is unavailable and the spool is nearly full ({held} of"
+                    f" {limit} bytes, spool_max_bytes)",
+                    retry,
+                )
+        return None
+
+    @property
+    def reserved(self) -> int:
+        """Points waiting in memory because they could be neither written nor spooled."""
+        return len(self._reserve)
 
     def _take(self) -> list[Point]:
         with self._lock:
@@ -148,6 +188,16 @@ class Delivery:
             self._writer.join()
             self._writer = None
         self.flush(final=True)
+        lost = len(self._reserve)
+        if lost:
+            self._reserve.clear()
+            self.health.dropped(self._drop_reason(), lost)
+            log.error(
+                "%d points could be neither written nor spooled before stopping: lost (%s)",
+                lost,
+                self._spool_problem,
+            )
+        self._update_spool_gauges()
 
     @property
     def buffered(self) -> int:
@@ -177,7 +227,7 @@ class Delivery:
     def _replay(self) -> bool:
         """Send spooled segments oldest first; False when the store is still down."""
         if self.spool is None:
-            return True
+            return self._write_reserve()
         while item := self.spool.oldest():
             segment, points = item
             # a segment is one batch, written whole or not at all; its points are checked again
@@ -186,6 +236,18 @@ class Delivery:
                 return False
             self._done(segment)
         self.health.dropped("spool_error", self.spool.take_bad())
+        return self._write_reserve()
+
+    def _write_reserve(self) -> bool:
+        """Write the reserve to the store, oldest first; False when the store is still down."""
+        while self._reserve:
+            batch = self._reserve[: self.batch_size]
+            if not self._write(batch):
+                return False
+            del self._reserve[: len(batch)]
+            if not self._reserve:
+                log.info("wrote the points held in memory; taking pushes again")
+                self._update_spool_gauges()
         return True
 
     def _done(self, segment: Segment) -> None:
@@ -229,42 +291,54 @@ class Delivery:
             log.warning("store unavailable, spooling and retrying with backoff: %s", error)
 
     def _spool_points(self, points: list[Point]) -> None:
+        """Spool points behind the reserve; what the spool refuses waits in the reserve."""
         if not points:
             return
-        if self.spool is None:
-            self.health.dropped("spool_error", len(points))
-            return
-        dropped = spooled = 0
-        error = None
-        try:
-            for i in range(0, len(points), self.batch_size):
-                chunk = points[i : i + self.batch_size]
-                dropped += self.spool.append(chunk)
-                spooled += len(chunk)
-        except SpoolError as e:
-            error = e
-        if error is not None:
-            # what was spooled before the error stays spooled; only the rest is lost
-            self.health.dropped("spool_error", len(points) - spooled)
-            if not self._spool_failing:
-                log.error(
-                    "cannot spool %d points, dropped (will keep trying): %s",
-                    len(points) - spooled,
-                    error,
-                )
-            self._spool_failing = True
-        elif self._spool_failing:
-            log.info("spool writable again: %s", self.spool.directory)
-            self._spool_failing = False
+        points, self._reserve = self._reserve + points, []
+        spooled = 0
+        if self.spool is not None:
+            try:
+                for i in range(0, len(points), self.batch_size):
+                    chunk = points[i : i + self.batch_size]
+                    self.spool.append(chunk)
+                    spooled += len(chunk)
+            except SpoolError as e:
+                if self._spool_problem is None:
+                    log.error(
+                        "cannot spool %d points, holding them in memory and refusing pushes"
+                        " (503) until the store or the spool takes them: %s",
+                        len(points) - spooled,
+                        e,
+                    )
+                self._spool_problem = e
+        elif self._spool_problem is None:
+            self._spool_problem = SpoolError(0, "there is no spool")
+        if spooled == len(points) and self._spool_problem is not None:
+            log.info("the spool takes points again")
+            self._spool_problem = None
         self.health.points_spooled.inc(spooled)
-        if dropped:
-            self.health.dropped("spool_full", dropped)
-            log.warning(
-                "spool full (%d bytes): dropped the %d oldest points", self.spool.max_bytes, dropped
-            )
+        self._hold(points[spooled:])
         self._update_spool_gauges()
+
+    def _hold(self, points: list[Point]) -> None:
+        """Keep points in the (empty) reserve; the newest beyond its bound are dropped."""
+        room = self.max_reserve
+        self._reserve = points[:room]
+        if len(points) > room:
+            self.health.dropped(self._drop_reason(), len(points) - room)
+            log.warning(
+                "store down and spool refusing (%s): the %d points held in memory are the"
+                " limit; dropped %d new points",
+                self._spool_problem,
+                self.max_reserve,
+                len(points) - room,
+            )
+
+    def _drop_reason(self) -> str:
+        return "spool_full" if isinstance(self._spool_problem, SpoolFull) else "spool_error"
 
     def _update_spool_gauges(self) -> None:
         if self.spool is not None:
             self.health.spool_bytes.set(self.spool.bytes)
             self.health.spool_points.set(self.spool.points)
+        self.health.reserve_points.set(len(self._reserve))

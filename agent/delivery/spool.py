@@ -4,9 +4,10 @@ Each failed batch becomes one *segment* file, ``<sequence>-<points>.jsonl``
 (one point per line), written to a temporary name, flushed to disk and then
 renamed, so a segment is either whole or absent, even after a crash or a
 SIGKILL. Segments are replayed oldest first, which keeps points in the order
-they were taken. When the spool would grow past ``max_bytes`` the oldest
-segments are deleted and their points counted as dropped: recent data is worth
-more to a monitoring user than old data.
+they were taken. A segment that would take the spool past ``max_bytes`` is
+refused (:class:`SpoolFull`): what the spool holds was acknowledged to clients,
+so it is never deleted to make room (the delivery keeps the refused points in
+memory and the push endpoint answers 503 until the store is back).
 
 A segment that cannot be read back (edited, truncated by a full disk) is
 renamed ``*.bad``, kept for inspection and counted as dropped.
@@ -15,6 +16,7 @@ renamed ``*.bad``, kept for inspection and counted as dropped.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -24,7 +26,7 @@ from typing import NamedTuple
 
 from fleetgauge.catalogue import Point
 
-__all__ = ["Spool", "Segment", "SpoolError"]
+__all__ = ["Spool", "Segment", "SpoolError", "SpoolFull"]
 
 log = logging.getLogger("fleetgauge.agent.spool")
 
@@ -33,6 +35,10 @@ _SUFFIX = ".jsonl"
 
 class SpoolError(OSError):
     """The spool directory cannot be written (read-only, missing permission, disk full)."""
+
+
+class SpoolFull(SpoolError):
+    """A segment would take the spool past its size limit."""
 
 
 class Segment(NamedTuple):
@@ -103,22 +109,23 @@ class Spool:
     def __bool__(self) -> bool:
         return bool(self._segments)
 
-    def append(self, points: list[Point]) -> int:
-        """Store a batch as one segment; returns how many (oldest) points were dropped to fit.
+    def append(self, points: list[Point]) -> None:
+        """Store a batch as one segment, whole or not at all.
 
-        Raises SpoolError when the directory cannot be written; nothing is
-        dropped from the spool in that case.
+        Raises :class:`SpoolFull` when it would take the spool past ``max_bytes``
+        and SpoolError when the directory cannot be written.
         """
         lines = [_encode(p) for p in points]
-        dropped = 0
         size = sum(map(len, lines))
-        while lines and size > self.max_bytes:  # a batch bigger than the whole spool
-            size -= len(lines[0])
-            del lines[0]
-            dropped += 1
         if not lines:
-            return dropped
+            return
         with self._lock:
+            if self.bytes + size > self.max_bytes:
+                raise SpoolFull(
+                    errno.ENOSPC,
+                    f"spool full: {self.bytes} bytes held, limit {self.max_bytes}"
+                    f" (spool_max_bytes)",
+                )
             sequence = self._segments[-1].sequence + 1 if self._segments else 1
             path = self.directory / f"{sequence:012d}-{len(lines)}{_SUFFIX}"
             tmp = path.with_name(path.name + ".tmp")
@@ -135,11 +142,6 @@ class Spool:
                     e.errno, f"cannot write spool segment in {self.directory}: {e}"
                 ) from e
             self._segments.append(Segment(sequence, len(lines), size, path))
-            while sum(s.bytes for s in self._segments) > self.max_bytes:
-                oldest = self._segments.pop(0)
-                oldest.path.unlink(missing_ok=True)
-                dropped += oldest.points
-        return dropped
 
     def oldest(self) -> tuple[Segment, list[Point]] | None:
         """The oldest segment and its points, or None when empty.

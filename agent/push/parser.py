@@ -39,10 +39,16 @@ class PushError(Exception):
     """A refused request: HTTP status, message, and the item index and field at fault."""
 
     def __init__(
-        self, status: int, message: str, index: int | None = None, field: str | None = None
+        self,
+        status: int,
+        message: str,
+        index: int | None = None,
+        field: str | None = None,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(message)
         self.status, self.message, self.index, self.field = status, message, index, field
+        self.retry_after = retry_after  # seconds, sent as Retry-After
 
     def body(self) -> dict[str, Any]:
         """The JSON answer."""

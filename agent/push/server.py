@@ -23,11 +23,18 @@ TOKEN`` (:class:`~fleetgauge.agent.listener.ListenerGuard`). The body must be
 with ``Allow: POST``. A few requests are parsed at a time and a request waits
 briefly while the delivery buffer is full, so a flood slows clients down
 instead of filling memory. An ``Idempotency-Key`` is remembered per endpoint.
+
+A 202 is given only while the delivery can keep what it accepts: when the store
+is failing and the spool cannot take more (disk full, unwritable, at its limit),
+the answer is 503 with ``Retry-After`` and the reason
+(:meth:`~fleetgauge.agent.delivery.Delivery.backpressure`), nothing is counted
+as accepted, and the client keeps its values for a later try.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import re
 import socket
 import threading
@@ -180,7 +187,10 @@ class PushServer:
             with self._parsing:
                 answer = self._accept(parse, body, None if key is None else f"{path} {key}")
         except PushError as e:
-            return self._answer(request, e.status, e.body())
+            headers = None
+            if e.retry_after is not None:
+                headers = [("Retry-After", str(math.ceil(e.retry_after)))]
+            return self._answer(request, e.status, e.body(), headers)
         self._answer(request, 202, answer)
 
     def _check_origin(self, request: _Handler) -> None:
@@ -221,6 +231,10 @@ class PushServer:
     ) -> dict[str, Any]:
         if self._closing:
             raise PushError(503, "the agent is stopping: retry later")
+        if (busy := self.delivery.backpressure()) is not None:
+            reason, retry_after = busy
+            self.health.refused("push", "backpressure")
+            raise PushError(503, f"{reason}: retry later", retry_after=retry_after)
         if key is not None and (seen := self._seen.get(key)) is not None:
             return {**seen, "duplicate": True}
         try:

@@ -175,8 +175,8 @@ AGENT_ALERTS = (
         WARNING,
         f"spool of {WHO} is growing",
         f"The on-disk spool of {WHO} grew by {{{{ $value | humanize1024 }}}}B in"
-        f" {SPOOL_GROWTH_WINDOW} while writes to its store fail; once it is full the oldest"
-        " points are dropped.",
+        f" {SPOOL_GROWTH_WINDOW} while writes to its store fail; once it is full the agent"
+        " answers pushes 503 and holds new samples in memory.",
         (_SPOOL_BYTES, _WRITE_ERRORS),
         AGENT_ALERT_LABELS,
     ),
@@ -188,8 +188,8 @@ AGENT_ALERTS = (
         f"{WHO} lost points ({_l(catalogue.DROP_REASON)})",
         f"The agent on {WHO} gave up about {_COUNT} points in the last {DROPPED_WINDOW},"
         f" reason {_l(catalogue.DROP_REASON)}: spool_full (the store was down longer than the"
-        " spool holds), rejected (the store refused them), invalid, or spool_error (the spool"
-        " directory cannot be written).",
+        " spool and the in-memory reserve hold), rejected (the store refused them), invalid, or"
+        " spool_error (the spool directory could not be written for as long).",
         (_DROPPED,),
         (*AGENT_ALERT_LABELS, catalogue.DROP_REASON),
     ),

@@ -136,10 +136,11 @@ class MetricsClient:
         value is counted as ``invalid`` when the sender checks it.
         """
         queue = self._queue
+        entry = (METRIC, _time_ns(), name, value, context or None)
         if len(queue) < self._sender.room:
-            queue.append((METRIC, _time_ns(), name, value, context or None))
+            queue.append(entry)
         else:
-            self._sender.drop_on_record(1)
+            self._sender.overflow([entry])
 
     def record_list_metric_values(
         self, name: str, values_or_value: Any, step: int | None = None, **context: Any
@@ -155,9 +156,10 @@ class MetricsClient:
         queue = self._queue
         fits = max(0, min(len(values), self._sender.room - len(queue)))
         context = context or None  # a tuple holding a dict stays tracked by the GC
-        queue.extend([(LIST, t, name, values[i], context, step, i) for i in range(fits)])
+        entries = [(LIST, t, name, values[i], context, step, i) for i in range(len(values))]
+        queue.extend(entries[:fits])
         if fits < len(values):
-            self._sender.drop_on_record(len(values) - fits)
+            self._sender.overflow(entries[fits:])
 
     def log_event(
         self,
@@ -173,11 +175,11 @@ class MetricsClient:
         ``pipeline``, ``execution_id``, ``time``. Never blocks, never raises.
         """
         queue = self._queue
+        entry = (EVENT, _time_ns(), name, source, metadata_json(metadata), context or None)
         if len(queue) < self._sender.room:
-            entry = (EVENT, _time_ns(), name, source, metadata_json(metadata), context or None)
             queue.append(entry)
         else:
-            self._sender.drop_on_record(1)
+            self._sender.overflow([entry])
 
     def start_execution(
         self,
@@ -228,7 +230,7 @@ class MetricsClient:
         if len(queue) < self._sender.room:
             queue.append((EXECUTION, *entry))
         else:
-            self._sender.drop_on_record(1)
+            self._sender.overflow([(EXECUTION, *entry)])
 
     # --- control -------------------------------------------------------------------
     def flush(self, timeout: float | None = None) -> bool:

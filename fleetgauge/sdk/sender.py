@@ -6,10 +6,12 @@ thread takes up to ``batch_size`` of them at a time, turns them into items
 dropped and counted as ``invalid``), and POSTs them to the push endpoint over one
 kept-alive HTTP connection. While the agent reads one batch the thread builds
 the next. A refused request (4xx) is dropped and counted; a failed one (no
-answer, 408, 429, 5xx) is kept and sent again under the same
-``Idempotency-Key`` with backoff (0.2 s doubling to 5 s), so the agent stores it
-once. The queue plus the batches in flight never hold more than ``max_queue``
-values: what does not fit is dropped and counted as ``queue_full``.
+answer, 408, 429, 5xx: the agent answers 503 while it can neither store nor
+spool) is kept and sent again under the same ``Idempotency-Key`` with backoff
+(0.2 s doubling to 5 s, or the agent's ``Retry-After`` when longer), so the
+agent stores it once. The queue plus the batches in flight never hold more than
+``max_queue`` values: when full, the oldest queued values make room for new
+ones and are counted as ``queue_full``.
 
 Normal process exit (``atexit``) delivers what is queued within the client's
 ``exit_timeout``; what cannot be delivered is counted and logged in one line.
@@ -120,17 +122,36 @@ class Sender:
             self.room = 0
 
     # --- the recording side -------------------------------------------------------
-    def drop_on_record(self, n: int) -> None:
-        """Count ``n`` values a recording call could not queue (full, closed, misconfigured)."""
-        reason = self.refused or "queue_full"
-        self.counts[reason] += n
-        if reason == "queue_full":
-            self._warn_once(
-                "queue_full",
-                "fleetgauge sdk: queue of %d values is full (agent at %s slow or down); dropping",
-                self.max_queue,
-                self.url,
-            )
+    def overflow(self, entries: list[tuple[Any, ...]]) -> None:
+        """Entries a recording call found no room for: oldest queued values make way for them.
+
+        A closed or misconfigured sender drops them instead. Values in batches
+        already in flight are kept (the agent may have them); when nothing
+        queued can make way, the new entries are the ones dropped.
+        """
+        if self.refused is not None:
+            self.counts[self.refused] += len(entries)
+            return
+        queue, marks, evicted = self.queue, [], 0
+        while evicted < len(entries):
+            try:
+                entry = queue.popleft()
+            except IndexError:  # taken by the sender meanwhile, or only batches in flight
+                break
+            if entry[0] == MARK:  # a flush() waiting: it stays ahead of what comes after it
+                marks.append(entry)
+            else:
+                evicted += 1
+        queue.extendleft(reversed(marks))
+        queue.extend(entries[:evicted])
+        self.counts["queue_full"] += len(entries)
+        self._warn_once(
+            "queue_full",
+            "fleetgauge sdk: queue of %d values is full (agent at %s slow or down);"
+            " dropping the oldest",
+            self.max_queue,
+            self.url,
+        )
 
     def flush(self, timeout: float | None) -> bool:
         """Wait (at most ``timeout`` s) until all queued so far is settled; see the client."""
@@ -299,7 +320,9 @@ class Sender:
                 continue
             headers = {**self._headers, protocol.PUSH_IDEMPOTENCY_HEADER: request.id}
             try:
-                status, data = self._connection.post(request.path, body, headers, self._take_ahead)
+                status, data, retry_after = self._connection.post(
+                    request.path, body, headers, self._take_ahead
+                )
             except AgentUnreachable as e:
                 return self._failed(str(e))
             if status < 300:
@@ -308,7 +331,7 @@ class Sender:
             elif status == 413 and len(request.items) > 1:
                 self._split_first()
             elif status in (408, 429) or status >= 500:
-                return self._failed(f"HTTP {status}")
+                return self._failed(f"HTTP {status}: {_error(data)}", retry_after)
             else:
                 self._refuse(request, status, data)
             self.room = self.max_queue - self._in_flight()
@@ -325,7 +348,7 @@ class Sender:
             _request(r.path, r.key, r.items[half:]),
         ]
 
-    def _failed(self, error: str) -> bool:
+    def _failed(self, error: str, retry_after: float | None = None) -> bool:
         self._last_error = error
         if not self._delay:
             self._warn_once(
@@ -337,15 +360,12 @@ class Sender:
             )
         self._delay = min(_BACKOFF_S[1], self._delay * 2) if self._delay else _BACKOFF_S[0]
         jitter = 0.5 + int.from_bytes(os.urandom(2)) / 131_072  # 0.5 to 1.0
-        self._retry_at = time.monotonic() + self._delay * jitter
+        self._retry_at = time.monotonic() + max(self._delay * jitter, retry_after or 0.0)
         return False
 
     def _refuse(self, request: _Request, status: int, data: bytes) -> None:
         """The agent refused a request (4xx): retrying cannot help, so drop and count it."""
-        try:
-            error = orjson.loads(data)["error"]
-        except Exception:
-            error = data[:200].decode(errors="replace")
+        error = _error(data)
         self._warn_once(
             "rejected",
             "fleetgauge sdk: agent at %s refused %d values (HTTP %d): %s",
@@ -395,6 +415,14 @@ class Sender:
             return
         self._warned.add(key)
         log.warning(message + " (logged once; see stats())", *args, exc_info=exc_info)
+
+
+def _error(data: bytes) -> str:
+    """The agent's reason in an error answer (its JSON ``error``, else the start of the body)."""
+    try:
+        return str(orjson.loads(data)["error"])[:300]
+    except Exception:
+        return data[:200].decode(errors="replace")
 
 
 _senders: set[Sender] = set()

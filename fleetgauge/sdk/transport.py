@@ -60,6 +60,13 @@ def parse_url(url: str) -> Target:
     return Target(https, parts.hostname, port, prefix, f"{parts.scheme}://{host}:{port}{prefix}")
 
 
+def _seconds(retry_after: str | None) -> float | None:
+    """A ``Retry-After`` of delay-seconds (the agent's form), capped at a minute; else None."""
+    if retry_after is None or not retry_after.strip().isdigit():
+        return None
+    return min(60.0, float(retry_after.strip()))
+
+
 class Connection:
     """One kept-alive HTTP connection to the agent, opened on the first request."""
 
@@ -69,8 +76,10 @@ class Connection:
 
     def post(
         self, path: str, body: bytes, headers: dict[str, str], meanwhile: Callable[[], None]
-    ) -> tuple[int, bytes]:
-        """POST and read the answer, calling ``meanwhile`` (once) while the agent reads.
+    ) -> tuple[int, bytes, float | None]:
+        """POST; the status, the body and ``Retry-After`` in seconds (None when not sent).
+
+        ``meanwhile`` is called (once) while the agent reads.
 
         A kept-alive connection the agent closed while idle is opened again once;
         any other failure raises :class:`AgentUnreachable` naming what happened.
@@ -104,7 +113,7 @@ class Connection:
                 raise
             if response.will_close:
                 self.close()
-            return response.status, data
+            return response.status, data, _seconds(response.getheader("Retry-After"))
         raise AssertionError("unreachable")
 
     def close(self) -> None:
