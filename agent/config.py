@@ -61,6 +61,10 @@ class AgentConfig:
     push_port: int = 9109
     push_token: str | None = None
     push_max_body: int = 4 * 1024 * 1024
+    push_max_reading_bytes: int = 64 * 1024 * 1024
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    max_connections: int = 0
     push_histograms: dict[str, tuple[float, ...]] = field(default_factory=dict)
     allowed_hosts: tuple[str, ...] = ()
     collectors: tuple[str, ...] | None = None
@@ -250,9 +254,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "reserve_max_points",
         _int,
-        "points held in memory while neither the store nor the spool takes them (pushes get"
-        " 503 meanwhile); newer samples beyond it are dropped and counted (default: 40000,"
-        " about 40 MB)",
+        "samples held in memory while neither the store nor the spool takes them (pushes get"
+        " 503 meanwhile; values pushed before that are all kept); newer samples beyond it are"
+        " dropped and counted (default: 40000, about 40 MB)",
         "POINTS",
     ),
     Setting("metrics_host", _text, "address /metrics listens on (default: 127.0.0.1)", "HOST"),
@@ -290,6 +294,33 @@ SETTINGS: tuple[Setting, ...] = (
         _size,
         "largest push request body; a bigger one is answered 413 (default: 4MiB)",
         "SIZE",
+    ),
+    Setting(
+        "push_max_reading_bytes",
+        _size,
+        "bytes of push bodies over 256KiB read at once; one more is answered 503 unread, so"
+        " slow clients cannot fill memory (default: 64MiB)",
+        "SIZE",
+    ),
+    Setting(
+        "header_timeout",
+        _seconds,
+        "seconds a request's line and headers may take to arrive on either listener; then"
+        " the connection is closed (default: 10)",
+        "SECONDS",
+    ),
+    Setting(
+        "body_timeout",
+        _seconds,
+        "seconds a push body may take to arrive; then the connection is closed (default: 30)",
+        "SECONDS",
+    ),
+    Setting(
+        "max_connections",
+        _int,
+        "open connections per listener; at the limit the one waiting longest for its"
+        " headers is closed for a new one (default: 0, from the open-file limit: at most 256)",
+        "N",
     ),
     Setting(
         "push_histograms",
@@ -420,6 +451,13 @@ def _check(c: AgentConfig) -> None:
         raise bad("push_port", f"{c.push_port} is also the metrics_port")
     if not 1024 <= c.push_max_body <= 256 * 1024 * 1024:
         raise bad("push_max_body", "must be between 1KiB and 256MiB")
+    if not c.push_max_body <= c.push_max_reading_bytes <= 4 * 1024 * 1024 * 1024:
+        raise bad("push_max_reading_bytes", "must be between push_max_body and 4GiB")
+    for name in ("header_timeout", "body_timeout"):
+        if not 0.5 <= getattr(c, name) <= 3600:
+            raise bad(name, "must be between 0.5 and 3600 seconds")
+    if not 0 <= c.max_connections <= 100_000:
+        raise bad("max_connections", "must be between 0 (automatic) and 100000")
     try:
         for name in c.push_histograms:
             validate_name("push_histograms metric", name)

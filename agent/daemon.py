@@ -28,6 +28,7 @@ from prometheus_client import CollectorRegistry, ProcessCollector
 from fleetgauge import catalogue
 from fleetgauge.agent.collectors import ResourceCollector, build_collectors
 from fleetgauge.agent.config import AgentConfig, ConfigError
+from fleetgauge.agent.connections import Limits, default_max_connections, raise_descriptor_limit
 from fleetgauge.agent.delivery import Delivery, Spool
 from fleetgauge.agent.exposition import MetricsServer, PipelineSeries, Snapshot
 from fleetgauge.agent.health import Health
@@ -116,6 +117,15 @@ class Agent:
             where = f"cannot listen on {config.metrics_host}"
             raise _start_error(config, "metrics_port", where, e) from None
 
+    def _limits(self, config: AgentConfig) -> Limits:
+        descriptors = raise_descriptor_limit()
+        return Limits(
+            header_timeout=config.header_timeout,
+            body_timeout=config.body_timeout,
+            max_connections=config.max_connections or default_max_connections(descriptors),
+            max_reading_bytes=config.push_max_reading_bytes,
+        )
+
     def _push_server(self, config: AgentConfig) -> PushServer:
         return PushServer(
             config.push_host,
@@ -127,6 +137,7 @@ class Agent:
             token=config.push_token,
             max_body=config.push_max_body,
             allowed_hosts=config.allowed_hosts,
+            limits=self._limits(config),
         )
 
     def _metrics_server(self, config: AgentConfig) -> MetricsServer:
@@ -137,6 +148,7 @@ class Agent:
             config.metrics_token,
             config.allowed_hosts,
             self.health.refused,
+            self._limits(config),
         )
 
     # --- jobs ------------------------------------------------------------------

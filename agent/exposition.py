@@ -37,6 +37,13 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from fleetgauge import catalogue
+from fleetgauge.agent.connections import (
+    DEFAULT_LIMITS,
+    ConnectionWatch,
+    Limits,
+    WatchedHandler,
+    WatchedServer,
+)
 from fleetgauge.agent.listener import ListenerGuard
 from fleetgauge.catalogue import Point
 
@@ -256,7 +263,7 @@ class Renderer:
         return text.removesuffix("# EOF\n") if kind == _OPENMETRICS else text
 
 
-class _Server(ThreadingMixIn, WSGIServer):
+class _Server(WatchedServer, ThreadingMixIn, WSGIServer):
     daemon_threads = True
 
 
@@ -264,7 +271,7 @@ class _Server6(_Server):
     address_family = socket.AF_INET6
 
 
-class _QuietHandler(WSGIRequestHandler):
+class _QuietHandler(WatchedHandler, WSGIRequestHandler):
     def log_message(self, format: str, *args: object) -> None:  # one line per event elsewhere
         pass
 
@@ -280,8 +287,10 @@ class MetricsServer:
         token: str | None = None,
         allowed_hosts: tuple[str, ...] = (),
         on_refusal: Callable[[str, str], None] | None = None,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         self._guard = ListenerGuard("metrics", host, token, allowed_hosts, on_refusal)
+        self._watch = ConnectionWatch("metrics", limits, on_refusal)
         self._app = make_wsgi_app(registry)
         self._renderer = Renderer(registry)
         self._httpd = make_server(
@@ -291,6 +300,7 @@ class MetricsServer:
             server_class=_Server6 if ":" in host else _Server,
             handler_class=_QuietHandler,
         )
+        self._httpd.watch = self._watch
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, name="metrics-http", daemon=True
         )
@@ -334,9 +344,11 @@ class MetricsServer:
 
     def start(self) -> None:
         """Start answering scrapes."""
+        self._watch.start()
         self._thread.start()
 
     def stop(self) -> None:
         """Stop answering and release the port."""
+        self._watch.stop()
         self._httpd.shutdown()
         self._httpd.server_close()

@@ -55,9 +55,10 @@ class Health:
         for code in ("202", "400", "503"):
             self.push_requests.labels(*identity, code)
         for listener in ("push", "metrics"):
-            for reason in ("host", "origin", "token"):
+            for reason in ("host", "origin", "token", "timeout", "connections"):
                 self._refused.labels(*identity, listener, reason)
-        self._refused.labels(*identity, "push", "backpressure")
+        for reason in ("backpressure", "body_bytes"):
+            self._refused.labels(*identity, "push", reason)
 
     def track_collectors(self, names: list[str]) -> None:
         """Show each collector's error counter at 0 before any failure."""

@@ -438,8 +438,9 @@ AGENT_PUSH_UNEXPOSED = HealthMetric(
 AGENT_REQUESTS_REFUSED = HealthMetric(
     _H + "requests_refused_total",
     "counter",
-    "Requests a listener refused: a Host or Origin it does not answer to, a missing or wrong"
-    " token, or (push, backpressure) values the agent could neither store nor spool",
+    "Requests and connections a listener refused or closed, by reason: host, origin, token,"
+    " timeout (headers or body too slow), connections (at the limit), body_bytes (too many"
+    " bodies read at once), backpressure (values it could neither store nor spool)",
     ("listener", "reason"),
 )
 AGENT_HEALTH = (

@@ -47,6 +47,7 @@ def test_the_systemd_unit_runs_the_agent_with_its_config(tmp_path: Path) -> None
     assert args.command == "agent" and args.config == "/etc/fleetgauge/agent.toml"
     assert service["KillSignal"] == "SIGTERM" and service["StateDirectory"] == "fleetgauge"
     assert "TOKEN" not in service.get("Environment", "")  # secrets only in EnvironmentFile
+    assert int(service["LimitNOFILE"]) >= 1024  # room for both listeners' 256 connections
     if shutil.which("systemd-analyze"):  # Debian ships it with systemd; check the syntax too
         local = tmp_path / "fleetgauge-agent.service"
         text = (DEPLOY / "fleetgauge-agent.service").read_text()

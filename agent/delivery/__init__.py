@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
+from fleetgauge import catalogue
 from fleetgauge.agent.delivery.spool import Segment, Spool, SpoolError, SpoolFull
 from fleetgauge.agent.health import Health
 from fleetgauge.catalogue import Point
@@ -45,6 +46,9 @@ MAX_BUFFER = 20_000
 # store that is down costs one refused connection; 60 s kept dashboards blank
 # for up to a minute after an outage).
 BACKOFF = (1.0, 10.0)
+
+# Measurements the collectors sample; every other point was pushed and acknowledged.
+_SAMPLED = frozenset(m.name for m in catalogue.RESOURCE_MEASUREMENTS)
 
 # Bytes a spooled point takes, until the spool has measured its own.
 _POINT_BYTES = 200
@@ -321,17 +325,32 @@ class Delivery:
         self._update_spool_gauges()
 
     def _hold(self, points: list[Point]) -> None:
-        """Keep points in the (empty) reserve; the newest beyond its bound are dropped."""
+        """Keep points in the (empty) reserve, in order.
+
+        Pushed points were acknowledged: all are kept (backpressure stops more
+        arriving, so they are at most what was buffered and being written when
+        the refusals began). Sampled points are kept up to ``max_reserve``;
+        the newest beyond it are dropped and counted.
+        """
         room = self.max_reserve
-        self._reserve = points[:room]
-        if len(points) > room:
-            self.health.dropped(self._drop_reason(), len(points) - room)
+        kept = []
+        for p in points:
+            if p.measurement not in _SAMPLED:
+                kept.append(p)
+            elif room:
+                kept.append(p)
+                room -= 1
+        self._reserve = kept
+        dropped = len(points) - len(kept)
+        if dropped:
+            self.health.dropped(self._drop_reason(), dropped)
             log.warning(
-                "store down and spool refusing (%s): the %d points held in memory are the"
-                " limit; dropped %d new points",
+                "store down and spool refusing (%s): %d points held in memory (at most %d"
+                " samples, reserve_max_points); dropped %d new samples",
                 self._spool_problem,
+                len(kept),
                 self.max_reserve,
-                len(points) - room,
+                dropped,
             )
 
     def _drop_reason(self) -> str:

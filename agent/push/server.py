@@ -33,6 +33,7 @@ as accepted, and the client keeps its values for a later try.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import re
@@ -41,12 +42,20 @@ import threading
 import time
 from collections.abc import Callable
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 
 import orjson
 
 from fleetgauge import catalogue, protocol
+from fleetgauge.agent.connections import (
+    DEFAULT_LIMITS,
+    ConnectionWatch,
+    Limits,
+    TooMuchReading,
+    WatchedHandler,
+    WatchedServer,
+)
 from fleetgauge.agent.delivery import Delivery
 from fleetgauge.agent.exposition import PipelineSeries
 from fleetgauge.agent.health import Health
@@ -65,7 +74,7 @@ _MAX_KEY_LENGTH = 128
 _DECIMAL = re.compile(r"[0-9]{1,12}")
 
 
-class _Server(ThreadingHTTPServer):
+class _Server(WatchedServer, ThreadingHTTPServer):
     daemon_threads = True
     endpoint: PushServer
 
@@ -78,10 +87,9 @@ class _Server6(_Server):
     address_family = socket.AF_INET6
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(WatchedHandler):
     protocol_version = "HTTP/1.1"
-    server: _Server
-    timeout = 120  # an idle keep-alive connection is closed after this many seconds
+    server: _Server  # type: ignore[assignment]
 
     def setup(self) -> None:
         super().setup()
@@ -120,8 +128,10 @@ class PushServer:
         max_body: int = protocol.DEFAULT_MAX_BODY,
         clock: Callable[[], int] = time.time_ns,
         allowed_hosts: tuple[str, ...] = (),
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         self._guard = ListenerGuard("push", host, token, allowed_hosts, health.refused)
+        self._watch = ConnectionWatch("push", limits, health.refused)
         self.parser, self.delivery, self.health, self.series = parser, delivery, health, series
         self.max_body = max_body
         self._clock = clock
@@ -130,6 +140,7 @@ class PushServer:
         self._seen = RecentKeys()
         self._httpd = (_Server6 if ":" in host else _Server)((host, port), _Handler)
         self._httpd.endpoint = self
+        self._httpd.watch = self._watch
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, name="push-http", daemon=True
         )
@@ -141,6 +152,7 @@ class PushServer:
 
     def start(self) -> None:
         """Start answering."""
+        self._watch.start()
         self._thread.start()
 
     def close(self) -> None:
@@ -157,6 +169,7 @@ class PushServer:
         self._httpd.shutdown()
         for _ in range(_PARALLEL_REQUESTS):
             self._parsing.acquire()
+        self._watch.stop()
         self._httpd.server_close()
 
     # --- one request ----------------------------------------------------------
@@ -178,14 +191,15 @@ class PushServer:
                     f"no endpoint at {path[:100]!r}: POST {', '.join(paths)}"
                     f" or {protocol.PUSH_EXECUTIONS_PATH}",
                 )
-            body = self._read(request)
-            key = request.headers.get(protocol.PUSH_IDEMPOTENCY_HEADER)
-            if key is not None and not 0 < len(key) <= _MAX_KEY_LENGTH:
-                raise PushError(
-                    400, f"{protocol.PUSH_IDEMPOTENCY_HEADER} must be 1 to 128 characters"
-                )
-            with self._parsing:
-                answer = self._accept(parse, body, None if key is None else f"{path} {key}")
+            with contextlib.ExitStack() as reading:  # the body counts until it is answered
+                body = self._read(request, reading)
+                key = request.headers.get(protocol.PUSH_IDEMPOTENCY_HEADER)
+                if key is not None and not 0 < len(key) <= _MAX_KEY_LENGTH:
+                    raise PushError(
+                        400, f"{protocol.PUSH_IDEMPOTENCY_HEADER} must be 1 to 128 characters"
+                    )
+                with self._parsing:
+                    answer = self._accept(parse, body, None if key is None else f"{path} {key}")
         except PushError as e:
             headers = None
             if e.retry_after is not None:
@@ -200,7 +214,7 @@ class PushServer:
             request.close_connection = True
             raise PushError(403, reason)
 
-    def _read(self, request: _Handler) -> bytes:
+    def _read(self, request: _Handler, reading: contextlib.ExitStack) -> bytes:
         """The body, once the headers say it may be read; the connection closes on a refusal."""
         keep_alive = not request.close_connection
         request.close_connection = True  # until the body is read whole
@@ -220,7 +234,13 @@ class PushServer:
         length = int(lengths[0])
         if length > self.max_body:
             raise PushError(413, f"body of {length} bytes is over the limit of {self.max_body}")
+        try:
+            reading.enter_context(self._watch.reading(length))
+        except TooMuchReading as e:
+            raise PushError(503, f"{e}: retry later", retry_after=1) from None
+        self._watch.body(request.connection)
         body = request.rfile.read(length)
+        self._watch.busy(request.connection)
         if len(body) < length:
             raise PushError(400, "the body ended before its Content-Length")
         request.close_connection = not keep_alive

@@ -281,6 +281,8 @@ def test_the_commands_compose_runs_are_fleetgauge_commands() -> None:
     services = sf.compose()["services"]
     assert build_parser().parse_args(services["agent"]["command"]).command == "agent"
     assert build_parser().parse_args(services["dashboard"]["command"]).command == "dashboard"
+    for name in ("agent", "dashboard"):  # room for the listeners' connection limits
+        assert services[name]["ulimits"]["nofile"]["soft"] >= 1024, name
 
 
 # --- the health checks and the dashboard, run for real ----------------------------------

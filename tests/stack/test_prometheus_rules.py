@@ -138,7 +138,7 @@ sys.exit(main(sys.argv[1:]))
 class Fleet:
     prom: PrometheusServer
     healthy: AgentProcess  # SQLite store, two fake GPUs (GPU 0 at 99 %, 78 of 80 GiB)
-    broken: AgentProcess  # InfluxDB store that is down, 1 MiB spool, 100-point reserve
+    broken: AgentProcess  # InfluxDB store that is down, 1 MiB spool, no samples held in memory
     healthy_worker: str
     broken_worker: str
     dead_target: str  # a port nobody listens on, in the agents' job
@@ -181,7 +181,7 @@ def fleet(tmp_path: Path) -> Iterator[Fleet]:
         "--spool-max-bytes",
         "1MiB",
         "--reserve-max-points",
-        "100",
+        "0",
     )
     dead_target = f"127.0.0.1:{free_port()}"
     with healthy, broken:
@@ -218,8 +218,9 @@ def test_a_real_prometheus_raises_the_alerts_this_fleet_deserves(fleet: Fleet) -
     prom.wait_for(BY_NAME["FleetgaugeGpuBusy"].metrics[0], accept=lambda r: len(r) == 2)
     dropped = f'{catalogue.AGENT_POINTS_DROPPED.name}{{worker="{broken}",reason="spool_full"}}'
     prom.wait_for(f"{dropped} == 0")
-    # ...then a model pushes more than its 1 MiB spool and 100-point reserve hold while the
-    # store is down (a reserve this small cannot keep one push: the default is 40,000 points)
+    # ...then a model pushes more than its 1 MiB spool holds while the store is down: the
+    # push is kept in memory, and with no room for samples there (the default keeps 40,000)
+    # every new sample is dropped
     items = [{"metric": "score", "value": 1.0, "deployment": "d"} for _ in range(10_000)]
     status, answer = fleet.broken.post(protocol.PUSH_METRICS_PATH, {"metrics": items})
     assert status == 202, answer
