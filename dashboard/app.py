@@ -1,7 +1,8 @@
 """The Dash site: shell layout, pages, download route and auth, wired from a SiteConfig.
 
-``create_app(config)`` builds the app; ``serve(config)`` runs it on a threaded
-WSGI server until SIGINT or SIGTERM. Pages live in ``dashboard/pages`` (one
+``create_app(config)`` builds the app; ``serve(config, options)`` runs it on
+gunicorn (or, for ``--debug``, werkzeug's development server) until SIGINT or
+SIGTERM. Pages live in ``dashboard/pages`` (one
 module each, with its layout and callbacks); data access is in
 ``fleetgauge.dashboard.data.resources`` and figure building in ``fleetgauge.dashboard.figures``.
 """
@@ -20,6 +21,7 @@ from werkzeug.serving import make_server
 
 from fleetgauge.dashboard import auth, download
 from fleetgauge.dashboard.components import LOCATION, show_banner
+from fleetgauge.dashboard.server import ServerOptions
 from fleetgauge.dashboard.site import SiteConfig, configure
 from fleetgauge.dashboard.state import from_query, parse_search, to_search
 from fleetgauge.net import HostPolicy
@@ -123,13 +125,27 @@ def _check_port(host: str, port: int) -> None:
         ) from None
 
 
-def serve(config: SiteConfig, ready: threading.Event | None = None) -> None:
-    """Serve the site until SIGINT or SIGTERM; prints the URL when it listens."""
+def serve(config: SiteConfig, options: ServerOptions | None = None) -> None:
+    """Serve the site until SIGTERM or SIGINT; prints the URL when it listens.
+
+    With ``options`` on gunicorn (:mod:`~fleetgauge.dashboard.server`); without,
+    on werkzeug's development server (``--debug``: one process, reloadable, not
+    for deployment).
+    """
     _check_port(config.host, config.port)
+    if options is not None:
+        from fleetgauge.dashboard.server import run
+
+        run(config, options)
+        return
     app = create_app(config)
     server = make_server(config.host, config.port, app.server, threaded=True)
     host = f"[{config.host}]" if ":" in config.host else config.host
-    print(f"fleetgauge dashboard on http://{host}:{server.server_port}/", flush=True)
+    print(
+        f"fleetgauge dashboard on http://{host}:{server.server_port}/ (--debug: werkzeug's"
+        " development server, not for deployment)",
+        flush=True,
+    )
     stop = threading.Event()
 
     def shutdown(signum: int, frame: object) -> None:
@@ -137,11 +153,8 @@ def serve(config: SiteConfig, ready: threading.Event | None = None) -> None:
             stop.set()
             threading.Thread(target=server.shutdown, daemon=True).start()
 
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, shutdown)
-        signal.signal(signal.SIGINT, shutdown)
-    if ready is not None:
-        ready.set()
+    signal.signal(signal.SIGTERM, shutdown)
+    signal.signal(signal.SIGINT, shutdown)
     try:
         server.serve_forever()
     finally:

@@ -21,6 +21,7 @@ from dash import (
     clientside_callback,
     ctx,
     dcc,
+    get_relative_path,
     html,
     no_update,
     set_props,
@@ -185,7 +186,8 @@ def download_href(
     if state.env:
         params.append(("environment", state.env))
     params += [(key, value) for key, values in filters.items() for value in values]
-    return f"/download/{kind}.csv?" + urlencode(params)
+    # under the reverse proxy's path prefix, as the pages' own links are
+    return get_relative_path(f"/download/{kind}.csv") + "?" + urlencode(params)
 
 
 def controls(state: ViewState, page: str) -> html.Div:

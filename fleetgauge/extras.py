@@ -14,7 +14,7 @@ __all__ = ["EXTRAS", "MissingExtra", "missing", "require"]
 EXTRAS: dict[str, tuple[str, ...]] = {
     "agent": ("psutil", "apscheduler", "prometheus_client"),
     "influxdb": ("influxdb_client", "msgpack", "urllib3"),
-    "dashboard": ("dash", "plotly", "flask", "werkzeug", "numpy"),
+    "dashboard": ("dash", "plotly", "flask", "werkzeug", "gunicorn", "numpy"),
 }
 """Extra name -> the modules it installs that fleetgauge imports (pyproject.toml lists them)."""
 

@@ -13,6 +13,7 @@ from fleetgauge.net import parse_allowed_hosts
 from fleetgauge.stores import open_store
 
 if TYPE_CHECKING:
+    from fleetgauge.dashboard.server import ServerOptions
     from fleetgauge.dashboard.thresholds import Resource
 
 NAME = "dashboard"
@@ -29,13 +30,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         " and one for all of them) and a pipeline-metrics page (every recorded value, a"
         " rolling mean, a summary, events), each with CSV download. It listens on"
         " 127.0.0.1; on any other address it asks for a user and password (basic auth)"
-        " unless --insecure is given. SIGTERM or SIGINT stop it.",
+        " unless --insecure is given. It runs on gunicorn: SIGTERM stops it gracefully"
+        " (requests in progress finish), SIGINT at once.",
         epilog="Thresholds file (TOML): 'over_share = 0.25' and one table per resource, such as"
         " '[gpu] warning = 90 critical = 99'. Resources: "
         + ", ".join(r.key for r in _dashboard_resources())
         + ". Environment: FLEETGAUGE_STORE, FLEETGAUGE_DASHBOARD_HOST,"
         " FLEETGAUGE_DASHBOARD_PORT, FLEETGAUGE_DASHBOARD_THRESHOLDS,"
-        " FLEETGAUGE_DASHBOARD_AUTH (user:hash entries), FLEETGAUGE_DASHBOARD_ALLOWED_HOSTS.",
+        " FLEETGAUGE_DASHBOARD_AUTH (user:hash entries), FLEETGAUGE_DASHBOARD_ALLOWED_HOSTS,"
+        " FLEETGAUGE_DASHBOARD_WORKERS. Served by gunicorn (--workers processes); behind a"
+        " reverse proxy under a path, set DASH_REQUESTS_PATHNAME_PREFIX=/PATH/ and have the"
+        " proxy strip PATH.",
     )
     add_store(parser)
     _add_dashboard_args(parser)
@@ -106,6 +111,48 @@ def _add_dashboard_args(parser: argparse.ArgumentParser) -> None:
         help="listen beyond loopback without asking for a password (behind your own proxy)",
     )
     parser.add_argument(
+        "--workers",
+        type=int,
+        default=int(env("FLEETGAUGE_DASHBOARD_WORKERS", "0")),
+        help="gunicorn worker processes, each with --threads threads (default: one per core,"
+        " 2 to 8; FLEETGAUGE_DASHBOARD_WORKERS)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=4,
+        help="requests each worker answers at once (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--header-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="a request's line and headers must arrive within this; until then it waits"
+        " without a thread, then the connection is closed (default: %(default)g)",
+    )
+    parser.add_argument(
+        "--body-timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="a request body must arrive whole within this, or 408 (default: %(default)g)",
+    )
+    parser.add_argument(
+        "--max-connections",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="open connections per worker; beyond, new ones wait to be accepted"
+        " (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="serve on werkzeug's development server in one process instead of gunicorn"
+        " (tracebacks in the log; not for deployment)",
+    )
+    parser.add_argument(
         "--hash-password",
         metavar="USER",
         help="read a password (prompted, or from standard input) and print the 'user:hash'"
@@ -124,6 +171,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not 0 <= args.port <= 65535:
         raise ValueError(f"--port {args.port} is not a TCP port (0 to 65535)")
+    options = None if args.debug else _server_options(args)
     thresholds = load_thresholds(args.thresholds, args.threshold, args.over_share)
     users = auth.load_users(args.auth_file)
     auth.check_bind(args.host, users, args.insecure)
@@ -134,8 +182,32 @@ def run(args: argparse.Namespace) -> int:
     from fleetgauge.dashboard.site import SiteConfig
 
     hosts = parse_allowed_hosts(args.allowed_hosts or "")
-    serve(SiteConfig(args.store, args.host, args.port, thresholds, users, args.insecure, hosts))
+    site = SiteConfig(args.store, args.host, args.port, thresholds, users, args.insecure, hosts)
+    serve(site, options)
     return 0
+
+
+def _server_options(args: argparse.Namespace) -> ServerOptions:
+    """gunicorn's settings from the flags; ValueError naming the flag that is out of range."""
+    from fleetgauge.dashboard.server import ServerOptions, default_workers
+
+    checks = (
+        ("--workers", args.workers, 0, 64),
+        ("--threads", args.threads, 1, 256),
+        ("--header-timeout", args.header_timeout, 0.5, 3600),
+        ("--body-timeout", args.body_timeout, 0.5, 3600),
+        ("--max-connections", args.max_connections, 8, 100_000),
+    )
+    for flag, value, low, high in checks:
+        if not low <= value <= high:
+            raise ValueError(f"{flag} {value:g} is out of range ({low:g} to {high:g})")
+    return ServerOptions(
+        workers=args.workers or default_workers(),
+        threads=args.threads,
+        header_timeout=args.header_timeout,
+        body_timeout=args.body_timeout,
+        max_connections=args.max_connections,
+    )
 
 
 def _read_password() -> str:
