@@ -32,6 +32,7 @@ __all__ = [
     "points_note",
     "metric_figure",
     "compare_figure",
+    "text",
 ]
 
 Figure = dict[str, Any]
@@ -51,6 +52,19 @@ TOTAL_COLOUR = "#111111"
 WARNING_COLOUR = "#e6a700"
 CRITICAL_COLOUR = "#d62728"
 _NS_PER_MS = 1_000_000
+
+
+_MARKUP = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
+
+
+def text(value: str) -> str:
+    """``value`` as Plotly shows it literally: ``<``, ``>`` and ``&`` escaped.
+
+    Plotly reads tags in trace names, titles, hover and annotation text as
+    markup (``<a href>`` becomes a link, ``<b>`` bold, ``<br>`` a line break);
+    every name a client or the store supplies goes through here.
+    """
+    return str(value).translate(_MARKUP)
 
 
 def _round(values: Sequence[float | None] | np.ndarray, digits: int) -> np.ndarray:
@@ -126,10 +140,10 @@ def band_traces(curve: Curve, step_ns: int, colour: str, digits: int, group: str
         **x,
     }
     return [
-        {**common, "name": f"{curve.name} min", "y": _round(lo, digits)},
+        {**common, "name": f"{text(curve.name)} min", "y": _round(lo, digits)},
         {
             **common,
-            "name": f"{curve.name} max",
+            "name": f"{text(curve.name)} max",
             "y": _round(hi, digits),
             "fill": "tonexty",
             "fillcolor": _translucent(colour),
@@ -144,7 +158,7 @@ def _translucent(colour: str, alpha: float = 0.12) -> str:
 
 def _line(curve: Curve, step_ns: int, colour: str, digits: int, width: float, dash: str) -> dict:
     x, (mean,) = curve_xy(curve.times, step_ns, curve.mean)
-    name = f"{curve.name} ({curve.note})" if curve.note else curve.name
+    name = text(f"{curve.name} ({curve.note})" if curve.note else curve.name)
     return {
         "type": "scatter",
         "mode": "lines",
@@ -234,11 +248,11 @@ def empty_figure(title: str, message: str) -> Figure:
     return {
         "data": [],
         "layout": {
-            "title": {"text": title, "x": 0.01},
+            "title": {"text": text(title), "x": 0.01},
             "xaxis": {"visible": False},
             "yaxis": {"visible": False},
             "annotations": [
-                {"text": message, "showarrow": False, "xref": "paper", "yref": "paper"}
+                {"text": text(message), "showarrow": False, "xref": "paper", "yref": "paper"}
             ],
             "height": 200,
             "margin": {"l": 20, "r": 20, "t": 50, "b": 20},
@@ -257,7 +271,7 @@ def metric_figure(view: MetricView, revision: str = "") -> Figure:
                 {
                     "type": "scatter",
                     "mode": "markers",
-                    "name": f"{d.deployment} values",
+                    "name": f"{text(d.deployment)} values",
                     "legendgroup": d.deployment,
                     "x": ms,
                     "y": _round(d.values, 6),
@@ -269,7 +283,7 @@ def metric_figure(view: MetricView, revision: str = "") -> Figure:
             {
                 "type": "scatter",
                 "mode": "lines",
-                "name": f"{d.deployment} {'mean' if d.bucketed else 'rolling mean'}",
+                "name": f"{text(d.deployment)} {'mean' if d.bucketed else 'rolling mean'}",
                 "legendgroup": d.deployment,
                 "x": ms,
                 "y": _round(d.rolling, 6),
@@ -286,7 +300,7 @@ def metric_figure(view: MetricView, revision: str = "") -> Figure:
                 "x": [e.time_ns // _NS_PER_MS for e in view.events],
                 "y": [1] * len(view.events),
                 "yaxis": "y2",
-                "text": [f"{e.name} ({e.deployment}) {e.metadata}" for e in view.events],
+                "text": [text(f"{e.name} ({e.deployment}) {e.metadata}") for e in view.events],
                 "hoverinfo": "text+x",
                 "marker": {"symbol": "triangle-down", "size": 11, "color": TOTAL_COLOUR},
                 "meta": {"kind": "events"},
@@ -301,13 +315,13 @@ def metric_figure(view: MetricView, revision: str = "") -> Figure:
     return {
         "data": data,
         "layout": {
-            "title": {"text": f"{view.metric}<br><sup>{note}</sup>", "x": 0.01},
+            "title": {"text": f"{text(view.metric)}<br><sup>{note}</sup>", "x": 0.01},
             "xaxis": {
                 "type": "date",
                 "title": {"text": "time (UTC)"},
                 "range": [view.start_ns // _NS_PER_MS, view.end_ns // _NS_PER_MS],
             },
-            "yaxis": {"title": {"text": view.metric}},
+            "yaxis": {"title": {"text": text(view.metric)}},
             "yaxis2": {"overlaying": "y", "range": [0, 1.05], "visible": False, "fixedrange": True},
             "legend": {"itemclick": "toggle", "itemdoubleclick": "toggleothers"},
             "margin": {"l": 60, "r": 20, "t": 60, "b": 40},
@@ -346,7 +360,7 @@ def compare_figure(metric: str, executions: Sequence[Any], events: Sequence[Any]
             {
                 "type": "scatter",
                 "mode": "lines+markers",
-                "name": r.execution_id,
+                "name": text(r.execution_id),
                 "legendgroup": r.execution_id,
                 "x": list(xs),
                 "y": _round(lm.values, 6),
@@ -356,7 +370,7 @@ def compare_figure(metric: str, executions: Sequence[Any], events: Sequence[Any]
             }
         )
         marks = [e for e in events if e.tags.get(catalogue.EXECUTION_ID) == r.execution_id]
-        ex, ey, text = [], [], []
+        ex, ey, hover = [], [], []
         for e in marks:
             step = _step_at(lm.steps, lm.times_ns, e.time_ns)
             if step is None:
@@ -364,18 +378,19 @@ def compare_figure(metric: str, executions: Sequence[Any], events: Sequence[Any]
             value = lm.values[lm.steps.index(step)]
             ex.append(step if x == "step" else e.time_ns // _NS_PER_MS)
             ey.append(value)
-            text.append(f"{e.tags.get(catalogue.EVENT_NAME, '')} {e.fields.get('metadata') or ''}")
+            label = f"{e.tags.get(catalogue.EVENT_NAME, '')} {e.fields.get('metadata') or ''}"
+            hover.append(text(label))
         if ex:
             data.append(
                 {
                     "type": "scatter",
                     "mode": "markers",
-                    "name": f"{r.execution_id} events",
+                    "name": f"{text(r.execution_id)} events",
                     "legendgroup": r.execution_id,
                     "showlegend": False,
                     "x": ex,
                     "y": ey,
-                    "text": text,
+                    "text": hover,
                     "hoverinfo": "text+x",
                     "marker": {"symbol": "star", "size": 13, "color": colour},
                     "meta": {"execution_id": r.execution_id, "kind": "events"},
@@ -389,11 +404,11 @@ def compare_figure(metric: str, executions: Sequence[Any], events: Sequence[Any]
         "data": data,
         "layout": {
             "title": {
-                "text": f"{metric}<br><sup>{lines} executions, events as stars</sup>",
+                "text": f"{text(metric)}<br><sup>{lines} executions, events as stars</sup>",
                 "x": 0.01,
             },
             "xaxis": axis,
-            "yaxis": {"title": {"text": metric}},
+            "yaxis": {"title": {"text": text(metric)}},
             "legend": {"title": {"text": "execution (click to hide)"}},
             "margin": {"l": 60, "r": 20, "t": 60, "b": 50},
             "height": 360,
