@@ -19,7 +19,7 @@ import dash
 from dash import Dash, Input, Output, callback, dcc, html, set_props
 from werkzeug.serving import make_server
 
-from fleetgauge.dashboard import auth, download
+from fleetgauge.dashboard import answers, auth, download
 from fleetgauge.dashboard.components import LOCATION, show_banner
 from fleetgauge.dashboard.server import ServerOptions
 from fleetgauge.dashboard.site import SiteConfig, configure
@@ -88,6 +88,7 @@ def create_app(config: SiteConfig) -> Dash:
     app.layout = _shell
     _register_nav([p["module"] for p in dash.page_registry.values()])
     download.install(app.server)
+    answers.install(app.server)
     hosts = f"--allowed-hosts or {auth.ALLOWED_HOSTS_ENV}"
     auth.require_allowed_hosts(app.server, HostPolicy(config.host, config.allowed_hosts, hosts))
     if config.users:

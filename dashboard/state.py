@@ -45,6 +45,10 @@ QUICK_RANGES: dict[str, int] = {
 QUICK_LABELS = {"15m": "15 min", "1h": "1 h", "6h": "6 h", "24h": "24 h", "7d": "7 days"}
 QUICK_LABELS["30d"] = "30 days"
 CUSTOM = "custom"
+EARLIEST_VIEW_NS = 0
+"""A custom range starts at 1970-01-01 at the earliest (no monitoring data is older)."""
+LATEST_VIEW_NS = parse_time("2200-01-01T00:00:00Z")
+"""...and ends by 2200: nearer the stores' limits (1677, 2262) the bucket arithmetic overflows."""
 DEFAULT_RANGE = "24h"
 REFRESH_MS: dict[str, int | None] = {"off": None, "10s": 10_000, "1m": 60_000}
 """Auto-refresh choices and their period in milliseconds."""
@@ -116,6 +120,13 @@ def from_query(query: Mapping[str, object]) -> ViewState:
             start_ns, end_ns = parse_time(start or ""), parse_time(end or "")
             if start_ns >= end_ns:
                 raise ValueError(f"start {start} is not before end {end}")
+            if start_ns < EARLIEST_VIEW_NS or end_ns > LATEST_VIEW_NS:
+                problems.append(
+                    f"custom range clamped to {_iso(EARLIEST_VIEW_NS)} to {_iso(LATEST_VIEW_NS)}:"
+                    f" {start} to {end} reaches past what the pages draw"
+                )
+                start_ns = min(max(start_ns, EARLIEST_VIEW_NS), LATEST_VIEW_NS - NS_PER_S)
+                end_ns = max(min(end_ns, LATEST_VIEW_NS), start_ns + NS_PER_S)
             start, end = _iso(start_ns), _iso(end_ns)
         except ValueError as e:
             problems.append(f"custom range ignored: {e}")

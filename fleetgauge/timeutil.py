@@ -64,7 +64,12 @@ def parse_time(text: str) -> int:
         ) from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return datetime_to_ns(parsed)
+    time_ns = datetime_to_ns(parsed)
+    if not EARLIEST_NS <= time_ns <= LATEST_NS:
+        raise ValueError(
+            f"time {text!r} is outside the times a store can hold (years 1677 to 2262)"
+        )
+    return time_ns
 
 
 def datetime_to_ns(moment: datetime) -> int:

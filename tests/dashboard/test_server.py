@@ -11,6 +11,7 @@ from __future__ import annotations
 import signal
 import socket
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -147,3 +148,34 @@ def test_behind_a_proxy_path_the_page_asks_for_everything_under_it(tmp_path: Pat
     # the browser's requests (callbacks, scripts, styles) all go to /fleet/...
     assert '"requests_pathname_prefix":"\\u002ffleet\\u002f"' in page
     assert '"/fleet/assets/style.css' in page and '"/fleet/_dash-component-suites/' in page
+
+
+def test_malformed_callbacks_get_400_and_unknown_files_404_never_a_traceback(
+    site: DashboardProcess,
+) -> None:
+    bodies = {
+        b"{}": "'output'",
+        b"not json": "not a JSON object",
+        b"[]": "not a JSON object",
+        b'{"output": "nowhere.children", "outputs": {}, "inputs": []}': "nowhere.children",
+        b'{"output": "cards.children", "outputs": {}, "inputs": "x"}': "'inputs' must be a list",
+        b'{"output": "cards.children", "outputs": {}, "inputs": [1]}': "malformed",
+    }
+    for body, reason in bodies.items():
+        request = urllib.request.Request(
+            site.url + "/_dash-update-component",
+            data=body,
+            headers={"Content-Type": "application/json"},
+        )
+        with pytest.raises(urllib.error.HTTPError) as answer:
+            urllib.request.urlopen(request, timeout=10)
+        assert answer.value.code == 400, body
+        assert reason in answer.value.read().decode(), body
+    for path in ("/_dash-component-suites/../../etc/passwd", "/_dash-component-suites/x/y.js"):
+        with socket.create_connection(("127.0.0.1", site.port), timeout=10) as s:
+            s.sendall(
+                f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode()
+            )
+            assert s.recv(100).startswith(b"HTTP/1.1 404"), path
+    assert _timed_get(site.url + "/_dash-layout") < 5  # and the site is fine
+    assert "Traceback" not in site.log(), site.log()

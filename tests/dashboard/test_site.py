@@ -32,7 +32,7 @@ from dashboard_site import (
 from selenium.webdriver.common.by import By
 
 from fleetgauge.read.export import layout
-from fleetgauge.timeutil import parse_time
+from fleetgauge.timeutil import format_time, parse_time
 
 GRAPHS_JS = """
 return Array.from(document.querySelectorAll('.js-plotly-plot')).map(g => ({
@@ -348,3 +348,18 @@ def test_a_store_that_is_down_shows_a_banner_and_the_page_stays(dash_duo, tmp_pa
     finally:
         assert process.stop() == 0
     assert no_traceback(process.log()), process.log()
+
+
+def test_a_custom_range_past_the_stores_limits_gets_a_readable_banner(dash_duo, site: Site) -> None:
+    far = "range=custom&start=0001-01-01T00%3A00%3A00Z&end=9999-12-31T23%3A59%3A59Z"
+    open_page(dash_duo, site.url + "/pipeline?env=test&deployment=model-a&metric=score&" + far)
+    dash_duo.wait_for_contains_text("#banner", "outside the times a store can hold", timeout=20)
+    assert graphs(dash_duo, 1)["score"]["traces"]  # the default range, drawn
+
+    end = format_time(site.seed.end_ns + MINUTE).replace(":", "%3A")
+    open_page(dash_duo, site.url + f"/?env=test&range=custom&start=1677-09-22&end={end}")
+    dash_duo.wait_for_contains_text("#banner", "custom range clamped to 1970-01-01", timeout=20)
+    drawn = graphs(dash_duo, 6)
+    assert values(lines(drawn["CPU"])["w1"]), drawn["CPU"]  # the whole history, from 1970 on
+    assert "could not be drawn" not in dash_duo.find_element("#banner").text
+    assert_clean_console(dash_duo)
