@@ -70,6 +70,7 @@ class AgentConfig:
     collectors: tuple[str, ...] | None = None
     mounts: tuple[str, ...] | None = None
     include_loopback: bool = False
+    share_store: bool = False
     host_proc: str = "/proc"
     host_root: str = "/"
     log_level: str = "info"
@@ -350,6 +351,13 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("mounts", _names, "comma-separated mount points to report (default: all real ones)"),
     Setting("include_loopback", _bool, "also report the loopback network interface", "BOOL"),
+    Setting(
+        "share_store",
+        _bool,
+        "let several agents write one SQLite file (they take turns for its lock); by default"
+        " an agent refuses to start on a file another agent writes",
+        "BOOL",
+    ),
     Setting(
         "host_proc",
         _text,

@@ -33,6 +33,7 @@ from fleetgauge.agent.delivery import Delivery, Spool
 from fleetgauge.agent.exposition import MetricsServer, PipelineSeries, Snapshot
 from fleetgauge.agent.health import Health
 from fleetgauge.agent.push import PushParser, PushServer
+from fleetgauge.agent.writer_lock import WriterLock
 from fleetgauge.stores import Store, StoreError, open_store
 
 __all__ = ["Agent"]
@@ -73,11 +74,15 @@ class Agent:
             self.store = store or open_store(config.store)
         except (OSError, StoreError) as e:
             raise _start_error(config, "store", "cannot open the store", e) from None
+        self._writer_lock = None
         try:
+            self._claim(config)
             self._listen(config)
         except BaseException:
             if store is None:
                 self.store.close()
+            if self._writer_lock is not None:
+                self._writer_lock.release()
             raise
         self._failing: set[str] = set()
         self._stop = threading.Event()
@@ -86,6 +91,16 @@ class Agent:
             job_defaults={"coalesce": True, "max_instances": 1},
             timezone=UTC,
         )
+
+    def _claim(self, config: AgentConfig) -> None:
+        """Take the SQLite file's writer lock, unless agents are told to share it."""
+        database = getattr(self.store, "path", None)
+        if database is None or config.share_store:
+            return
+        try:
+            self._writer_lock = WriterLock(database)
+        except OSError as e:
+            raise _start_error(config, "store", "cannot write there", e) from None
 
     def _listen(self, config: AgentConfig) -> None:
         """The spool, the delivery and both listeners; a start-up error names its setting."""
@@ -231,6 +246,8 @@ class Agent:
             if close is not None:
                 close()
         self.store.close()
+        if self._writer_lock is not None:
+            self._writer_lock.release()
         h = self.health
         log.info(
             "agent stopped: %d samples, %d points written, %d spooled, %d dropped,"

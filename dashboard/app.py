@@ -10,8 +10,10 @@ module each, with its layout and callbacks); data access is in
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import socket
+import tempfile
 import threading
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from werkzeug.serving import make_server
 
 from fleetgauge.dashboard import answers, auth, download
 from fleetgauge.dashboard.components import LOCATION, show_banner
+from fleetgauge.dashboard.logins import LOGINS_ENV
 from fleetgauge.dashboard.server import ServerOptions
 from fleetgauge.dashboard.site import SiteConfig, configure
 from fleetgauge.dashboard.state import from_query, parse_search, to_search
@@ -134,6 +137,9 @@ def serve(config: SiteConfig, options: ServerOptions | None = None) -> None:
     for deployment).
     """
     _check_port(config.host, config.port)
+    # failed logins counted once for every worker process (forked from here)
+    directory = tempfile.mkdtemp(prefix="fleetgauge-dashboard-")
+    os.environ.setdefault(LOGINS_ENV, os.path.join(directory, "logins.db"))
     if options is not None:
         from fleetgauge.dashboard.server import run
 

@@ -18,8 +18,10 @@ so successful checks are remembered in a small LRU cache keyed by an HMAC-SHA256
 (per-process random key) of user, password and hash: the cache holds neither
 passwords nor hashes, and a changed hash never matches an old entry.
 
-Error messages and the module never show a password or a hash; they name the
-source, the line and, once known, the user.
+Failed logins are limited per client address (:mod:`~fleetgauge.dashboard.logins`:
+429 with ``Retry-After`` after 5 in a minute). Error messages, log lines and the
+module never show a password or a hash; they name the source, the line and,
+once known, the user.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import base64
 import hashlib
 import hmac
 import json
+import math
 import os
 import re
 import secrets
@@ -39,6 +42,7 @@ from pathlib import Path
 import flask
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from fleetgauge.dashboard.logins import LoginLimiter
 from fleetgauge.net import HostPolicy, is_loopback
 
 __all__ = [
@@ -138,12 +142,16 @@ def auth_line(user: str, password: str) -> str:
 
 
 def require_basic_auth(
-    server: flask.Flask, users: dict[str, str], realm: str = "fleetgauge"
+    server: flask.Flask,
+    users: dict[str, str],
+    realm: str = "fleetgauge",
+    limiter: LoginLimiter | None = None,
 ) -> None:
     """Make every request to ``server`` need one of ``users``' passwords (HTTP basic auth).
 
     ``users`` maps a user name to a werkzeug hash, as ``load_users`` returns.
-    Requests without valid credentials get 401 and a ``WWW-Authenticate`` challenge.
+    Requests without valid credentials get 401 and a ``WWW-Authenticate`` challenge;
+    an address with too many failed logins gets 429 (``limiter``, default: the site's).
     """
     if not users:
         raise ValueError("require_basic_auth needs at least one user")
@@ -152,13 +160,25 @@ def require_basic_auth(
         if problem:
             raise ValueError(f"user {user!r}: {problem}")
     checker = _Checker(users)
+    limiter = limiter or LoginLimiter()
     quoted_realm = realm.replace("\\", "\\\\").replace('"', '\\"')
     challenge = f'Basic realm="{quoted_realm}", charset="UTF-8"'
 
     def guard() -> flask.Response | None:
         credentials = _basic_credentials(flask.request.headers.get("Authorization", ""))
-        if credentials is not None and checker.check(*credentials):
-            return None
+        if credentials is not None:
+            address = flask.request.remote_addr or "unknown"
+            wait = limiter.blocked(address)
+            if not wait and checker.check(*credentials):
+                return None
+            wait = wait or limiter.failed(address, credentials[0])
+            if wait:
+                return flask.Response(
+                    "Too many failed logins from this address: try again later.\n",
+                    status=429,
+                    mimetype="text/plain",
+                    headers={"Retry-After": str(math.ceil(wait)), "Cache-Control": "no-store"},
+                )
         return flask.Response(
             "Authentication required.\n",
             status=401,

@@ -2,7 +2,8 @@
 
 Real processes, as a user starts them: a port another program holds (given by flag
 and by environment variable), a spool directory that is a file, a store that
-cannot be opened, and the dashboard on a busy port. No traceback, nothing left
+cannot be opened, a SQLite file another agent writes, and the dashboard on a
+busy port. No traceback, nothing left
 listening.
 """
 
@@ -84,6 +85,32 @@ def test_a_store_that_cannot_be_opened(tmp_path: Path) -> None:
     assert (
         f"store {url} (from environment variable FLEETGAUGE_STORE): cannot open the store" in line
     )
+
+
+def test_a_second_agent_on_one_sqlite_file_refuses_unless_told_to_share(tmp_path: Path) -> None:
+    from agent_process import AgentProcess
+
+    store = f"sqlite:///{tmp_path / 'shared.db'}"
+    (tmp_path / "first").mkdir()
+    first = AgentProcess(tmp_path / "first", "--store", store, "--collectors", "cpu")
+    with first:
+        assert first.proc is not None
+        args = [*AGENT, "--store", store, "--push-port", "0", "--metrics-port", "0"]
+        line = one_line(run([*args, "--spool-dir", str(tmp_path / "s2")], tmp_path))
+        assert f"store {store} (from flag --store): cannot write there" in line
+        assert f"another agent (pid {first.proc.pid}) writes this SQLite file" in line
+        assert "--share-store" in line
+        # told to share, a second agent starts and writes too
+        (tmp_path / "second").mkdir()
+        shared = AgentProcess(
+            tmp_path / "second", "--store", store, "--collectors", "cpu", "--share-store", "true"
+        )
+        with shared:
+            assert shared.value("fleetgauge_agent_samples_total") >= 0
+    # once the first has stopped, the file is free again
+    again = AgentProcess(tmp_path / "first", "--store", store, "--collectors", "cpu")
+    with again:
+        assert again.proc is not None and again.proc.poll() is None
 
 
 def test_the_dashboard_on_a_busy_port(tmp_path: Path, busy_port: int) -> None:

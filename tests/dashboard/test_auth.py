@@ -26,6 +26,7 @@ from fleetgauge.dashboard.auth import (
     parse_users,
     require_basic_auth,
 )
+from fleetgauge.dashboard.logins import LoginLimiter
 
 PASSWORD = "correct:horse battery"
 FAKE_HASH = "pbkdf2:sha256:600000$SALTsalt$" + "ab" * 32
@@ -44,7 +45,8 @@ def base_url(alice_hash: str) -> Iterator[str]:
     app = flask.Flask(__name__)
     app.add_url_rule("/", "index", lambda: "ok")
     app.add_url_rule("/download/<name>", "download", lambda name: "ok")
-    require_basic_auth(app, {"alice": alice_hash})
+    # these tests send many wrong passwords: the login limit has its own test
+    require_basic_auth(app, {"alice": alice_hash}, limiter=LoginLimiter(attempts=10_000))
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -139,3 +139,37 @@ def test_with_users_every_route_asks_for_a_password(tmp_path: Path) -> None:
     finally:
         assert process.stop() == 0
     assert "s3cret-pw" not in process.log() and line.split(":", 1)[1].strip() not in process.log()
+
+
+def test_password_guessing_is_limited_per_address_across_workers(tmp_path: Path) -> None:
+    store = f"sqlite:///{tmp_path / 'fg.db'}"
+    open_store(store).close()
+    line = _dashboard("--hash-password", "alice", stdin="s3cret-pw\n").stdout
+    users = tmp_path / "users"
+    users.write_text(line)
+    process = DashboardProcess(store, tmp_path / "log", "--auth-file", str(users), "--workers", "2")
+
+    def attempt(password: str) -> tuple[int, str | None]:
+        request = urllib.request.Request(process.url + "/_dash-layout")
+        token = base64.b64encode(f"alice:{password}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+        request.add_header("Connection", "close")  # each try may reach either worker
+        try:
+            with urllib.request.urlopen(request, timeout=10) as r:
+                return r.status, None
+        except urllib.error.HTTPError as e:
+            return e.code, e.headers.get("Retry-After")
+
+    try:
+        process.wait_ready()
+        assert attempt("s3cret-pw")[0] == 200
+        answers = [attempt(f"guess-{i}") for i in range(5)]
+        assert [code for code, _ in answers] == [401, 401, 401, 401, 429], answers
+        code, retry_after = attempt("s3cret-pw")  # even the right one, while blocked
+        assert code == 429 and retry_after is not None and 50 <= int(retry_after) <= 60
+    finally:
+        assert process.stop() == 0
+    log = process.log()
+    assert "failed login for user 'alice' from 127.0.0.1 (1 of 5)" in log
+    assert "refusing this address (429) for 60 s" in log
+    assert "guess-" not in log and "s3cret" not in log  # never a password
