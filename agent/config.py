@@ -62,6 +62,8 @@ class AgentConfig:
     push_token: str | None = None
     push_max_body: int = 4 * 1024 * 1024
     push_max_reading_bytes: int = 64 * 1024 * 1024
+    push_max_series: int = 30_000
+    push_series_idle: float = 3600.0
     header_timeout: float = 10.0
     body_timeout: float = 30.0
     max_connections: int = 0
@@ -304,6 +306,21 @@ SETTINGS: tuple[Setting, ...] = (
         "SIZE",
     ),
     Setting(
+        "push_max_series",
+        _int,
+        "distinct pushed series (a metric, event or execution with one set of names) active at"
+        " once; a value of a new series beyond is refused (429, counted) while known series"
+        " keep flowing (default: 30000, about 100 MB)",
+        "N",
+    ),
+    Setting(
+        "push_series_idle",
+        _seconds,
+        "seconds without a value after which a pushed series no longer counts as active"
+        " (default: 3600)",
+        "SECONDS",
+    ),
+    Setting(
         "header_timeout",
         _seconds,
         "seconds a request's line and headers may take to arrive on either listener; then"
@@ -461,6 +478,10 @@ def _check(c: AgentConfig) -> None:
         raise bad("push_max_body", "must be between 1KiB and 256MiB")
     if not c.push_max_body <= c.push_max_reading_bytes <= 4 * 1024 * 1024 * 1024:
         raise bad("push_max_reading_bytes", "must be between push_max_body and 4GiB")
+    if not 1 <= c.push_max_series <= 10_000_000:
+        raise bad("push_max_series", "must be between 1 and 10000000")
+    if not 1 <= c.push_series_idle <= 30 * 86400:
+        raise bad("push_series_idle", "must be between 1 second and 30 days")
     for name in ("header_timeout", "body_timeout"):
         if not 0.5 <= getattr(c, name) <= 3600:
             raise bad(name, "must be between 0.5 and 3600 seconds")

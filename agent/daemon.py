@@ -33,6 +33,7 @@ from fleetgauge.agent.delivery import Delivery, Spool
 from fleetgauge.agent.exposition import MetricsServer, PipelineSeries, Snapshot
 from fleetgauge.agent.health import Health
 from fleetgauge.agent.push import PushParser, PushServer
+from fleetgauge.agent.push.series import SeriesLimit
 from fleetgauge.agent.writer_lock import WriterLock
 from fleetgauge.stores import Store, StoreError, open_store
 
@@ -151,6 +152,11 @@ class Agent:
             self.series,
             token=config.push_token,
             max_body=config.push_max_body,
+            series_limit=SeriesLimit(
+                config.push_max_series,
+                config.push_series_idle,
+                lambda n: self.health.push_refused("series_limit", n),
+            ),
             allowed_hosts=config.allowed_hosts,
             limits=self._limits(config),
         )

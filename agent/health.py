@@ -50,6 +50,9 @@ class Health:
         self.push_accepted = made[catalogue.AGENT_PUSH_ACCEPTED.name]
         self.push_unexposed = made[catalogue.AGENT_PUSH_UNEXPOSED.name]
         self._refused = made[catalogue.AGENT_REQUESTS_REFUSED.name]
+        self._push_refused = made[catalogue.AGENT_PUSH_REFUSED.name]
+        self.push_series = made[catalogue.AGENT_PUSH_SERIES.name]
+        self._push_refused.labels(*identity, "series_limit")
         for reason in ("spool_full", "rejected", "invalid", "spool_error"):
             self._points_dropped.labels(*identity, reason)  # visible at 0 from the start
         for code in ("202", "400", "503"):
@@ -72,6 +75,10 @@ class Health:
     def refused(self, listener: str, reason: str) -> None:
         """Count one request ``listener`` (push, metrics) refused for ``reason``."""
         self._refused.labels(*self.identity, listener, reason).inc()
+
+    def push_refused(self, reason: str, values: int) -> None:
+        """Count pushed values refused for ``reason`` (series_limit)."""
+        self._push_refused.labels(*self.identity, reason).inc(values)
 
     def dropped(self, reason: str, points: int) -> None:
         """Count points given up for ``reason`` (spool_full, rejected, invalid, spool_error)."""

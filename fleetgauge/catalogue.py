@@ -443,6 +443,16 @@ AGENT_REQUESTS_REFUSED = HealthMetric(
     " bodies read at once), backpressure (values it could neither store nor spool)",
     ("listener", "reason"),
 )
+AGENT_PUSH_REFUSED = HealthMetric(
+    _H + "push_refused_values_total",
+    "counter",
+    "Pushed values refused, by reason (series_limit: a new series while push_max_series are"
+    " active)",
+    ("reason",),
+)
+AGENT_PUSH_SERIES = HealthMetric(
+    _H + "push_series", "gauge", "Distinct pushed series active (a value within push_series_idle)"
+)
 AGENT_HEALTH = (
     AGENT_SAMPLES,
     AGENT_SAMPLE_SECONDS,
@@ -459,5 +469,7 @@ AGENT_HEALTH = (
     AGENT_PUSH_ACCEPTED,
     AGENT_PUSH_UNEXPOSED,
     AGENT_REQUESTS_REFUSED,
+    AGENT_PUSH_REFUSED,
+    AGENT_PUSH_SERIES,
 )
 """Every agent-health metric; Grafana boards and alert rules take names from here."""

@@ -45,14 +45,19 @@ class PushError(Exception):
         index: int | None = None,
         field: str | None = None,
         retry_after: float | None = None,
+        reason: str | None = None,
     ) -> None:
         super().__init__(message)
         self.status, self.message, self.index, self.field = status, message, index, field
         self.retry_after = retry_after  # seconds, sent as Retry-After
+        self.reason = reason  # a refusal's kind, for clients that count them (series_limit)
 
     def body(self) -> dict[str, Any]:
         """The JSON answer."""
-        return {"error": self.message, "index": self.index, "field": self.field}
+        body = {"error": self.message, "index": self.index, "field": self.field}
+        if self.reason is not None:
+            body["reason"] = self.reason
+        return body
 
 
 def _bad(index: int, field: str | None, message: str) -> PushError:

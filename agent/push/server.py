@@ -62,6 +62,7 @@ from fleetgauge.agent.health import Health
 from fleetgauge.agent.listener import ListenerGuard
 from fleetgauge.agent.push.keys import RecentKeys
 from fleetgauge.agent.push.parser import PushError, PushParser
+from fleetgauge.agent.push.series import SeriesLimit
 from fleetgauge.catalogue import Point
 
 __all__ = ["PushServer"]
@@ -125,6 +126,7 @@ class PushServer:
         health: Health,
         series: PipelineSeries | None = None,
         token: str | None = None,
+        series_limit: SeriesLimit | None = None,
         max_body: int = protocol.DEFAULT_MAX_BODY,
         clock: Callable[[], int] = time.time_ns,
         allowed_hosts: tuple[str, ...] = (),
@@ -133,6 +135,7 @@ class PushServer:
         self._guard = ListenerGuard("push", host, token, allowed_hosts, health.refused)
         self._watch = ConnectionWatch("push", limits, health.refused)
         self.parser, self.delivery, self.health, self.series = parser, delivery, health, series
+        self.series_limit = series_limit
         self.max_body = max_body
         self._clock = clock
         self._parsing = threading.BoundedSemaphore(_PARALLEL_REQUESTS)
@@ -262,6 +265,18 @@ class PushServer:
         except orjson.JSONDecodeError as e:
             raise PushError(400, f"the body is not valid JSON: {e}") from None
         points = parse(doc, self._clock())
+        refused = 0
+        if self.series_limit is not None and points:
+            points, refused = self.series_limit.admit(points)
+            self.health.push_series.set(self.series_limit.active)
+            if refused and not points:
+                raise PushError(
+                    429,
+                    f"{refused} values of new series refused: {self.series_limit.limit} series"
+                    " are active, the limit (push_max_series, FLEETGAUGE_PUSH_MAX_SERIES); known"
+                    " series are still taken",
+                    reason="series_limit",
+                )
         if points:
             self.delivery.wait_for_room(_ROOM_WAIT_S)
             self.delivery.add(points, validated=True)
@@ -269,6 +284,8 @@ class PushServer:
                 self.health.push_unexposed.inc(self.series.record(points))
             self.health.push_accepted.inc(len(points))
         answer: dict[str, Any] = {"accepted": len(points)}
+        if refused:
+            answer["refused"] = {"series_limit": refused}
         if parse == self.parser.executions:
             answer["execution_ids"] = [p.tags[catalogue.EXECUTION_ID] for p in points]
         if key is not None:

@@ -5,7 +5,9 @@ thread takes up to ``batch_size`` of them at a time, turns them into items
 (:class:`~fleetgauge.sdk.items.ItemBuilder`; a value the agent would refuse is
 dropped and counted as ``invalid``), and POSTs them to the push endpoint over one
 kept-alive HTTP connection. While the agent reads one batch the thread builds
-the next. A refused request (4xx) is dropped and counted; a failed one (no
+the next. A refused request (4xx) is dropped and counted, as are values the agent
+refuses because they start a series over its limit (``series_limit``, from a 202
+or a 429 naming it); a failed one (no
 answer, 408, 429, 5xx: the agent answers 503 while it can neither store nor
 spool) is kept and sent again under the same ``Idempotency-Key`` with backoff
 (0.2 s doubling to 5 s, or the agent's ``Retry-After`` when longer), so the
@@ -45,6 +47,7 @@ DROP_REASONS = (
     "rejected",
     "closed",
     "misconfigured",
+    "series_limit",
     "undelivered_at_close",
     "undelivered_at_exit",
 )
@@ -326,10 +329,16 @@ class Sender:
             except AgentUnreachable as e:
                 return self._failed(str(e))
             if status < 300:
-                self.counts["sent"] += len(request.items)
+                refused = _series_refused(data)
+                self.counts["sent"] += len(request.items) - refused
+                if refused:
+                    self._series_limit(refused)
                 self._pending.pop(0)
             elif status == 413 and len(request.items) > 1:
                 self._split_first()
+            elif status == 429 and b'"series_limit"' in data:
+                self._series_limit(len(request.items), _error(data))
+                self._pending.pop(0)
             elif status in (408, 429) or status >= 500:
                 return self._failed(f"HTTP {status}: {_error(data)}", retry_after)
             else:
@@ -339,6 +348,17 @@ class Sender:
             log.info("fleetgauge sdk: agent at %s reachable again", self.url)
         self._delay = self._retry_at = 0.0
         return True
+
+    def _series_limit(self, n: int, error: str = "") -> None:
+        """The agent refused ``n`` values of new series (its series limit): counted, not retried."""
+        self.counts["series_limit"] += n
+        self._warn_once(
+            "series_limit",
+            "fleetgauge sdk: agent at %s refused values of new series (its limit of active"
+            " series): %s",
+            self.url,
+            error or f"{n} values",
+        )
 
     def _split_first(self) -> None:
         r = self._pending[0]
@@ -415,6 +435,16 @@ class Sender:
             return
         self._warned.add(key)
         log.warning(message + " (logged once; see stats())", *args, exc_info=exc_info)
+
+
+def _series_refused(data: bytes) -> int:
+    """Values of an accepted batch that the agent refused for its series limit."""
+    if b"refused" not in data:
+        return 0
+    try:
+        return int(orjson.loads(data)["refused"].get("series_limit", 0))
+    except Exception:
+        return 0
 
 
 def _error(data: bytes) -> str:

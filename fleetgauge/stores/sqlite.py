@@ -78,6 +78,11 @@ _RETENTION_EVERY_NS = 600 * NS_PER_S
 _MAX_PARAMS = 900
 
 
+# Series ids a writer keeps at hand; past this the caches start over (a client inventing
+# series must not grow them without bound: 900,000 series took an agent to 2.0 GB).
+_MAX_WRITE_SERIES = 30_000
+
+
 def _tags_text(tags: dict[str, str]) -> str:
     return json.dumps(dict(sorted(tags.items())), ensure_ascii=False, separators=(",", ":"))
 
@@ -180,6 +185,9 @@ class SQLiteStore:
         sid = self._series_fast.get(fast)
         if sid is not None:
             return sid
+        if len(self._series_fast) >= _MAX_WRITE_SERIES:  # bounded: ids are found again in the db
+            self._series_fast.clear()
+            self._series.clear()
         key = (measurement, _tags_text(tags))
         sid = self._series.get(key)
         if sid is None:
@@ -187,8 +195,7 @@ class SQLiteStore:
             (sid,) = self._db.execute(
                 "SELECT id FROM series WHERE measurement = ? AND tags = ?", key
             ).fetchone()
-            self._series[key] = sid
-            self._series_tags[sid] = (measurement, dict(tags))
+            self._series[key] = sid  # reads learn of it from the table (_refresh)
         self._series_fast[fast] = sid
         return sid
 

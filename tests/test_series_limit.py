@@ -1,0 +1,117 @@
+"""A client inventing series cannot fill the agent's memory (issue 20, point 4).
+
+The real agent, a SQLite store, and 300,000 values each of a new series (as a
+client that puts a request id in a deployment name would send): the agent
+takes the first ``push_max_series`` (30,000 by default), refuses the rest with
+a count and a reason while a known series keeps flowing, answers no 5xx, and
+grows by less than 200 MB. Once the series have been idle for
+``push_series_idle`` they no longer count and new ones are taken again.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import time
+from pathlib import Path
+
+from agent_process import AgentProcess
+
+from fleetgauge import catalogue, protocol
+from fleetgauge.sdk import MetricsClient
+from fleetgauge.stores import open_store
+
+S = 1_000_000_000
+LIMIT = 30_000  # the default
+IDLE_S = 20
+
+
+def _rss(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+def _post(conn: http.client.HTTPConnection, items: list[dict]) -> tuple[int, dict]:
+    conn.request(
+        "POST",
+        protocol.PUSH_METRICS_PATH,
+        json.dumps({"metrics": items}),
+        {"Content-Type": "application/json"},
+    )
+    response = conn.getresponse()
+    return response.status, json.loads(response.read())
+
+
+def test_300k_new_series_are_refused_past_the_limit_known_ones_flow_and_memory_stays_bounded(
+    tmp_path: Path,
+) -> None:
+    agent = AgentProcess(
+        tmp_path,
+        *("--store", f"sqlite:///{tmp_path / 'fg.db'}", "--worker", "series-worker"),
+        *("--collectors", "cpu", "--flush-interval", "1", "--push-series-idle", str(IDLE_S)),
+    )
+    with agent:
+        assert agent.proc is not None
+        conn = http.client.HTTPConnection("127.0.0.1", agent.push_port, timeout=60)
+        steady = {"metric": "latency", "value": 1.0, "deployment": "steady"}
+        assert _post(conn, [steady])[0] == 202
+        time.sleep(1)
+        idle_rss = _rss(agent.proc.pid)
+        statuses: dict[int, int] = {}
+        accepted = refused = 0
+        peak = idle_rss
+        for first in range(0, 300_000, 5000):
+            items = [
+                {"metric": "score", "value": 0.5, "deployment": f"request-{i}"}
+                for i in range(first, first + 5000)
+            ]
+            status, answer = _post(conn, [*items, steady])
+            statuses[status] = statuses.get(status, 0) + 1
+            assert status == 202, answer  # the steady series is always taken
+            accepted += answer["accepted"]
+            refused += answer.get("refused", {}).get("series_limit", 0)
+            peak = max(peak, _rss(agent.proc.pid))
+        # a batch of nothing but new series: 429 naming the limit and its setting
+        status, answer = _post(conn, [{"metric": "score", "value": 1, "deployment": "new-one"}])
+        assert status == 429 and answer["reason"] == "series_limit", answer
+        assert "push_max_series" in answer["error"] and str(LIMIT) in answer["error"]
+        assert accepted == (LIMIT - 1) + 60  # the new series up to the limit, and steady
+        assert refused == 300_000 - (LIMIT - 1)
+        assert agent.value("fleetgauge_agent_push_refused_values_total") == refused + 1
+        assert agent.value("fleetgauge_agent_push_series") == LIMIT
+        growth = peak - idle_rss
+        assert growth < 200 * 2**20, f"agent RSS grew {growth / 2**20:.0f} MB"
+
+        # the SDK counts what the agent refused, by reason
+        client = MetricsClient(url=f"http://127.0.0.1:{agent.push_port}", deployment="sdk-new")
+        client.record_metric_value("score", 1)
+        assert client.flush(timeout=10)
+        assert client.stats()["dropped"]["series_limit"] == 1
+        client.close()
+
+        # after the idle time the invented series are forgotten; new ones are taken again
+        deadline = time.monotonic() + IDLE_S + 30
+        while True:
+            status, answer = _post(conn, [{**steady, "deployment": "after-idle"}, steady])
+            if status == 202 and "refused" not in answer:
+                break
+            assert time.monotonic() < deadline, answer
+            time.sleep(2)
+        assert agent.value("fleetgauge_agent_push_series") < 10
+        conn.close()
+        assert "refused" in agent.log() and "push_max_series" in agent.log()
+        assert agent.log().count("values of new series") <= 2  # at most once a minute
+        code, _ = agent.stop(timeout=60)
+    assert code == 0, agent.log()
+    store = open_store(f"sqlite:///{tmp_path / 'fg.db'}", create=False)
+    try:
+        deployments = {
+            p.tags[catalogue.DEPLOYMENT]
+            for p in store.stream_points(catalogue.PIPELINE_METRIC.name, 0, time.time_ns() + S)
+        }
+    finally:
+        store.close()
+    assert len(deployments) == LIMIT + 1  # the first LIMIT - 1 invented, steady, after-idle
+    print(f"series: idle RSS {idle_rss / 2**20:.0f} MB, peak +{growth / 2**20:.0f} MB")
