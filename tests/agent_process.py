@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import signal
@@ -15,6 +16,20 @@ from typing import Any
 
 from influx_server import free_port
 from prometheus_client.parser import text_string_to_metric_families
+
+from fleetgauge import protocol
+
+
+def push_metrics(conn: http.client.HTTPConnection, items: list[dict]) -> tuple[int, dict]:
+    """POST ``items`` to ``/v1/metrics`` on a kept-alive connection: status and JSON answer."""
+    conn.request(
+        "POST",
+        protocol.PUSH_METRICS_PATH,
+        json.dumps({"metrics": items}),
+        {"Content-Type": "application/json"},
+    )
+    response = conn.getresponse()
+    return response.status, json.loads(response.read())
 
 
 class AgentProcess:

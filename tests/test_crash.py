@@ -11,7 +11,6 @@ nothing is stored that was not sent.
 from __future__ import annotations
 
 import http.client
-import json
 import random
 import signal
 import sqlite3
@@ -19,10 +18,10 @@ import threading
 import time
 from pathlib import Path
 
-from agent_process import AgentProcess
+from agent_process import AgentProcess, push_metrics
 from influx_server import free_port
 
-from fleetgauge import catalogue, protocol
+from fleetgauge import catalogue
 from fleetgauge.stores import open_store
 
 S = 1_000_000_000
@@ -62,18 +61,11 @@ class Pusher:
             try:
                 if conn is None:
                     conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
-                conn.request(
-                    "POST",
-                    protocol.PUSH_METRICS_PATH,
-                    json.dumps({"metrics": items}),
-                    {"Content-Type": "application/json"},
-                )
-                response = conn.getresponse()
-                response.read()
-                if response.status == 202:
+                status, _ = push_metrics(conn, items)
+                if status == 202:
                     now = time.monotonic()
                     self.acked.update((i, now) for i in range(first, first + 50))
-            except (OSError, http.client.HTTPException):
+            except (OSError, http.client.HTTPException, ValueError):
                 if conn is not None:
                     conn.close()
                 conn = None

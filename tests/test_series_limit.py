@@ -11,13 +11,12 @@ grows by less than 200 MB. Once the series have been idle for
 from __future__ import annotations
 
 import http.client
-import json
 import time
 from pathlib import Path
 
-from agent_process import AgentProcess
+from agent_process import AgentProcess, push_metrics
 
-from fleetgauge import catalogue, protocol
+from fleetgauge import catalogue
 from fleetgauge.sdk import MetricsClient
 from fleetgauge.stores import open_store
 
@@ -33,17 +32,6 @@ def _rss(pid: int) -> int:
     raise AssertionError("no VmRSS")
 
 
-def _post(conn: http.client.HTTPConnection, items: list[dict]) -> tuple[int, dict]:
-    conn.request(
-        "POST",
-        protocol.PUSH_METRICS_PATH,
-        json.dumps({"metrics": items}),
-        {"Content-Type": "application/json"},
-    )
-    response = conn.getresponse()
-    return response.status, json.loads(response.read())
-
-
 def test_300k_new_series_are_refused_past_the_limit_known_ones_flow_and_memory_stays_bounded(
     tmp_path: Path,
 ) -> None:
@@ -56,7 +44,7 @@ def test_300k_new_series_are_refused_past_the_limit_known_ones_flow_and_memory_s
         assert agent.proc is not None
         conn = http.client.HTTPConnection("127.0.0.1", agent.push_port, timeout=60)
         steady = {"metric": "latency", "value": 1.0, "deployment": "steady"}
-        assert _post(conn, [steady])[0] == 202
+        assert push_metrics(conn, [steady])[0] == 202
         time.sleep(1)
         idle_rss = _rss(agent.proc.pid)
         statuses: dict[int, int] = {}
@@ -67,14 +55,16 @@ def test_300k_new_series_are_refused_past_the_limit_known_ones_flow_and_memory_s
                 {"metric": "score", "value": 0.5, "deployment": f"request-{i}"}
                 for i in range(first, first + 5000)
             ]
-            status, answer = _post(conn, [*items, steady])
+            status, answer = push_metrics(conn, [*items, steady])
             statuses[status] = statuses.get(status, 0) + 1
             assert status == 202, answer  # the steady series is always taken
             accepted += answer["accepted"]
             refused += answer.get("refused", {}).get("series_limit", 0)
             peak = max(peak, _rss(agent.proc.pid))
         # a batch of nothing but new series: 429 naming the limit and its setting
-        status, answer = _post(conn, [{"metric": "score", "value": 1, "deployment": "new-one"}])
+        status, answer = push_metrics(
+            conn, [{"metric": "score", "value": 1, "deployment": "new-one"}]
+        )
         assert status == 429 and answer["reason"] == "series_limit", answer
         assert "push_max_series" in answer["error"] and str(LIMIT) in answer["error"]
         assert accepted == (LIMIT - 1) + 60  # the new series up to the limit, and steady
@@ -94,7 +84,7 @@ def test_300k_new_series_are_refused_past_the_limit_known_ones_flow_and_memory_s
         # after the idle time the invented series are forgotten; new ones are taken again
         deadline = time.monotonic() + IDLE_S + 30
         while True:
-            status, answer = _post(conn, [{**steady, "deployment": "after-idle"}, steady])
+            status, answer = push_metrics(conn, [{**steady, "deployment": "after-idle"}, steady])
             if status == 202 and "refused" not in answer:
                 break
             assert time.monotonic() < deadline, answer
