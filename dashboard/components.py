@@ -274,6 +274,27 @@ def dropdown(
     )
 
 
+MAX_OPTIONS = 300
+"""Options a dropdown is sent at most; the rest are found by typing (server-side search)."""
+
+
+def capped_options(values: Sequence[str], selected: Sequence[str], search: str = "") -> list[dict]:
+    """Dropdown options: the selected values, then up to MAX_OPTIONS of ``values`` (sorted)
+    that contain ``search`` (case-insensitive), and a disabled line saying how many more
+    there are. A store with hundreds of thousands of names sends a page a few hundred."""
+    needle = search.strip().lower()
+    matching = sorted(v for v in values if needle in v.lower()) if needle else sorted(values)
+    chosen = [v for v in selected if v]
+    shown = chosen + [v for v in matching[: MAX_OPTIONS + len(chosen)] if v not in chosen]
+    shown = shown[: max(MAX_OPTIONS, len(chosen))]
+    options = [{"label": v, "value": v} for v in shown]
+    more = len(set(matching) - set(shown))
+    if more:
+        hint = f"{more:,} more: type part of a name to find it"
+        options.append({"label": hint, "value": "\0more", "disabled": True})
+    return options
+
+
 def banner_children(messages: Sequence[str]) -> list:
     """The banner's text: one line per problem."""
     return [html.Div(m) for m in messages]

@@ -25,6 +25,7 @@ __all__ = [
     "EventMark",
     "read_metric",
     "metric_options",
+    "list_deployments",
     "RAW_LIMIT",
 ]
 
@@ -110,6 +111,14 @@ def _where(
     return where or None
 
 
+def list_deployments(
+    store: StoreReader, start_ns: int, end_ns: int, environment: str | None
+) -> list[str]:
+    """Deployments with a pipeline metric value in the window."""
+    m = [catalogue.PIPELINE_METRIC.name]
+    return store.tag_values(catalogue.DEPLOYMENT, start_ns, end_ns, m, _where(environment))
+
+
 def metric_options(
     store: StoreReader,
     start_ns: int,
@@ -120,7 +129,7 @@ def metric_options(
 ) -> tuple[list[str], list[str], list[str]]:
     """Deployments, pipelines (of the chosen deployments) and metrics (of both) in the window."""
     m = [catalogue.PIPELINE_METRIC.name]
-    found = store.tag_values(catalogue.DEPLOYMENT, start_ns, end_ns, m, _where(environment))
+    found = list_deployments(store, start_ns, end_ns, environment)
     chosen = _where(environment, deployments)
     pipelines = store.tag_values(catalogue.PIPELINE, start_ns, end_ns, m, chosen)
     metrics = store.tag_values(

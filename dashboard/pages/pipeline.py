@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dash
-from dash import Input, Output, callback, ctx, dcc, html, no_update
+from dash import Input, Output, State, callback, ctx, dcc, html, no_update
 
 from fleetgauge.dashboard import components, figures
 from fleetgauge.dashboard.data import listings
@@ -97,6 +97,28 @@ def _options(values: list[str]) -> list[dict]:
 
 
 @callback(
+    Output("deployments", "options", allow_duplicate=True),
+    Input("deployments", "search_value"),
+    State("deployments", "value"),
+    components.SEARCH,
+    prevent_initial_call=True,
+)
+def find_deployments(typed, selected, search):
+    """The deployments whose names contain what the user types (the list is capped)."""
+    if typed is None:
+        return no_update
+    state = components.view_of(search)
+    start_ns, end_ns = components.window_of(state)
+    try:
+        with current().pool.store() as store:
+            deployments = data.list_deployments(store, start_ns, end_ns, state.env)
+    except StoreError as e:
+        components.report_store_error(e)
+        return no_update
+    return components.capped_options(deployments, selected or [], typed)
+
+
+@callback(
     Output("metric-graph", "figure"),
     Output("summary", "children"),
     Output("deployments", "options"),
@@ -157,7 +179,7 @@ def load(width, _refresh, _tick, relayout, search):
     return (
         figure,
         summary,
-        _options(sorted({*deployments, *state.deployment})),
+        components.capped_options(deployments, state.deployment),
         _options(sorted({*pipelines, *([state.pipeline] if state.pipeline else [])})),
         _options(sorted({*names, *([state.metric] if state.metric else [])})),
         f"{metric} (the first one)" if metric and not state.metric else "pick a metric",
