@@ -52,7 +52,7 @@ SMALL_BODY = 256 * 1024
 IDLE_TIMEOUT = 120.0
 """Seconds a kept-alive connection may wait for its next request."""
 
-_TICK_S = 0.2
+_TICK_S = 1.0
 _RESERVED_DESCRIPTORS = 64  # the store, the spool, /proc files, logs
 
 
@@ -103,6 +103,7 @@ class ConnectionWatch:
         self._conns: dict[socket.socket, _Conn] = {}
         self._reading = 0
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"{name}-watch", daemon=True)
 
     @property
@@ -115,6 +116,7 @@ class ConnectionWatch:
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
 
     # --- phases ---------------------------------------------------------------------
     def admit(self, sock: socket.socket) -> bool:
@@ -131,6 +133,8 @@ class ConnectionWatch:
                     del self._conns[victim]
             if victim is not sock:
                 self._conns[sock] = _Conn(_WAITING, now, now + self.limits.header_timeout, True)
+                if len(self._conns) == 1:
+                    self._wake.set()  # the closing thread sleeps while there is none
         if victim is not None:
             self._on_refusal(self.name, "connections")
             if victim is not sock:
@@ -188,7 +192,14 @@ class ConnectionWatch:
 
     # --- the closing thread -----------------------------------------------------------
     def _run(self) -> None:
-        while not self._stop.wait(_TICK_S):
+        while not self._stop.is_set():
+            # asleep while no connection is open (an idle agent's listeners cost no wake-ups),
+            # else until the next deadline, checked at least every _TICK_S
+            with self._lock:
+                first = min((c.deadline for c in self._conns.values()), default=None)
+            timeout = None if first is None else min(_TICK_S, max(0.05, first - self._clock()))
+            self._wake.wait(timeout)
+            self._wake.clear()
             now = self._clock()
             with self._lock:
                 late = [(s, c) for s, c in self._conns.items() if c.deadline < now]
