@@ -60,7 +60,12 @@ def _options(dash_duo, last: bool = False) -> list[str]:
             "arguments[0].scrollTop = arguments[0].scrollHeight", listing
         )
         time.sleep(0.5)
-    return [o.text for o in menu.find_elements(By.CSS_SELECTOR, ".dash-dropdown-option")]
+    # one script reads them all: the menu re-renders as results arrive, and elements
+    # found in one WebDriver call may be gone (stale) by the next
+    return dash_duo.driver.execute_script(
+        "return Array.from(document.querySelectorAll("
+        "'.dash-dropdown-options .dash-dropdown-option'), o => o.innerText.trim())"
+    )
 
 
 def test_many_deployments_are_capped_and_found_by_typing(dash_duo, site) -> None:
