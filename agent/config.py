@@ -316,8 +316,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "push_series_idle",
         _seconds,
-        "seconds without a value after which a pushed series no longer counts as active"
-        " (default: 3600)",
+        "seconds without a value after which a pushed series no longer counts as active;"
+        " every so often the agent's per-series caches and /metrics forget the series idle"
+        " that long (default: 3600)",
         "SECONDS",
     ),
     Setting(

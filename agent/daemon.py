@@ -36,6 +36,8 @@ from fleetgauge.agent.push import PushParser, PushServer
 from fleetgauge.agent.push.series import SeriesLimit
 from fleetgauge.agent.writer_lock import WriterLock
 from fleetgauge.stores import Store, StoreError, open_store
+from fleetgauge.timeutil import NS_PER_S
+from fleetgauge.validation import forget_checked_tags
 
 __all__ = ["Agent"]
 
@@ -196,6 +198,23 @@ class Agent:
         self.health.samples.inc()
         self.health.sample_seconds.observe(time.perf_counter() - started)
 
+    def forget_idle(self) -> None:
+        """Give back the memory held for series without a value for ``push_series_idle``.
+
+        Series come and go (a process id, a request id put in a deployment
+        name): every per-series cache of the write path forgets the ones not
+        seen since the last run, so the agent's memory follows the active
+        series, not every series it ever saw.
+        """
+        if self.push is not None:
+            idle_ns = int(self.config.push_series_idle * NS_PER_S)
+            self.push.parser.forget_idle(time.time_ns(), idle_ns)
+        forget_checked_tags()
+        self.delivery.forget_idle()
+        self.series.forget_idle()
+        if self.metrics is not None:
+            self.metrics.forget()
+
     def flush(self) -> None:
         """Write the buffer (and any spool) to the store."""
         self.delivery.flush()
@@ -219,6 +238,7 @@ class Agent:
             executor="sample",
             misfire_grace_time=max(1, int(c.interval)),
         )
+        self._scheduler.add_job(self.forget_idle, "interval", seconds=c.push_series_idle)
         self._scheduler.start()
         self.delivery.start(c.flush_interval)
         log.info(

@@ -94,10 +94,11 @@ _PIPELINE_MEASUREMENTS = frozenset({catalogue.PIPELINE_METRIC.name, catalogue.LI
 
 
 class _Series:
-    __slots__ = ("count", "last", "buckets", "sum")
+    __slots__ = ("count", "last", "buckets", "sum", "marked")
 
     def __init__(self, bounds: tuple[float, ...] | None) -> None:
         self.count, self.last, self.sum = 0, 0.0, 0.0
+        self.marked = 0  # count at the last forget_idle(): unchanged means idle since
         self.buckets = [0] * (len(bounds) + 1) if bounds is not None else None
 
 
@@ -106,7 +107,10 @@ class PipelineSeries(Collector):
 
     At most ``max_series`` label sets are kept, so a client that invents a new
     deployment per request cannot make ``/metrics`` unbounded; values beyond it
-    are still stored, only not exposed (and counted by the caller).
+    are still stored, only not exposed (and counted by the caller). A label set
+    without a value between two calls of :meth:`forget_idle` (the agent calls it
+    every ``push_series_idle``) leaves ``/metrics``; if it comes back its counter
+    starts again from zero, which Prometheus' ``rate()`` reads as a reset.
     """
 
     def __init__(
@@ -145,6 +149,16 @@ class PipelineSeries(Collector):
                     s.buckets[bisect.bisect_left(self._bounds[key[2]], value)] += 1
                     s.sum += value
         return unexposed
+
+    def forget_idle(self) -> int:
+        """Drop the label sets that got no value since the last call; returns how many."""
+        with self._lock:
+            kept = {k: s for k, s in self._series.items() if s.count != s.marked}
+            dropped = len(self._series) - len(kept)
+            for s in kept.values():
+                s.marked = s.count
+            self._series = kept
+        return dropped
 
     def collect(self) -> Iterator[Metric]:
         """The counter, last-value gauge and declared histograms, one sample per label set."""
@@ -224,12 +238,16 @@ class Renderer:
         self._heads: dict[tuple, str] = {}
         self._prefixes: dict[tuple, str] = {}
 
+    def forget(self) -> None:
+        """Forget the formatted sample prefixes (label sets come and go)."""
+        self._prefixes.clear()
+
     def render(self, kind: str) -> bytes | None:
         """Every family of the registry as ``kind`` (``text`` or ``openmetrics``), or None."""
         out: list[str] = []
         heads, prefixes = self._heads, self._prefixes
         if len(prefixes) > _MAX_CACHED_LINES:  # label sets come and go: start afresh
-            prefixes.clear()
+            self.forget()
         for metric in self._registry.collect():
             if metric.type not in ("counter", "gauge", "histogram", "summary", "unknown"):
                 return None
@@ -304,6 +322,10 @@ class MetricsServer:
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, name="metrics-http", daemon=True
         )
+
+    def forget(self) -> None:
+        """Forget formatted label sets (called with the agent's idle-series sweep)."""
+        self._renderer.forget()
 
     @property
     def port(self) -> int:

@@ -20,7 +20,13 @@ from fleetgauge.catalogue import (
     Point,
 )
 
-__all__ = ["InvalidPoint", "MAX_NAME_LENGTH", "validate_name", "validate_point"]
+__all__ = [
+    "InvalidPoint",
+    "MAX_NAME_LENGTH",
+    "forget_checked_tags",
+    "validate_name",
+    "validate_point",
+]
 
 MAX_NAME_LENGTH = 256
 """Longest measurement/tag/field name or tag value accepted, in characters."""
@@ -50,6 +56,11 @@ def validate_name(kind: str, value: object) -> str:
 _CHECKED_TAGS: dict[tuple[object, ...], None] = {}
 _MAX_CHECKED_TAGS = 100_000
 _FIELD_TYPES = {name: {f.name: f for f in m.fields} for name, m in MEASUREMENTS.items()}
+
+
+def forget_checked_tags() -> None:
+    """Forget which tag sets passed (each is checked again on its next point)."""
+    _CHECKED_TAGS.clear()
 
 
 def validate_point(point: Point) -> Measurement:

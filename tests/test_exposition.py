@@ -22,11 +22,12 @@ from prometheus_client import (
     openmetrics,
 )
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
 from fleetgauge.agent.exposition import MetricsServer, PipelineSeries, Renderer, Snapshot
 from fleetgauge.agent.health import Health
-from fleetgauge.catalogue import Point
+from fleetgauge.catalogue import PIPELINE_VALUES, Point
 
 PROMETHEUS_ACCEPT = (
     "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;"
@@ -177,3 +178,29 @@ def test_filters_other_formats_and_methods_are_answered_by_the_library(server) -
     assert body == openmetrics.exposition.generate_latest(registry, escaping="allow-utf-8")
     status, _, _ = _get(server.port, method="POST")
     assert status == 405
+
+
+def test_label_sets_without_a_value_since_the_last_sweep_leave_metrics(no_created) -> None:  # noqa: ANN001
+    registry, _, series, _ = _registry()
+    renderer = Renderer(registry)
+
+    def push(deployment: str) -> None:
+        tags = {"environment": "prod", "deployment": deployment, "metric": "score"}
+        series.record([Point("pipeline_metric", tags, {"value": 1.0}, 1)])
+
+    push("steady")
+    push("request-1")
+    assert series.forget_idle() == 0  # both had values since they appeared
+    push("steady")
+    assert series.forget_idle() == 1  # request-1 had none since the last sweep
+    text = renderer.render("text").decode()
+    assert 'deployment="steady"' in text and "request-1" not in text
+    push("request-1")  # back again: a fresh counter (a reset to Prometheus' rate())
+    samples = {
+        (s.name, s.labels["deployment"]): s.value
+        for family in text_string_to_metric_families(renderer.render("text").decode())
+        for s in family.samples
+        if "deployment" in s.labels
+    }
+    assert samples[(PIPELINE_VALUES.name, "request-1")] == 1
+    assert samples[(PIPELINE_VALUES.name, "steady")] == 2

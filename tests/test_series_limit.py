@@ -5,7 +5,10 @@ client that puts a request id in a deployment name would send): the agent
 takes the first ``push_max_series`` (30,000 by default), refuses the rest with
 a count and a reason while a known series keeps flowing, answers no 5xx, and
 grows by less than 200 MB. Once the series have been idle for
-``push_series_idle`` they no longer count and new ones are taken again.
+``push_series_idle`` they no longer count, every per-series cache forgets them
+(``/metrics`` drops their label sets) and new ones are taken again; a second
+wave of 300,000 new series reuses the memory the first one left (CPython keeps
+part of it as partly used arenas), so repeated waves cannot add up.
 """
 
 from __future__ import annotations
@@ -32,6 +35,13 @@ def _rss(pid: int) -> int:
     raise AssertionError("no VmRSS")
 
 
+def _new_series(prefix: str, first: int) -> list[dict]:
+    return [
+        {"metric": "score", "value": 0.5, "deployment": f"{prefix}-{i}"}
+        for i in range(first, first + 5000)
+    ]
+
+
 def test_300k_new_series_are_refused_past_the_limit_known_ones_flow_and_memory_stays_bounded(
     tmp_path: Path,
 ) -> None:
@@ -51,16 +61,13 @@ def test_300k_new_series_are_refused_past_the_limit_known_ones_flow_and_memory_s
         accepted = refused = 0
         peak = idle_rss
         for first in range(0, 300_000, 5000):
-            items = [
-                {"metric": "score", "value": 0.5, "deployment": f"request-{i}"}
-                for i in range(first, first + 5000)
-            ]
-            status, answer = push_metrics(conn, [*items, steady])
+            status, answer = push_metrics(conn, [*_new_series("request", first), steady])
             statuses[status] = statuses.get(status, 0) + 1
             assert status == 202, answer  # the steady series is always taken
             accepted += answer["accepted"]
             refused += answer.get("refused", {}).get("series_limit", 0)
             peak = max(peak, _rss(agent.proc.pid))
+        assert 'deployment="request-0"' in agent.scrape()
         # a batch of nothing but new series: 429 naming the limit and its setting
         status, answer = push_metrics(
             conn, [{"metric": "score", "value": 1, "deployment": "new-one"}]
@@ -90,7 +97,27 @@ def test_300k_new_series_are_refused_past_the_limit_known_ones_flow_and_memory_s
             assert time.monotonic() < deadline, answer
             time.sleep(2)
         assert agent.value("fleetgauge_agent_push_series") < 10
+        # the caches forget them too: /metrics no longer lists them once the sweep has run
+        deadline = time.monotonic() + 2 * IDLE_S + 10
+        while 'deployment="request-0"' in agent.scrape():
+            assert time.monotonic() < deadline, "request-0 still on /metrics"
+            push_metrics(conn, [steady])
+            time.sleep(2)
+        time.sleep(IDLE_S + 2)  # one more sweep: the tier buckets of the last wave close
+        after = _rss(agent.proc.pid)
+
+        # a second wave of new series: memory is reused, not added
+        second_peak = after
+        for first in range(0, 300_000, 5000):
+            status, answer = push_metrics(conn, [*_new_series("again", first), steady])
+            assert status == 202, answer
+            second_peak = max(second_peak, _rss(agent.proc.pid))
         conn.close()
+        assert second_peak - idle_rss < 200 * 2**20
+        assert second_peak < peak + 20 * 2**20, (
+            f"a second wave grew the agent from a peak of {peak / 2**20:.0f} MB"
+            f" to {second_peak / 2**20:.0f} MB"
+        )
         assert "refused" in agent.log() and "push_max_series" in agent.log()
         assert agent.log().count("values of new series") <= 2  # at most once a minute
         code, _ = agent.stop(timeout=60)
@@ -103,5 +130,14 @@ def test_300k_new_series_are_refused_past_the_limit_known_ones_flow_and_memory_s
         }
     finally:
         store.close()
-    assert len(deployments) == LIMIT + 1  # the first LIMIT - 1 invented, steady, after-idle
-    print(f"series: idle RSS {idle_rss / 2**20:.0f} MB, peak +{growth / 2**20:.0f} MB")
+    first_wave = {d for d in deployments if d.startswith("request-")}
+    second_wave = {d for d in deployments if d.startswith("again-")}
+    assert len(first_wave) == LIMIT - 1 and {"steady", "after-idle"} <= deployments
+    # (series of the second wave idle for IDLE_S make room for more of it while it lasts)
+    assert len(second_wave) >= LIMIT - 1
+    mb = 2**20
+    print(
+        f"series: idle RSS {idle_rss / mb:.0f} MB, peak +{growth / mb:.0f} MB, after expiry"
+        f" +{(after - idle_rss) / mb:.0f} MB,"
+        f" second wave's peak +{(second_peak - idle_rss) / mb:.0f} MB"
+    )

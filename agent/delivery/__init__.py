@@ -208,6 +208,14 @@ class Delivery:
         """Points waiting in memory for the next flush."""
         return len(self._buffer)
 
+    def forget_idle(self) -> None:
+        """Let the store drop what it caches about series not written since the last call.
+
+        Under the flush lock: the store's write caches belong to the writer.
+        """
+        with self._flushing:
+            self.store.forget_idle()
+
     # --- flushing ------------------------------------------------------------
     def flush(self, final: bool = False) -> None:
         """Write what is spooled, then what is buffered; spool whatever the store refuses.

@@ -321,6 +321,13 @@ class PushParser:
         t = self._unique(key, _time(i, item.get("time"), now_ns))
         return Point(catalogue.EVENT.name, tags, {"metadata": text}, t)
 
+    def forget_idle(self, now_ns: int, idle_ns: int) -> None:
+        """Forget the cached tag sets, and the last times of series idle for ``idle_ns``."""
+        oldest = now_ns - idle_ns
+        with self._lock:
+            self._tags.clear()  # (clear() gives the table back; the hot path holds its .get)
+            self._last_ns = {k: t for k, t in self._last_ns.items() if t >= oldest}
+
     def _remember(self, key: tuple[Any, ...], tags: dict[str, str]) -> dict[str, str]:
         if len(self._tags) >= _MAX_CACHED:
             self._tags.clear()

@@ -57,6 +57,14 @@ class StoreWriter(Protocol):
     def delete_before(self, cutoff_ns: int) -> int:
         """Delete raw points and rollups older than ``cutoff_ns``; returns rows deleted."""
 
+    def forget_idle(self) -> None:
+        """Drop per-series write caches of the series not written since the last call.
+
+        Called by the agent's writer every ``push_series_idle``, so memory taken
+        by series that came and went (process ids, request ids in tags) is
+        given back; the next write of such a series costs a lookup, nothing more.
+        """
+
     def close(self) -> None:
         """Release connections; the store object is unusable afterwards."""
 

@@ -22,7 +22,15 @@ from functools import lru_cache
 
 from fleetgauge.catalogue import Point
 
-__all__ = ["encode_name", "decode_name", "line", "lines", "influxql_string", "influxql_ident"]
+__all__ = [
+    "encode_name",
+    "decode_name",
+    "forget_heads",
+    "line",
+    "lines",
+    "influxql_string",
+    "influxql_ident",
+]
 
 _CODE = {c: f"%{c:02X}" for c in [*range(0x20), 0x7F, ord("%"), ord("\\")]}
 _LP_KEY = {ord(","): "\\,", ord("="): "\\=", ord(" "): "\\ "}
@@ -74,6 +82,11 @@ def _head(point: Point) -> str:
             _HEADS.clear()
         _HEADS[key] = head
     return head
+
+
+def forget_heads() -> None:
+    """Forget every cached line head (they are formatted again on their next use)."""
+    _HEADS.clear()
 
 
 def line(point: Point, int_fields: frozenset[str] = frozenset()) -> str:

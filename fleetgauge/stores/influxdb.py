@@ -54,6 +54,7 @@ from fleetgauge.stores.buckets import (
 from fleetgauge.stores.influx_text import (
     decode_name,
     encode_name,
+    forget_heads,
     influxql_ident,
     influxql_string,
     line,
@@ -453,6 +454,11 @@ class InfluxDBStore:
                     yield from res.get("series", [])
         finally:
             response.release_conn()
+
+    def forget_idle(self) -> None:
+        """Drop the write path's per-series memory of series not written since the last call."""
+        self._tiers.forget_idle()
+        forget_heads()
 
     def close(self) -> None:
         """Close the HTTP clients."""

@@ -432,6 +432,15 @@ class SQLiteStore:
         if fields:
             yield current, sid, Point(measurement, tags, fields, current)
 
+    def forget_idle(self) -> None:
+        """Drop the write path's per-series memory of series not written since the last call.
+
+        Series ids are found again in the table on their next write.
+        """
+        self._tiers.forget_idle()
+        self._series_fast = {}
+        self._series = {}
+
     def close(self) -> None:
         """Close the connection."""
         self._db.close()

@@ -90,6 +90,7 @@ class TierAccumulator:
         self._rng = rng or random.Random()
         self._max_open = max_open
         self._open: dict[BucketKey, _Open] = {}
+        self._touched: set[BucketKey] = set()  # committed since the last forget_idle()
         self._newest_ns = 0  # end of the newest finest-tier bucket committed
         self._numeric = {
             name: frozenset(f.name for f in m.fields if f.type is not str)
@@ -180,6 +181,7 @@ class TierAccumulator:
     def commit(self, staged: Staged) -> None:
         """Make a written batch part of the open buckets, then close buckets past their end."""
         self._open.update(staged)
+        self._touched.update(staged)
         widths = [t.width_ns for t in self.tiers]
         finest = widths.index(min(widths))
         for tier_index, _, _, bucket in staged:
@@ -192,6 +194,20 @@ class TierAccumulator:
         if len(self._open) > self._max_open:
             for key in sorted(self._open, key=lambda k: k[3])[: len(self._open) - self._max_open]:
                 del self._open[key]
+
+    def forget_idle(self) -> int:
+        """Close the open buckets no batch touched since the last call; returns how many.
+
+        Safe at any time: a bucket that gets a point again opens under a new
+        generation (see the module's docstring), so nothing is lost or counted
+        twice; it only costs one more stored row for that bucket.
+        """
+        idle = [key for key in self._open if key not in self._touched]
+        if idle:  # a new dictionary: one that held many buckets keeps its size after deletions
+            self._open = {k: v for k, v in self._open.items() if k in self._touched}
+        self._touched = set()
+        self._sorted_tags = {}
+        return len(idle)
 
     @property
     def open_buckets(self) -> int:

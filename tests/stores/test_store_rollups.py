@@ -102,6 +102,31 @@ def test_open_buckets_are_rewritten_not_counted_twice(store: Store) -> None:
     assert (f.count, f.mean, f.min, f.max) == ([30], [14.5], [0.0], [29.0])
 
 
+def test_forgetting_idle_series_between_writes_loses_nothing_and_counts_nothing_twice(
+    store: Store,
+) -> None:
+    """The agent's idle sweep (``forget_idle``) may run between any two writes."""
+    now = time.time_ns()
+    start = now - now % (3600 * S)
+    batches = [
+        [cpu(worker, start + (k * 4 + j) * S, float(k * 4 + j)) for j in range(4)]
+        for k in range(4)
+        for worker in (("live", "gone") if k == 0 else ("live",))
+    ]
+    for batch in batches:
+        store.write(batch)
+        store.forget_idle()  # "gone" is dropped at once; "live" only once it idles a sweep
+        store.forget_idle()
+    for level in ("raw", "1m", "1h"):
+        b = store.read_buckets(
+            "cpu", ["usage_percent"], start, start + 3600 * S, 1, group_by=["worker"], level=level
+        )
+        got = {s.tags["worker"]: s.fields["usage_percent"] for s in b.series}
+        assert (got["live"].count, got["live"].mean) == ([16], [7.5]), level
+        assert (got["live"].min, got["live"].max) == ([0.0], [15.0]), level
+        assert (got["gone"].count, got["gone"].max) == ([4], [3.0]), level
+
+
 def test_a_failed_write_does_not_count_in_the_tiers() -> None:
     acc = TierAccumulator(clock=lambda: T0)
     acc.stage([cpu("a", T0 + S, 1.0)])  # the write failed: staged, never committed
