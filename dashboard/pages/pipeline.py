@@ -24,6 +24,7 @@ __all__ = ["layout", "load", "selection_to_url"]
 
 DEFAULT_OVERLAY = 8
 """Deployments overlaid when none is chosen: the first ones by name."""
+ZOOM = "metric-zoom"  # the chart's zoomed window, set by zoom_of()
 
 
 def layout(**query: object) -> html.Div:
@@ -64,6 +65,7 @@ def layout(**query: object) -> html.Div:
             ),
             html.Div(id="summary", className="summary"),
             dcc.Graph(id="metric-graph", config={"displaylogo": False}, className="graph"),
+            dcc.Store(id=ZOOM),
         ]
     )
 
@@ -129,17 +131,15 @@ def find_deployments(typed, selected, search):
     Input(WIDTH, "data"),
     Input(REFRESH, "n_clicks"),
     Input(TICK, "n_intervals"),
-    Input("metric-graph", "relayoutData"),
+    Input(ZOOM, "data"),
     components.SEARCH,
 )
-def load(width, _refresh, _tick, relayout, search):
+def load(width, _refresh, _tick, zoom, search):
     """Options, chart and summary for the view in the URL (or the zoomed window)."""
     state = components.view_of(search)
     start_ns, end_ns = components.window_of(state)
-    zoomed = components.zoomed_window(relayout) if ctx.triggered_id == "metric-graph" else None
-    if ctx.triggered_id == "metric-graph" and zoomed is None:
-        return (no_update,) * 7
-    if isinstance(zoomed, tuple):
+    zoomed = tuple(zoom) if ctx.triggered_id == ZOOM and isinstance(zoom, list) else None
+    if zoomed is not None:
         start_ns, end_ns = zoomed
     site = current()
     try:
@@ -174,7 +174,7 @@ def load(width, _refresh, _tick, relayout, search):
         figure, summary = figures.empty_figure("Pipeline metric", why), []
     else:
         figure, summary = figures.metric_figure(view), _summary_table(view)
-        if isinstance(zoomed, tuple):
+        if zoomed is not None:
             figure["layout"]["xaxis"]["range"] = [start_ns // 1_000_000, end_ns // 1_000_000]
     return (
         figure,
@@ -193,6 +193,21 @@ def load(width, _refresh, _tick, relayout, search):
             metric=[metric] if metric else [],
         ),
     )
+
+
+@callback(Output(ZOOM, "data"), Input("metric-graph", "relayoutData"), prevent_initial_call=True)
+def zoom_of(relayout):
+    """A zoom (or its reset) of the chart, for :func:`load`; anything else changes nothing.
+
+    Plotly reports every layout change (its first autosize too): were the chart
+    read again on each, a read still under way when one arrives would have its
+    answer dropped by Dash for the newer call, and a slow store would leave the
+    chart empty.
+    """
+    window = components.zoomed_window(relayout)
+    if window is None:
+        return no_update
+    return "reset" if window == "reset" else list(window)
 
 
 @callback(
