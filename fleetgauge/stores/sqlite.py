@@ -22,6 +22,7 @@ import heapq
 import itertools
 import json
 import logging
+import re
 import sqlite3
 import struct
 import time
@@ -76,6 +77,7 @@ _STAT_BYTES = 8 * _STAT_COLUMNS
 _INSERT_TIER = "INSERT OR REPLACE INTO tier VALUES (?, ?, ?, ?, ?)"
 _RETENTION_EVERY_NS = 600 * NS_PER_S
 _MAX_PARAMS = 900
+_PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # a tag key a JSON path names as $.key
 
 
 # Series ids a writer keeps at hand; past this the caches start over (a client inventing
@@ -112,7 +114,6 @@ class SQLiteStore:
             raise StoreUnavailable(f"cannot open SQLite store {self.path}: {e}") from e
         self._series: dict[tuple[str, str], int] = {}
         self._series_fast: dict[tuple[str, tuple], int] = {}
-        self._series_tags: dict[int, tuple[str, dict[str, str]]] = {}
         self._fields: dict[str, int] = {}
         self._field_names: dict[int, str] = {}
         self._tiers = TierAccumulator()
@@ -169,13 +170,7 @@ class SQLiteStore:
         )
 
     # --- names -----------------------------------------------------------
-    def _refresh(self) -> None:
-        last = max(self._series_tags, default=0)
-        for sid, m, tags in self._db.execute(
-            "SELECT id, measurement, tags FROM series WHERE id > ?", (last,)
-        ):
-            self._series[(m, tags)] = sid
-            self._series_tags[sid] = (m, json.loads(tags))
+    def _refresh_fields(self) -> None:
         for fid, name in self._db.execute("SELECT id, name FROM field"):
             self._fields[name] = fid
             self._field_names[fid] = name
@@ -195,7 +190,7 @@ class SQLiteStore:
             (sid,) = self._db.execute(
                 "SELECT id FROM series WHERE measurement = ? AND tags = ?", key
             ).fetchone()
-            self._series[key] = sid  # reads learn of it from the table (_refresh)
+            self._series[key] = sid
         self._series_fast[fast] = sid
         return sid
 
@@ -208,15 +203,49 @@ class SQLiteStore:
             self._field_names[fid] = name
         return fid
 
-    def _matching(self, measurements: Sequence[str], where: Where | None) -> list[int]:
-        self._refresh()
-        wanted = set(measurements)
-        conds = {k: set(v) for k, v in (where or {}).items()}
-        return [
-            sid
-            for sid, (m, tags) in self._series_tags.items()
-            if m in wanted and all(tags.get(k) in vals for k, vals in conds.items())
-        ]
+    def _series_filter(
+        self, measurements: Sequence[str], where: Where | None
+    ) -> tuple[str, list[object], dict[str, set[str]]]:
+        """SQL conditions on ``series`` (alias s) for a read, their parameters, and the rest.
+
+        Reads keep no copy of the series table in memory (a store may hold
+        hundreds of thousands of series): each read selects its series in SQL,
+        a tag condition through ``json_extract`` on the tags column. A condition
+        on a tag key that a JSON path cannot name plainly, or with more values
+        than SQLite takes parameters, is returned to be checked in Python.
+        """
+        sql = f"s.measurement IN ({','.join('?' * len(measurements))})"
+        params: list[object] = list(measurements)
+        rest: dict[str, set[str]] = {}
+        for key, values in (where or {}).items():
+            values = set(values)
+            if _PLAIN_KEY.fullmatch(key) and len(values) <= _MAX_PARAMS // 2:
+                sql += f" AND json_extract(s.tags, '$.{key}') IN ({','.join('?' * len(values))})"
+                params.extend(values)
+            else:
+                rest[key] = values
+        return sql, params, rest
+
+    def _matching(
+        self, measurements: Sequence[str], where: Where | None, with_tags: bool = True
+    ) -> dict[int, dict]:
+        """Series id -> tags of the series of ``measurements`` that ``where`` selects.
+
+        ``with_tags=False`` may leave the tags empty (they are not parsed then).
+        """
+        self._refresh_fields()
+        if not measurements:
+            return {}
+        sql, params, rest = self._series_filter(measurements, where)
+        if not with_tags and not rest:
+            query = f"SELECT s.id FROM series s WHERE {sql}"
+            return {sid: {} for (sid,) in self._db.execute(query, params)}
+        found = {}
+        for sid, text in self._db.execute(f"SELECT s.id, s.tags FROM series s WHERE {sql}", params):
+            tags = json.loads(text)
+            if all(tags.get(k) in values for k, values in rest.items()):
+                found[sid] = tags
+        return found
 
     # --- write -----------------------------------------------------------
     def write(self, points: Sequence[Point], validated: bool = False) -> None:
@@ -254,7 +283,6 @@ class SQLiteStore:
     def _forget_uncommitted(self) -> None:
         self._series.clear()
         self._series_fast.clear()
-        self._series_tags.clear()
         self._fields.clear()
         self._field_names.clear()
 
@@ -269,11 +297,11 @@ class SQLiteStore:
 
     def delete_before(self, cutoff_ns: int) -> int:
         """Delete samples and tier buckets older than ``cutoff_ns``, series by series."""
-        self._refresh()
         deleted = 0
         try:
             with self._db:
-                for sid in list(self._series_tags):
+                sids = [sid for (sid,) in self._db.execute("SELECT id FROM series")]
+                for sid in sids:
                     cur = self._db.execute(
                         "DELETE FROM sample WHERE series_id = ? AND time < ?", (sid, cutoff_ns)
                     )
@@ -298,10 +326,21 @@ class SQLiteStore:
         where: Where | None = None,
     ) -> list[str]:
         """Values of ``key`` on series that have at least one sample in [start, end)."""
+        if not measurements:
+            return []
+        sql, params, rest = self._series_filter(measurements, where)
+        in_range = "EXISTS (SELECT 1 FROM sample WHERE series_id = s.id AND time >= ? AND time < ?)"
+        if _PLAIN_KEY.fullmatch(key) and not rest:  # all in SQL: one pass, no tags parsed here
+            value = f"json_extract(s.tags, '$.{key}')"
+            query = (
+                f"SELECT DISTINCT {value} FROM series s WHERE {sql}"
+                f" AND {value} IS NOT NULL AND {in_range}"
+            )
+            return sorted(v for (v,) in self._db.execute(query, (*params, start_ns, end_ns)))
         found: set[str] = set()
         probe = "SELECT 1 FROM sample WHERE series_id = ? AND time >= ? AND time < ? LIMIT 1"
-        for sid in self._matching(measurements, where):
-            value = self._series_tags[sid][1].get(key)
+        for sid, tags in self._matching(measurements, where).items():
+            value = tags.get(key)
             if value is None or value in found:
                 continue
             if self._db.execute(probe, (sid, start_ns, end_ns)).fetchone():
@@ -322,14 +361,15 @@ class SQLiteStore:
         """Bucketed statistics: raw samples grouped by SQLite, or tier rows merged by numpy."""
         plan, result = start_read(measurement, fields, start_ns, end_ns, max_points, level)
         level = result.level
-        sids = self._matching([measurement], where)  # refreshes the series and field names
+        matched = self._matching([measurement], where, bool(group_by))  # and the field names
         fids = [self._fields[f] for f in fields if f in self._fields]
-        if not sids or not fids:
+        if not matched or not fids:
             return result
-        keys = {}
-        for sid in sids:
-            tags = self._series_tags[sid][1]
-            keys[sid] = tuple((k, tags[k]) for k in group_by if k in tags)
+        sids = list(matched)
+        keys = {
+            sid: tuple((k, tags[k]) for k in group_by if k in tags) for sid, tags in matched.items()
+        }
+        del matched
         if level != RAW:
             result.series = self._tier_series(level, plan, sids, fields, keys)
         else:
@@ -408,13 +448,17 @@ class SQLiteStore:
         where: Where | None = None,
     ) -> Iterator[Point]:
         """Merge one time-ordered cursor per series; holds one row per series at a time."""
-        sids = self._matching([measurement], where)
-        streams = [self._series_points(sid, start_ns, end_ns) for sid in sorted(sids)]
+        matched = self._matching([measurement], where)
+        streams = [
+            self._series_points(measurement, sid, matched[sid], start_ns, end_ns)
+            for sid in sorted(matched)
+        ]
         for _, _, point in heapq.merge(*streams):
             yield point
 
-    def _series_points(self, sid: int, start_ns: int, end_ns: int) -> Iterator[tuple]:
-        measurement, tags = self._series_tags[sid]
+    def _series_points(
+        self, measurement: str, sid: int, tags: dict[str, str], start_ns: int, end_ns: int
+    ) -> Iterator[tuple]:
         cursor = self._db.execute(
             "SELECT time, field_id, value FROM sample WHERE series_id = ? AND time >= ?"
             " AND time < ? ORDER BY time, field_id",
