@@ -20,6 +20,14 @@ from prometheus_client.parser import text_string_to_metric_families
 from fleetgauge import protocol
 
 
+def rss_bytes(pid: int) -> int:
+    """The resident memory of process ``pid`` (VmRSS), in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmRSS for pid {pid}")
+
+
 def push_metrics(conn: http.client.HTTPConnection, items: list[dict]) -> tuple[int, dict]:
     """POST ``items`` to ``/v1/metrics`` on a kept-alive connection: status and JSON answer."""
     conn.request(

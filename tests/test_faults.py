@@ -19,7 +19,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from agent_process import AgentProcess
+from agent_process import AgentProcess, rss_bytes
 from influx_server import InfluxServer, V2WriteFront
 
 from fleetgauge import catalogue, protocol
@@ -292,14 +292,6 @@ def test_a_full_disk_makes_pushes_wait_and_the_sdk_delivers_everything_once_ther
         subprocess.run(["umount", "-l", str(disk)], check=False)
 
 
-def _rss_bytes(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
-
-
 def test_fifty_clients_flooding_the_push_endpoint_get_no_5xx_and_lose_nothing(
     tmp_path: Path,
 ) -> None:
@@ -337,13 +329,13 @@ def test_fifty_clients_flooding_the_push_endpoint_get_no_5xx_and_lose_nothing(
 
     with agent:
         assert agent.proc is not None
-        baseline = _rss_bytes(agent.proc.pid)
+        baseline = rss_bytes(agent.proc.pid)
         threads = [threading.Thread(target=client, args=(n,)) for n in range(50)]
         for t in threads:
             t.start()
         peak, deadline = baseline, time.monotonic() + 10
         while time.monotonic() < deadline:
-            peak = max(peak, _rss_bytes(agent.proc.pid))
+            peak = max(peak, rss_bytes(agent.proc.pid))
             time.sleep(0.2)
         stop.set()
         for t in threads:

@@ -17,7 +17,7 @@ import http.client
 import time
 from pathlib import Path
 
-from agent_process import AgentProcess, push_metrics
+from agent_process import AgentProcess, push_metrics, rss_bytes
 
 from fleetgauge import catalogue
 from fleetgauge.sdk import MetricsClient
@@ -26,13 +26,6 @@ from fleetgauge.stores import open_store
 S = 1_000_000_000
 LIMIT = 30_000  # the default
 IDLE_S = 20
-
-
-def _rss(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
 
 
 def _new_series(prefix: str, first: int) -> list[dict]:
@@ -56,7 +49,7 @@ def test_300k_new_series_are_refused_past_the_limit_known_ones_flow_and_memory_s
         steady = {"metric": "latency", "value": 1.0, "deployment": "steady"}
         assert push_metrics(conn, [steady])[0] == 202
         time.sleep(1)
-        idle_rss = _rss(agent.proc.pid)
+        idle_rss = rss_bytes(agent.proc.pid)
         statuses: dict[int, int] = {}
         accepted = refused = 0
         peak = idle_rss
@@ -66,7 +59,7 @@ def test_300k_new_series_are_refused_past_the_limit_known_ones_flow_and_memory_s
             assert status == 202, answer  # the steady series is always taken
             accepted += answer["accepted"]
             refused += answer.get("refused", {}).get("series_limit", 0)
-            peak = max(peak, _rss(agent.proc.pid))
+            peak = max(peak, rss_bytes(agent.proc.pid))
         assert 'deployment="request-0"' in agent.scrape()
         # a batch of nothing but new series: 429 naming the limit and its setting
         status, answer = push_metrics(
@@ -104,14 +97,14 @@ def test_300k_new_series_are_refused_past_the_limit_known_ones_flow_and_memory_s
             push_metrics(conn, [steady])
             time.sleep(2)
         time.sleep(IDLE_S + 2)  # one more sweep: the tier buckets of the last wave close
-        after = _rss(agent.proc.pid)
+        after = rss_bytes(agent.proc.pid)
 
         # a second wave of new series: memory is reused, not added
         second_peak = after
         for first in range(0, 300_000, 5000):
             status, answer = push_metrics(conn, [*_new_series("again", first), steady])
             assert status == 202, answer
-            second_peak = max(second_peak, _rss(agent.proc.pid))
+            second_peak = max(second_peak, rss_bytes(agent.proc.pid))
         conn.close()
         assert second_peak - idle_rss < 200 * 2**20
         assert second_peak < peak + 20 * 2**20, (
