@@ -290,7 +290,6 @@ def test_invalid_arguments_never_raise_and_the_good_values_still_arrive(agent: A
     bad_calls = [
         lambda: client.record_metric_value("score", float("nan")),
         lambda: client.record_metric_value("score", float("inf")),
-        lambda: client.record_metric_value("score", True),
         lambda: client.record_metric_value("score", "0.5"),
         lambda: client.record_metric_value("score", None),  # type: ignore[arg-type]
         lambda: client.record_metric_value("", 1),
@@ -321,6 +320,49 @@ def test_invalid_arguments_never_raise_and_the_good_values_still_arrive(agent: A
     assert stats["dropped"]["rejected"] == 0
     assert stats["sent"] == 100
     assert agent.process.value("fleetgauge_agent_push_requests_total", code="400") == 0
+
+
+def test_booleans_are_one_and_zero_and_each_bad_name_is_reported_once(
+    agent: Agent, caplog: pytest.LogCaptureFixture
+) -> None:
+    import numpy as np
+
+    client = MetricsClient(url=agent.url, deployment="booleans")
+    with caplog.at_level(logging.WARNING, logger="fleetgauge.sdk"):
+        for pred, label in [(1, 1), (0, 1), (1, 0), (1, 1)]:
+            client.record_metric_value("correct", pred == label)
+        client.record_metric_value("correct", np.int64(3) == np.int64(3))  # numpy's bool_
+        client.record_list_metric_values("correct_per_epoch", [True, False, np.bool_(True)])
+        for _ in range(3):
+            client.record_metric_value("latency", "fast")
+            client.record_metric_value("score", "0.5")
+        assert client.flush()
+    client.close()
+
+    points = agent.wait_points(catalogue.PIPELINE_METRIC.name, 5, deployment="booleans")
+    assert [p.fields["value"] for p in points] == [1.0, 0.0, 0.0, 1.0, 1.0]
+    listed = agent.wait_points(catalogue.LIST_METRIC.name, 3, deployment="booleans")
+    assert [p.fields["value"] for p in listed] == [1.0, 0.0, 1.0]
+    assert client.stats()["dropped"]["invalid"] == 6
+    warned = [r.getMessage() for r in caplog.records if "invalid" in r.getMessage()]
+    assert len(warned) == 2, warned  # once per name and reason, not once per value
+    assert any("'latency'" in w and "got str" in w for w in warned), warned
+    assert any("'score'" in w and "got str" in w for w in warned), warned
+
+
+def test_flush_gives_up_after_its_default_timeout_when_no_agent_runs() -> None:
+    from fleetgauge.sdk import FLUSH_TIMEOUT
+
+    client = MetricsClient(url=f"http://127.0.0.1:{free_port()}", deployment="nowhere")
+    client.record_metric_value("score", 1)
+    started = time.monotonic()
+    assert client.flush() is False
+    waited = time.monotonic() - started
+    assert FLUSH_TIMEOUT - 0.5 <= waited < FLUSH_TIMEOUT + 2, waited
+    stats = client.stats()
+    assert stats["queued"] + stats["in_flight"] == 1, stats  # kept for a later try
+    assert not any(stats["dropped"].values()), stats
+    client.close(timeout=0.1)
 
 
 def test_context_from_the_environment_and_delivery_at_exit(agent: Agent) -> None:

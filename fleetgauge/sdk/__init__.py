@@ -24,7 +24,7 @@ from typing import Any
 
 from fleetgauge.catalogue import SUCCEEDED
 from fleetgauge.protocol import DEFAULT_PUSH_URL
-from fleetgauge.sdk.client import Execution, MetricsClient
+from fleetgauge.sdk.client import FLUSH_TIMEOUT, Execution, MetricsClient
 from fleetgauge.sdk.sender import DROP_REASONS
 
 __all__ = [
@@ -41,6 +41,7 @@ __all__ = [
     "stats",
     "DEFAULT_PUSH_URL",
     "DROP_REASONS",
+    "FLUSH_TIMEOUT",
 ]
 
 _default: MetricsClient | None = None
@@ -103,8 +104,9 @@ def finish_execution(
     (_default or get_client()).finish_execution(execution_id, status, pipeline, time)
 
 
-def flush(timeout: float | None = None) -> bool:
-    """Flush the default client (see :meth:`MetricsClient.flush`)."""
+def flush(timeout: float | None = FLUSH_TIMEOUT) -> bool:
+    """Flush the default client, waiting at most ``timeout`` seconds (default 10); True when
+    everything recorded before the call was delivered (see :meth:`MetricsClient.flush`)."""
     return (_default or get_client()).flush(timeout)
 
 

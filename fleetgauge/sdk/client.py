@@ -37,6 +37,9 @@ __all__ = ["MetricsClient", "Execution"]
 
 log = logging.getLogger("fleetgauge.sdk")
 
+FLUSH_TIMEOUT = 10.0
+"""Seconds :meth:`MetricsClient.flush` waits by default (``timeout=None`` waits for ever)."""
+
 _ENV = {
     "url": "FLEETGAUGE_PUSH_URL",
     "token": "FLEETGAUGE_PUSH_TOKEN",
@@ -233,12 +236,14 @@ class MetricsClient:
             self._sender.overflow([(EXECUTION, *entry)])
 
     # --- control -------------------------------------------------------------------
-    def flush(self, timeout: float | None = None) -> bool:
+    def flush(self, timeout: float | None = FLUSH_TIMEOUT) -> bool:
         """Send everything recorded before this call; wait at most ``timeout`` seconds.
 
         True when nothing recorded before the call is still waiting: all of it was
         accepted by the agent, or dropped and counted (invalid, rejected). False at
-        the timeout (the agent is slow or down) or when the client cannot send.
+        the timeout (the agent is slow or down: the values stay queued and are
+        retried) or when the client cannot send. The default timeout is
+        ``FLUSH_TIMEOUT`` (10 s); ``timeout=None`` waits as long as it takes.
         """
         return self._sender.flush(timeout)
 

@@ -42,7 +42,8 @@ _EVENT_CONTEXT = frozenset({*protocol.PUSH_CONTEXT, "time"})
 
 
 def number(value: object) -> float:
-    """A recorded value as a finite float: numbers of any library, never bools or text."""
+    """A recorded value as a finite float: numbers of any library; a boolean (Python's,
+    numpy's) is 1.0 or 0.0, so ``record_metric_value("correct", pred == label)`` works."""
     if type(value) is float:
         result = value
     elif type(value) is int:
@@ -50,7 +51,9 @@ def number(value: object) -> float:
             result = float(value)
         except OverflowError:
             raise InvalidPoint(f"value {value} is too large for a float") from None
-    elif isinstance(value, bool | str | bytes) or type(value).__name__ in ("bool", "bool_"):
+    elif isinstance(value, bool) or type(value).__name__ in ("bool", "bool_"):
+        result = 1.0 if value else 0.0  # numpy's bool_ (named bool in numpy 2) too
+    elif isinstance(value, str | bytes):
         raise InvalidPoint(f"value must be a number, got {type(value).__name__}")
     else:
         try:

@@ -34,12 +34,15 @@ from typing import Any, NamedTuple
 import orjson
 
 from fleetgauge import protocol
-from fleetgauge.sdk.items import EVENT, EXECUTION, MARK, ItemBuilder
+from fleetgauge.sdk.items import EVENT, EXECUTION, LIST, MARK, METRIC, ItemBuilder
 from fleetgauge.sdk.transport import AgentUnreachable, Connection, Target
 
 __all__ = ["Sender", "DROP_REASONS"]
 
 log = logging.getLogger("fleetgauge.sdk")
+
+_KINDS = {METRIC: "metric value", LIST: "list metric value", EVENT: "event", EXECUTION: "execution"}
+_MAX_WARNED = 200  # distinct warnings a sender keeps track of (then one more, then quiet)
 
 DROP_REASONS = (
     "queue_full",
@@ -290,7 +293,7 @@ class Sender:
                     metrics.append(builder.metric(entry))
             except Exception as e:  # InvalidPoint, or garbage failing in its own way
                 self.counts["invalid"] += 1
-                self._warn_once("invalid", "fleetgauge sdk: dropped an invalid value: %s", e)
+                self._report_invalid(entry, e)
         self.counts["taken"] += taken
         self._pending.extend(
             _request(path, key, items)
@@ -428,6 +431,16 @@ class Sender:
         for mark in marks:
             mark.settle(False)
         return lost
+
+    def _report_invalid(self, entry: tuple[Any, ...], error: Exception) -> None:
+        """One warning per name and reason (``correct``: value must be a number, got str)."""
+        kind = _KINDS.get(entry[0], "value")
+        name = entry[2] if kind != "execution" else entry[3]  # an execution: its pipeline
+        reason = str(error)
+        key = f"invalid {kind} {name!r}: {reason}"
+        if len(self._warned) >= _MAX_WARNED:  # bounded, whatever the names and reasons
+            key = "invalid: too many kinds"
+        self._warn_once(key, "fleetgauge sdk: dropped an invalid %s of %r: %s", kind, name, reason)
 
     def _warn_once(self, key: str, message: str, *args: Any, exc_info: bool = False) -> None:
         if key in self._warned:
