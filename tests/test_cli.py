@@ -223,6 +223,24 @@ def test_bad_arguments_get_a_clear_error(args: list[str], message: str, tmp_path
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("args", "usage", "hint"),
+    [
+        (["agent", "--intervall", "5"], "usage: fleetgauge agent", "did you mean --interval?"),
+        (["dashboard", "--prot", "8050"], "usage: fleetgauge dashboard", "did you mean --port?"),
+        (["demo", "--workerz", "3"], "usage: fleetgauge demo", "did you mean --workers?"),
+        (["agent", "--push_port=9"], "usage: fleetgauge agent", "did you mean --push-port?"),
+    ],
+)
+def test_a_mistyped_flag_shows_the_commands_usage_and_the_closest_flag(
+    args: list[str], usage: str, hint: str
+) -> None:
+    result = fleetgauge(*args)
+    assert result.returncode == 2
+    assert usage in result.stderr and hint in result.stderr, result.stderr
+    assert "usage: fleetgauge [-h]" not in result.stderr
+
+
 def test_export_from_a_missing_sqlite_file_says_so(tmp_path: Path) -> None:
     missing = tmp_path / "nope.db"
     result = fleetgauge("export", "metrics", "--store", f"sqlite:///{missing}")

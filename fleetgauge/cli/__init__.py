@@ -9,6 +9,7 @@ prints one line naming it and exits 2.
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 import sys
 from collections.abc import Sequence
@@ -43,9 +44,35 @@ def _needed_extras(command: object, args: argparse.Namespace) -> tuple[str, ...]
     return command.EXTRAS  # type: ignore[attr-defined]
 
 
+def _command_parser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    """The parser of command ``name`` (its flags, its usage line)."""
+    for action in parser._actions:  # argparse keeps its subparsers only here
+        if isinstance(action, argparse._SubParsersAction):
+            return action.choices[name]
+    return parser
+
+
+def _unknown(parser: argparse.ArgumentParser, unknown: Sequence[str]) -> str:
+    """The error for options a command does not have, with the closest it has."""
+    known = [o[2:] for a in parser._actions for o in a.option_strings if o.startswith("--")]
+    hints = []
+    for arg in unknown:
+        if arg.startswith("-"):
+            flag = arg.split("=", 1)[0]
+            close = difflib.get_close_matches(flag.lstrip("-"), known, n=1, cutoff=0.7)
+            if close:
+                hints.append(f"{flag}: did you mean --{close[0]}?")
+    message = "unrecognized arguments: " + " ".join(unknown)
+    return message + ("; " + "; ".join(hints) if hints else "")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``fleetgauge`` console script."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # the command's usage and the closest flag, not the top-level usage
+        command_parser = _command_parser(parser, args.command)
+        command_parser.error(_unknown(command_parser, unknown))
     command = next(c for c in COMMANDS if c.NAME == args.command)
     try:
         extras.require(f"fleetgauge {args.command}", *_needed_extras(command, args))
