@@ -130,3 +130,17 @@ def test_the_dashboard_on_a_busy_port(tmp_path: Path, busy_port: int) -> None:
     dashboard = [sys.executable, "-m", "fleetgauge", "dashboard", "--store", store]
     line = one_line(run([*dashboard, "--port", str(busy_port)], tmp_path))
     assert f"--port {busy_port} on 127.0.0.1" in line and "Address already in use" in line
+
+
+def test_the_dashboard_on_an_unreachable_influxdb_stops_with_one_line(tmp_path: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as held:  # a port nothing answers HTTP on
+        port = held.getsockname()[1]
+    url = f"influxdb+http://127.0.0.1:{port}/metrics?org=o&timeout=2"
+    done = run([sys.executable, "-m", "fleetgauge", "dashboard", "--store", url], tmp_path)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    (line,) = [line for line in done.stderr.splitlines() if line.strip()]
+    assert (
+        line.startswith("fleetgauge: error: InfluxDB at http://127.0.0.1:")
+        and "unreachable" in line
+    )
+    assert "Connection refused" in line and " object at 0x" not in line, line

@@ -175,7 +175,11 @@ def run(args: argparse.Namespace) -> int:
     thresholds = load_thresholds(args.thresholds, args.threshold, args.over_share)
     users = auth.load_users(args.auth_file)
     auth.check_bind(args.host, users, args.insecure)
-    open_store(args.store, create=False).close()  # a wrong URL fails now, not on the first page
+    store = open_store(args.store, create=False)  # a wrong store fails now, not on a page
+    try:
+        store.check()
+    finally:
+        store.close()
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
     from fleetgauge.dashboard.app import serve

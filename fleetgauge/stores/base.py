@@ -78,6 +78,10 @@ class StoreReader(Protocol):
     (InfluxDB: one HTTP request each), so a page reading several measurements
     reads them at once; False when they would only queue (SQLite: one connection)."""
 
+    def check(self) -> None:
+        """Make sure reads can work (reachable, credentials accepted, database present);
+        StoreError saying what is wrong in words otherwise. Commands call it at start-up."""
+
     def tag_values(
         self,
         key: str,

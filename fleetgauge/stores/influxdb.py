@@ -25,6 +25,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -209,7 +210,7 @@ class InfluxDBStore:
                 raise StoreRejected(f"InfluxDB refused the batch ({e.status}): {message}") from e
             raise StoreUnavailable(f"InfluxDB write failed ({e.status}): {message}") from e
         except (urllib3.exceptions.HTTPError, OSError) as e:
-            raise StoreUnavailable(f"InfluxDB at {self._base} unreachable: {e}") from e
+            raise _unreachable(self._base, e) from e
 
     def delete_before(self, cutoff_ns: int) -> int:
         """Not done by fleetgauge on InfluxDB: the bucket's retention period applies."""
@@ -235,7 +236,7 @@ class InfluxDBStore:
                 preload_content=not stream,
             )
         except (urllib3.exceptions.HTTPError, OSError) as e:
-            raise StoreUnavailable(f"InfluxDB at {self._base} unreachable: {e}") from e
+            raise _unreachable(self._base, e) from e
         if response.status >= 400:
             try:
                 message = _error_message(_decode(response))
@@ -254,6 +255,24 @@ class InfluxDBStore:
         return results
 
     # --- reads -----------------------------------------------------------
+    def check(self) -> None:
+        """One cheap query: InfluxDB answers, takes the token and has the bucket."""
+        try:
+            self._query(f"SHOW RETENTION POLICIES ON {influxql_ident(self._database)}")
+        except StoreUnavailable:
+            raise
+        except StoreError as e:
+            text = str(e)
+            if "(401)" in text or "(403)" in text:
+                raise StoreError(
+                    f"InfluxDB at {self._base} refused the token ({TOKEN_ENV}): {text}"
+                ) from e
+            if "not found" in text:
+                raise StoreError(
+                    f"InfluxDB at {self._base} has no bucket {self.bucket!r}: {text}"
+                ) from e
+            raise
+
     def tag_values(
         self,
         key: str,
@@ -465,6 +484,13 @@ class InfluxDBStore:
         self._writer.close()
         self._client.close()
         self._http.clear()
+
+
+def _unreachable(base: str, error: BaseException) -> StoreUnavailable:
+    """Why InfluxDB could not be reached, in words (urllib3 puts object reprs in its text)."""
+    reason = getattr(error, "reason", None) or error  # MaxRetryError wraps the cause
+    text = re.sub(r"<[^<>]* object at 0x[0-9a-fA-F]+>:?\s*", "", str(reason)).strip()
+    return StoreUnavailable(f"InfluxDB at {base} unreachable: {text or type(reason).__name__}")
 
 
 def _points(measurement: str, series: dict, field_types: dict[str, type]) -> Iterator[Point]:

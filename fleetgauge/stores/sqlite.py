@@ -476,6 +476,9 @@ class SQLiteStore:
         if fields:
             yield current, sid, Point(measurement, tags, fields, current)
 
+    def check(self) -> None:
+        """The file opened and holds fleetgauge's tables (nothing more to check)."""
+
     def forget_idle(self) -> None:
         """Drop the write path's per-series memory of series not written since the last call.
 

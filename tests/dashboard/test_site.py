@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from conftest import BACKENDS, make_store
+from conftest import BACKENDS, InfluxHarness, make_store
 from dashboard_site import (
     CPU,
     EVIL_WORKER,
@@ -25,10 +25,10 @@ from dashboard_site import (
     DashboardProcess,
     Seed,
     fetch,
-    free_port,
     no_traceback,
     seed,
 )
+from influx_server import V2WriteFront
 from selenium.webdriver.common.by import By
 
 from fleetgauge.read.export import layout
@@ -330,11 +330,18 @@ def test_the_url_round_trips_the_view(dash_duo, site: Site) -> None:
     assert_clean_console(dash_duo)
 
 
-def test_a_store_that_is_down_shows_a_banner_and_the_page_stays(dash_duo, tmp_path) -> None:
-    url = f"influxdb+http://127.0.0.1:{free_port()}/fleet?org=o&timeout=2"
+def test_a_store_that_goes_down_shows_a_banner_and_the_page_stays(
+    dash_duo, tmp_path, influx: InfluxHarness
+) -> None:
+    # the real influxd behind a front of its own: closing the front takes the store away
+    front = V2WriteFront(influx.server.url)
+    front.start()
+    database = influx.new_database()
+    url = f"influxdb+{front.url}/{database}?org=o&timeout=2"
     process = DashboardProcess(url, tmp_path / "dashboard.log")
     try:
-        process.wait_ready()
+        process.wait_ready()  # it checked the store at start-up: up
+        front.stop()
         open_page(dash_duo, process.url + "/")
         dash_duo.wait_for_contains_text("#banner", "could not be read", timeout=20)
         assert dash_duo.find_element("#banner").is_displayed()
@@ -362,4 +369,24 @@ def test_a_custom_range_past_the_stores_limits_gets_a_readable_banner(dash_duo, 
     drawn = graphs(dash_duo, 6)
     assert values(lines(drawn["CPU"])["w1"]), drawn["CPU"]  # the whole history, from 1970 on
     assert "could not be drawn" not in dash_duo.find_element("#banner").text
+    assert_clean_console(dash_duo)
+
+
+def test_names_in_the_link_with_no_data_get_a_banner_not_just_an_empty_page(
+    dash_duo, site: Site
+) -> None:
+    open_page(dash_duo, site.url + "/?env=nope")
+    dash_duo.wait_for_contains_text("#banner", "No data from the environment 'nope'", timeout=20)
+    open_page(dash_duo, site.url + "/?env=test&worker=w1&worker=ghost")
+    dash_duo.wait_for_contains_text("#banner", "No data from the worker 'ghost'", timeout=20)
+    assert "'w1'" not in dash_duo.find_element("#banner").text
+    open_page(dash_duo, site.url + "/pipeline?env=test&deployment=modle-a&deployment=x")
+    dash_duo.wait_for_contains_text(
+        "#banner", "No data from the deployments 'modle-a', 'x' in this range", timeout=20
+    )
+    open_page(dash_duo, site.url + "/executions?env=nope")
+    dash_duo.wait_for_contains_text("#banner", "No data from the environment 'nope'", timeout=20)
+    open_page(dash_duo, site.url + "/pipeline?env=test&deployment=model-a")
+    dash_duo.wait_for_contains_text("#metric-graph .gtitle", "points", timeout=20)
+    assert not dash_duo.find_element("#banner").is_displayed()
     assert_clean_console(dash_duo)

@@ -12,7 +12,7 @@ import pytest
 from conftest import InfluxHarness
 
 from fleetgauge.catalogue import CPU, DISK, EVENT, LIST_METRIC, MEMORY, PIPELINE_METRIC, Point
-from fleetgauge.stores import Store, StoreUnavailable, open_store
+from fleetgauge.stores import Store, StoreError, StoreUnavailable, open_store
 from fleetgauge.validation import InvalidPoint
 
 S = 1_000_000_000
@@ -205,12 +205,28 @@ def test_bucketed_read_leaves_gaps_where_nothing_was_sent(store: Store) -> None:
     assert b.series[0].times == [T0 + k * 10 * S for k in (0, 1, 2, 6, 7, 8, 9)]
 
 
-def test_unreachable_influxdb_is_reported_as_unavailable() -> None:
+def test_unreachable_influxdb_is_reported_as_unavailable_in_words() -> None:
     s = open_store("influxdb+http://127.0.0.1:9/nothing?org=o&timeout=2")
-    with pytest.raises(StoreUnavailable):
+    with pytest.raises(StoreUnavailable) as write:
         s.write([cpu("w1", T0, 1.0)])
-    with pytest.raises(StoreUnavailable):
+    with pytest.raises(StoreUnavailable) as read:
         s.tag_values("worker", T0, T0 + S, ["cpu"])
+    with pytest.raises(StoreUnavailable) as check:
+        s.check()
+    for e in (write, read, check):
+        text = str(e.value)
+        assert "InfluxDB at http://127.0.0.1:9 unreachable" in text, text
+        assert "refused" in text.lower() and " object at 0x" not in text, text
+
+
+def test_check_names_a_missing_bucket(influx: InfluxHarness) -> None:
+    good = open_store(influx.store_url(influx.new_database()))
+    good.check()
+    good.close()
+    missing = open_store(influx.store_url("absent_bucket"))
+    with pytest.raises(StoreError) as e:
+        missing.check()
+    assert "has no bucket" in str(e.value), e.value
 
 
 def test_influxdb_url_chooses_gzip_and_both_ways_store_the_same(influx: InfluxHarness) -> None:
