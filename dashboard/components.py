@@ -56,6 +56,7 @@ __all__ = [
     "environment_options",
     "report_store_error",
     "clear_banner",
+    "unknown_names",
     "set_environments",
     "show_banner",
 ]
@@ -139,9 +140,31 @@ def set_environments(environments: Sequence[str], selected: str | None) -> None:
     set_props("env", {"options": environment_options(environments, selected)})
 
 
-def clear_banner(state: ViewState) -> None:
-    """Hide the banner after a good read (leaving the URL's own problems shown)."""
-    set_props("banner", show_banner(list(state.problems)))
+def clear_banner(state: ViewState, *unknown: Sequence[str]) -> None:
+    """Hide the banner after a good read, leaving the URL's own problems shown and the
+    ``unknown`` lines (from :func:`unknown_names`) that say which names have no data."""
+    set_props("banner", show_banner([*state.problems, *(m for lines in unknown for m in lines)]))
+
+
+def unknown_names(what: str, chosen: Sequence[str], known: Sequence[str]) -> list[str]:
+    """A banner line for the names of the URL (``what``: "environment", "worker", ...) that
+    the store has no data of in the range: a typo in a shared link says so, not just
+    "no data"."""
+    chosen = [c for c in chosen if c]
+    if not chosen:
+        return []
+    present = set(known)
+    missing = [c for c in chosen if c not in present]
+    if not missing:
+        return []
+    names = ", ".join(repr(m) for m in missing[:5])
+    if len(missing) > 5:
+        names += f" and {len(missing) - 5:,} more"
+    plural = "s" if len(missing) > 1 else ""
+    return [
+        f"No data from the {what}{plural} {names} in this range: check the name{plural} in"
+        " the link, or pick another range."
+    ]
 
 
 def page_ids(page: str) -> tuple[str, str, str]:

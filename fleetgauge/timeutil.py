@@ -12,6 +12,7 @@ __all__ = [
     "parse_time",
     "parse_duration",
     "format_time",
+    "format_time_ms",
     "datetime_to_ns",
     "NS_PER_S",
     "MAX_NS",
@@ -84,6 +85,12 @@ def parse_duration(text: str) -> int:
     if not match:
         raise ValueError(f"not a duration: {text!r} (use a number and one of ns us ms s m h d w)")
     return round(float(match.group(1)) * _UNITS_NS[match.group(2)])
+
+
+def format_time_ms(time_ns: int) -> str:
+    """ISO-8601 UTC text to the millisecond at most, for people (pages, messages)."""
+    ms = time_ns // 1_000_000
+    return format_time(ms * 1_000_000)
 
 
 def format_time(time_ns: int) -> str:

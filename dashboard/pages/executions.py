@@ -199,7 +199,9 @@ def load(_width, _refresh, _tick, search):
     except StoreError as e:
         components.report_store_error(e)
         return (no_update,) * 8
-    components.clear_banner(state)
+    components.clear_banner(
+        state, components.unknown_names("environment", [state.env or ""], view.environments)
+    )
     components.set_environments(view.environments, state.env)
     available = ex.columns_of(view.records, state.mode)
     columns = _chosen_columns(state, available)

@@ -10,7 +10,7 @@ from fleetgauge.dashboard.data import listings
 from fleetgauge.dashboard.data import pipeline as data
 from fleetgauge.dashboard.site import current, points_for
 from fleetgauge.stores import StoreError
-from fleetgauge.timeutil import format_time
+from fleetgauge.timeutil import format_time_ms
 
 dash.register_page(
     __name__, path="/pipeline", name="Pipeline metrics", title="fleetgauge · pipeline", order=1
@@ -86,7 +86,7 @@ def _summary_table(view: data.MetricView) -> html.Table:
                     html.Td(f"{s.min:.4g}"),
                     html.Td(f"{s.max:.4g}"),
                     html.Td(f"{s.last:.4g}"),
-                    html.Td(format_time(s.last_ns)),
+                    html.Td(format_time_ms(s.last_ns)),
                 ],
                 className="summary-row",
             )
@@ -165,7 +165,11 @@ def load(width, _refresh, _tick, zoom, search):
     except StoreError as e:
         components.report_store_error(e)
         return (no_update,) * 7
-    components.clear_banner(state)
+    components.clear_banner(
+        state,
+        components.unknown_names("environment", [state.env or ""], environments),
+        components.unknown_names("deployment", state.deployment, deployments),
+    )
     components.set_environments(environments, state.env)
     if view is None or not view.deployments:
         why = "pick a metric" if not metric else "no values of this metric in this range"

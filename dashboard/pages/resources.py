@@ -142,7 +142,11 @@ def load(width, _refresh, _tick, search):
     graphs = [_graph(v, thresholds.of(v.resource.key)) for v in shown]
     over = {v.resource.key: [o.worker for o in v.over()] for v in views}
     options = [{"label": w, "value": w} for w in sorted({*page.workers, *state.worker})]
-    components.clear_banner(state)
+    components.clear_banner(
+        state,
+        components.unknown_names("environment", [state.env or ""], page.environments),
+        components.unknown_names("worker", state.worker, page.workers),
+    )
     components.set_environments(page.environments, state.env)
     return (
         cards,
