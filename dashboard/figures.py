@@ -102,23 +102,29 @@ def curve_xy(
 ) -> tuple[dict, list[np.ndarray]]:
     """x keys of a trace and its y columns, with NaN (null in JSON) where the curve breaks.
 
-    Returns ``({"x0": .., "dx": ..}, columns)`` for evenly spaced buckets, else
-    ``({"x": [...]}, columns)`` with breaks at gaps of twice the usual spacing.
+    The curve breaks only where the worker really sent nothing: a gap longer than
+    twice its own interval (the spacing of its buckets, at least one bucket: a
+    1 s worker drawn on 0.7 s buckets leaves every other bucket empty and is one
+    line). Returns ``({"x0": .., "dx": ..}, columns)`` when every bucket of the
+    range is filled or a break, else ``({"x": [...]}, columns)`` with a null at
+    each break.
     """
     if not times:
         return {"x": []}, [np.array([]) for _ in columns]
     t = np.asarray(times, dtype=np.int64)
     gaps = np.diff(t)
-    spacing = int(np.sort(gaps)[(len(gaps) - 1) // 2]) if len(gaps) else 0  # median_low
-    if spacing <= step_ns:
-        index = (t - t[0]) // step_ns
+    # the worker's interval: most of its gaps (a quarter may be gaps, or the longer of the
+    # two spacings a sample interval between one and two buckets leaves)
+    interval = max(step_ns, int(np.percentile(gaps, 75, method="lower"))) if len(gaps) else 0
+    breaks = np.flatnonzero(gaps > 2 * interval) + 1
+    if interval == step_ns and not np.any((gaps > step_ns) & (gaps <= 2 * interval)):
+        index = (t - t[0]) // step_ns  # every bucket filled but at breaks: x0 and dx
         out = []
         for col in columns:
             filled = np.full(int(index[-1]) + 1, np.nan)
             filled[index] = np.asarray(col, dtype=float)
             out.append(filled)
         return {"x0": int(t[0]) // _NS_PER_MS, "dx": step_ns // _NS_PER_MS}, out
-    breaks = np.flatnonzero(gaps >= 2 * spacing) + 1
     xs: list[int | None] = (t // _NS_PER_MS).tolist()
     out = [np.asarray(col, dtype=float) for col in columns]
     for at in breaks[::-1]:

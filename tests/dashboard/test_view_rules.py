@@ -88,6 +88,24 @@ def test_curves_break_where_a_worker_sent_nothing() -> None:
     assert _nulls(y) == [1.0, 2.0, 3.0, None, 4.0, 5.0]
 
 
+def test_a_worker_sampling_between_one_and_two_buckets_is_one_line_and_real_gaps_break() -> None:
+    ms = 1_000_000
+    step = 704 * ms  # a 15-minute view, 1 s samples: every other bucket or so is empty
+    second = [i * S for i in range(900)]
+    buckets = sorted({t - t % step for t in second})
+    x, (y,) = curve_xy(buckets, step, [1.0] * len(buckets))
+    assert None not in x.get("x", []) and not any(v != v for v in y), "broken without a gap"
+    # a real minute without samples breaks the line once
+    gap = [t for t in second if not 300 * S <= t < 360 * S]
+    buckets = sorted({t - t % step for t in gap})
+    x, (y,) = curve_xy(buckets, step, [1.0] * len(buckets))
+    assert x["x"].count(None) == 1 and x["x"][x["x"].index(None) + 1] > 359_000
+    # a 10 s worker on 10 s buckets that missed one bucket (jitter) is not broken either
+    jitter = [0, 10, 20, 40, 50, 60]
+    x, (y,) = curve_xy([t * S for t in jitter], 10 * S, [1.0] * 6)
+    assert None not in x["x"] and len(y) == 6
+
+
 def _nulls(column) -> list[float | None]:
     """A column as its JSON shows it: NaN is null."""
     return [None if v != v else float(v) for v in column]
