@@ -53,6 +53,7 @@ __all__ = [
     "search_of",
     "window_of",
     "zoomed_window",
+    "zoom_search",
     "environment_options",
     "report_store_error",
     "clear_banner",
@@ -81,6 +82,21 @@ def view_of_query(query: dict[str, object]) -> ViewState:
 def search_of(state: ViewState) -> str:
     """The query string of a view, for writing into the URL."""
     return to_search(state)
+
+
+def zoom_search(relayout: dict | None, search: str | None) -> str | None:
+    """The URL of the view zoomed as ``relayout`` says (a custom range, whole seconds), or
+    None when it is no zoom (an autosize, a reset, a legend click): the zoom is part of the
+    view, so a reload or a shared link shows the same window and Back undoes it."""
+    window = zoomed_window(relayout)
+    if not isinstance(window, tuple):
+        return None
+    start_ns, end_ns = window
+    start_ns -= start_ns % NS_PER_S
+    end_ns += -end_ns % NS_PER_S
+    state = view_of(search)
+    new = state.with_(range=CUSTOM, start=format_time(start_ns), end=format_time(end_ns))
+    return search_of(new)
 
 
 def window_of(state: ViewState) -> tuple[int, int]:

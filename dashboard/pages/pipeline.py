@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dash
-from dash import Input, Output, State, callback, ctx, dcc, html, no_update
+from dash import Input, Output, State, callback, dcc, html, no_update
 
 from fleetgauge.dashboard import components, figures
 from fleetgauge.dashboard.data import listings
@@ -20,11 +20,10 @@ PAGE = "pipeline"
 WIDTH, REFRESH, TICK = components.page_ids(PAGE)
 components.register_page_controls(PAGE)
 
-__all__ = ["layout", "load", "selection_to_url"]
+__all__ = ["layout", "load", "selection_to_url", "zoom_to_url"]
 
 DEFAULT_OVERLAY = 8
 """Deployments overlaid when none is chosen: the first ones by name."""
-ZOOM = "metric-zoom"  # the chart's zoomed window, set by zoom_of()
 
 
 def layout(**query: object) -> html.Div:
@@ -65,7 +64,6 @@ def layout(**query: object) -> html.Div:
             ),
             html.Div(id="summary", className="summary"),
             dcc.Graph(id="metric-graph", config={"displaylogo": False}, className="graph"),
-            dcc.Store(id=ZOOM),
         ]
     )
 
@@ -131,16 +129,12 @@ def find_deployments(typed, selected, search):
     Input(WIDTH, "data"),
     Input(REFRESH, "n_clicks"),
     Input(TICK, "n_intervals"),
-    Input(ZOOM, "data"),
     components.SEARCH,
 )
-def load(width, _refresh, _tick, zoom, search):
-    """Options, chart and summary for the view in the URL (or the zoomed window)."""
+def load(width, _refresh, _tick, search):
+    """Options, chart and summary for the view in the URL (a zoom is a custom range there)."""
     state = components.view_of(search)
     start_ns, end_ns = components.window_of(state)
-    zoomed = tuple(zoom) if ctx.triggered_id == ZOOM and isinstance(zoom, list) else None
-    if zoomed is not None:
-        start_ns, end_ns = zoomed
     site = current()
     try:
         with site.pool.store() as store:
@@ -178,8 +172,6 @@ def load(width, _refresh, _tick, zoom, search):
         figure, summary = figures.empty_figure("Pipeline metric", why), []
     else:
         figure, summary = figures.metric_figure(view), _summary_table(view)
-        if zoomed is not None:
-            figure["layout"]["xaxis"]["range"] = [start_ns // 1_000_000, end_ns // 1_000_000]
     return (
         figure,
         summary,
@@ -199,19 +191,22 @@ def load(width, _refresh, _tick, zoom, search):
     )
 
 
-@callback(Output(ZOOM, "data"), Input("metric-graph", "relayoutData"), prevent_initial_call=True)
-def zoom_of(relayout):
-    """A zoom (or its reset) of the chart, for :func:`load`; anything else changes nothing.
+@callback(
+    Output(components.LOCATION, "search", allow_duplicate=True),
+    Input("metric-graph", "relayoutData"),
+    components.SEARCH,
+    prevent_initial_call=True,
+)
+def zoom_to_url(relayout, search):
+    """A zoom of the chart becomes the view's custom range; anything else changes nothing.
 
     Plotly reports every layout change (its first autosize too): were the chart
     read again on each, a read still under way when one arrives would have its
     answer dropped by Dash for the newer call, and a slow store would leave the
     chart empty.
     """
-    window = components.zoomed_window(relayout)
-    if window is None:
-        return no_update
-    return "reset" if window == "reset" else list(window)
+    new = components.zoom_search(relayout, search)
+    return no_update if new is None or new == search else new
 
 
 @callback(

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import dash
-from dash import ALL, MATCH, Input, Output, State, callback, ctx, dcc, html, no_update
+from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
 
 from fleetgauge.dashboard import components, figures
 from fleetgauge.dashboard.data import resources as data
 from fleetgauge.dashboard.site import current, points_for
-from fleetgauge.dashboard.thresholds import Threshold, resource
+from fleetgauge.dashboard.thresholds import Threshold
 from fleetgauge.stores import StoreError
-from fleetgauge.timeutil import format_time
 
 dash.register_page(__name__, path="/", name="Resources", title="fleetgauge · resources", order=0)
 
@@ -18,7 +17,7 @@ PAGE = "resources"
 WIDTH, REFRESH, TICK = components.page_ids(PAGE)
 components.register_page_controls(PAGE)
 
-__all__ = ["layout", "load", "zoom", "workers_to_url"]
+__all__ = ["layout", "load", "zoom_to_url", "workers_to_url"]
 
 CARD = "card"
 GRAPH = "graph"
@@ -158,45 +157,16 @@ def load(width, _refresh, _tick, search):
 
 
 @callback(
-    Output({"type": GRAPH, "resource": MATCH}, "figure"),
-    Input({"type": GRAPH, "resource": MATCH}, "relayoutData"),
-    State({"type": GRAPH, "resource": MATCH}, "id"),
-    State(WIDTH, "data"),
+    Output(components.LOCATION, "search", allow_duplicate=True),
+    Input({"type": GRAPH, "resource": ALL}, "relayoutData"),
     components.SEARCH,
     prevent_initial_call=True,
 )
-def zoom(relayout, graph_id, width, search):
-    """Read one resource again for the zoomed window, at the finer resolution it allows."""
-    window = components.zoomed_window(relayout)
-    if window is None:
-        return no_update
-    state = components.view_of(search)
-    if window == "reset":
-        window = components.window_of(state)
-    start_ns, end_ns = window
-    r = resource(graph_id["resource"])
-    site = current()
-    threshold = site.config.thresholds.of(r.key)
-    try:
-        with site.pool.store() as store:
-            view = data.read_resource(
-                store,
-                r,
-                start_ns,
-                end_ns,
-                points_for(width),
-                site.config.thresholds,
-                state.env,
-                state.worker,
-            )
-    except StoreError as e:
-        components.report_store_error(e)
-        return no_update
-    if not view.curves:
-        return figures.empty_figure(r.title, f"no data from {format_time(start_ns)}")
-    figure = figures.resource_figure(view, threshold)
-    figure["layout"]["xaxis"]["range"] = [start_ns // 1_000_000, end_ns // 1_000_000]
-    return figure
+def zoom_to_url(_relayouts, search):
+    """A zoom of any graph becomes the view's custom range: every graph is read again for
+    it, at the finer resolution it allows, and a reload or a shared link shows it too."""
+    new = components.zoom_search(ctx.triggered[0]["value"] if ctx.triggered else None, search)
+    return no_update if new is None or new == search else new
 
 
 @callback(

@@ -23,6 +23,7 @@ from dashboard_site import (
     GAP_AGO,
     MINUTE,
     DashboardProcess,
+    S,
     Seed,
     fetch,
     no_traceback,
@@ -292,6 +293,18 @@ def test_pipeline_page_shows_values_summary_and_events(dash_duo, site: Site) -> 
         time.sleep(1)
         settle(dash_duo)
     assert _summary(dash_duo)["model-b"][0] == "30"
+    # the zoom is the view's custom range: a reload shows the same window
+    zoomed = wait_for_url(dash_duo, "range=custom")
+    query = parse_qs(urlsplit(zoomed).query)
+    assert (
+        parse_time(query["start"][0]) <= zoom_to[0] * 1_000_000 < parse_time(query["start"][0]) + S
+    )
+    dash_duo.driver.refresh()
+    dash_duo.wait_for_contains_text("#metric-graph .gtitle", "points", timeout=20)
+    deadline = time.monotonic() + 20
+    while _summary(dash_duo).get("model-a", [""])[0] != "30":
+        assert time.monotonic() < deadline, _summary(dash_duo)
+        time.sleep(0.3)
     assert_clean_console(dash_duo)
 
 
@@ -389,4 +402,34 @@ def test_names_in_the_link_with_no_data_get_a_banner_not_just_an_empty_page(
     open_page(dash_duo, site.url + "/pipeline?env=test&deployment=model-a")
     dash_duo.wait_for_contains_text("#metric-graph .gtitle", "points", timeout=20)
     assert not dash_duo.find_element("#banner").is_displayed()
+    assert_clean_console(dash_duo)
+
+
+def test_a_zoom_on_the_resources_page_is_in_the_url_and_survives_a_reload(
+    dash_duo, site: Site
+) -> None:
+    open_page(dash_duo, site.url + "/?env=test&range=6h")
+    graphs(dash_duo, 6)
+    start_ms = (site.seed.end_ns - 40 * MINUTE) // 1_000_000
+    end_ms = (site.seed.end_ns - 10 * MINUTE) // 1_000_000
+    dash_duo.driver.execute_script(
+        "Plotly.relayout(document.querySelector('.js-plotly-plot'),"
+        " {'xaxis.range': [arguments[0], arguments[1]]});",
+        start_ms,
+        end_ms,
+    )
+    url = wait_for_url(dash_duo, "range=custom")
+    query = parse_qs(urlsplit(url).query)
+    assert (
+        parse_time(query["start"][0]) // 1_000_000
+        <= start_ms
+        < parse_time(query["end"][0]) // 1_000_000
+    )
+    dash_duo.driver.refresh()
+    graphs(dash_duo, 6)
+    shown = dash_duo.driver.execute_script(
+        "return document.querySelector('.js-plotly-plot').layout.xaxis.range"
+    )
+    slack = (end_ms - start_ms) / 100  # the window is drawn on whole buckets
+    assert abs(shown[0] - start_ms) < slack and abs(shown[1] - end_ms) < slack, shown
     assert_clean_console(dash_duo)
