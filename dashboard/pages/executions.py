@@ -98,6 +98,10 @@ def layout(**query: object) -> html.Div:
                 style_table={"overflowX": "auto"},
                 style_cell={"fontFamily": "inherit", "fontSize": "13px", "padding": "4px 8px"},
                 style_header={"fontWeight": "600"},
+                style_cell_conditional=[  # names and text read from the left, numbers right
+                    {"if": {"column_type": "text"}, "textAlign": "left"},
+                    {"if": {"column_id": "id"}, "textAlign": "left"},
+                ],
             ),
             html.Div(
                 [
@@ -124,16 +128,19 @@ def layout(**query: object) -> html.Div:
 
 
 def _chosen_columns(state, available: list[str]) -> list[str]:
-    """The URL's columns (the list-metric ones in the current mode), else the defaults."""
+    """The URL's columns (the list-metric ones in the current mode), else the defaults; the
+    metric columns first, next to the id: what a user came for is in view at 1,000 px."""
     if not state.col:
-        return available
-    chosen = []
-    for c in state.col:
-        if c.startswith("list."):
-            c = c.rsplit(".", 1)[0] + "." + state.mode
-        if c not in chosen:
-            chosen.append(c)
-    return chosen
+        chosen = available
+    else:
+        chosen = []
+        for c in state.col:
+            if c.startswith("list."):
+                c = c.rsplit(".", 1)[0] + "." + state.mode
+            if c not in chosen:
+                chosen.append(c)
+    metrics = [c for c in chosen if c.startswith(("metric.", "list."))]
+    return metrics + [c for c in chosen if c not in metrics]
 
 
 def _table_value(column: str, value: object) -> object:

@@ -180,3 +180,22 @@ def test_filters_columns_and_the_csv_link(dash_duo, site: Site) -> None:
     wait_for_url(dash_duo, "status=succeeded")
     assert len(table_rows(dash_duo, 8)) == 8
     assert dash_duo.get_logs() == []
+
+
+def test_at_1000_px_the_metric_columns_are_in_view_and_text_reads_from_the_left(
+    dash_duo, site: Site
+) -> None:
+    dash_duo.driver.set_window_size(1000, 900)
+    dash_duo.driver.get(site.url + "/executions")
+    table_rows(dash_duo, 9)
+    width = dash_duo.driver.execute_script("return document.documentElement.clientWidth")
+    header = dash_duo.driver.find_element(
+        By.CSS_SELECTOR, 'th[data-dash-column="list.accuracy.last"]'
+    )
+    box = dash_duo.driver.execute_script(
+        "const r = arguments[0].getBoundingClientRect(); return [r.left, r.right]", header
+    )
+    assert 0 <= box[0] and box[1] <= width, (box, width)  # no scrolling needed to see it
+    status = dash_duo.driver.find_element(By.CSS_SELECTOR, 'td[data-dash-column="status"]')
+    assert status.value_of_css_property("text-align") == "left"
+    assert dash_duo.get_logs() == []
