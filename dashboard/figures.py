@@ -347,6 +347,17 @@ def _step_at(steps: Sequence[int], times_ns: Sequence[int], t: int) -> int | Non
     return at
 
 
+def _whole_tick(last: float) -> int:
+    """A whole tick spacing (1, 2, 5, 10, 20, ...) giving at most about ten ticks to ``last``."""
+    tick = 1
+    while last / tick > 10:
+        for factor in (2, 2.5, 2):  # 1, 2, 5, 10, 20, 50, ...
+            tick = int(tick * factor)
+            if last / tick <= 10:
+                break
+    return tick
+
+
 def compare_figure(metric: str, executions: Sequence[Any], events: Sequence[Any], x: str) -> Figure:
     """One line per execution of list metric ``metric`` against step or wall time.
 
@@ -403,7 +414,10 @@ def compare_figure(metric: str, executions: Sequence[Any], events: Sequence[Any]
                 }
             )
     axis: dict[str, Any] = {"title": {"text": "step"}, "zeroline": False}
-    if x != "step":
+    if x == "step":  # steps are whole numbers: ticks on whole numbers, never 0.5
+        last = max((v for d in data for v in d["x"] if isinstance(v, int | float)), default=0)
+        axis.update(tick0=0, dtick=_whole_tick(last))
+    else:
         axis = {"type": "date", "title": {"text": "time (UTC)"}}
     lines = sum(1 for d in data if d["meta"]["kind"] == "line")
     return {

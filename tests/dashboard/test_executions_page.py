@@ -116,6 +116,11 @@ def test_compare_draws_one_line_per_execution_per_list_metric(dash_duo, site: Si
             assert lines[r.execution_id]["y"] == getattr(r, metric)
             marks = next(t for t in traces if t["name"] == f"{r.execution_id} events")
             assert marks["x"] == [CHECKPOINT_EPOCH] and "checkpoint_saved" in marks["text"][0]
+    ticks = dash_duo.driver.execute_script(
+        "return [...document.querySelectorAll('.js-plotly-plot .xtick text')]"
+        ".map(t => t.textContent)"
+    )
+    assert ticks and all(t.replace(",", "").isdigit() for t in ticks), ticks  # whole steps only
     # a legend click hides one execution (and its markers)
     dash_duo.find_element(".js-plotly-plot .legend .traces .legendtoggle").click()
     deadline = time.monotonic() + 10
