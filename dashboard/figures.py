@@ -220,6 +220,11 @@ def resource_figure(view: ResourceView, threshold: Threshold, revision: str = ""
         data.append(_line(curve, view.step_ns, colour, digits, 1.5, "solid"))
     if view.total is not None and len(view.curves) > 1:
         data.append(_line(view.total, view.step_ns, TOTAL_COLOUR, digits, 2.5, "dash"))
+    # hovers say the unit and the whole name (plotly cuts names at 15 characters)
+    hover = "%{y:.1f} %" if r.is_percent else "%{y:.4s} " + _axis_title(r.unit)
+    for trace in data:
+        if trace.get("hoverinfo") != "skip":
+            trace["hovertemplate"] = f"{hover}<extra>%{{fullData.name}}</extra>"
     yaxis: dict[str, Any] = {"title": {"text": _axis_title(r.unit)}, "rangemode": "tozero"}
     if r.is_percent:
         yaxis["range"] = [0, 105]
@@ -229,6 +234,7 @@ def resource_figure(view: ResourceView, threshold: Threshold, revision: str = ""
         "data": data,
         "layout": {
             "title": {"text": f"{r.title}<br><sup>{points_note(view)}</sup>", "x": 0.01},
+            "hoverlabel": {"namelength": -1},
             "xaxis": {
                 "type": "date",
                 "title": {"text": "time (UTC)"},

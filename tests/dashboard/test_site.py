@@ -40,7 +40,8 @@ return Array.from(document.querySelectorAll('.js-plotly-plot')).map(g => ({
   title: (g.layout.title && g.layout.title.text) || '',
   range: g.layout.xaxis && g.layout.xaxis.range,
   traces: g.data.map(t => ({name: t.name, y: t.y, x: t.x || null, x0: t.x0 === undefined ?
-    null : t.x0, dx: t.dx === undefined ? null : t.dx, text: t.text || null}))
+    null : t.x0, dx: t.dx === undefined ? null : t.dx, text: t.text || null,
+    hover: t.hovertemplate || null}))
 }));
 """
 
@@ -169,6 +170,9 @@ def test_graphs_draw_each_worker_and_the_aggregate(dash_duo, site: Site) -> None
     network = lines(drawn["Network"])
     assert set(values(network["w1"])) == {1.5e6}
     assert Counter(values(network["all selected (sum)"])).most_common(1)[0][0] == 6e6
+    # hovers carry the unit and the whole name
+    assert cpu["w1"]["hover"] == "%{y:.1f} %<extra>%{fullData.name}</extra>"
+    assert "bytes/s<extra>" in network["w1"]["hover"]
     assert_clean_console(dash_duo)
 
 
