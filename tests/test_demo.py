@@ -34,14 +34,14 @@ class DemoProcess:
     The demo directory (logs, spool) is made under ``workdir`` (through ``TMPDIR``).
     """
 
-    def __init__(self, workdir: Path, *args: str) -> None:
+    def __init__(self, workdir: Path, *args: str, env: dict[str, str] | None = None) -> None:
         self.launched = datetime.now(UTC)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "fleetgauge", "demo", *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", "TMPDIR": str(workdir)},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", "TMPDIR": str(workdir), **(env or {})},
         )
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -119,6 +119,7 @@ def test_demo_runs_everything_until_ctrl_c(running_demo: tuple[DemoProcess, str]
     started = [c.cmdline()[3] for c in psutil.Process(process.proc.pid).children()]
     assert sorted(started) == ["agent", "dashboard"], started  # (and the dashboard's workers)
     assert "Ctrl-C stops everything" in process.output
+    assert f"export FLEETGAUGE_STORE='{store}'" in process.output  # (and the push URL if moved)
 
     status, page = get(site)
     assert status == 200 and "fleetgauge" in page
@@ -158,7 +159,7 @@ def test_demo_runs_everything_until_ctrl_c(running_demo: tuple[DemoProcess, str]
     assert not alive, [c.cmdline() for c in alive]
 
 
-def test_demo_says_which_part_failed_and_stops_the_rest(tmp_path: Path) -> None:
+def test_a_busy_port_is_one_line_before_any_history_is_written(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -166,17 +167,33 @@ def test_demo_says_which_part_failed_and_stops_the_rest(tmp_path: Path) -> None:
         url = f"sqlite:///{tmp_path / 'demo.db'}"
         process = DemoProcess(tmp_path, "--store", url, "--port", str(port), "--hours", "0.1")
         try:
-            children = wait_until(
-                lambda: psutil.Process(process.proc.pid).children(recursive=True),
-                20,
-                lambda: f"no children started\n{process.output}",
-                process.proc,
-            )
             code = process.finish(timeout=40)
         finally:
             process.kill()
+    assert code == 2, process.output
+    assert f"--port {port} on 127.0.0.1: Address already in use" in process.output
+    assert "Writing" not in process.output and not (tmp_path / "demo.db").exists()
+    assert not list(tmp_path.glob("fleetgauge-demo-*")), "the demo left its directory behind"
+
+
+def test_demo_says_which_part_failed_and_stops_the_rest(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'demo.db'}"
+    process = DemoProcess(  # an agent setting that cannot work: the agent exits at start
+        tmp_path, "--store", url, "--port", "0", "--hours", "0.1",
+        env={"FLEETGAUGE_COLLECTORS": "bogus"},
+    )  # fmt: skip
+    try:
+        children = wait_until(
+            lambda: psutil.Process(process.proc.pid).children(recursive=True),
+            20,
+            lambda: f"no children started\n{process.output}",
+            process.proc,
+        )
+        code = process.finish(timeout=40)
+    finally:
+        process.kill()
     assert code == 1, process.output
-    assert "the dashboard exited early" in process.output
+    assert "the agent exited early" in process.output and "unknown collector" in process.output
     assert "Traceback" not in process.output.split("ends with:")[0]
     gone, alive = psutil.wait_procs(children, timeout=5)
     assert not alive, [c.cmdline() for c in alive]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import ctypes
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -28,8 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import IO, TypeVar
+from urllib.parse import urlsplit
 
 from fleetgauge.agent.demo import seed as demo
+from fleetgauge.protocol import DEFAULT_PUSH_URL
 from fleetgauge.sdk import MetricsClient
 from fleetgauge.stores import open_store
 
@@ -143,6 +146,23 @@ class _Demo:
             time.sleep(0.1)
         raise _Stopped
 
+    def preflight(self) -> None:
+        """Ports first, before any history is written: a busy one is one line, nothing left.
+
+        The push endpoint takes the default port when it is free, so the SDK's default
+        (``FLEETGAUGE_PUSH_URL`` unset) reaches the demo's agent; else any free port,
+        and the demo says what to export.
+        """
+        s = self.settings
+        if s.port and not _port_free(s.port):
+            raise ValueError(
+                f"--port {s.port} on 127.0.0.1: Address already in use (another dashboard or"
+                " demo?); pick another port, or --port 0 for any free one"
+            )
+        default = urlsplit(DEFAULT_PUSH_URL).port
+        self.push_port = default if default and _port_free(default) else _free_port()
+        self.metrics_port = _free_port()
+
     def start(self) -> None:
         s = self.settings
         _say(f"Demo directory: {self.directory}")
@@ -153,7 +173,6 @@ class _Demo:
         finally:
             store.close()
         _say(f"  {points} points written")
-        self.push_port, self.metrics_port = _free_port(), _free_port()
         self._spawn(
             "agent",
             "--worker", self.worker,
@@ -203,6 +222,13 @@ class _Demo:
         )
         _say(f"Logs:         {', '.join(str(c.log_path) for c in self.children)}")
         _say()
+        push_url = f"http://127.0.0.1:{self.push_port}"
+        exports = [f"FLEETGAUGE_STORE='{self.store}'"]
+        if push_url != DEFAULT_PUSH_URL:
+            exports.append(f"FLEETGAUGE_PUSH_URL={push_url}")
+        _say("In another shell, to record into the demo and read it back:")
+        _say(f"  export {' '.join(exports)}")
+        _say()
         _say("Ctrl-C stops everything.")
 
     def watch(self) -> None:
@@ -241,6 +267,17 @@ def _dashboard_url(log_path: Path) -> str | None:
     return match.group(1) if match else None
 
 
+def _port_free(port: int) -> bool:
+    """Whether a listener could bind ``port`` on 127.0.0.1 now."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers bind
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def _listening(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5):
@@ -262,6 +299,11 @@ def run_demo(settings: DemoSettings) -> int:
 
     previous = {sig: signal.signal(sig, on_signal) for sig in _STOP_SIGNALS}
     running = _Demo(settings, stop)
+    try:
+        running.preflight()
+    except ValueError:
+        shutil.rmtree(running.directory, ignore_errors=True)
+        raise
     code = 0
     try:
         running.start()
@@ -278,5 +320,12 @@ def run_demo(settings: DemoSettings) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     if code == 0:
-        _say(f"Stopped. The demo data and logs stay in {running.directory}")
+        kept = running.store.startswith("sqlite:///") and Path(
+            running.store.removeprefix("sqlite:///")
+        ).is_relative_to(running.directory)
+        if kept:
+            _say(f"Stopped. The demo store and logs stay in {running.directory}")
+        else:  # the store lives elsewhere: the logs and spool were only the demo's
+            shutil.rmtree(running.directory, ignore_errors=True)
+            _say(f"Stopped. The demo data stays in {running.store}; its logs were removed")
     return code
