@@ -9,11 +9,16 @@ a throwaway real ``influxd`` (behind the test suite's v2 write front, in a proce
 - ``fleetgauge dashboard`` on the same bucket, its resources page's data callback
   posted every 10 s (the way an open browser tab with auto-refresh asks).
 
+Before they start, the bucket gets the hour of resource history the agent would have
+written in the hour before (its own collectors' points, one a second), so the hour the
+dashboard asks for is full from the first poll: the soak measures a dashboard at its
+steady state, as on any fleet that has run for an hour, rather than the hour filling up.
+
 Every minute it prints each process's RSS and CPU (percent of one core over that
 minute, from ``/proc``). At the end it checks that every pushed value was stored
-and reports the agent's RSS growth from minute 5 to the end: target under 5 %.
-Shorter soaks report their figures but cannot judge the growth (it starts at
-minute 5). The table goes to ``bench/out/soak.md`` and the suite's figures file.
+and reports the agent's and the dashboard's RSS growth from minute 10 to the end:
+target under 5 %. Shorter soaks report their figures but cannot judge the growth (it
+starts at minute 10). The table goes to ``bench/out/soak.md`` and the suite's figures file.
 """
 
 from __future__ import annotations
@@ -45,7 +50,11 @@ from bench.bench_dashboard import (
 from bench.bench_push import influx, stored_count, wait_port
 from bench.bench_store import OUT_DIR, REPO, machine, markdown_report, text_table
 from bench.results import Figure
+from fleetgauge.agent.collectors import build_collectors
+from fleetgauge.catalogue import ENVIRONMENT, Point
+from fleetgauge.catalogue import WORKER as WORKER_TAG
 from fleetgauge.sdk import MetricsClient
+from fleetgauge.stores import open_store
 
 __all__ = ["main"]
 
@@ -54,7 +63,9 @@ RATE = 1000  # values/s pushed
 TICK_S = 0.1
 POLL_S = 10.0
 GROWTH_TARGET = 0.05
-SETTLE_MIN = 5
+SETTLE_MIN = 10
+HISTORY_S = 3600  # resource history written before the soak starts
+WORKER = "soak-worker"
 MB = 1e6
 
 
@@ -129,7 +140,7 @@ def agent_process(front: str, tmp: Path, push_port: int) -> Iterator[subprocess.
         *(sys.executable, "-m", "fleetgauge", "agent"),
         *("--store", f"influxdb+{front}/soak?org=bench"),
         *("--push-port", str(push_port), "--metrics-port", "0"),
-        *("--interval", "1", "--flush-interval", "1", "--worker", "soak-worker"),
+        *("--interval", "1", "--flush-interval", "1", "--worker", WORKER),
         *("--spool-dir", str(tmp / "spool")),
     ]
     with open(tmp / "agent.log", "wb") as log:
@@ -162,11 +173,39 @@ def _payload(base_url: str) -> bytes:
     return json.dumps(callback_payload(json.loads(body), values, "resources-width.data")).encode()
 
 
+def write_history(store_url: str, seconds: int = HISTORY_S) -> int:
+    """Write the ``seconds`` of resource history before now that the agent's collectors
+    would have written at ``--interval 1``: their points of this moment, once a second."""
+    collectors = build_collectors({ENVIRONMENT: "default", WORKER_TAG: WORKER})
+    for c in collectors:  # the first sample only primes the rate counters
+        c.collect(time.time_ns())
+    time.sleep(1)
+    now = time.time_ns()
+    template = [p for c in collectors for p in c.collect(now)]
+    store = open_store(store_url)
+    written = 0
+    try:
+        batch: list[Point] = []
+        start = now - seconds * 1_000_000_000
+        for t in range(start, now, 1_000_000_000):
+            batch.extend(Point(p.measurement, p.tags, p.fields, t) for p in template)
+            if len(batch) >= 5000:
+                store.write(batch)
+                written, batch = written + len(batch), []
+        store.write(batch)
+        written += len(batch)
+    finally:
+        store.close()
+    return written
+
+
 def soak(minutes: int, tmp: Path) -> tuple[list[Minute], dict[str, object]]:
     push_port = free_port()
     with contextlib.ExitStack() as stack:
         server, front = stack.enter_context(influx(tmp))
         server.create_database("soak")  # type: ignore[attr-defined]
+        seeded = write_history(f"influxdb+{front}/soak?org=bench")
+        _progress(f"[soak] wrote {seeded:,} points: the hour before the agent starts")
         agent = stack.enter_context(agent_process(front, tmp, push_port))
         read_url = f"influxdb+{server.url}/soak?org=bench"  # type: ignore[attr-defined]
         base = stack.enter_context(dashboard_server(read_url, tmp / "dash.log"))
