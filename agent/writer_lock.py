@@ -20,7 +20,11 @@ __all__ = ["WriterLock", "StoreInUse"]
 
 
 class StoreInUse(OSError):
-    """Another agent holds the SQLite file's writer lock."""
+    """Another agent holds the SQLite file's writer lock; ``holder`` is its pid as written."""
+
+    def __init__(self, message: str, holder: str) -> None:
+        super().__init__(message)
+        self.holder = holder
 
 
 class WriterLock:
@@ -36,7 +40,8 @@ class WriterLock:
             os.close(fd)
             raise StoreInUse(
                 f"another agent (pid {holder}) writes this SQLite file; run one agent per"
-                " file, or set share_store (--share-store) to let them take turns"
+                " file, or set share_store (--share-store) to let them take turns",
+                holder,
             ) from None
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())

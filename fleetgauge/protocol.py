@@ -34,6 +34,7 @@ from fleetgauge.validation import InvalidPoint, validate_name
 
 __all__ = [
     "DEFAULT_PUSH_URL",
+    "PUSH_URL_ENV",
     "DEFAULT_MAX_BODY",
     "PUSH_METRICS_PATH",
     "PUSH_EVENTS_PATH",
@@ -57,6 +58,8 @@ __all__ = [
     "inputs_json",
 ]
 
+PUSH_URL_ENV = "FLEETGAUGE_PUSH_URL"
+"""The environment variable that tells the SDK where the agent's push endpoint is."""
 DEFAULT_PUSH_URL = "http://127.0.0.1:9109"
 """Where the SDK finds the agent when ``FLEETGAUGE_PUSH_URL`` does not say."""
 DEFAULT_MAX_BODY = 4 * 1024 * 1024

@@ -22,6 +22,7 @@ import psutil
 import pytest
 
 from fleetgauge.agent.demo import seed as demo
+from fleetgauge.agent.writer_lock import WriterLock
 from fleetgauge.read.query import get_events, get_metrics, get_resource_metrics
 from fleetgauge.stores import open_store
 
@@ -224,3 +225,29 @@ def test_demo_history_has_a_hot_worker_and_a_drifting_model(tmp_path: Path) -> N
     early = mean_score(start, start + timedelta(hours=6))
     late = mean_score(end - timedelta(hours=6), end)
     assert early - late > 0.05
+
+
+def test_a_default_store_written_by_another_agent_gets_a_store_of_its_own(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    default_db = data / "fleetgauge" / "fleetgauge.db"
+    default_db.parent.mkdir(parents=True)
+    lock = WriterLock(default_db)  # as a running agent holds it
+    try:
+        process = DemoProcess(
+            tmp_path, "--port", "0", "--hours", "0.1", env={"XDG_DATA_HOME": str(data)}
+        )
+        try:
+            process.wait_for_url()
+            match = re.search(r"export FLEETGAUGE_STORE='(sqlite:///\S+)'", process.output)
+            assert match, process.output
+            assert f"written by another agent (pid {os.getpid()})" in process.output
+            own = Path(match.group(1).removeprefix("sqlite:///"))
+            assert own.exists() and own != default_db
+            process.proc.send_signal(signal.SIGINT)
+            assert process.finish(timeout=20) == 0, process.output
+        finally:
+            process.kill()
+    finally:
+        lock.release()
+    assert f"The demo store and logs stay in {own.parent}" in process.output
+    assert not default_db.exists(), "the demo wrote the store another agent writes"

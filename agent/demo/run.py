@@ -32,9 +32,10 @@ from typing import IO, TypeVar
 from urllib.parse import urlsplit
 
 from fleetgauge.agent.demo import seed as demo
-from fleetgauge.protocol import DEFAULT_PUSH_URL
+from fleetgauge.agent.writer_lock import StoreInUse, WriterLock
+from fleetgauge.protocol import DEFAULT_PUSH_URL, PUSH_URL_ENV
 from fleetgauge.sdk import MetricsClient
-from fleetgauge.stores import open_store
+from fleetgauge.stores import default_store_url, open_store
 
 __all__ = ["DemoSettings", "run_demo"]
 
@@ -47,7 +48,8 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class DemoSettings:
-    """What ``fleetgauge demo`` was asked for; ``store`` None: a new file in the demo directory."""
+    """What ``fleetgauge demo`` was asked for; ``store`` None: the default store
+    (``$FLEETGAUGE_STORE`` or the embedded file), unless another agent writes it."""
 
     store: str | None = None
     port: int = 8050
@@ -107,7 +109,8 @@ class _Demo:
         self.settings = settings
         self.stop_requested = stop
         self.directory = Path(tempfile.mkdtemp(prefix="fleetgauge-demo-"))
-        self.store = settings.store or f"sqlite:///{self.directory / 'demo.db'}"
+        self.store = settings.store or default_store_url()
+        self.store_note = ""
         self.worker = socket.gethostname()
         self.url = ""
         self.push_port = self.metrics_port = 0
@@ -149,9 +152,10 @@ class _Demo:
     def preflight(self) -> None:
         """Ports first, before any history is written: a busy one is one line, nothing left.
 
-        The push endpoint takes the default port when it is free, so the SDK's default
-        (``FLEETGAUGE_PUSH_URL`` unset) reaches the demo's agent; else any free port,
-        and the demo says what to export.
+        The push endpoint takes the port the SDK sends to (``FLEETGAUGE_PUSH_URL``, else
+        the default) when it is local and free, so the SDK reaches the demo's agent with
+        no settings; else any free port, and the demo says what to export. The default
+        store is used unless another agent writes it (then a file in the demo directory).
         """
         s = self.settings
         if s.port and not _port_free(s.port):
@@ -159,13 +163,22 @@ class _Demo:
                 f"--port {s.port} on 127.0.0.1: Address already in use (another dashboard or"
                 " demo?); pick another port, or --port 0 for any free one"
             )
-        default = urlsplit(DEFAULT_PUSH_URL).port
-        self.push_port = default if default and _port_free(default) else _free_port()
+        if not s.store and (holder := _writer(self.store)):
+            self.store_note = (
+                f"The default store {self.store} is written by another agent ({holder});"
+                " the demo uses a store of its own."
+            )
+            self.store = f"sqlite:///{self.directory / 'demo.db'}"
+        wanted = urlsplit(os.environ.get(PUSH_URL_ENV) or DEFAULT_PUSH_URL)
+        local = wanted.hostname in ("127.0.0.1", "localhost") and wanted.port
+        self.push_port = wanted.port if local and _port_free(wanted.port) else _free_port()
         self.metrics_port = _free_port()
 
     def start(self) -> None:
         s = self.settings
         _say(f"Demo directory: {self.directory}")
+        if self.store_note:
+            _say(self.store_note)
         _say(f"Writing {s.hours:g} h of demo history for {s.workers} workers into {self.store} ...")
         store = open_store(self.store)
         try:
@@ -223,11 +236,18 @@ class _Demo:
         _say(f"Logs:         {', '.join(str(c.log_path) for c in self.children)}")
         _say()
         push_url = f"http://127.0.0.1:{self.push_port}"
-        exports = [f"FLEETGAUGE_STORE='{self.store}'"]
-        if push_url != DEFAULT_PUSH_URL:
+        sdk_url = os.environ.get(PUSH_URL_ENV) or DEFAULT_PUSH_URL
+        exports = [f"FLEETGAUGE_STORE='{self.store}'"] if self.store != default_store_url() else []
+        if urlsplit(sdk_url).port != self.push_port:
             exports.append(f"FLEETGAUGE_PUSH_URL={push_url}")
-        _say("In another shell, to record into the demo and read it back:")
-        _say(f"  export {' '.join(exports)}")
+        if exports:
+            _say("In another shell, to record into the demo and read it back:")
+            _say(f"  export {' '.join(exports)}")
+        else:
+            _say(
+                "In another shell, record_metric_value(...), get_metrics(...) and"
+                " fleetgauge export reach the demo with no settings."
+            )
         _say()
         _say("Ctrl-C stops everything.")
 
@@ -276,6 +296,19 @@ def _port_free(port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+def _writer(store: str) -> str | None:
+    """Who holds the writer lock of a SQLite ``store`` ("pid N"), None when nobody does."""
+    if not store.startswith("sqlite:///"):
+        return None
+    database = Path(store.removeprefix("sqlite:///"))
+    database.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        WriterLock(database).release()
+    except StoreInUse as e:
+        return f"pid {e.holder}"
+    return None
 
 
 def _listening(port: int) -> bool:

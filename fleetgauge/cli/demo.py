@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 from fleetgauge.stores import STORE_ENV, default_store_url, open_store
@@ -19,25 +20,32 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="run a live demo: this machine's agent, a simulated model, a day of demo history"
         " and the dashboard",
         description="Write synthetic history for a few demo workers (one runs hot) and two"
-        " deployed models (one drifting worse) into a new store, then run, until Ctrl-C,"
-        " the agent on this machine (a sample every second, environment 'demo'), a simulated"
-        " model that records a score per prediction for both deployments through the SDK,"
-        " and the dashboard on 127.0.0.1. It prints the dashboard's URL; the agent's and the"
-        " dashboard's output go to log files in the demo directory it names. Ctrl-C (SIGINT),"
-        " SIGTERM or SIGHUP stop everything and exit 0; if the agent or the dashboard exits"
-        " by itself the demo stops and exits 1.",
+        " deployed models (one drifting worse) into the default store, then run, until"
+        " Ctrl-C, the agent on this machine (a sample every second, environment 'demo') with"
+        " its push endpoint where the SDK sends (FLEETGAUGE_PUSH_URL, default"
+        " http://127.0.0.1:9109), a simulated model that records a score per prediction for"
+        " both deployments through the SDK, and the dashboard on 127.0.0.1. So"
+        " record_metric_value(...), get_metrics(...) and fleetgauge export in another shell"
+        " reach the demo with no settings; when the push port is busy or another agent writes"
+        " the default store, the demo uses a free port or a store of its own and prints the"
+        " line to export. It prints the dashboard's URL; the agent's and the dashboard's"
+        " output go to log files in a demo directory, removed on exit (the store stays)."
+        " Ctrl-C (SIGINT), SIGTERM or SIGHUP stop everything and exit 0; if the agent or the"
+        " dashboard exits by itself the demo stops and exits 1.",
     )
     parser.add_argument(
         "--store",
         metavar="URL",
-        help="store to write the demo into (default: a new SQLite file in the demo directory;"
-        f" with --seed-only: ${STORE_ENV}, else {default_store_url().replace('%', '%%')})",
+        help=f"store to write the demo into (default: ${STORE_ENV}, else"
+        f" {default_store_url().replace('%', '%%')}; a new file in the demo directory when"
+        " another agent writes that one)",
     )
     parser.add_argument(
         "--port",
         type=int,
-        default=8050,
-        help="TCP port of the dashboard, 0 for any free one (default: %(default)s)",
+        default=int(os.environ.get("FLEETGAUGE_DASHBOARD_PORT") or 8050),
+        help="TCP port of the dashboard, 0 for any free one (default:"
+        " FLEETGAUGE_DASHBOARD_PORT, else 8050)",
     )
     parser.add_argument(
         "--hours",

@@ -41,7 +41,7 @@ FLUSH_TIMEOUT = 10.0
 """Seconds :meth:`MetricsClient.flush` waits by default (``timeout=None`` waits for ever)."""
 
 _ENV = {
-    "url": "FLEETGAUGE_PUSH_URL",
+    "url": protocol.PUSH_URL_ENV,
     "token": "FLEETGAUGE_PUSH_TOKEN",
     catalogue.DEPLOYMENT: "FLEETGAUGE_DEPLOYMENT",
     catalogue.PIPELINE: "FLEETGAUGE_PIPELINE",
