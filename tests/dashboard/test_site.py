@@ -32,6 +32,8 @@ from dashboard_site import (
 from influx_server import V2WriteFront
 from selenium.webdriver.common.by import By
 
+from fleetgauge import catalogue
+from fleetgauge.catalogue import Point
 from fleetgauge.read.export import layout
 from fleetgauge.timeutil import format_time, parse_time
 
@@ -436,4 +438,106 @@ def test_a_zoom_on_the_resources_page_is_in_the_url_and_survives_a_reload(
     )
     slack = (end_ms - start_ms) / 100  # the window is drawn on whole buckets
     assert abs(shown[0] - start_ms) < slack and abs(shown[1] - end_ms) < slack, shown
+    assert_clean_console(dash_duo)
+
+
+OVERFLOW_JS = """
+const root = document.documentElement;
+const clipped = [...document.querySelectorAll('.card, .card *')]
+  .filter(e => e.scrollWidth > e.clientWidth + 1
+    || e.getBoundingClientRect().right > root.clientWidth)
+  .map(e => e.className + ': ' + e.textContent.slice(0, 60));
+return {scroll: root.scrollWidth, client: root.clientWidth,
+  cards: document.querySelectorAll('.card').length, clipped};
+"""
+
+
+@pytest.mark.parametrize("width", [1000, 1400])
+def test_the_pages_fit_the_window_with_no_horizontal_scrollbar_and_no_clipped_card(
+    dash_duo, site: Site, width: int
+) -> None:
+    dash_duo.driver.set_window_size(width, 1000)
+    for path, ready in (
+        ("/?env=test", ".card .card-main"),
+        ("/pipeline?env=test&deployment=model-a", "#metric-graph .gtitle"),
+        ("/executions?env=test", "#banner"),
+    ):
+        open_page(dash_duo, site.url + path)
+        dash_duo.wait_for_element(ready, timeout=20)
+        time.sleep(0.5)  # late layout: the graphs size themselves after they draw
+        got = dash_duo.driver.execute_script(OVERFLOW_JS)
+        assert got["scroll"] <= got["client"], (path, width, got)
+        assert not got["clipped"], (path, width, got)
+        if path.startswith("/?"):
+            assert got["cards"] >= 5, got
+    assert_clean_console(dash_duo)
+
+
+@pytest.fixture(scope="module")
+def one_second_site(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, int]]:
+    """Two workers sampling every second for the last 15 minutes; ``gappy`` sent nothing
+    from 8 to 7 minutes before the end (its agent down for a minute)."""
+    tmp = tmp_path_factory.mktemp("one-second")
+    store = make_store("sqlite", request, tmp)
+    end = time.time_ns() // S * S
+    down = (end - 8 * MINUTE, end - 7 * MINUTE)
+    store.write(
+        [
+            Point(
+                catalogue.CPU.name,
+                {catalogue.ENVIRONMENT: "fine", catalogue.WORKER: worker},
+                {"usage_percent": 40.0 if worker == "steady" else 60.0},
+                t,
+            )
+            for t in range(end - 15 * MINUTE, end, S)
+            for worker in ("steady", "gappy")
+            if worker == "steady" or not down[0] <= t < down[1]
+        ]
+    )
+    url = store.url
+    store.close()
+    process = DashboardProcess(url, tmp / "dashboard.log")
+    process.wait_ready()
+    yield process.url, end
+    assert process.stop() == 0, process.log()
+
+
+def segments(trace: dict) -> list[tuple[int, int, set[float]]]:
+    """The unbroken pieces of a curve, whether drawn with x or with x0 and dx: (first
+    time ns, last time ns, the values on it); a null x or y breaks the line."""
+    y = trace["y"]
+    if trace["x"]:
+        times = [axis_ns(x) if x is not None else None for x in trace["x"]]
+    else:
+        times = [axis_ns(trace["x0"]) + int(i * trace["dx"] * 1_000_000) for i in range(len(y))]
+    pieces: list[tuple[int, int, set[float]]] = []
+    current: list[tuple[int, float]] = []
+    for t, v in [*zip(times, y, strict=True), (None, None)]:
+        if t is None or v is None:
+            if current:
+                pieces.append((current[0][0], current[-1][0], {v for _, v in current}))
+            current = []
+        else:
+            current.append((t, v))
+    return pieces
+
+
+def test_a_one_second_worker_is_one_line_and_a_minute_without_samples_is_a_gap(
+    dash_duo, one_second_site: tuple[str, int]
+) -> None:
+    url, end = one_second_site
+    open_page(dash_duo, url + "/?env=fine&range=15m")
+    dash_duo.wait_for_contains_text("#graphs .gtitle", "points", timeout=20)
+    drawn = {g["title"].split("<br>")[0]: g for g in dash_duo.driver.execute_script(GRAPHS_JS)}
+    cpu = lines(drawn["CPU"])
+    steady = segments(cpu["steady"])
+    assert len(steady) == 1 and steady[0][2] == {40.0}, steady  # one unbroken line
+    assert steady[0][1] - steady[0][0] > 14 * MINUTE, steady
+    gappy = segments(cpu["gappy"])
+    assert len(gappy) == 2, gappy  # broken once, where it sent nothing
+    (_, before, _), (after, _, _) = gappy
+    assert abs(before - (end - 8 * MINUTE)) <= 2 * S, (before, end)  # within a bucket or two
+    assert abs(after - (end - 7 * MINUTE)) <= 2 * S, (after, end)
     assert_clean_console(dash_duo)
