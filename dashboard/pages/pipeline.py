@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dash
-from dash import Input, Output, State, callback, dcc, html, no_update
+from dash import Input, Output, State, callback, clientside_callback, dcc, html, no_update
 
 from fleetgauge.dashboard import components, figures
 from fleetgauge.dashboard.data import listings
@@ -62,6 +62,7 @@ def layout(**query: object) -> html.Div:
                 ],
                 className="controls",
             ),
+            dcc.Store(id="metric-url"),
             html.Div(id="summary", className="summary"),
             dcc.Graph(id="metric-graph", config={"displaylogo": False}, className="graph"),
         ]
@@ -124,7 +125,7 @@ def find_deployments(typed, selected, search):
     Output("deployments", "options"),
     Output("pipeline", "options"),
     Output("metric", "options"),
-    Output("metric", "placeholder"),
+    Output("metric", "value"),
     Output(f"{PAGE}-download", "href"),
     Input(WIDTH, "data"),
     Input(REFRESH, "n_clicks"),
@@ -142,7 +143,7 @@ def load(width, _refresh, _tick, search):
             deployments, pipelines, names = data.metric_options(
                 store, start_ns, end_ns, state.env, state.deployment, state.pipeline
             )
-            metric = state.metric if state.metric in names else (names[0] if names else None)
+            metric = state.metric or (names[0] if names else None)
             chosen = state.deployment or tuple(deployments[:DEFAULT_OVERLAY])
             view = None
             if metric and chosen:
@@ -163,6 +164,7 @@ def load(width, _refresh, _tick, search):
         state,
         components.unknown_names("environment", [state.env or ""], environments),
         components.unknown_names("deployment", state.deployment, deployments),
+        components.unknown_names("metric", [state.metric or ""], names),
     )
     components.set_environments(environments, state.env)
     if view is None or not view.deployments:
@@ -178,7 +180,7 @@ def load(width, _refresh, _tick, search):
         components.capped_options(deployments, state.deployment),
         _options(sorted({*pipelines, *([state.pipeline] if state.pipeline else [])})),
         _options(sorted({*names, *([state.metric] if state.metric else [])})),
-        f"{metric} (the first one)" if metric and not state.metric else "pick a metric",
+        metric,
         components.download_href(
             "metrics",
             state,
@@ -189,6 +191,25 @@ def load(width, _refresh, _tick, search):
             metric=[metric] if metric else [],
         ),
     )
+
+
+# The metric shown without one in the URL (the first recorded) goes into the URL in place
+# (history.replaceState, then the event dcc.Location listens to), not as a new history
+# entry: Back would land on the URL without it, which would push it again. Held there, a
+# metric recorded later cannot switch the page away from the one a user looks at.
+clientside_callback(
+    """function (metric) {
+        const params = new URLSearchParams(window.location.search);
+        if (!metric || params.get('metric')) { return window.dash_clientside.no_update; }
+        params.set('metric', metric);
+        const url = window.location.pathname + '?' + params.toString() + window.location.hash;
+        window.history.replaceState(window.history.state, '', url);
+        window.dispatchEvent(new CustomEvent('_dashprivate_pushstate'));
+        return window.dash_clientside.no_update;
+    }""",
+    Output("metric-url", "data"),
+    Input("metric", "value"),
+)
 
 
 @callback(

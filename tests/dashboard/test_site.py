@@ -541,3 +541,22 @@ def test_a_one_second_worker_is_one_line_and_a_minute_without_samples_is_a_gap(
     assert abs(before - (end - 8 * MINUTE)) <= 2 * S, (before, end)  # within a bucket or two
     assert abs(after - (end - 7 * MINUTE)) <= 2 * S, (after, end)
     assert_clean_console(dash_duo)
+
+
+def test_the_metric_shown_is_held_in_the_url_in_place_and_an_unknown_one_is_named(
+    dash_duo, site: Site
+) -> None:
+    open_page(dash_duo, site.url + "/pipeline?env=test&deployment=model-a")
+    entries = dash_duo.driver.execute_script("return window.history.length")
+    url = wait_for_url(dash_duo, "metric=score")
+    assert parse_qs(urlsplit(url).query)["deployment"] == ["model-a"]
+    dash_duo.wait_for_contains_text("#metric-graph .gtitle", "points", timeout=20)
+    assert dash_duo.driver.execute_script("return window.history.length") == entries  # replaced
+    assert dash_duo.find_element("#metric").text.startswith("score")
+    dash_duo.driver.refresh()
+    dash_duo.wait_for_contains_text("#metric-graph .gtitle", "points", timeout=20)
+    assert "metric=score" in dash_duo.driver.current_url
+    open_page(dash_duo, site.url + "/pipeline?env=test&deployment=model-a&metric=scroe")
+    dash_duo.wait_for_contains_text("#banner", "'scroe'", timeout=20)
+    assert "metric=scroe" in dash_duo.driver.current_url  # not switched to another metric
+    assert_clean_console(dash_duo)
