@@ -382,3 +382,25 @@ def shared_controls_to_url(env, rng, _apply, _s1, _s2, refresh, start, end, sear
     if new == (search or ""):
         return no_update, no_update, no_update
     return new, no_update, no_update
+
+
+SORT_KEY = ":sort"
+"""Suffix of a table row's hidden key holding the value its shown text sorts by (the
+seconds of a duration shown as "45 min")."""
+
+
+def sorted_rows(rows: list[dict], sort_by: list[dict] | None) -> list[dict]:
+    """Rows in the order of the table's sort, by the value rather than the text shown (a
+    duration's seconds): numbers, then text, then empty cells, whichever the direction."""
+    if not sort_by:
+        return rows
+    column, descending = sort_by[0]["column_id"], sort_by[0]["direction"] == "desc"
+
+    def value(row: dict) -> object:
+        return row.get(column + SORT_KEY, row.get(column))
+
+    numbers = [r for r in rows if isinstance(value(r), (int, float))]
+    texts = [r for r in rows if value(r) is not None and not isinstance(value(r), (int, float))]
+    numbers.sort(key=value, reverse=descending)  # type: ignore[arg-type]
+    texts.sort(key=lambda r: str(value(r)), reverse=descending)
+    return numbers + texts + [r for r in rows if value(r) is None]

@@ -13,6 +13,7 @@ __all__ = [
     "parse_duration",
     "format_time",
     "format_time_ms",
+    "format_duration",
     "datetime_to_ns",
     "NS_PER_S",
     "MAX_NS",
@@ -100,3 +101,18 @@ def format_time(time_ns: int) -> str:
     if ns == 0:
         return base + "Z"
     return f"{base}.{ns:09d}".rstrip("0") + "Z"
+
+
+_DURATION_UNITS = ((86_400.0, "d"), (3600.0, "h"), (60.0, "min"), (1.0, "s"), (1e-3, "ms"))
+
+
+def format_duration(seconds: float) -> str:
+    """A duration as a person reads it, to three significant digits: ``45 min``,
+    ``2.5 h``, ``1.2 s``, ``48 µs``."""
+    size = abs(seconds)
+    for unit_s, unit in _DURATION_UNITS:
+        if size >= unit_s * 0.9995:  # 59.99 s reads as 1 min, not 60 s
+            return f"{seconds / unit_s:.3g} {unit}"
+    if size == 0:
+        return "0 s"
+    return f"{seconds * 1e6:.3g} µs"

@@ -19,6 +19,7 @@ from fleetgauge.dashboard.data import executions as data
 from fleetgauge.dashboard.site import current
 from fleetgauge.read import executions as ex
 from fleetgauge.stores import StoreError
+from fleetgauge.timeutil import format_duration
 
 dash.register_page(
     __name__, path="/executions", name="Executions", title="fleetgauge · executions", order=2
@@ -92,15 +93,17 @@ def layout(**query: object) -> html.Div:
                 data=[],
                 row_selectable="multi",
                 selected_rows=[],
-                sort_action="native",
+                sort_action="custom",  # on the values: durations are shown as text
                 sort_mode="single",
+                sort_by=[],
                 page_size=25,
-                style_table={"overflowX": "auto"},
+                style_table={"overflowX": "auto"},  # the tick box and id stay put: style.css
                 style_cell={"fontFamily": "inherit", "fontSize": "13px", "padding": "4px 8px"},
                 style_header={"fontWeight": "600"},
                 style_cell_conditional=[  # names and text read from the left, numbers right
                     {"if": {"column_type": "text"}, "textAlign": "left"},
                     {"if": {"column_id": "id"}, "textAlign": "left"},
+                    {"if": {"column_id": "duration_s"}, "textAlign": "right"},
                 ],
             ),
             html.Div(
@@ -129,7 +132,7 @@ def layout(**query: object) -> html.Div:
 
 def _chosen_columns(state, available: list[str]) -> list[str]:
     """The URL's columns (the list-metric ones in the current mode), else the defaults; the
-    metric columns first, next to the id: what a user came for is in view at 1,000 px."""
+    id, then the metric columns: what a user came for is in view at 1,000 px."""
     if not state.col:
         chosen = available
     else:
@@ -140,7 +143,8 @@ def _chosen_columns(state, available: list[str]) -> list[str]:
             if c not in chosen:
                 chosen.append(c)
     metrics = [c for c in chosen if c.startswith(("metric.", "list."))]
-    return metrics + [c for c in chosen if c not in metrics]
+    first = [c for c in chosen if c == "execution_id"]
+    return first + metrics + [c for c in chosen if c not in metrics and c not in first]
 
 
 def _table_value(column: str, value: object) -> object:
@@ -161,9 +165,15 @@ def _table(records: list[ex.ExecutionRecord], columns: list[str]) -> tuple[list[
         row = {"id": r.execution_id}
         for c in columns:
             row[c] = _table_value(c, ex.cell(r, c))
+            if c == "duration_s" and row[c] is not None:
+                row[c + components.SORT_KEY] = row[c]
+                row[c] = format_duration(row[c])
         rows.append(row)
     specs = []
     for c in columns:
+        if c == "duration_s":
+            specs.append({"name": ex.column_label(c), "id": c, "type": "text"})
+            continue
         cells = [row[c] for row in rows if row[c] is not None]
         numeric = bool(cells) and all(isinstance(v, _NUMERIC) for v in cells)
         spec = {"name": ex.column_label(c), "id": c, "type": "numeric" if numeric else "text"}
@@ -171,6 +181,21 @@ def _table(records: list[ex.ExecutionRecord], columns: list[str]) -> tuple[list[
             spec["format"] = {"specifier": ".4~g"}
         specs.append(spec)
     return specs, rows
+
+
+@callback(
+    Output(TABLE, "data", allow_duplicate=True),
+    Output(TABLE, "selected_rows", allow_duplicate=True),
+    Input(TABLE, "sort_by"),
+    State(TABLE, "data"),
+    State(TABLE, "selected_row_ids"),
+    prevent_initial_call=True,
+)
+def sort_rows(sort_by, rows, selected):
+    """A header click: the rows in the new order, the ticked ones still ticked."""
+    rows = components.sorted_rows(rows or [], sort_by)
+    chosen = set(selected or ())
+    return rows, [i for i, row in enumerate(rows) if row["id"] in chosen]
 
 
 @callback(
@@ -186,8 +211,9 @@ def _table(records: list[ex.ExecutionRecord], columns: list[str]) -> tuple[list[
     Input(REFRESH, "n_clicks"),
     Input(TICK, "n_intervals"),
     components.SEARCH,
+    State(TABLE, "sort_by"),
 )
-def load(_width, _refresh, _tick, search):
+def load(_width, _refresh, _tick, search, sort_by):
     """Table, options and comparison charts for the view in the URL."""
     state = components.view_of(search)
     start_ns, end_ns = components.window_of(state)
@@ -213,6 +239,7 @@ def load(_width, _refresh, _tick, search):
     available = ex.columns_of(view.records, state.mode)
     columns = _chosen_columns(state, available)
     specs, rows = _table(view.records, columns)
+    rows = components.sorted_rows(rows, sort_by)
     shown = len(view.records)
     note = f"{shown} execution{'s' * (shown != 1)} started in this range, newest first"
     if shown == MAX_ROWS:

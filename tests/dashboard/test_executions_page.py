@@ -20,6 +20,9 @@ from executions_grid import BEST, CHECKPOINT_EPOCH, FAILED, Grid
 from selenium.webdriver.common.by import By
 from test_site import GRAPHS_JS, settle, wait_for_url
 
+from fleetgauge.dashboard.components import sorted_rows
+from fleetgauge.timeutil import format_duration
+
 
 @dataclass
 class Site:
@@ -203,4 +206,34 @@ def test_at_1000_px_the_metric_columns_are_in_view_and_text_reads_from_the_left(
     assert 0 <= box[0] and box[1] <= width, (box, width)  # no scrolling needed to see it
     status = dash_duo.driver.find_element(By.CSS_SELECTOR, 'td[data-dash-column="status"]')
     assert status.value_of_css_property("text-align") == "left"
+    # durations read as durations; the id stays in view while the table scrolls sideways
+    shown = {r["execution_id"]: r["duration_s"] for r in table_rows(dash_duo, 9)}
+    assert shown == {
+        r.execution_id: format_duration((r.end_ns - r.start_ns) / 1e9)
+        for r in site.grid.runs.values()
+    }
+    assert set(shown.values()) == {"7 min", "5 min"}, shown  # 6 epochs; the failed run: 4
+    pinned = 'th[data-dash-column="execution_id"]'
+    before = dash_duo.driver.execute_script(LEFT_JS, pinned)
+    scrolled = dash_duo.driver.execute_script(
+        "const box = document.querySelector('#executions-table .dash-spreadsheet-container');"
+        "box.scrollLeft = 5000; return box.scrollLeft"
+    )
+    assert scrolled > 100, "the table did not scroll: the test would prove nothing"
+    assert dash_duo.driver.execute_script(LEFT_JS, pinned) == pytest.approx(before, abs=2)
     assert dash_duo.get_logs() == []
+
+
+LEFT_JS = "return document.querySelector(arguments[0]).getBoundingClientRect().left"
+
+
+def test_a_sort_on_durations_is_by_their_length_not_their_text() -> None:
+    rows = [
+        {"id": str(s), "duration_s": format_duration(s), "duration_s:sort": s}
+        for s in (540.0, 600.0, 0.00005, 7200.0)
+    ]
+    rows.append({"id": "running", "duration_s": None})
+    order = sorted_rows(rows, [{"column_id": "duration_s", "direction": "desc"}])
+    assert [r["duration_s"] for r in order] == ["2 h", "10 min", "9 min", "50 µs", None]
+    order = sorted_rows(rows, [{"column_id": "duration_s", "direction": "asc"}])
+    assert [r["duration_s"] for r in order] == ["50 µs", "9 min", "10 min", "2 h", None]
