@@ -153,6 +153,16 @@ def test_demo_runs_everything_until_ctrl_c(running_demo: tuple[DemoProcess, str]
     wait_until(own_samples, 20, lambda: f"no samples of this machine\n{process.output}")
     assert {r["environment"] for r in own_samples()} == {demo.ENVIRONMENT}
 
+    def live_fleet() -> set[str]:  # the simulated workers report on, not only the history
+        rows = get_resource_metrics(live_from, datetime.now(UTC), store=store)
+        return {r["worker"] for r in rows} & set(demo.worker_names(4))
+
+    wait_until(
+        lambda: live_fleet() == set(demo.worker_names(4)),
+        20,
+        lambda: f"simulated workers not live: {live_fleet()}\n{process.output}",
+    )
+
     process.proc.send_signal(signal.SIGINT)
     assert process.finish(timeout=20) == 0, process.output
     assert "Traceback" not in process.output
@@ -225,6 +235,19 @@ def test_demo_history_has_a_hot_worker_and_a_drifting_model(tmp_path: Path) -> N
     early = mean_score(start, start + timedelta(hours=6))
     late = mean_score(end - timedelta(hours=6), end)
     assert early - late > 0.05
+
+
+def test_demo_values_stay_physical_with_many_workers(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'demo.db'}")
+    end = datetime(2026, 1, 2, tzinfo=UTC)
+    try:
+        demo.seed(store, int(end.timestamp()) * 10**9, hours=1, workers=32)
+        rows = get_resource_metrics(end - timedelta(hours=1), end, store=store)
+    finally:
+        store.close()
+    percents = [v for r in rows for k, v in r.items() if k.endswith("_percent") and v is not None]
+    assert len({r["worker"] for r in rows}) == 32 and percents
+    assert 0 <= min(percents) and max(percents) <= 100, (min(percents), max(percents))
 
 
 def test_a_default_store_written_by_another_agent_gets_a_store_of_its_own(tmp_path: Path) -> None:

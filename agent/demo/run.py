@@ -35,7 +35,7 @@ from fleetgauge.agent.demo import seed as demo
 from fleetgauge.agent.writer_lock import StoreInUse, WriterLock
 from fleetgauge.protocol import DEFAULT_PUSH_URL, PUSH_URL_ENV
 from fleetgauge.sdk import MetricsClient
-from fleetgauge.stores import default_store_url, open_store
+from fleetgauge.stores import Store, default_store_url, open_store
 
 __all__ = ["DemoSettings", "run_demo"]
 
@@ -117,6 +117,8 @@ class _Demo:
         self.children: list[_Child] = []
         self.client: MetricsClient | None = None
         self.model_thread: threading.Thread | None = None
+        self.fleet_thread: threading.Thread | None = None
+        self.fleet_store: Store | None = None
         self.model_stop = threading.Event()
 
     def _spawn(self, name: str, *args: str) -> _Child:
@@ -209,6 +211,12 @@ class _Demo:
             target=model.run, args=(self.model_stop,), name="demo-model", daemon=True
         )
         self.model_thread.start()
+        self.fleet_store = open_store(self.store)
+        fleet = demo.SimulatedWorkers(self.fleet_store, s.workers)
+        self.fleet_thread = threading.Thread(
+            target=fleet.run, args=(self.model_stop,), name="demo-workers", daemon=True
+        )
+        self.fleet_thread.start()
 
     def describe(self) -> None:
         s = self.settings
@@ -231,7 +239,8 @@ class _Demo:
         _say(f"  dashboard   {self.url} (store {self.store})")
         _say(
             f"Demo data:    {s.hours:g} h of synthetic history for {shown}"
-            f" ({workers[0]} runs hot) and both deployments, environment {demo.ENVIRONMENT!r}"
+            f" ({workers[0]} runs hot) and both deployments, environment {demo.ENVIRONMENT!r};"
+            " the simulated workers go on reporting every 10 s"
         )
         _say(f"Logs:         {', '.join(str(c.log_path) for c in self.children)}")
         _say()
@@ -259,9 +268,12 @@ class _Demo:
 
     def stop(self) -> None:
         """Stop the model (flushing what it recorded), then the children; close the logs."""
-        if self.model_thread is not None:
-            self.model_stop.set()
-            self.model_thread.join()
+        self.model_stop.set()
+        for thread in (self.model_thread, self.fleet_thread):
+            if thread is not None:
+                thread.join()
+        if self.fleet_store is not None:
+            self.fleet_store.close()
         if self.client is not None:
             self.client.close(timeout=3.0)
         for child in self.children:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -22,7 +23,7 @@ from collections.abc import Callable, Iterator
 from fleetgauge import catalogue
 from fleetgauge.catalogue import Point
 from fleetgauge.sdk import MetricsClient
-from fleetgauge.stores import StoreWriter
+from fleetgauge.stores import StoreError, StoreWriter
 from fleetgauge.timeutil import NS_PER_S
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "DRIFTING",
     "SCORE",
     "worker_names",
+    "SimulatedWorkers",
     "accuracy",
     "training_accuracy",
     "execution_id",
@@ -87,7 +89,7 @@ def _resources(worker: str, index: int, t: int, rng: random.Random) -> list[Poin
         memory = 0.30 + 0.35 * wave
         gpu = max(0.0, min(100.0, 20 + 60 * wave + rng.uniform(-8, 8)))
         gpu_memory = 0.7 * gpu
-    disk = 88.0 + 4 * (t / S % DAY_S) / DAY_S if index == FULL_DISK else 40.0 + 5 * index
+    disk = 88.0 + 4 * (t / S % DAY_S) / DAY_S if index == FULL_DISK else 40.0 + 5 * (index % 8)
     total = 64 * GIB
     return [
         Point(
@@ -330,3 +332,40 @@ class SimulatedModel:
             metadata={"demo": True, "reason": reason},
             deployment=deployment,
         )
+
+
+class SimulatedWorkers:
+    """The demo workers of the history, reporting on while the demo runs.
+
+    Every ``interval_s`` they write the points of this moment straight into the store
+    (as their agents would), so the views of the last minutes show the whole demo
+    fleet, not only this machine. A failed write is reported once and retried on the
+    next tick: the demo goes on.
+    """
+
+    def __init__(self, store: StoreWriter, workers: int, interval_s: float = 10.0) -> None:
+        self.store = store
+        self.names = worker_names(workers)
+        self.interval_s = interval_s
+        self.rng = random.Random(11)
+        self.failed = False
+
+    def run(self, stop: threading.Event) -> None:
+        """Write a sample per worker every ``interval_s`` until ``stop`` is set."""
+        while True:
+            t = time.time_ns()
+            points = [
+                p for i, name in enumerate(self.names) for p in _resources(name, i, t, self.rng)
+            ]
+            try:
+                self.store.write(points)
+                self.failed = False
+            except (StoreError, OSError) as e:
+                if not self.failed:
+                    print(
+                        f"fleetgauge demo: the simulated workers could not write: {e}",
+                        file=sys.stderr,
+                    )
+                self.failed = True
+            if stop.wait(self.interval_s):
+                return
