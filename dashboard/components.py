@@ -211,22 +211,28 @@ def _time_input(id_: str, time_ns: int) -> dcc.Input:
     )
 
 
-def download_link(page: str) -> html.A:
+def download_link(page: str, label: str = "Download CSV", suffix: str = "") -> html.A:
     """The page's "Download CSV" link; its href is set with the page's data."""
-    return html.A("Download CSV", id=f"{page}-download", href="", className="button", download="")
+    return html.A(label, id=f"{page}-download{suffix}", href="", className="button", download="")
 
 
 def download_href(
-    kind: str, state: ViewState, start_ns: int, end_ns: int, **filters: Sequence[str]
+    kind: str,
+    state: ViewState,
+    start_ns: int,
+    end_ns: int,
+    file_type: str = "csv",
+    **filters: Sequence[str],
 ) -> str:
-    """The link of a page's CSV download: the window, the environment and ``filters``
-    (query parameter -> values, as ``fleetgauge.dashboard.download.FILTERS`` names them)."""
+    """The link of a page's CSV download (``file_type`` "zip": one CSV per measurement):
+    the window, the environment and ``filters`` (query parameter -> values, as
+    ``fleetgauge.dashboard.download.FILTERS`` names them)."""
     params = [("start", format_time(start_ns)), ("end", format_time(end_ns))]
     if state.env:
         params.append(("environment", state.env))
     params += [(key, value) for key, values in filters.items() for value in values]
     # under the reverse proxy's path prefix, as the pages' own links are
-    return get_relative_path(f"/download/{kind}.csv") + "?" + urlencode(params)
+    return get_relative_path(f"/download/{kind}.{file_type}") + "?" + urlencode(params)
 
 
 def controls(state: ViewState, page: str) -> html.Div:

@@ -1,4 +1,5 @@
-"""CSV downloads: ``/download/KIND.csv?start=..&end=..&environment=..&worker=..``.
+"""CSV downloads: ``/download/KIND.csv?start=..&end=..&environment=..&worker=..``, and
+``/download/KIND.zip?..``: one CSV per measurement of the kind, in a zip.
 
 The rows are the raw points of the selection at full resolution (not the
 bucketed view a chart draws), streamed through the same writer as
@@ -18,7 +19,7 @@ from fleetgauge import catalogue
 from fleetgauge.dashboard.site import current
 from fleetgauge.read import executions as ex
 from fleetgauge.read.arguments import to_time_ns
-from fleetgauge.read.export import KINDS, iter_csv
+from fleetgauge.read.export import KINDS, iter_csv, iter_zip
 from fleetgauge.stores import StoreError, StoreReader
 from fleetgauge.timeutil import format_time
 
@@ -83,7 +84,11 @@ def _executions_csv(args, store: StoreReader, start_ns: int, end_ns: int) -> Ite
     return ex.iter_executions_csv(records, columns or ex.columns_of(records, mode))
 
 
-def _download(kind: str) -> flask.Response:
+def _download(kind: str, file_type: str = "csv") -> flask.Response:
+    if file_type == "zip" and kind == EXECUTIONS:
+        return flask.Response(
+            "executions are one table: use /download/executions.csv\n", 404, mimetype="text/plain"
+        )
     if kind not in KINDS and kind != EXECUTIONS:
         known = ", ".join([*KINDS, EXECUTIONS])
         return flask.Response(f"unknown export {kind!r}: use {known}\n", 404, mimetype="text/plain")
@@ -102,11 +107,13 @@ def _download(kind: str) -> flask.Response:
         store = borrowed.enter_context(current().pool.store())
         if kind == EXECUTIONS:
             rows = _executions_csv(args, store, start_ns, end_ns)
+        elif file_type == "zip":
+            rows = iter_zip(store, kind, start_ns, end_ns, where or None)
         else:
             rows = iter_csv(store, kind, start_ns, end_ns, where or None)
         # The header, then the first rows: a store that cannot be read fails here, as a 503,
         # rather than in the middle of a response that has already said 200.
-        first = next(rows) + next(rows, "")
+        first = next(rows) + next(rows, b"" if file_type == "zip" else "")
     except StoreError as e:
         borrowed.__exit__(type(e), e, e.__traceback__)  # the failed store is closed, not kept
         return flask.Response(f"the store could not be read: {e}\n", 503, mimetype="text/plain")
@@ -119,10 +126,10 @@ def _download(kind: str) -> flask.Response:
             yield first
             yield from rows
 
-    name = file_name(kind, start_ns, end_ns, where)
+    name = file_name(kind, start_ns, end_ns, where).removesuffix(".csv") + "." + file_type
     return flask.Response(
         flask.stream_with_context(stream()),
-        mimetype="text/csv",
+        mimetype="application/zip" if file_type == "zip" else "text/csv",
         headers={
             "Content-Disposition": f'attachment; filename="{name}"',
             "Cache-Control": "no-store",
@@ -133,3 +140,4 @@ def _download(kind: str) -> flask.Response:
 def install(server: flask.Flask) -> None:
     """Add the download route to the dashboard's Flask server."""
     server.add_url_rule("/download/<kind>.csv", "download", _download)
+    server.add_url_rule("/download/<kind>.zip", "download_zip", lambda kind: _download(kind, "zip"))

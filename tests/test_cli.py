@@ -11,6 +11,7 @@ import select
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -114,7 +115,7 @@ def test_export_metrics_matches_the_data_cell_by_cell(store: Store, tmp_path: Pa
             "other_tags",
         ],
         [
-            "2026-01-01T00:00:30.5Z",
+            "2026-01-01T00:00:30.500000000Z",
             "pipeline_metric",
             "prod",
             "",
@@ -126,7 +127,7 @@ def test_export_metrics_matches_the_data_cell_by_cell(store: Store, tmp_path: Pa
             '{"team": "+vision"}',
         ],
         [
-            "2026-01-01T00:01:30Z",
+            "2026-01-01T00:01:30.000000000Z",
             "pipeline_metric",
             "prod",
             "",
@@ -174,6 +175,50 @@ def test_export_resources_filters_by_worker_and_neutralizes_formulas(store: Stor
     ] == [("cpu", "'@evil", "", "50.0", ""), ("disk", "'@evil", "'-data", "", "12.5")]
 
 
+def test_export_one_csv_per_measurement_as_a_zip_or_one_measurement_alone(
+    store: Store, tmp_path: Path
+) -> None:
+    tags = {"environment": "prod", "worker": "w1"}
+    store.write(
+        [
+            Point("cpu", tags, {"usage_percent": 50.0, "load1": 0.5}, T0),
+            Point("memory", tags, {"used_percent": 25.0}, T0 + S // 2),
+            Point("disk", {**tags, "mount": "/"}, {"used_percent": 12.5}, T0 + S),
+        ]
+    )
+    out = tmp_path / "resources.zip"
+    window = ("--start", START, "--end", END)
+    result = fleetgauge(
+        "export", "resources", *window, "--layout", "per-measurement", "--out", str(out),
+        env=store_env(store),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "cpu.csv, cpu_core.csv, memory.csv" in result.stderr
+    with zipfile.ZipFile(out) as archive:
+        tables = {
+            name: list(csv.DictReader(io.StringIO(archive.read(name).decode())))
+            for name in archive.namelist()
+        }
+        cpu_header = next(csv.reader(io.StringIO(archive.read("cpu.csv").decode())))
+    assert "gpu.csv" in tables and tables["gpu.csv"] == []  # every measurement, a header each
+    assert cpu_header[:4] == ["time", "measurement", "environment", "worker"]
+    assert "used_percent" not in cpu_header and "mount" not in cpu_header  # its columns only
+    assert [(r["time"], r["usage_percent"], r["load1"]) for r in tables["cpu.csv"]] == [
+        ("2026-01-01T00:00:00.000000000Z", "50.0", "0.5")
+    ]
+    assert [(r["time"], r["used_percent"]) for r in tables["memory.csv"]] == [
+        ("2026-01-01T00:00:00.500000000Z", "25.0")
+    ]
+    assert [(r["mount"], r["used_percent"]) for r in tables["disk.csv"]] == [("/", "12.5")]
+    result = fleetgauge(
+        "export", "resources", *window, "--measurement", "memory", env=store_env(store)
+    )
+    assert result.returncode == 0, result.stderr
+    header, *rows = list(csv.reader(io.StringIO(result.stdout)))
+    assert "usage_percent" not in header and "used_percent" in header
+    assert len(rows) == 1 and rows[0][0] == "2026-01-01T00:00:00.500000000Z"
+
+
 def test_export_of_nothing_still_writes_the_header(store: Store, tmp_path: Path) -> None:
     out = tmp_path / "empty.csv"
     result = fleetgauge(
@@ -205,6 +250,8 @@ def test_export_of_nothing_still_writes_the_header(store: Store, tmp_path: Path)
             "--deployment applies to 'export metrics' and 'export events' only",
         ),
         (["export", "events", "--end", "inf"], "--end: time 'inf' is outside the times"),
+        (["export", "resources", "--measurement", "cpuu"], "unknown resources measurement 'cpuu'"),
+        (["export", "resources", "--layout", "per-measurement"], "give --out FILE.zip"),
         (
             ["export", "metrics", "--start", "1767225600000000000"],
             "outside the times a store can hold",
@@ -300,7 +347,7 @@ def test_export_events_filtered_by_deployment(store: Store) -> None:
     assert result.returncode == 0, result.stderr
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
     assert [(r["time"], r["name"], r["deployment"], r["metadata"]) for r in rows] == [
-        ("2026-01-01T00:00:02Z", "deployed", "b", '{"by": "ci"}')
+        ("2026-01-01T00:00:02.000000000Z", "deployed", "b", '{"by": "ci"}')
     ]
 
 

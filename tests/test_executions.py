@@ -30,7 +30,7 @@ from executions_grid import (
 from fleetgauge.read.query import get_events, get_execution, list_executions
 from fleetgauge.sdk import MetricsClient
 from fleetgauge.stores import open_store
-from fleetgauge.timeutil import format_time
+from fleetgauge.timeutil import format_time, format_time_ns
 
 EXECUTIONS = "/v1/executions"
 
@@ -141,7 +141,7 @@ def test_export_executions_matches_the_seed(grid, tmp_path) -> None:
     assert len(by_id) == 9
     for r in g.runs.values():
         row = by_id[r.execution_id]
-        assert row["status"] == r.status and row["start"] == format_time(r.start_ns)
+        assert row["status"] == r.status and row["start"] == format_time_ns(r.start_ns)
         assert float(row["input.learning_rate"]) == r.lr and int(row["input.batch_size"]) == r.batch
         assert float(row["list.accuracy.last"]) == r.accuracy[-1]
         assert float(row["list.loss.last"]) == r.loss[-1]

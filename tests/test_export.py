@@ -150,7 +150,7 @@ def test_resources_export_matches_the_data_cell_by_cell(fleet: Store) -> None:
     assert export(fleet, "resources") == [
         RESOURCE_HEADER,
         resource_row(
-            time="2026-01-01T00:00:00Z",
+            time="2026-01-01T00:00:00.000000000Z",
             measurement="cpu",
             environment="prod",
             worker="w1",
@@ -158,7 +158,7 @@ def test_resources_export_matches_the_data_cell_by_cell(fleet: Store) -> None:
             load1="0.25",
         ),
         resource_row(
-            time="2026-01-01T00:00:00.5Z",
+            time="2026-01-01T00:00:00.500000000Z",
             measurement="memory",
             environment="prod",
             worker="w1",
@@ -167,7 +167,7 @@ def test_resources_export_matches_the_data_cell_by_cell(fleet: Store) -> None:
             used_percent="50.0",
         ),
         resource_row(
-            time="2026-01-01T00:00:02Z",
+            time="2026-01-01T00:00:02.000000000Z",
             measurement="disk",
             environment="prod",
             worker="w1",
@@ -175,7 +175,7 @@ def test_resources_export_matches_the_data_cell_by_cell(fleet: Store) -> None:
             used_percent="25.0",
         ),
         resource_row(
-            time="2026-01-01T00:00:03Z",
+            time="2026-01-01T00:00:03.000000000Z",
             measurement="gpu",
             environment="prod",
             worker="w2",
@@ -194,7 +194,7 @@ def test_resources_export_matches_the_data_cell_by_cell(fleet: Store) -> None:
             transmit_bytes_per_second="0.0",
         ),
         resource_row(
-            time="2026-01-01T00:00:05Z",
+            time="2026-01-01T00:00:05.000000000Z",
             measurement="cpu",
             environment="dev",
             worker="w3",
@@ -228,9 +228,15 @@ def test_filters_keep_only_matching_rows(
 
 def test_time_window_is_start_inclusive_end_exclusive(fleet: Store) -> None:
     table = export(fleet, "resources", start=T0 + 2 * S, end=T0 + 4 * S + 1)
-    assert column(table, "time") == ["2026-01-01T00:00:02Z", "2026-01-01T00:00:03Z"]
+    assert column(table, "time") == [
+        "2026-01-01T00:00:02.000000000Z",
+        "2026-01-01T00:00:03.000000000Z",
+    ]
     table = export(fleet, "resources", start=T0 - 1, end=T0 + 1)
-    assert column(table, "time") == ["2025-12-31T23:59:59.999999999Z", "2026-01-01T00:00:00Z"]
+    assert column(table, "time") == [
+        "2025-12-31T23:59:59.999999999Z",
+        "2026-01-01T00:00:00.000000000Z",
+    ]
 
 
 def test_only_some_measurements_keep_their_own_columns(fleet: Store) -> None:
@@ -284,7 +290,7 @@ def test_metrics_export_holds_values_and_list_metrics_with_their_step(store: Sto
     assert export(store, "metrics") == [
         METRICS_HEADER,
         [
-            "2026-01-01T00:00:01Z",
+            "2026-01-01T00:00:01.000000000Z",
             "pipeline_metric",
             "prod",
             "",
@@ -295,9 +301,20 @@ def test_metrics_export_holds_values_and_list_metrics_with_their_step(store: Sto
             "",
             "",
         ],
-        ["2026-01-01T00:00:02Z", "pipeline_metric", "prod", "", "a-b", "score", "", "2.0", "", ""],
         [
-            "2026-01-01T00:00:03Z",
+            "2026-01-01T00:00:02.000000000Z",
+            "pipeline_metric",
+            "prod",
+            "",
+            "a-b",
+            "score",
+            "",
+            "2.0",
+            "",
+            "",
+        ],
+        [
+            "2026-01-01T00:00:03.000000000Z",
             "list_metric",
             "prod",
             "train",
@@ -339,7 +356,7 @@ def test_events_export_keeps_metadata_as_json(store: Store) -> None:
     assert table == [
         EVENTS_HEADER,
         [
-            "2026-01-01T00:00:07Z",
+            "2026-01-01T00:00:07.000000000Z",
             "prod",
             "checkpoint_started",
             "trainer",
@@ -349,7 +366,7 @@ def test_events_export_keeps_metadata_as_json(store: Store) -> None:
             json.dumps(metadata),
             "",
         ],
-        ["2026-01-01T00:00:08Z", "prod", "'=cmd", "", "d", "", "", "'=1+1", ""],
+        ["2026-01-01T00:00:08.000000000Z", "prod", "'=cmd", "", "d", "", "", "'=1+1", ""],
     ]
     assert json.loads(table[1][7]) == metadata
 

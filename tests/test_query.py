@@ -245,7 +245,7 @@ def test_resource_csv_is_what_the_cli_exports(data: Store) -> None:
     assert text == cli.stdout.decode()
     table = list(csv.reader(io.StringIO(text, newline="")))
     assert [r[1] for r in table] == ["measurement", "cpu", "gpu", "disk"]
-    assert table[1][0] == "2026-01-01T00:00:00Z"
+    assert table[1][0] == "2026-01-01T00:00:00.000000000Z"
 
 
 def test_resource_csv_goes_to_a_path_or_an_open_file(data: Store, tmp_path: Path) -> None:

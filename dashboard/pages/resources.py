@@ -45,6 +45,7 @@ def layout(**query: object) -> html.Div:
                         className="control workers",
                     ),
                     components.download_link(PAGE),
+                    components.download_link(PAGE, "CSV per measurement (zip)", "-zip"),
                 ],
                 className="controls",
             ),
@@ -116,6 +117,7 @@ def _graph(view: data.ResourceView, threshold: Threshold) -> dcc.Graph:
     Output("over", "data"),
     Output("workers", "options"),
     Output(f"{PAGE}-download", "href"),
+    Output(f"{PAGE}-download-zip", "href"),
     Input(WIDTH, "data"),
     Input(REFRESH, "n_clicks"),
     Input(TICK, "n_intervals"),
@@ -134,7 +136,7 @@ def load(width, _refresh, _tick, search):
             )
     except StoreError as e:
         components.report_store_error(e)
-        return [], [], {}, no_update, no_update
+        return [], [], {}, no_update, no_update, no_update
     views = page.views
     shown = [v for v in views if v.curves or not v.resource.optional]
     cards = [_card(v, thresholds.of(v.resource.key)) for v in shown]
@@ -153,6 +155,7 @@ def load(width, _refresh, _tick, search):
         over,
         options,
         components.download_href("resources", state, start_ns, end_ns, worker=state.worker),
+        components.download_href("resources", state, start_ns, end_ns, "zip", worker=state.worker),
     )
 
 

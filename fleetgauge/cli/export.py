@@ -17,13 +17,22 @@ from fleetgauge.read.executions import (
     iter_executions_csv,
     read_executions,
 )
-from fleetgauge.read.export import KINDS, ProgressLine, atomic_text_file, export_csv, export_file
+from fleetgauge.read.export import (
+    KINDS,
+    ProgressLine,
+    atomic_text_file,
+    export_csv,
+    export_file,
+    export_zip_file,
+    layout,
+)
 from fleetgauge.stores import Store, open_store
 from fleetgauge.timeutil import NS_PER_S, format_time
 
 NAME = "export"
 EXTRAS = ()
 EXECUTIONS = "executions"
+LAYOUTS = ("wide", "per-measurement")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -64,6 +73,23 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default="-",
         help="CSV file to write, '-' for standard output (default: %(default)s);"
         " a file appears only once the export is complete",
+    )
+    parser.add_argument(
+        "--measurement",
+        action="append",
+        metavar="NAME",
+        help="only this measurement (repeatable): its own tag and field columns only, for"
+        " example --measurement cpu (resources: "
+        + ", ".join(m.name for m in KINDS["resources"])
+        + ")",
+    )
+    parser.add_argument(
+        "--layout",
+        choices=LAYOUTS,
+        default="wide",
+        help="wide: one CSV, a column per field of every measurement (default);"
+        " per-measurement: a zip with one CSV per measurement (cpu.csv, memory.csv, ...),"
+        " each with its own columns only, to --out FILE.zip",
     )
     parser.add_argument(
         "--environment", action="append", metavar="NAME", help="only this environment (repeatable)"
@@ -114,8 +140,14 @@ def _export_filters(args: argparse.Namespace) -> dict[str, list[str]]:
         for flag in ("pipeline", "status", "columns"):
             if getattr(args, flag):
                 raise ValueError(f"--{flag} applies to 'export executions' only")
-    elif args.worker or args.deployment:
-        raise ValueError("--worker and --deployment do not apply to 'export executions'")
+        if args.measurement:
+            layout(args.kind, args.measurement)  # an unknown name: one line naming the known
+        if args.layout == "per-measurement" and args.out == "-":
+            raise ValueError("--layout per-measurement writes a zip: give --out FILE.zip")
+    elif args.worker or args.deployment or args.measurement or args.layout != "wide":
+        raise ValueError(
+            "--worker, --deployment, --measurement and --layout do not apply to 'export executions'"
+        )
     where = {}
     if args.environment:
         where["environment"] = args.environment
@@ -142,11 +174,19 @@ def _export_rows(
 ) -> int:
     if args.kind == EXECUTIONS:
         return _export_executions(args, store, start, end)
+    if args.layout == "per-measurement":
+        export_zip_file(store, args.kind, start, end, args.out, where, only=args.measurement)
+        return -1
+    only = args.measurement
     progress = _export_progress(args)
     try:
         if args.out == "-":
-            return export_csv(store, args.kind, start, end, sys.stdout, where, progress=progress)
-        return export_file(store, args.kind, start, end, args.out, where, progress=progress)
+            return export_csv(
+                store, args.kind, start, end, sys.stdout, where, only=only, progress=progress
+            )
+        return export_file(
+            store, args.kind, start, end, args.out, where, only=only, progress=progress
+        )
     finally:
         if progress is not None:
             progress.close()
@@ -189,9 +229,12 @@ def run(args: argparse.Namespace) -> int:
     finally:
         store.close()
     where_to = "standard output" if args.out == "-" else args.out
+    what = f"{rows} rows of {args.kind}"
+    if rows < 0:  # a zip: its members say what it holds
+        names = [m.name for m in layout(args.kind, args.measurement).measurements]
+        what = f"{args.kind} as one CSV per measurement ({', '.join(n + '.csv' for n in names)})"
     print(
-        f"{rows} rows of {args.kind} from {format_time(start)} to {format_time(end)}"
-        f" written to {where_to}",
+        f"{what} from {format_time(start)} to {format_time(end)} written to {where_to}",
         file=sys.stderr,
     )
     return 0

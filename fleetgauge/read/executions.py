@@ -33,7 +33,7 @@ from typing import Any
 from fleetgauge import catalogue
 from fleetgauge.read.export import LINE_END, neutralize
 from fleetgauge.stores import StoreReader
-from fleetgauge.timeutil import EARLIEST_NS, LATEST_NS, NS_PER_S, format_time
+from fleetgauge.timeutil import EARLIEST_NS, LATEST_NS, NS_PER_S, format_time, format_time_ns
 
 __all__ = [
     "ExecutionRecord",
@@ -338,10 +338,10 @@ def cell(record: ExecutionRecord, column: str) -> Any:
         name, mode = column[len("list.") :].rsplit(".", 1)
         lm = record.list_metrics.get(name)
         return None if lm is None else lm.reduce(mode)
-    if column == "start":
-        return format_time(record.start_ns)
+    if column == "start":  # as in every CSV: nine decimals, one width for every row
+        return format_time_ns(record.start_ns)
     if column == "end":
-        return None if record.end_ns is None else format_time(record.end_ns)
+        return None if record.end_ns is None else format_time_ns(record.end_ns)
     if column == "duration_s":
         return record.duration_s
     return getattr(record, column)

@@ -27,16 +27,17 @@ import io
 import json
 import os
 import time
+import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import BinaryIO, TextIO
 
 from fleetgauge import catalogue
 from fleetgauge.catalogue import Family, Measurement, Point
 from fleetgauge.stores import StoreReader
 from fleetgauge.stores.base import Where
-from fleetgauge.timeutil import format_time
+from fleetgauge.timeutil import format_time_ns
 
 __all__ = [
     "KINDS",
@@ -47,6 +48,8 @@ __all__ = [
     "iter_csv",
     "export_file",
     "atomic_text_file",
+    "iter_zip",
+    "export_zip_file",
     "neutralize",
     "ProgressLine",
     "PROGRESS_EVERY",
@@ -124,7 +127,7 @@ class _RowWriter:
     def row(self, p: Point) -> list[object]:
         """The cells of one point: formulas neutralised in text, numbers of their catalogue type."""
         row = self._blank.copy()
-        row[0] = format_time(p.time_ns)
+        row[0] = format_time_ns(p.time_ns)
         if self._measurement is not None:
             row[1] = p.measurement
         other = None
@@ -286,9 +289,82 @@ def export_file(
         return export_csv(store, kind, start_ns, end_ns, out, where, only=only, progress=progress)
 
 
+class _Chunks:
+    """A write-only sink for :class:`zipfile.ZipFile` that hands out what was written."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self.parts.append(bytes(data))
+        self.size += len(data)
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def take(self) -> Iterator[bytes]:
+        """What was written since the last take, if anything (as zero or one chunk)."""
+        if self.size:
+            yield b"".join(self.parts)
+        self.parts, self.size = [], 0
+
+
+def iter_zip(
+    store: StoreReader,
+    kind: str,
+    start_ns: int,
+    end_ns: int,
+    where: Where | None = None,
+    *,
+    only: Sequence[str] | None = None,
+) -> Iterator[bytes]:
+    """A zip of one CSV per measurement of ``kind`` (``cpu.csv``, ``memory.csv``, ...),
+    each with only its own tag and field columns, as byte chunks of about 64 KiB:
+    streamed, so memory stays flat whatever the size. Each CSV is what
+    ``only=[measurement]`` gives :func:`iter_csv`."""
+    sink = _Chunks()
+    with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED) as archive:  # type: ignore[arg-type]
+        for m in layout(kind, only).measurements:
+            with archive.open(f"{m.name}.csv", "w", force_zip64=True) as member:
+                for chunk in iter_csv(store, kind, start_ns, end_ns, where, only=[m.name]):
+                    member.write(chunk.encode("utf-8"))
+                    if sink.size >= CHUNK_CHARS:
+                        yield from sink.take()
+            yield from sink.take()
+    yield from sink.take()
+
+
+def export_zip_file(
+    store: StoreReader,
+    kind: str,
+    start_ns: int,
+    end_ns: int,
+    path: str | os.PathLike[str],
+    where: Where | None = None,
+    *,
+    only: Sequence[str] | None = None,
+) -> int:
+    """:func:`iter_zip` into a file that appears only once complete; returns its bytes."""
+    size = 0
+    with atomic_file(path, binary=True) as out:
+        for chunk in iter_zip(store, kind, start_ns, end_ns, where, only=only):
+            out.write(chunk)  # type: ignore[arg-type]
+            size += len(chunk)
+    return size
+
+
+def atomic_text_file(path: str | os.PathLike[str]) -> contextlib.AbstractContextManager[TextIO]:
+    """A CSV text file that appears at ``path`` only when the block ends without error
+    (see :func:`atomic_file`)."""
+    return atomic_file(path)  # type: ignore[return-value]
+
+
 @contextlib.contextmanager
-def atomic_text_file(path: str | os.PathLike[str]) -> Iterator[TextIO]:
-    """A CSV text file that appears at ``path`` only when the block ends without error.
+def atomic_file(path: str | os.PathLike[str], binary: bool = False) -> Iterator[TextIO | BinaryIO]:
+    """A file (text, or bytes when ``binary``) that appears at ``path`` only when the
+    block ends without error.
 
     Text goes to ``PATH.partial``, renamed to ``PATH`` at the end; on any error the
     partial file is removed and ``PATH`` is left as it was. A directory as
@@ -299,8 +375,12 @@ def atomic_text_file(path: str | os.PathLike[str]) -> Iterator[TextIO]:
         raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
     partial = target.with_name(target.name + ".partial")
     try:
-        with open(partial, "w", newline="", encoding="utf-8") as out:
-            yield out
+        if binary:
+            with open(partial, "wb") as raw:
+                yield raw
+        else:
+            with open(partial, "w", newline="", encoding="utf-8") as out:
+                yield out
         os.replace(partial, target)
     except BaseException:
         partial.unlink(missing_ok=True)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import csv
 import io
 import time
+import urllib.request
+import zipfile
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -257,6 +259,26 @@ def test_csv_download_is_the_selected_raw_rows(dash_duo, site: Site) -> None:
     )
     workers = {r["worker"] for r in _csv_rows(evil)}
     assert status == 200 and workers == {"'" + EVIL_WORKER}
+    # the same rows as one CSV per measurement, each with its own columns only
+    zip_href = dash_duo.find_element("#resources-download-zip").get_attribute("href")
+    assert parse_qs(urlsplit(zip_href).query) == query
+    with urllib.request.urlopen(zip_href, timeout=30) as r:
+        assert r.headers["Content-Type"] == "application/zip"
+        assert r.headers["Content-Disposition"].endswith('.zip"')
+        archive = zipfile.ZipFile(io.BytesIO(r.read()))
+    per_measurement = []
+    for name in archive.namelist():
+        member = _csv_rows(archive.read(name).decode())
+        assert {r["measurement"] for r in member} <= {name.removesuffix(".csv")}
+        if member:
+            own = list(member[0])
+            tags = [k for k in own if k in layout("resources").tag_columns]
+            fields = [k for k in own if k not in tags and k not in ("time", "measurement")]
+            assert set(fields) - {"other_tags"} <= set(
+                layout("resources", [name.removesuffix(".csv")]).field_columns
+            )
+            per_measurement += _actual(member, tags, [f for f in fields if f != "other_tags"])
+    assert sorted(per_measurement, key=repr) == expected
     assert_clean_console(dash_duo)
 
 
