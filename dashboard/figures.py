@@ -162,10 +162,22 @@ def _translucent(colour: str, alpha: float = 0.12) -> str:
     return f"rgba({r},{g},{b},{alpha})"
 
 
-def _line(curve: Curve, step_ns: int, colour: str, digits: int, width: float, dash: str) -> dict:
-    x, (mean,) = curve_xy(curve.times, step_ns, curve.mean)
+def _line(
+    curve: Curve,
+    step_ns: int,
+    colour: str,
+    digits: int,
+    width: float,
+    dash: str,
+    spread: bool = False,
+) -> dict:
+    """A curve's line; with ``spread``, each point also carries its bucket's min and max
+    (``customdata``) for the hover."""
+    spread = spread and len(curve.lo) == len(curve.hi) == len(curve.mean)
+    columns = (curve.mean, curve.lo, curve.hi) if spread else (curve.mean,)
+    x, (mean, *bounds) = curve_xy(curve.times, step_ns, *columns)
     name = text(f"{curve.name} ({curve.note})" if curve.note else curve.name)
-    return {
+    trace = {
         "type": "scatter",
         "mode": "lines",
         "name": name,
@@ -175,6 +187,9 @@ def _line(curve: Curve, step_ns: int, colour: str, digits: int, width: float, da
         "meta": {"worker": curve.name},
         **x,
     }
+    if bounds:
+        trace["customdata"] = np.column_stack([_round(b, digits) for b in bounds])
+    return trace
 
 
 def points_note(view: ResourceView) -> str:
@@ -213,18 +228,28 @@ def resource_figure(view: ResourceView, threshold: Threshold, revision: str = ""
     r = view.resource
     digits = 1 if r.is_percent else 0
     data: list[dict] = []
+    bucketed = view.level != "raw" or view.plotted != view.samples
     for i, curve in enumerate(view.curves):
         colour = PALETTE[i % len(PALETTE)]
-        if view.level != "raw" or view.plotted != view.samples:
+        if bucketed:
             data += band_traces(curve, view.step_ns, colour, digits, curve.name)
-        data.append(_line(curve, view.step_ns, colour, digits, 1.5, "solid"))
+        data.append(_line(curve, view.step_ns, colour, digits, 1.5, "solid", bucketed))
     if view.total is not None and len(view.curves) > 1:
         data.append(_line(view.total, view.step_ns, TOTAL_COLOUR, digits, 2.5, "dash"))
-    # hovers say the unit and the whole name (plotly cuts names at 15 characters)
-    hover = "%{y:.1f} %" if r.is_percent else "%{y:.4s} " + _axis_title(r.unit)
+    # hovers say the unit, the whole name (plotly cuts names at 15 characters) and, for
+    # a bucket of several samples, their min and max
+    if r.is_percent:
+        value, unit = "%{{{}:.1f}}", " %"
+    else:
+        value, unit = "%{{{}:.4s}}", " " + _axis_title(r.unit)
     for trace in data:
-        if trace.get("hoverinfo") != "skip":
-            trace["hovertemplate"] = f"{hover}<extra>%{{fullData.name}}</extra>"
+        if trace.get("hoverinfo") == "skip":
+            continue
+        hover = value.format("y") + unit
+        if "customdata" in trace:
+            lo, hi = value.format("customdata[0]"), value.format("customdata[1]")
+            hover += f" (min {lo}, max {hi})"
+        trace["hovertemplate"] = f"{hover}<extra>%{{fullData.name}}</extra>"
     yaxis: dict[str, Any] = {"title": {"text": _axis_title(r.unit)}, "rangemode": "tozero"}
     if r.is_percent:
         yaxis["range"] = [0, 105]

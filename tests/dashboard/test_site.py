@@ -45,7 +45,7 @@ return Array.from(document.querySelectorAll('.js-plotly-plot')).map(g => ({
   range: g.layout.xaxis && g.layout.xaxis.range,
   traces: g.data.map(t => ({name: t.name, y: t.y, x: t.x || null, x0: t.x0 === undefined ?
     null : t.x0, dx: t.dx === undefined ? null : t.dx, text: t.text || null,
-    hover: t.hovertemplate || null}))
+    hover: t.hovertemplate || null, custom: t.customdata || null}))
 }));
 """
 
@@ -174,9 +174,16 @@ def test_graphs_draw_each_worker_and_the_aggregate(dash_duo, site: Site) -> None
     network = lines(drawn["Network"])
     assert set(values(network["w1"])) == {1.5e6}
     assert Counter(values(network["all selected (sum)"])).most_common(1)[0][0] == 6e6
-    # hovers carry the unit and the whole name
-    assert cpu["w1"]["hover"] == "%{y:.1f} %<extra>%{fullData.name}</extra>"
-    assert "bytes/s<extra>" in network["w1"]["hover"]
+    # hovers carry the unit, the whole name and each bucket's min and max
+    assert cpu["w1"]["hover"] == (
+        "%{y:.1f} % (min %{customdata[0]:.1f}, max %{customdata[1]:.1f})"
+        "<extra>%{fullData.name}</extra>"
+    )
+    assert "bytes/s (min " in network["w1"]["hover"]
+    assert {tuple(pair) for pair in gpu_lines["w1"]["custom"] if pair[0] is not None} == {
+        (20.0, 99.0)  # its two GPUs: the bucket's lowest and highest
+    }
+    assert "min" not in cpu["all selected (mean)"]["hover"]
     assert_clean_console(dash_duo)
 
 
