@@ -297,6 +297,44 @@ def empty_figure(title: str, message: str) -> Figure:
     }
 
 
+def _window_label(window_ns: int) -> str:
+    minutes = window_ns / (60 * NS_PER_S)
+    return f"{minutes / 60:g} h" if minutes >= 60 else f"{minutes:g} min"
+
+
+def rate_figure(view: MetricView, revision: str = "") -> Figure:
+    """A 0/1 metric: per deployment, the share of 1s over the rolling window, with how
+    many values it held; events as markers. Single 0s and 1s would hide the drift."""
+    window = _window_label(view.rate_window_ns)
+    data: list[dict] = []
+    for i, d in enumerate(view.deployments):
+        data.append(
+            {
+                "type": "scatter",
+                "mode": "lines",
+                "name": f"{text(d.deployment)} share of 1s",
+                "legendgroup": d.deployment,
+                "x": [t // _NS_PER_MS for t in d.times],
+                "y": _round([100 * r for r in d.rate], 2),
+                "customdata": d.rate_count,
+                "hovertemplate": f"%{{y:.1f}} % of %{{customdata:,}} values in the {window}"
+                " before<extra>%{fullData.name}</extra>",
+                "line": {"width": 2, "color": PALETTE[i % len(PALETTE)]},
+                "meta": {"deployment": d.deployment, "kind": "rate"},
+            }
+        )
+    figure = metric_figure(view, revision)
+    figure["data"] = data + [t for t in figure["data"] if t.get("meta", {}).get("kind") == "events"]
+    layout = figure["layout"]
+    layout["title"]["text"] = (
+        f"{text(view.metric)}: share of 1s over a rolling {window}<br><sup>"
+        f"{view.plotted:,} of {view.samples:,} points, every value 0 or 1</sup>"
+    )
+    layout["yaxis"] = {"title": {"text": "share of 1s (%)"}, "range": [0, 105]}
+    layout["hoverlabel"] = {"namelength": -1}
+    return figure
+
+
 def metric_figure(view: MetricView, revision: str = "") -> Figure:
     """Every value (or buckets of them) per deployment, a rolling mean, events as markers."""
     data: list[dict] = []

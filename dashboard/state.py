@@ -10,7 +10,9 @@ Keys: ``env`` (environment, absent for all), ``range`` (a quick range such as
 (``off``, ``10s``, ``1m``), and per page ``worker`` (repeated), ``deployment``
 (repeated), ``pipeline`` and ``metric``; the Executions page adds ``status``,
 ``mode`` (how list metrics are reduced), ``col`` (repeated: chosen columns),
-``run`` (repeated: executions compared) and ``x`` (``step`` or ``time``).
+``run`` (repeated: executions compared) and ``x`` (``step`` or ``time``); the Pipeline
+metrics page adds ``window`` (the rolling window of a 0/1 metric's rate: ``auto``, ``1m``,
+``5m``, ``15m``, ``1h``, ``6h``, ``24h``).
 """
 
 from __future__ import annotations
@@ -56,6 +58,17 @@ REFRESH_LABELS = {"off": "off", "10s": "10 s", "1m": "1 min"}
 
 _LIST_KEYS = ("worker", "deployment", "col", "run")
 _TEXT_KEYS = ("env", "pipeline", "metric", "status")
+RATE_WINDOWS: dict[str, int] = {
+    "1m": 60 * NS_PER_S,
+    "5m": 5 * 60 * NS_PER_S,
+    "15m": 15 * 60 * NS_PER_S,
+    "1h": 3600 * NS_PER_S,
+    "6h": 6 * 3600 * NS_PER_S,
+    "24h": 24 * 3600 * NS_PER_S,
+}
+"""Rolling windows a 0/1 metric's rate can be drawn over; ``auto`` picks one for the range."""
+RATE_LABELS = {"auto": "auto", "1m": "1 min", "5m": "5 min", "15m": "15 min", "1h": "1 h"}
+RATE_LABELS |= {"6h": "6 h", "24h": "24 h"}
 X_AXES = ("step", "time")
 """What the comparison charts plot values against."""
 
@@ -78,6 +91,7 @@ class ViewState:
     col: tuple[str, ...] = ()
     run: tuple[str, ...] = ()
     x: str = "step"
+    rate_window: str = "auto"  # the URL's ``window``
     problems: tuple[str, ...] = field(default=(), compare=False)
 
     def window(self, now_ns: int) -> tuple[int, int]:
@@ -148,6 +162,10 @@ def from_query(query: Mapping[str, object]) -> ViewState:
     if x not in X_AXES:
         problems.append(f"unknown x axis {x!r}: plotting against step")
         x = "step"
+    window = _first(query.get("window")) or "auto"
+    if window not in RATE_LABELS:
+        problems.append(f"unknown rate window {window!r}: choosing one for the range")
+        window = "auto"
     return ViewState(
         text["env"],
         rng,
@@ -163,6 +181,7 @@ def from_query(query: Mapping[str, object]) -> ViewState:
         lists["col"],
         lists["run"],
         x,
+        window,
         tuple(problems),
     )
 
@@ -197,4 +216,6 @@ def to_search(state: ViewState) -> str:
     pairs += [("run", r) for r in state.run]
     if state.x != "step":
         pairs.append(("x", state.x))
+    if state.rate_window != "auto":
+        pairs.append(("window", state.rate_window))
     return "?" + urlencode(pairs) if pairs else ""

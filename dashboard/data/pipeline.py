@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from fleetgauge import catalogue
+from fleetgauge.dashboard.state import RATE_WINDOWS
 from fleetgauge.stores import StoreReader
 from fleetgauge.stores.base import Where
 
@@ -58,6 +59,12 @@ class DeploymentValues:
     rolling: list[float] = field(default_factory=list)
     bucketed: bool = False
     summary: Summary | None = None
+    counts: list[int] = field(default_factory=list)
+    """Values behind each point: 1 for a raw value, the count of a bucket."""
+    rate: list[float] = field(default_factory=list)
+    """A 0/1 metric: the share of 1s over the rolling window ending at each point."""
+    rate_count: list[int] = field(default_factory=list)
+    """...and how many values that window held."""
 
 
 @dataclass
@@ -81,6 +88,8 @@ class MetricView:
     level: str
     deployments: list[DeploymentValues]
     events: list[EventMark]
+    rate_window_ns: int = 0
+    """Above 0: every value is 0 or 1, and the chart shows their rate over this window."""
 
     @property
     def samples(self) -> int:
@@ -149,6 +158,37 @@ def rolling_mean(values: Sequence[float], window: int) -> list[float]:
     return out
 
 
+def rolling_rate(
+    times: Sequence[int], sums: Sequence[float], counts: Sequence[int], window_ns: int
+) -> tuple[list[float], list[int]]:
+    """The share of 1s, and the number of values, in the ``window_ns`` ending at each
+    time (sums and counts per time: a raw value is its own sum with count 1)."""
+    rates, held = [], []
+    total, n, first = 0.0, 0, 0
+    for i, t in enumerate(times):
+        total += sums[i]
+        n += counts[i]
+        while times[first] <= t - window_ns:
+            total -= sums[first]
+            n -= counts[first]
+            first += 1
+        rates.append(total / n if n else float("nan"))
+        held.append(n)
+    return rates, held
+
+
+def auto_rate_window(start_ns: int, end_ns: int, windows: dict[str, int]) -> int:
+    """The shortest window of ``windows`` holding at least a 40th of the range."""
+    wanted = (end_ns - start_ns) / 40
+    return next((w for w in sorted(windows.values()) if w >= wanted), max(windows.values()))
+
+
+def _binary(d: DeploymentValues, lows: Sequence[float], highs: Sequence[float]) -> bool:
+    if not d.bucketed:
+        return all(v in (0.0, 1.0) for v in d.values)
+    return all(v in (0.0, 1.0) for v in (*lows, *highs))
+
+
 def _last(store: StoreReader, where: Where | None, start_ns: int, end_ns: int) -> tuple[int, float]:
     last = (start_ns, float("nan"))
     for p in store.stream_points(catalogue.PIPELINE_METRIC.name, start_ns, end_ns, where):
@@ -166,8 +206,14 @@ def read_metric(
     environment: str | None = None,
     pipeline: str | None = None,
     raw_limit: int = RAW_LIMIT,
+    rate_window_ns: int = 0,
 ) -> MetricView:
-    """Values of ``metric`` per deployment in [start, end), with summaries and events."""
+    """Values of ``metric`` per deployment in [start, end), with summaries and events.
+
+    When every value is 0 or 1 (a score, "correct", "fraud"), each deployment also gets
+    its rate: the share of 1s over ``rate_window_ns`` (0: chosen from the range) ending
+    at each point, which is what such a metric's drift looks like.
+    """
     where = _where(environment, deployments, pipeline, metric)
     b = store.read_buckets(
         catalogue.PIPELINE_METRIC.name,
@@ -181,6 +227,7 @@ def read_metric(
     view = MetricView(metric, start_ns, end_ns, b.step_ns, b.level, [], [])
     total = sum(sum(s.fields[VALUE].count) for s in b.series)
     raw = total <= raw_limit
+    binary = True
     for s in b.series:
         fb = s.fields[VALUE]
         keep = [i for i, n in enumerate(fb.count) if n]
@@ -195,6 +242,7 @@ def read_metric(
                 d.times.append(p.time_ns)
                 d.values.append(p.fields[VALUE])
             d.rolling = rolling_mean(d.values, max(5, len(d.values) // 50))
+            d.counts = [1] * len(d.values)
             last_ns, last = d.times[-1], d.values[-1]
         else:
             last_ns, last = _last(store, one, max(start_ns, s.times[keep[-1]]), end_ns)
@@ -210,8 +258,16 @@ def read_metric(
             d.bucketed = True
             d.times = [s.times[i] for i in keep]
             d.values = [fb.mean[i] for i in keep]  # type: ignore[misc]
+            d.counts = [fb.count[i] for i in keep]
             d.rolling = d.values
+        lows, highs = [fb.min[i] for i in keep], [fb.max[i] for i in keep]
+        binary = binary and _binary(d, lows, highs)  # type: ignore[arg-type]
         view.deployments.append(d)
+    if binary and view.deployments:
+        view.rate_window_ns = rate_window_ns or auto_rate_window(start_ns, end_ns, RATE_WINDOWS)
+        for d in view.deployments:
+            sums = [v * n for v, n in zip(d.values, d.counts, strict=True)]
+            d.rate, d.rate_count = rolling_rate(d.times, sums, d.counts, view.rate_window_ns)
     view.events = read_events(store, start_ns, end_ns, environment, deployments)
     return view
 

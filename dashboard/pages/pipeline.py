@@ -9,6 +9,7 @@ from fleetgauge.dashboard import components, figures
 from fleetgauge.dashboard.data import listings
 from fleetgauge.dashboard.data import pipeline as data
 from fleetgauge.dashboard.site import current, points_for
+from fleetgauge.dashboard.state import RATE_LABELS, RATE_WINDOWS
 from fleetgauge.stores import StoreError
 from fleetgauge.timeutil import format_time_ms
 
@@ -57,6 +58,14 @@ def layout(**query: object) -> html.Div:
                         state.metric,
                         False,
                         "pick a metric",
+                    ),
+                    components.dropdown(
+                        "rate-window",
+                        "Rate window (0/1 metrics)",
+                        [{"label": label, "value": key} for key, label in RATE_LABELS.items()],
+                        state.rate_window,
+                        False,
+                        "auto",
                     ),
                     components.download_link(PAGE),
                 ],
@@ -156,6 +165,7 @@ def load(width, _refresh, _tick, search):
                     points_for(width),
                     state.env,
                     state.pipeline,
+                    rate_window_ns=RATE_WINDOWS.get(state.rate_window, 0),
                 )
     except StoreError as e:
         components.report_store_error(e)
@@ -173,7 +183,8 @@ def load(width, _refresh, _tick, search):
             why = "no pipeline metrics recorded in this range"
         figure, summary = figures.empty_figure("Pipeline metric", why), []
     else:
-        figure, summary = figures.metric_figure(view), _summary_table(view)
+        draw = figures.rate_figure if view.rate_window_ns else figures.metric_figure
+        figure, summary = draw(view), _summary_table(view)
     return (
         figure,
         summary,
@@ -235,14 +246,18 @@ def zoom_to_url(relayout, search):
     Input("deployments", "value"),
     Input("pipeline", "value"),
     Input("metric", "value"),
+    Input("rate-window", "value"),
     components.SEARCH,
     prevent_initial_call=True,
 )
-def selection_to_url(deployments, pipeline, metric, search):
-    """The deployment, pipeline and metric choice into the URL."""
+def selection_to_url(deployments, pipeline, metric, window, search):
+    """The deployment, pipeline, metric and rate window choice into the URL."""
     state = components.view_of(search)
     new = state.with_(
-        deployment=tuple(deployments or ()), pipeline=pipeline or None, metric=metric or None
+        deployment=tuple(deployments or ()),
+        pipeline=pipeline or None,
+        metric=metric or None,
+        rate_window=window or "auto",
     )
     if new == state:
         return no_update

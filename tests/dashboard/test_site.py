@@ -374,7 +374,9 @@ def test_the_url_round_trips_the_view(dash_duo, site: Site) -> None:
     assert list(lines(graphs(dash_duo, 6)["CPU"])) == ["w2", "w3", "all selected (mean)"]
     driver.find_element(By.ID, "nav-pipeline").click()
     url = wait_for_url(dash_duo, "/pipeline")
-    assert parse_qs(urlsplit(url).query) == {"env": ["test"], "range": ["6h"], "refresh": ["10s"]}
+    query = parse_qs(urlsplit(url).query)
+    assert query.pop("metric", ["score"]) == ["score"]  # the metric shown joins the URL
+    assert query == {"env": ["test"], "range": ["6h"], "refresh": ["10s"]}
     assert_clean_console(dash_duo)
 
 
@@ -409,7 +411,8 @@ def test_a_custom_range_past_the_stores_limits_gets_a_readable_banner(dash_duo, 
     far = "range=custom&start=0001-01-01T00%3A00%3A00Z&end=9999-12-31T23%3A59%3A59Z"
     open_page(dash_duo, site.url + "/pipeline?env=test&deployment=model-a&metric=score&" + far)
     dash_duo.wait_for_contains_text("#banner", "outside the times a store can hold", timeout=20)
-    assert graphs(dash_duo, 1)["score"]["traces"]  # the default range, drawn
+    (chart,) = graphs(dash_duo, 1).values()
+    assert chart["traces"]  # the default range, drawn
 
     end = format_time(site.seed.end_ns + MINUTE).replace(":", "%3A")
     open_page(dash_duo, site.url + f"/?env=test&range=custom&start=1677-09-22&end={end}")
@@ -476,8 +479,11 @@ const clipped = [...document.querySelectorAll('.card, .card *')]
   .filter(e => e.scrollWidth > e.clientWidth + 1
     || e.getBoundingClientRect().right > root.clientWidth)
   .map(e => e.className + ': ' + e.textContent.slice(0, 60));
+const wide = [...document.querySelectorAll('body *')]
+  .filter(e => e.getBoundingClientRect().right > root.clientWidth + 1)
+  .map(e => e.tagName + '.' + e.className + '#' + e.id + ' in ' + (e.closest('.control') || {}).className + ' right ' + Math.round(e.getBoundingClientRect().right)).slice(-6);
 return {scroll: root.scrollWidth, client: root.clientWidth,
-  cards: document.querySelectorAll('.card').length, clipped};
+  cards: document.querySelectorAll('.card').length, clipped, wide};
 """
 
 
@@ -495,7 +501,7 @@ def test_the_pages_fit_the_window_with_no_horizontal_scrollbar_and_no_clipped_ca
         dash_duo.wait_for_element(ready, timeout=20)
         time.sleep(0.5)  # late layout: the graphs size themselves after they draw
         got = dash_duo.driver.execute_script(OVERFLOW_JS)
-        assert got["scroll"] <= got["client"], (path, width, got)
+        assert got["scroll"] <= got["client"], (path, width, got["wide"], got["scroll"])
         assert not got["clipped"], (path, width, got)
         if path.startswith("/?"):
             assert got["cards"] >= 5, got
@@ -588,4 +594,34 @@ def test_the_metric_shown_is_held_in_the_url_in_place_and_an_unknown_one_is_name
     open_page(dash_duo, site.url + "/pipeline?env=test&deployment=model-a&metric=scroe")
     dash_duo.wait_for_contains_text("#banner", "'scroe'", timeout=20)
     assert "metric=scroe" in dash_duo.driver.current_url  # not switched to another metric
+    assert_clean_console(dash_duo)
+
+
+def test_a_zero_one_metric_is_drawn_as_a_rate_over_a_window_the_user_sets(
+    dash_duo, site: Site
+) -> None:
+    # model-a's score: 120 values a minute apart alternating 0 and 1, ending with 1
+    open_page(dash_duo, site.url + "/pipeline?env=test&deployment=model-a&metric=score&range=6h")
+    dash_duo.wait_for_contains_text("#metric-graph .gtitle", "share of 1s", timeout=20)
+    chart = graphs(dash_duo, 1)
+    (title,) = chart
+    assert title == "score: share of 1s over a rolling 15 min"  # auto: 6 h / 40, rounded up
+    (rate,) = [t for t in chart[title]["traces"] if t["name"] == "model-a share of 1s"]
+    assert len(rate["y"]) == 120
+    # a full window holds 15 values alternating 0 and 1: 7 or 8 of them are 1s
+    assert {round(v, 1) for v in rate["y"][15:]} == {46.7, 53.3}, rate["y"][15:]
+    assert "of %{customdata:,} values in the 15 min before" in rate["hover"]
+    dash_duo.select_dcc_dropdown("#rate-window", value="1 h")
+    wait_for_url(dash_duo, "window=1h")
+    dash_duo.wait_for_contains_text("#metric-graph .gtitle", "rolling 1 h", timeout=20)
+    (rate,) = [
+        t
+        for t in graphs(dash_duo, 1)["score: share of 1s over a rolling 1 h"]["traces"]
+        if t["name"].endswith("share of 1s")
+    ]
+    assert {round(v, 1) for v in rate["y"][60:]} == {50.0}  # 60 values: 30 ones
+    # a metric that is not 0/1 keeps its values and rolling mean
+    open_page(dash_duo, site.url + "/pipeline?env=test&deployment=model-b&metric=score&range=6h")
+    dash_duo.wait_for_contains_text("#metric-graph .gtitle", "points", timeout=20)
+    assert "share of 1s" not in dash_duo.find_element("#metric-graph .gtitle").text
     assert_clean_console(dash_duo)
