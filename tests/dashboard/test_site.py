@@ -481,7 +481,8 @@ const clipped = [...document.querySelectorAll('.card, .card *')]
   .map(e => e.className + ': ' + e.textContent.slice(0, 60));
 const wide = [...document.querySelectorAll('body *')]
   .filter(e => e.getBoundingClientRect().right > root.clientWidth + 1)
-  .map(e => e.tagName + '.' + e.className + '#' + e.id + ' in ' + (e.closest('.control') || {}).className + ' right ' + Math.round(e.getBoundingClientRect().right)).slice(-6);
+  .map(e => e.tagName + '.' + e.className + ' in ' + (e.closest('.control') || {}).className
+    + ' right ' + Math.round(e.getBoundingClientRect().right)).slice(-6);
 return {scroll: root.scrollWidth, client: root.clientWidth,
   cards: document.querySelectorAll('.card').length, clipped, wide};
 """
