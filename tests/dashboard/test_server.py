@@ -14,6 +14,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psutil
@@ -118,6 +119,39 @@ def test_the_site_runs_on_gunicorn_workers_and_half_sent_requests_do_not_hold_th
     assert time.monotonic() - started < 10
     assert not any(w.is_running() and w.status() != psutil.STATUS_ZOMBIE for w in workers)
     assert "Traceback" not in site.log(), site.log()
+
+
+def _malloc_arenas(pid: int) -> int:
+    """glibc malloc arenas besides the main one: each reserves a 64 MiB region that its
+    heap grows into, left inaccessible (``---p``) until used."""
+    count = 0
+    for line in Path(f"/proc/{pid}/maps").read_text().splitlines():
+        span, perms = line.split()[:2]
+        low, high = (int(x, 16) for x in span.split("-"))
+        if perms == "---p" and high - low > 32 * 1024 * 1024 and len(line.split()) == 5:
+            count += 1
+    return count
+
+
+def test_each_worker_keeps_to_two_malloc_arenas_whatever_its_threads_do(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'fg.db'}"
+    store = open_store(url)
+    seed(store, (time.time_ns() // (60 * S)) * 60 * S)
+    store.close()
+    dashboard = DashboardProcess(url, tmp_path / "dashboard.log", "--workers", "2")
+    try:
+        dashboard.wait_ready()
+        with ThreadPoolExecutor(16) as pool:  # every thread of every worker busy at once
+            times = list(pool.map(_timed_get, [dashboard.url + "/"] * 64))
+        assert len(times) == 64
+        workers = psutil.Process(dashboard.proc.pid).children()
+        assert len(workers) == 2
+        # glibc's default is an arena per thread, up to 8 per core (9 per worker in the soak)
+        assert [_malloc_arenas(w.pid) <= 1 for w in workers] == [True, True], [
+            _malloc_arenas(w.pid) for w in workers
+        ]
+    finally:
+        dashboard.stop()
 
 
 def test_debug_serves_on_the_development_server_and_says_so(tmp_path: Path) -> None:
