@@ -150,6 +150,9 @@ EVENT_TAGS = (ENVIRONMENT, EVENT_NAME, EVENT_SOURCE, DEPLOYMENT, PIPELINE, EXECU
 # --- fields -----------------------------------------------------------------
 PERCENT, BYTES, BYTES_PER_SECOND = "percent", "bytes", "bytes_per_second"
 CELSIUS, WATTS, CORES, COUNT, LOAD = "celsius", "watts", "cores", "count", "load"
+HERTZ, JOULES = "hertz", "joules"
+FLAG, STATE = "flag", "state"
+"""A 0/1 field (1: the condition holds), and a numbered state such as a GPU's P-state."""
 
 
 def _f(name: str, unit: str, description: str, type_: type = float) -> Field:
@@ -222,7 +225,9 @@ NETWORK = Measurement(
 GPU_MEASUREMENT = Measurement(
     "gpu",
     Family.RESOURCE,
-    "One GPU, read through NVML.",
+    "One GPU, read through NVML: use, clocks, power, PCIe, ECC and remapped rows, and why"
+    " its clocks are held down (throttle reasons as 0/1 fields). A field the board does"
+    " not report is absent, not 0.",
     (
         _f("utilization_percent", PERCENT, "Time a kernel ran on the GPU over the last period"),
         _f("memory_used_bytes", BYTES, "GPU memory in use"),
@@ -231,6 +236,53 @@ GPU_MEASUREMENT = Measurement(
         _f("temperature_celsius", CELSIUS, "GPU core temperature"),
         _f("power_draw_watts", WATTS, "Power drawn by the board"),
         _f("power_limit_watts", WATTS, "Power limit the board enforces"),
+        _f(
+            "memory_utilization_percent",
+            PERCENT,
+            "Time the memory controller was busy over the last period",
+        ),
+        _f("sm_clock_hertz", HERTZ, "Streaming-multiprocessor clock now"),
+        _f("sm_clock_max_hertz", HERTZ, "Highest SM clock the board allows"),
+        _f("memory_clock_hertz", HERTZ, "Memory clock now"),
+        _f("memory_clock_max_hertz", HERTZ, "Highest memory clock the board allows"),
+        _f("graphics_clock_hertz", HERTZ, "Graphics clock now"),
+        _f("graphics_clock_max_hertz", HERTZ, "Highest graphics clock the board allows"),
+        _f("memory_temperature_celsius", CELSIUS, "GPU memory (HBM) temperature, where reported"),
+        _f("energy_joules", JOULES, "Energy used since the driver loaded (a counter)"),
+        _f("performance_state", STATE, "Performance state: 0 (P0, fastest) to 15 (slowest)"),
+        _f("fan_speed_percent", PERCENT, "Fan speed as a share of its maximum"),
+        _f("pcie_receive_bytes_per_second", BYTES_PER_SECOND, "PCIe bytes received per second"),
+        _f("pcie_transmit_bytes_per_second", BYTES_PER_SECOND, "PCIe bytes sent per second"),
+        _f("pcie_replays", COUNT, "PCIe packets replayed since the driver loaded (a counter)"),
+        _f("encoder_utilization_percent", PERCENT, "Time the video encoder was busy"),
+        _f("decoder_utilization_percent", PERCENT, "Time the video decoder was busy"),
+        _f("ecc_corrected_volatile_errors", COUNT, "Corrected ECC errors since the driver loaded"),
+        _f(
+            "ecc_uncorrected_volatile_errors",
+            COUNT,
+            "Uncorrected ECC errors since the driver loaded",
+        ),
+        _f("ecc_corrected_aggregate_errors", COUNT, "Corrected ECC errors over the board's life"),
+        _f(
+            "ecc_uncorrected_aggregate_errors",
+            COUNT,
+            "Uncorrected ECC errors over the board's life",
+        ),
+        _f("remapped_rows_correctable", COUNT, "Memory rows remapped for correctable errors"),
+        _f("remapped_rows_uncorrectable", COUNT, "Memory rows remapped for uncorrectable errors"),
+        _f("remapped_rows_pending", FLAG, "1: a remap waits for the next GPU reset"),
+        _f("remapped_rows_failure", FLAG, "1: a row could not be remapped (replace the board)"),
+        _f("throttle_power_cap", FLAG, "1: clocks held down by the software power cap"),
+        _f("throttle_thermal_software", FLAG, "1: clocks held down by the driver for heat"),
+        _f("throttle_thermal_hardware", FLAG, "1: clocks held down by the hardware for heat"),
+        _f("throttle_hardware_slowdown", FLAG, "1: hardware slowdown (heat, power brake)"),
+        _f("throttle_sync_boost", FLAG, "1: clocks held to match other GPUs (sync boost)"),
+        _f("throttle_idle", FLAG, "1: clocks down because nothing runs"),
+        _f(
+            "throttle_applications_clocks",
+            FLAG,
+            "1: clocks capped by the applications clocks setting",
+        ),
     ),
     device_tags=(GPU,),
 )

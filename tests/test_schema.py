@@ -17,6 +17,8 @@ UNIT_SUFFIX = {
     "celsius": "_celsius",
     "watts": "_watts",
     "cores": "_cores",
+    "hertz": "_hertz",
+    "joules": "_joules",
 }
 
 

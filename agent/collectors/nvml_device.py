@@ -1,29 +1,41 @@
 """One GPU read through NVML: the fields of the ``gpu`` measurement and memory per process.
 
 Kept apart from :mod:`fleetgauge.agent.collectors.gpu`, which owns NVML's start-up, retries and
-logging. Only the fields the catalogue holds are asked for (NVML calls serialise through
-the GPU's firmware). Any NVML error on one call leaves that value out, except
-``GPU_IS_LOST``, which raises :class:`GpuLost` so the caller skips the whole device.
+logging. Only the fields the catalogue holds are asked for, and a read the device answers
+"not supported" (or the installed driver lacks) is remembered and never asked again: NVML
+calls serialise through the GPU's firmware, so a sample costs only what the board has.
+Any other NVML error leaves that value out of this sample only, except ``GPU_IS_LOST``,
+which raises :class:`GpuLost` so the caller skips the whole device.
+
+Units become the catalogue's: MHz clocks in hertz, milliwatts in watts, millijoules in
+joules, PCIe KB/s in bytes/s; the clock-event (throttle) bitmask becomes one 0/1 field
+per reason.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 from fleetgauge.catalogue import GPU_MEASUREMENT
 
-__all__ = ["GpuLost", "NvmlDevice"]
+__all__ = ["GpuLost", "NvmlDevice", "THROTTLE_REASONS"]
 
-(
-    UTILIZATION_PERCENT,
-    MEMORY_USED_BYTES,
-    MEMORY_TOTAL_BYTES,
-    MEMORY_USED_PERCENT,
-    TEMPERATURE_CELSIUS,
-    POWER_DRAW_WATTS,
-    POWER_LIMIT_WATTS,
-) = GPU_MEASUREMENT.field_names
+F = {name: name for name in GPU_MEASUREMENT.field_names}  # a typo here fails at import
+MHZ = 1_000_000
+KIB = 1024
+PSTATE_UNKNOWN = 32  # NVML_PSTATE_UNKNOWN
+
+THROTTLE_REASONS = {
+    F["throttle_power_cap"]: "nvmlClocksEventReasonSwPowerCap",
+    F["throttle_thermal_software"]: "nvmlClocksEventReasonSwThermalSlowdown",
+    F["throttle_thermal_hardware"]: "nvmlClocksEventReasonHwThermalSlowdown",
+    F["throttle_hardware_slowdown"]: "nvmlClocksEventReasonHwSlowdown",
+    F["throttle_sync_boost"]: "nvmlClocksEventReasonSyncBoost",
+    F["throttle_idle"]: "nvmlClocksEventReasonGpuIdle",
+    F["throttle_applications_clocks"]: "nvmlClocksEventReasonApplicationsClocksSetting",
+}
+"""0/1 field -> the pynvml constant of its bit in the clock-event reasons mask."""
 
 
 class GpuLost(Exception):
@@ -37,7 +49,14 @@ class NvmlDevice:
         """Open GPU ``index`` of an initialised ``nvml`` module; raises GpuLost when the GPU
         cannot be opened (lost, or hidden from this container)."""
         # NVMLLibraryMismatchError: an unversioned call that the installed driver lacks
-        self._errors = (nvml.NVMLError, getattr(nvml, "NVMLLibraryMismatchError", nvml.NVMLError))
+        self._mismatch = getattr(nvml, "NVMLLibraryMismatchError", nvml.NVMLError)
+        self._errors = (nvml.NVMLError, self._mismatch)
+        self._not_supported = {
+            nvml.NVML_ERROR_NOT_SUPPORTED,
+            getattr(nvml, "NVML_ERROR_FUNCTION_NOT_FOUND", nvml.NVML_ERROR_NOT_SUPPORTED),
+        }
+        self.unsupported: set[Hashable] = set()
+        """Reads this device refused as not supported: never asked again."""
         self._nvml, self.index = nvml, index
         self.handle = self._call(nvml.nvmlDeviceGetHandleByIndex, index)
         if self.handle is None:
@@ -45,23 +64,112 @@ class NvmlDevice:
         self.uuid: str | None = self._call(nvml.nvmlDeviceGetUUID, self.handle)
         self.name: str | None = self._call(nvml.nvmlDeviceGetName, self.handle)
 
-    def fields(self) -> dict[str, float | int]:
-        """Use of the GPU now, as ``gpu`` fields; NVML's milliwatts become watts."""
-        nvml, call, handle, fields = self._nvml, self._call, self.handle, {}
-        if (util := call(nvml.nvmlDeviceGetUtilizationRates, handle)) is not None:
-            fields[UTILIZATION_PERCENT] = float(util.gpu)
-        if (memory := call(nvml.nvmlDeviceGetMemoryInfo, handle)) is not None:
-            fields[MEMORY_USED_BYTES], fields[MEMORY_TOTAL_BYTES] = memory.used, memory.total
+    def fields(self) -> dict[str, float]:
+        """Use and health of the GPU now, as ``gpu`` fields in the catalogue's units."""
+        nvml, call, h, f = self._nvml, self._call, self.handle, {}
+        if (util := call(nvml.nvmlDeviceGetUtilizationRates, h)) is not None:
+            f[F["utilization_percent"]] = float(util.gpu)
+            f[F["memory_utilization_percent"]] = float(util.memory)
+        if (memory := call(nvml.nvmlDeviceGetMemoryInfo, h)) is not None:
+            f[F["memory_used_bytes"]], f[F["memory_total_bytes"]] = memory.used, memory.total
             if memory.total > 0:
-                fields[MEMORY_USED_PERCENT] = 100.0 * memory.used / memory.total
-        temperature = call(nvml.nvmlDeviceGetTemperature, handle, nvml.NVML_TEMPERATURE_GPU)
-        if temperature is not None:
-            fields[TEMPERATURE_CELSIUS] = float(temperature)
-        if (milliwatts := call(nvml.nvmlDeviceGetPowerUsage, handle)) is not None:
-            fields[POWER_DRAW_WATTS] = milliwatts / 1000.0
-        if (milliwatts := call(nvml.nvmlDeviceGetEnforcedPowerLimit, handle)) is not None:
-            fields[POWER_LIMIT_WATTS] = milliwatts / 1000.0
-        return fields
+                f[F["memory_used_percent"]] = 100.0 * memory.used / memory.total
+        if (
+            celsius := call(nvml.nvmlDeviceGetTemperature, h, nvml.NVML_TEMPERATURE_GPU)
+        ) is not None:
+            f[F["temperature_celsius"]] = float(celsius)
+        if (celsius := self._field_value(nvml.NVML_FI_DEV_MEMORY_TEMP)) is not None:
+            f[F["memory_temperature_celsius"]] = float(celsius)
+        if (milliwatts := call(nvml.nvmlDeviceGetPowerUsage, h)) is not None:
+            f[F["power_draw_watts"]] = milliwatts / 1000.0
+        if (milliwatts := call(nvml.nvmlDeviceGetEnforcedPowerLimit, h)) is not None:
+            f[F["power_limit_watts"]] = milliwatts / 1000.0
+        if (millijoules := call(nvml.nvmlDeviceGetTotalEnergyConsumption, h)) is not None:
+            f[F["energy_joules"]] = millijoules / 1000.0
+        for clock, name in (
+            (nvml.NVML_CLOCK_SM, "sm"),
+            (nvml.NVML_CLOCK_MEM, "memory"),
+            (nvml.NVML_CLOCK_GRAPHICS, "graphics"),
+        ):
+            if (mhz := call(nvml.nvmlDeviceGetClockInfo, h, clock)) is not None:
+                f[F[f"{name}_clock_hertz"]] = float(mhz * MHZ)
+            if (mhz := call(nvml.nvmlDeviceGetMaxClockInfo, h, clock)) is not None:
+                f[F[f"{name}_clock_max_hertz"]] = float(mhz * MHZ)
+        if (pstate := call(nvml.nvmlDeviceGetPerformanceState, h)) not in (None, PSTATE_UNKNOWN):
+            f[F["performance_state"]] = float(pstate)
+        if (fan := call(nvml.nvmlDeviceGetFanSpeed, h)) is not None:
+            f[F["fan_speed_percent"]] = float(fan)
+        for counter, name in (
+            (nvml.NVML_PCIE_UTIL_RX_BYTES, "pcie_receive_bytes_per_second"),
+            (nvml.NVML_PCIE_UTIL_TX_BYTES, "pcie_transmit_bytes_per_second"),
+        ):
+            if (kib_per_s := call(nvml.nvmlDeviceGetPcieThroughput, h, counter)) is not None:
+                f[F[name]] = float(kib_per_s * KIB)
+        if (replays := call(nvml.nvmlDeviceGetPcieReplayCounter, h)) is not None:
+            f[F["pcie_replays"]] = float(replays)
+        if (encoder := call(nvml.nvmlDeviceGetEncoderUtilization, h)) is not None:
+            f[F["encoder_utilization_percent"]] = float(encoder[0])
+        if (decoder := call(nvml.nvmlDeviceGetDecoderUtilization, h)) is not None:
+            f[F["decoder_utilization_percent"]] = float(decoder[0])
+        f |= self._ecc() | self._remapped_rows() | self._throttle()
+        return f
+
+    def _ecc(self) -> dict[str, float]:
+        nvml, f = self._nvml, {}
+        for kind, kind_name in (
+            (nvml.NVML_MEMORY_ERROR_TYPE_CORRECTED, "corrected"),
+            (nvml.NVML_MEMORY_ERROR_TYPE_UNCORRECTED, "uncorrected"),
+        ):
+            for counter, counter_name in (
+                (nvml.NVML_VOLATILE_ECC, "volatile"),
+                (nvml.NVML_AGGREGATE_ECC, "aggregate"),
+            ):
+                count = self._call(nvml.nvmlDeviceGetTotalEccErrors, self.handle, kind, counter)
+                if count is not None:
+                    f[F[f"ecc_{kind_name}_{counter_name}_errors"]] = float(count)
+        return f
+
+    def _remapped_rows(self) -> dict[str, float]:
+        rows = self._call(self._nvml.nvmlDeviceGetRemappedRows, self.handle)
+        if rows is None:
+            return {}
+        correctable, uncorrectable, pending, failure = rows
+        return {
+            F["remapped_rows_correctable"]: float(correctable),
+            F["remapped_rows_uncorrectable"]: float(uncorrectable),
+            F["remapped_rows_pending"]: float(bool(pending)),
+            F["remapped_rows_failure"]: float(bool(failure)),
+        }
+
+    def _throttle(self) -> dict[str, float]:
+        """The clock-event reasons as 0/1 fields (drivers before 535 call them throttle
+        reasons: the same bits, under the older function)."""
+        nvml = self._nvml
+        mask = self._call(nvml.nvmlDeviceGetCurrentClocksEventReasons, self.handle)
+        if mask is None and ("nvmlDeviceGetCurrentClocksEventReasons",) in self.unsupported:
+            mask = self._call(nvml.nvmlDeviceGetCurrentClocksThrottleReasons, self.handle)
+        if mask is None:
+            return {}
+        return {
+            field: float(bool(mask & getattr(nvml, bit))) for field, bit in THROTTLE_REASONS.items()
+        }
+
+    def _field_value(self, field_id: int) -> float | int | None:
+        """One ``nvmlDeviceGetFieldValues`` value; a field the device refuses is remembered."""
+        key = ("nvmlDeviceGetFieldValues", field_id)
+        if key in self.unsupported:
+            return None
+        values = self._call(self._nvml.nvmlDeviceGetFieldValues, self.handle, [field_id])
+        if not values:
+            return None
+        v = values[0]
+        if v.nvmlReturn != self._nvml.NVML_SUCCESS:
+            if v.nvmlReturn in self._not_supported:
+                self.unsupported.add(key)
+            elif v.nvmlReturn == self._nvml.NVML_ERROR_GPU_IS_LOST:
+                raise GpuLost(self.index)
+            return None
+        return _field_number(self._nvml, v)
 
     def processes(self) -> dict[int, int]:
         """GPU memory bytes per pid, compute and graphics processes together (a pid in both
@@ -77,10 +185,32 @@ class NvmlDevice:
         return used
 
     def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """``fn(*args)``, or None on an NVML error; raises GpuLost when the GPU is lost."""
+        """``fn(*args)``, or None on an NVML error (remembered when it says the device or
+        the driver cannot do it at all); raises GpuLost when the GPU is lost."""
+        key = (fn.__name__, *(a for a in args[1:] if isinstance(a, int)))
+        if key in self.unsupported:
+            return None
         try:
             return fn(*args)
         except self._errors as e:
-            if getattr(e, "value", None) == self._nvml.NVML_ERROR_GPU_IS_LOST:
+            code = getattr(e, "value", None)
+            if code == self._nvml.NVML_ERROR_GPU_IS_LOST:
                 raise GpuLost(self.index) from e
+            if code in self._not_supported or isinstance(e, self._mismatch):
+                self.unsupported.add(key)
             return None
+
+
+def _field_number(nvml: Any, v: Any) -> float | int | None:
+    """The number in a ``c_nvmlFieldValue_t``, by its value type."""
+    kinds = {
+        nvml.NVML_VALUE_TYPE_DOUBLE: "dVal",
+        nvml.NVML_VALUE_TYPE_UNSIGNED_INT: "uiVal",
+        nvml.NVML_VALUE_TYPE_UNSIGNED_LONG: "ulVal",
+        nvml.NVML_VALUE_TYPE_UNSIGNED_LONG_LONG: "ullVal",
+        nvml.NVML_VALUE_TYPE_SIGNED_LONG_LONG: "sllVal",
+        nvml.NVML_VALUE_TYPE_SIGNED_INT: "siVal",
+        nvml.NVML_VALUE_TYPE_UNSIGNED_SHORT: "usVal",
+    }
+    member = kinds.get(v.valueType)
+    return None if member is None else getattr(v.value, member)

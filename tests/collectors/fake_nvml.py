@@ -9,12 +9,18 @@ function with an NVML error code, or to be lost.
 
 from __future__ import annotations
 
+import ctypes
 from collections import Counter
 from dataclasses import dataclass, field
 
 import pynvml
 
 GIB = 1024**3
+H100_MAX_CLOCKS_MHZ = {
+    pynvml.NVML_CLOCK_SM: 1980,
+    pynvml.NVML_CLOCK_MEM: 2619,
+    pynvml.NVML_CLOCK_GRAPHICS: 1980,
+}
 _NO_INSTANCE = 0xFFFFFFFF  # gpuInstanceId/computeInstanceId outside MIG
 
 
@@ -30,6 +36,22 @@ class FakeGpu:
     temperature_celsius: int = 35
     power_usage_mw: int = 70000
     power_limit_mw: int = 700000
+    memory_utilization_percent: int = 0
+    clocks_mhz: dict[int, int] = field(default_factory=lambda: dict(H100_MAX_CLOCKS_MHZ))
+    max_clocks_mhz: dict[int, int] = field(default_factory=lambda: dict(H100_MAX_CLOCKS_MHZ))
+    memory_temperature_celsius: int | None = 40  # None: the board does not report it
+    energy_mj: int = 1_000_000
+    pstate: int = 0
+    fan_speed_percent: int | None = None  # None: no fan (an SXM board)
+    pcie_rx_kib: int = 0
+    pcie_tx_kib: int = 0
+    pcie_replays: int = 0
+    encoder_percent: int = 0
+    decoder_percent: int = 0
+    ecc: dict[tuple[int, int], int] | None = field(default_factory=dict)  # None: ECC off
+    remapped_rows: tuple[int, int, int, int] = (0, 0, 0, 0)
+    clocks_event_reasons: int = 0
+    old_driver: bool = False  # before 535: no nvmlDeviceGetCurrentClocksEventReasons
     compute_processes: list[tuple[int, int | None]] = field(default_factory=list)
     graphics_processes: list[tuple[int, int | None]] = field(default_factory=list)
     errors: dict[str, int] = field(default_factory=dict)
@@ -56,6 +78,12 @@ class FakeNvml:
     NVML_ERROR_DRIVER_NOT_LOADED = pynvml.NVML_ERROR_DRIVER_NOT_LOADED
     NVML_ERROR_LIBRARY_NOT_FOUND = pynvml.NVML_ERROR_LIBRARY_NOT_FOUND
     NVML_ERROR_GPU_IS_LOST = pynvml.NVML_ERROR_GPU_IS_LOST
+
+    def __getattr__(self, name: str) -> object:
+        """pynvml's constants (``NVML_*``, ``nvmlClocksEventReason*``): the real values."""
+        if name.startswith(("NVML_", "nvmlClocks")):
+            return getattr(pynvml, name)
+        raise AttributeError(name)
 
     def __init__(self, gpus: list[FakeGpu], *, init_error: int | None = None) -> None:
         self.gpus = gpus
@@ -95,7 +123,9 @@ class FakeNvml:
 
     def nvmlDeviceGetUtilizationRates(self, handle: FakeHandle) -> pynvml.c_nvmlUtilization_t:
         gpu = self._gpu(handle, "nvmlDeviceGetUtilizationRates")
-        return pynvml.c_nvmlUtilization_t(gpu=gpu.utilization_percent, memory=0)
+        return pynvml.c_nvmlUtilization_t(
+            gpu=gpu.utilization_percent, memory=gpu.memory_utilization_percent
+        )
 
     def nvmlDeviceGetMemoryInfo(self, handle: FakeHandle, version=None) -> pynvml.c_nvmlMemory_t:
         gpu = self._gpu(handle, "nvmlDeviceGetMemoryInfo")
@@ -121,6 +151,86 @@ class FakeNvml:
     def nvmlDeviceGetGraphicsRunningProcesses(self, handle: FakeHandle) -> list:
         gpu = self._gpu(handle, "nvmlDeviceGetGraphicsRunningProcesses")
         return [_process(pid, used) for pid, used in gpu.graphics_processes]
+
+    # --- health and depth -------------------------------------------------------
+    def nvmlDeviceGetClockInfo(self, handle: FakeHandle, clock_type: int) -> int:
+        return self._clock(self._gpu(handle, "nvmlDeviceGetClockInfo").clocks_mhz, clock_type)
+
+    def nvmlDeviceGetMaxClockInfo(self, handle: FakeHandle, clock_type: int) -> int:
+        gpu = self._gpu(handle, "nvmlDeviceGetMaxClockInfo")
+        return self._clock(gpu.max_clocks_mhz, clock_type)
+
+    def nvmlDeviceGetFieldValues(self, handle: FakeHandle, fieldIds: list) -> ctypes.Array:
+        gpu = self._gpu(handle, "nvmlDeviceGetFieldValues")
+        values = (pynvml.c_nvmlFieldValue_t * len(fieldIds))()
+        for v, field_id in zip(values, fieldIds, strict=True):
+            v.fieldId = field_id
+            known = {pynvml.NVML_FI_DEV_MEMORY_TEMP: gpu.memory_temperature_celsius}
+            if known.get(field_id) is None:
+                v.nvmlReturn = pynvml.NVML_ERROR_NOT_SUPPORTED
+                continue
+            v.nvmlReturn = pynvml.NVML_SUCCESS
+            v.valueType = pynvml.NVML_VALUE_TYPE_UNSIGNED_INT
+            v.value.uiVal = known[field_id]
+        return values
+
+    def nvmlDeviceGetTotalEnergyConsumption(self, handle: FakeHandle) -> int:
+        return self._gpu(handle, "nvmlDeviceGetTotalEnergyConsumption").energy_mj
+
+    def nvmlDeviceGetPerformanceState(self, handle: FakeHandle) -> int:
+        return self._gpu(handle, "nvmlDeviceGetPerformanceState").pstate
+
+    def nvmlDeviceGetFanSpeed(self, handle: FakeHandle) -> int:
+        gpu = self._gpu(handle, "nvmlDeviceGetFanSpeed")
+        if gpu.fan_speed_percent is None:  # a passively cooled (SXM) board has no fan
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
+        return gpu.fan_speed_percent
+
+    def nvmlDeviceGetPcieThroughput(self, handle: FakeHandle, counter: int) -> int:
+        gpu = self._gpu(handle, "nvmlDeviceGetPcieThroughput")
+        kib = {
+            pynvml.NVML_PCIE_UTIL_RX_BYTES: gpu.pcie_rx_kib,
+            pynvml.NVML_PCIE_UTIL_TX_BYTES: gpu.pcie_tx_kib,
+        }
+        if counter not in kib:
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
+        return kib[counter]
+
+    def nvmlDeviceGetPcieReplayCounter(self, handle: FakeHandle) -> int:
+        return self._gpu(handle, "nvmlDeviceGetPcieReplayCounter").pcie_replays
+
+    def nvmlDeviceGetEncoderUtilization(self, handle: FakeHandle) -> list[int]:
+        gpu = self._gpu(handle, "nvmlDeviceGetEncoderUtilization")
+        return [gpu.encoder_percent, 167_000]  # [utilisation, sampling period in µs]
+
+    def nvmlDeviceGetDecoderUtilization(self, handle: FakeHandle) -> list[int]:
+        gpu = self._gpu(handle, "nvmlDeviceGetDecoderUtilization")
+        return [gpu.decoder_percent, 167_000]
+
+    def nvmlDeviceGetTotalEccErrors(
+        self, handle: FakeHandle, errorType: int, counterType: int
+    ) -> int:
+        gpu = self._gpu(handle, "nvmlDeviceGetTotalEccErrors")
+        if gpu.ecc is None:  # ECC off, or a consumer board
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
+        return gpu.ecc.get((errorType, counterType), 0)
+
+    def nvmlDeviceGetRemappedRows(self, handle: FakeHandle) -> tuple[int, int, int, int]:
+        return self._gpu(handle, "nvmlDeviceGetRemappedRows").remapped_rows
+
+    def nvmlDeviceGetCurrentClocksEventReasons(self, handle: FakeHandle) -> int:
+        gpu = self._gpu(handle, "nvmlDeviceGetCurrentClocksEventReasons")
+        if gpu.old_driver:  # before 535 the driver has only the throttle-reasons name
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_FUNCTION_NOT_FOUND)
+        return gpu.clocks_event_reasons
+
+    def nvmlDeviceGetCurrentClocksThrottleReasons(self, handle: FakeHandle) -> int:
+        return self._gpu(handle, "nvmlDeviceGetCurrentClocksThrottleReasons").clocks_event_reasons
+
+    def _clock(self, clocks: dict[int, int], clock_type: int) -> int:
+        if clock_type not in clocks:
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
+        return clocks[clock_type]
 
     # --- helpers --------------------------------------------------------------
     def _require_init(self) -> None:
@@ -150,3 +260,35 @@ def _process(pid: int, used: int | None) -> pynvml.nvmlFriendlyObject:
     if used is None:
         obj.usedGpuMemory = None
     return obj
+
+
+def throttled_h100() -> FakeGpu:
+    """A busy H100 held down by its power cap and the driver's thermal slowdown, with a few
+    ECC errors, one uncorrectable, and a row remap pending."""
+    return FakeGpu(
+        "GPU-5d3a2f4e-8c1b-4e7a-9f20-6b1d0c3e7a91",
+        utilization_percent=100,
+        memory_utilization_percent=61,
+        memory_used=70 * GIB,
+        temperature_celsius=83,
+        power_usage_mw=699_000,
+        clocks_mhz={
+            pynvml.NVML_CLOCK_SM: 1755,
+            pynvml.NVML_CLOCK_MEM: 2619,
+            pynvml.NVML_CLOCK_GRAPHICS: 1755,
+        },
+        memory_temperature_celsius=78,
+        energy_mj=987_654_321,
+        pcie_rx_kib=2_000_000,
+        pcie_tx_kib=150_000,
+        pcie_replays=3,
+        decoder_percent=12,
+        ecc={
+            (pynvml.NVML_MEMORY_ERROR_TYPE_CORRECTED, pynvml.NVML_VOLATILE_ECC): 5,
+            (pynvml.NVML_MEMORY_ERROR_TYPE_CORRECTED, pynvml.NVML_AGGREGATE_ECC): 41,
+            (pynvml.NVML_MEMORY_ERROR_TYPE_UNCORRECTED, pynvml.NVML_AGGREGATE_ECC): 1,
+        },
+        remapped_rows=(2, 1, 1, 0),
+        clocks_event_reasons=pynvml.nvmlClocksEventReasonSwPowerCap
+        | pynvml.nvmlClocksEventReasonSwThermalSlowdown,
+    )

@@ -12,9 +12,9 @@ from fleetgauge.agent.collectors.gpu import GpuCollector
 from fleetgauge.catalogue import GPU, GPU_MEASUREMENT, GPU_NAME, GPU_PROCESS, GPU_UUID, PID
 
 from .collector_checks import IDENTITY, NOW_NS, FakeClock, by_tag, check_points
-from .fake_nvml import GIB, FakeGpu, FakeNvml
+from .fake_nvml import GIB, FakeGpu, FakeNvml, throttled_h100
 
-(UTIL, MEM_USED, MEM_TOTAL, MEM_PERCENT, TEMP, POWER, POWER_LIMIT) = GPU_MEASUREMENT.field_names
+(UTIL, MEM_USED, MEM_TOTAL, MEM_PERCENT, TEMP, POWER, POWER_LIMIT) = GPU_MEASUREMENT.field_names[:7]
 (PROC_MEM,) = GPU_PROCESS.field_names
 UUID0 = "GPU-5d3a2f4e-8c1b-4e7a-9f20-6b1d0c3e7a91"
 UUID1 = "GPU-a07c9e12-3b4d-4f6a-8e51-92c0d7b3f4e8"
@@ -42,7 +42,11 @@ def collector(nvml: FakeNvml, **kwargs) -> GpuCollector:
 def test_two_gpus_are_read_back_exactly() -> None:
     points = check_points(collector(FakeNvml(two_h100s())).collect(NOW_NS))
     gpus = by_tag(points, GPU_MEASUREMENT.name, GPU)
-    assert gpus["0"] == {
+    assert {
+        k: v
+        for k, v in gpus["0"].items()
+        if k in (UTIL, MEM_USED, MEM_TOTAL, MEM_PERCENT, TEMP, POWER, POWER_LIMIT)
+    } == {
         UTIL: 97.0,
         MEM_USED: 64 * GIB,
         MEM_TOTAL: 85899345920,
@@ -184,3 +188,75 @@ def test_a_gpu_hidden_from_this_container_is_skipped() -> None:
     gpus[0].errors["nvmlDeviceGetHandleByIndex"] = pynvml.NVML_ERROR_NO_PERMISSION
     points = check_points(collector(FakeNvml(gpus)).collect(NOW_NS))
     assert set(by_tag(points, GPU_MEASUREMENT.name, GPU)) == {"1"}
+
+
+# --- health and depth (issue 22, point 1 and 6) ---------------------------------------
+def test_health_and_depth_fields_are_read_back_in_the_catalogues_units() -> None:
+    (point,) = [
+        p
+        for p in check_points(collector(FakeNvml([throttled_h100()])).collect(NOW_NS))
+        if p.measurement == GPU_MEASUREMENT.name
+    ]
+    f = point.fields
+    assert f["memory_utilization_percent"] == 61.0
+    assert f["sm_clock_hertz"] == 1755e6 and f["sm_clock_max_hertz"] == 1980e6
+    assert f["memory_clock_hertz"] == 2619e6 and f["graphics_clock_max_hertz"] == 1980e6
+    assert f["memory_temperature_celsius"] == 78.0
+    assert f["energy_joules"] == 987_654.321
+    assert f["performance_state"] == 0.0
+    assert f["pcie_receive_bytes_per_second"] == 2_000_000 * 1024
+    assert f["pcie_transmit_bytes_per_second"] == 150_000 * 1024
+    assert f["pcie_replays"] == 3.0
+    assert f["encoder_utilization_percent"] == 0.0 and f["decoder_utilization_percent"] == 12.0
+    assert (f["ecc_corrected_volatile_errors"], f["ecc_corrected_aggregate_errors"]) == (5.0, 41.0)
+    assert (f["ecc_uncorrected_volatile_errors"], f["ecc_uncorrected_aggregate_errors"]) == (
+        0.0,
+        1.0,
+    )
+    assert [
+        f[f"remapped_rows_{k}"] for k in ("correctable", "uncorrectable", "pending", "failure")
+    ] == [2.0, 1.0, 1.0, 0.0]
+    throttle = {k: v for k, v in f.items() if k.startswith("throttle_")}
+    assert throttle == {
+        "throttle_power_cap": 1.0,
+        "throttle_thermal_software": 1.0,
+        "throttle_thermal_hardware": 0.0,
+        "throttle_hardware_slowdown": 0.0,
+        "throttle_sync_boost": 0.0,
+        "throttle_idle": 0.0,
+        "throttle_applications_clocks": 0.0,
+    }
+    assert "fan_speed_percent" not in f  # an SXM board has no fan: absent, not 0
+    assert set(f) <= set(GPU_MEASUREMENT.field_names)
+
+
+def test_a_read_the_board_does_not_support_is_asked_once_and_never_again() -> None:
+    gpu = throttled_h100()
+    gpu.memory_temperature_celsius = None  # not reported by this board
+    gpu.errors["nvmlDeviceGetPcieReplayCounter"] = pynvml.NVML_ERROR_UNKNOWN  # a passing failure
+    nvml = FakeNvml([gpu])
+    c = collector(nvml)
+    for _ in range(5):
+        (point,) = [p for p in c.collect(NOW_NS) if p.measurement == GPU_MEASUREMENT.name]
+    assert (
+        "fan_speed_percent" not in point.fields and "memory_temperature_celsius" not in point.fields
+    )
+    assert nvml.calls["nvmlDeviceGetFanSpeed"] == 1
+    assert nvml.calls["nvmlDeviceGetFieldValues"] == 1
+    assert nvml.calls["nvmlDeviceGetPcieReplayCounter"] == 5  # asked again: it may come back
+    assert nvml.calls["nvmlDeviceGetUtilizationRates"] == 5
+    del gpu.errors["nvmlDeviceGetPcieReplayCounter"]
+    (point,) = [p for p in c.collect(NOW_NS) if p.measurement == GPU_MEASUREMENT.name]
+    assert point.fields["pcie_replays"] == 3.0
+
+
+def test_a_driver_older_than_535_gives_the_throttle_reasons_under_their_old_name() -> None:
+    gpu = throttled_h100()
+    gpu.old_driver = True
+    nvml = FakeNvml([gpu])
+    c = collector(nvml)
+    for _ in range(3):
+        (point,) = [p for p in c.collect(NOW_NS) if p.measurement == GPU_MEASUREMENT.name]
+    assert point.fields["throttle_power_cap"] == 1.0 and point.fields["throttle_idle"] == 0.0
+    assert nvml.calls["nvmlDeviceGetCurrentClocksEventReasons"] == 1
+    assert nvml.calls["nvmlDeviceGetCurrentClocksThrottleReasons"] == 3

@@ -1,0 +1,68 @@
+"""The agent with the GPU collector on a fake NVML (a throttled H100): what it reads reaches
+both stores and ``/metrics`` with the catalogue's names and units (issue 22, point 1)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from agent_process import AgentProcess
+
+from fleetgauge.catalogue import GPU_MEASUREMENT
+from fleetgauge.read.query import get_resource_metrics
+from fleetgauge.stores import Store
+
+TESTS_DIR = Path(__file__).resolve().parents[1]
+FAKE_GPU_AGENT = """
+import sys
+sys.path.insert(0, {tests!r})
+from collectors.fake_nvml import FakeNvml, throttled_h100
+sys.modules["pynvml"] = FakeNvml([throttled_h100()])
+from fleetgauge.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_throttled_gpu_reaches_the_store_and_metrics_in_catalogue_units(
+    store: Store, tmp_path: Path
+) -> None:
+    agent = AgentProcess(
+        tmp_path,
+        *("--store", store.url, "--collectors", "gpu", "--worker", "gpu-box"),
+        *("--interval", "0.5", "--flush-interval", "0.5"),
+    )
+    agent.args[1:3] = ["-c", FAKE_GPU_AGENT.format(tests=str(TESTS_DIR))]
+    start = time.time() - 1
+    agent.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not (
+            rows := get_resource_metrics(
+                start, time.time() + 1, measurements="gpu", store=store
+            )
+        ):
+            assert time.monotonic() < deadline, agent.log()
+            time.sleep(0.2)
+        row = rows[-1]
+        assert row["throttle_power_cap"] == 1.0 and row["throttle_idle"] == 0.0
+        assert row["sm_clock_hertz"] == 1755e6 and row["energy_joules"] == 987_654.321
+        assert (
+            row["remapped_rows_pending"] == 1.0 and row["ecc_uncorrected_aggregate_errors"] == 1.0
+        )
+        assert row["fan_speed_percent"] is None  # not supported: absent, not 0
+        labels = {"gpu": "0", "worker": "gpu-box"}
+        assert agent.value("fleetgauge_gpu_throttle_power_cap", **labels) == 1.0
+        assert agent.value("fleetgauge_gpu_sm_clock_hertz", **labels) == 1755e6
+        assert agent.value("fleetgauge_gpu_memory_utilization_ratio", **labels) == pytest.approx(
+            0.61
+        )
+        assert (
+            agent.value("fleetgauge_gpu_pcie_receive_bytes_per_second", **labels) == 2_048_000_000
+        )
+        names = {n for n, _ in agent.samples()}
+        assert "fleetgauge_gpu_fan_speed_ratio" not in names
+    finally:
+        code, _ = agent.stop()
+    assert code == 0, agent.log()
+    assert set(row) >= set(GPU_MEASUREMENT.field_names) - {"fan_speed_percent"}
