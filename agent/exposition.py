@@ -67,11 +67,26 @@ class Snapshot(Collector):
         with self._lock:
             points = [p for batch in self._latest.values() for p in batch]
         families: dict[tuple[str, str], tuple[GaugeMetricFamily, tuple[str, ...], float]] = {}
+        info_labels = (*_GPU_LABELS, *catalogue.GPU_INFO_LABELS)
+        gpu_info = GaugeMetricFamily(
+            catalogue.GPU_INFO_METRIC,
+            "1 per GPU, labelled with what identifies it (join by gpu_uuid)",
+            labels=info_labels,
+        )
+        processes: dict[tuple[str, ...], list[float]] = {}  # per GPU: [count, memory]
         for p in points:
             m = catalogue.MEASUREMENTS.get(p.measurement)
             if m is None or m.family is not catalogue.Family.RESOURCE:
                 continue
             labels = (catalogue.WORKER, catalogue.ENVIRONMENT, *m.device_tags)
+            if m is catalogue.GPU_MEASUREMENT:
+                gpu_info.add_metric(tuple(p.tags.get(k, "") for k in info_labels), 1.0)
+            if m is catalogue.GPU_PROCESS:  # summed per GPU: a pid label would churn
+                key = tuple(p.tags.get(k, "") for k in _GPU_LABELS)
+                total = processes.setdefault(key, [0.0, 0.0])
+                total[0] += 1
+                total[1] += float(sum(v for v in p.fields.values() if not isinstance(v, str)))
+                continue
             values = tuple(p.tags.get(k, "") for k in labels)
             for name, value in p.fields.items():
                 if isinstance(value, str):
@@ -86,6 +101,30 @@ class Snapshot(Collector):
                 entry[0].add_metric(values, float(value) * entry[2])
         for family, _, _ in families.values():
             yield family
+        if gpu_info.samples:
+            yield gpu_info
+        if processes:
+            yield from _gpu_process_families(processes)
+
+
+_GPU_LABELS = (catalogue.WORKER, catalogue.ENVIRONMENT, catalogue.GPU)
+
+
+def _gpu_process_families(processes: Mapping[tuple[str, ...], list[float]]) -> Iterator[Metric]:
+    """Per GPU: how many processes hold memory on it, and how much they hold together."""
+    field = catalogue.GPU_PROCESS.fields[0]
+    name, factor = catalogue.prometheus_name(catalogue.GPU_PROCESS, field)
+    count = GaugeMetricFamily(
+        catalogue.GPU_PROCESSES_METRIC, "Processes holding memory on the GPU", labels=_GPU_LABELS
+    )
+    memory = GaugeMetricFamily(
+        name, f"{field.description}, all processes on the GPU together", labels=_GPU_LABELS
+    )
+    for key, (n, used) in processes.items():
+        count.add_metric(key, n)
+        memory.add_metric(key, used * factor)
+    yield count
+    yield memory
 
 
 DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)

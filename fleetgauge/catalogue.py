@@ -118,6 +118,8 @@ WORKER = "worker"
 GPU = "gpu"
 GPU_UUID = "gpu_uuid"
 GPU_NAME = "gpu_name"
+GPU_PCI_BUS_ID = "gpu_pci_bus_id"
+GPU_DRIVER_VERSION = "gpu_driver_version"
 CORE = "core"
 MOUNT = "mount"
 DEVICE = "device"
@@ -402,6 +404,13 @@ def tier_field(field_name: str, aggregate: str) -> str:
 # --- Prometheus ---------------------------------------------------------------
 PROMETHEUS_PREFIX = "fleetgauge_"
 _PROMETHEUS_UNITS = {PERCENT: ("ratio", 0.01)}
+GPU_INFO_METRIC = f"{PROMETHEUS_PREFIX}gpu_info"
+"""Always 1, one per GPU, labelled with what identifies the board, so series join other
+tools' (dcgm-exporter's ``UUID``) by ``gpu_uuid`` (the ``*_info`` pattern)."""
+GPU_INFO_LABELS = (GPU_UUID, GPU_NAME, GPU_PCI_BUS_ID, GPU_DRIVER_VERSION)
+GPU_PROCESSES_METRIC = f"{PROMETHEUS_PREFIX}gpu_processes"
+"""Processes holding memory on a GPU. On ``/metrics`` the ``gpu_process`` fields are summed
+per GPU, without a ``pid`` label (pids churn; the store keeps them)."""
 
 
 def prometheus_name(m: Measurement, f: Field) -> tuple[str, float]:

@@ -204,3 +204,37 @@ def test_label_sets_without_a_value_since_the_last_sweep_leave_metrics(no_create
     }
     assert samples[(PIPELINE_VALUES.name, "request-1")] == 1
     assert samples[(PIPELINE_VALUES.name, "steady")] == 2
+
+
+def test_gpus_get_an_info_series_and_processes_are_summed_per_gpu_without_a_pid_label() -> None:
+    snapshot = Snapshot()
+    ids = {"environment": "prod", "worker": "w1"}
+    board = {
+        "gpu_uuid": "GPU-5d3a",
+        "gpu_name": "NVIDIA H100 80GB HBM3",
+        "gpu_pci_bus_id": "00000000:18:00.0",
+        "gpu_driver_version": "550.54.15",
+    }
+    snapshot.update(
+        "gpu",
+        [
+            Point("gpu", {**ids, "gpu": "0", **board}, {"utilization_percent": 97.0}, 0),
+            Point(
+                "gpu_process", {**ids, "gpu": "0", "pid": "41872"}, {"memory_used_bytes": 6e9}, 0
+            ),
+            Point(
+                "gpu_process", {**ids, "gpu": "0", "pid": "41999"}, {"memory_used_bytes": 1e9}, 0
+            ),
+        ],
+    )
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in snapshot.collect()
+        for s in family.samples
+    }
+    gpu0 = (("environment", "prod"), ("gpu", "0"), ("worker", "w1"))
+    info = tuple(sorted({**dict(gpu0), **board}.items()))
+    assert samples[("fleetgauge_gpu_info", info)] == 1.0
+    assert samples[("fleetgauge_gpu_processes", gpu0)] == 2.0
+    assert samples[("fleetgauge_gpu_process_memory_used_bytes", gpu0)] == 7e9
+    assert not [key for key in samples if "pid" in dict(key[1])], "a pid label churns series"

@@ -1,7 +1,8 @@
 """GPU collector: use of each NVIDIA GPU and GPU memory per process, read through NVML.
 
-``gpu`` (tag ``gpu`` = NVML index, plus ``gpu_uuid`` and ``gpu_name``): utilization, memory
-used/total bytes and percent, temperature, power draw and enforced power limit in watts.
+``gpu`` (tag ``gpu`` = NVML index, plus ``gpu_uuid``, ``gpu_name``, ``gpu_pci_bus_id`` and
+``gpu_driver_version``): utilisation, memory, temperatures, power and energy, clocks, PCIe,
+ECC and remapped rows, throttle reasons (see the catalogue).
 ``gpu_process`` (tags ``gpu``, ``pid``): GPU memory of each compute or graphics process,
 where the driver reports it. What is read from one GPU is in
 :mod:`fleetgauge.agent.collectors.nvml_device`.
@@ -25,7 +26,17 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from fleetgauge.agent.collectors.nvml_device import GpuLost, NvmlDevice
-from fleetgauge.catalogue import GPU, GPU_MEASUREMENT, GPU_NAME, GPU_PROCESS, GPU_UUID, PID, Point
+from fleetgauge.catalogue import (
+    GPU,
+    GPU_DRIVER_VERSION,
+    GPU_MEASUREMENT,
+    GPU_NAME,
+    GPU_PCI_BUS_ID,
+    GPU_PROCESS,
+    GPU_UUID,
+    PID,
+    Point,
+)
 
 __all__ = ["GpuCollector"]
 
@@ -53,6 +64,7 @@ class GpuCollector:
         self._retry_at = float("-inf")
         self._reported_failure = False
         self._lost: set[int] = set()
+        self._driver: str | None = None
 
     def collect(self, now_ns: int) -> list[Point]:
         """One point per GPU and per GPU process; empty while NVML is unavailable."""
@@ -97,6 +109,10 @@ class GpuCollector:
             count = nvml.nvmlDeviceGetCount()
         except nvml.NVMLError:
             count = 0
+        try:
+            self._driver = nvml.nvmlSystemGetDriverVersion() or None
+        except nvml.NVMLError:
+            self._driver = None
         gpus = [(gpu, self._gpu_tags(gpu)) for gpu in map(self._open, range(count)) if gpu]
         if not gpus:
             self._shutdown()
@@ -114,7 +130,12 @@ class GpuCollector:
 
     def _gpu_tags(self, gpu: NvmlDevice) -> dict[str, str]:
         tags = {**self._tags, GPU: str(gpu.index)}
-        for key, value in ((GPU_UUID, gpu.uuid), (GPU_NAME, gpu.name)):
+        for key, value in (
+            (GPU_UUID, gpu.uuid),
+            (GPU_NAME, gpu.name),
+            (GPU_PCI_BUS_ID, gpu.pci_bus_id),
+            (GPU_DRIVER_VERSION, self._driver),
+        ):
             if value:
                 tags[key] = value
         return tags

@@ -63,6 +63,11 @@ class NvmlDevice:
             raise GpuLost(index)
         self.uuid: str | None = self._call(nvml.nvmlDeviceGetUUID, self.handle)
         self.name: str | None = self._call(nvml.nvmlDeviceGetName, self.handle)
+        pci = self._call(nvml.nvmlDeviceGetPciInfo, self.handle)
+        bus_id = getattr(pci, "busId", None)
+        self.pci_bus_id: str | None = (
+            bus_id.decode(errors="replace") if isinstance(bus_id, bytes) else bus_id
+        ) or None
 
     def fields(self) -> dict[str, float]:
         """Use and health of the GPU now, as ``gpu`` fields in the catalogue's units."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from fleetgauge.catalogue import ENVIRONMENT, GPU_NAME, GPU_UUID, MEASUREMENTS, WORKER, Point
+from fleetgauge.catalogue import ENVIRONMENT, GPU_INFO_LABELS, MEASUREMENTS, WORKER, Point
 from fleetgauge.validation import validate_point
 
 IDENTITY = {ENVIRONMENT: "test", WORKER: "worker-7", "rack": "r12"}
@@ -12,7 +12,7 @@ IDENTITY = {ENVIRONMENT: "test", WORKER: "worker-7", "rack": "r12"}
 
 NOW_NS = 1_780_000_000_000_000_000
 
-_DESCRIPTIVE_TAGS = {GPU_UUID, GPU_NAME}  # catalogue tags that describe a device, not required
+_DESCRIPTIVE_TAGS = set(GPU_INFO_LABELS)  # catalogue tags that describe a device, not required
 
 
 def check_points(points: Iterable[Point], *, now_ns: int = NOW_NS) -> list[Point]:

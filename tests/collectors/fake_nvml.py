@@ -30,6 +30,7 @@ class FakeGpu:
 
     uuid: str
     name: str = "NVIDIA H100 80GB HBM3"
+    pci_bus_id: str = "00000000:18:00.0"
     utilization_percent: int = 0
     memory_total: int = 85899345920
     memory_used: int = 0
@@ -88,6 +89,7 @@ class FakeNvml:
     def __init__(self, gpus: list[FakeGpu], *, init_error: int | None = None) -> None:
         self.gpus = gpus
         self.init_error = init_error
+        self.driver_version = "550.54.15"
         self.initialized = False
         self.calls: Counter[str] = Counter()
 
@@ -120,6 +122,17 @@ class FakeNvml:
 
     def nvmlDeviceGetName(self, handle: FakeHandle) -> str:
         return self._gpu(handle, "nvmlDeviceGetName").name
+
+    def nvmlDeviceGetPciInfo(self, handle: FakeHandle) -> pynvml.nvmlPciInfo_t:
+        gpu = self._gpu(handle, "nvmlDeviceGetPciInfo")
+        info = pynvml.nvmlPciInfo_t()
+        info.busId = gpu.pci_bus_id.encode()
+        info.busIdLegacy = gpu.pci_bus_id[-12:].encode()
+        return info
+
+    def nvmlSystemGetDriverVersion(self) -> str:
+        self._require_init()
+        return self.driver_version
 
     def nvmlDeviceGetUtilizationRates(self, handle: FakeHandle) -> pynvml.c_nvmlUtilization_t:
         gpu = self._gpu(handle, "nvmlDeviceGetUtilizationRates")

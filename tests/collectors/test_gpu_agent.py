@@ -38,9 +38,7 @@ def test_a_throttled_gpu_reaches_the_store_and_metrics_in_catalogue_units(
     try:
         deadline = time.monotonic() + 20
         while not (
-            rows := get_resource_metrics(
-                start, time.time() + 1, measurements="gpu", store=store
-            )
+            rows := get_resource_metrics(start, time.time() + 1, measurements="gpu", store=store)
         ):
             assert time.monotonic() < deadline, agent.log()
             time.sleep(0.2)
@@ -60,6 +58,12 @@ def test_a_throttled_gpu_reaches_the_store_and_metrics_in_catalogue_units(
         assert (
             agent.value("fleetgauge_gpu_pcie_receive_bytes_per_second", **labels) == 2_048_000_000
         )
+        info = agent.samples()
+        (board,) = [dict(ls) for n, ls in info if n == "fleetgauge_gpu_info"]
+        assert board["gpu_uuid"] == "GPU-5d3a2f4e-8c1b-4e7a-9f20-6b1d0c3e7a91"
+        assert board["gpu_pci_bus_id"] == "00000000:18:00.0"
+        assert board["gpu_driver_version"] == "550.54.15"
+        assert board["gpu_name"] == "NVIDIA H100 80GB HBM3"
         names = {n for n, _ in agent.samples()}
         assert "fleetgauge_gpu_fan_speed_ratio" not in names
     finally:
