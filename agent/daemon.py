@@ -121,6 +121,9 @@ class Agent:
         )
         self.series = PipelineSeries(config.worker, config.environment, config.push_histograms)
         self.registry.register(self.series)
+        for c in self.collectors:  # GPU events (XID, ECC, lost) go out the moment they happen
+            if (watch := getattr(c, "watch_events", None)) is not None:
+                self.registry.register(watch(self.delivery.add))
         self.push = self.metrics = None
         try:
             self.push = self._push_server(config) if config.push_port else None

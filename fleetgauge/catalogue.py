@@ -408,6 +408,10 @@ GPU_INFO_METRIC = f"{PROMETHEUS_PREFIX}gpu_info"
 """Always 1, one per GPU, labelled with what identifies the board, so series join other
 tools' (dcgm-exporter's ``UUID``) by ``gpu_uuid`` (the ``*_info`` pattern)."""
 GPU_INFO_LABELS = (GPU_UUID, GPU_NAME, GPU_PCI_BUS_ID, GPU_DRIVER_VERSION)
+GPUS_METRIC = f"{PROMETHEUS_PREFIX}gpus"
+"""GPUs on the bus of the worker: one that falls off leaves the count (alert on a drop)."""
+GPU_XID_METRIC = f"{PROMETHEUS_PREFIX}gpu_xid_errors_total"
+"""XID errors NVML reported, per ``gpu`` and ``xid`` code (a counter)."""
 GPU_PROCESSES_METRIC = f"{PROMETHEUS_PREFIX}gpu_processes"
 """Processes holding memory on a GPU. On ``/metrics`` the ``gpu_process`` fields are summed
 per GPU, without a ``pid`` label (pids churn; the store keeps them)."""

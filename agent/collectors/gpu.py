@@ -22,9 +22,13 @@ from __future__ import annotations
 import importlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+from prometheus_client.core import Metric
+from prometheus_client.registry import Collector
+
+from fleetgauge.agent.collectors.gpu_events import GpuEvents
 from fleetgauge.agent.collectors.nvml_device import GpuLost, NvmlDevice
 from fleetgauge.catalogue import (
     GPU,
@@ -65,6 +69,8 @@ class GpuCollector:
         self._reported_failure = False
         self._lost: set[int] = set()
         self._driver: str | None = None
+        self._emit: Callable[[list[Point]], object] | None = None
+        self.events: GpuEvents | None = None
 
     def collect(self, now_ns: int) -> list[Point]:
         """One point per GPU and per GPU process; empty while NVML is unavailable."""
@@ -78,6 +84,8 @@ class GpuCollector:
                 if gpu.index not in self._lost:
                     log.warning("GPU %d is lost (fell off the bus); skipping it", gpu.index)
                     self._lost.add(gpu.index)
+                    if self.events is not None:
+                        self.events.gpu_lost(gpu.index)
                 continue
             if fields:
                 points.append(Point(GPU_MEASUREMENT.name, tags, fields, now_ns))
@@ -87,8 +95,17 @@ class GpuCollector:
                 points.append(Point(GPU_PROCESS.name, process_tags, fields, now_ns))
         return points
 
+    def watch_events(self, emit: Callable[[list[Point]], object]) -> Collector:
+        """Have GPU events (XID, ECC, a GPU lost) handed to ``emit`` as they happen, from
+        when NVML starts; returns what exposes their counts on ``/metrics``."""
+        self._emit = emit
+        return _EventMetrics(self)
+
     def close(self) -> None:
         """Shut NVML down; the collector reports nothing afterwards."""
+        if self.events is not None:
+            self.events.stop()
+            self.events = None
         if self._gpus is not None:
             self._shutdown()
         self._gpus, self._retry_at = None, float("inf")
@@ -120,6 +137,9 @@ class GpuCollector:
         if self._reported_failure:
             log.info("GPU monitoring started: %d GPU(s)", len(gpus))
         self._gpus = gpus
+        if self._emit is not None:
+            self.events = GpuEvents(nvml, gpus, self._tags, self._emit, time.time_ns)
+            self.events.start()
         return True
 
     def _open(self, index: int) -> NvmlDevice | None:
@@ -153,3 +173,14 @@ class GpuCollector:
             self._nvml.nvmlShutdown()
         except self._nvml.NVMLError:
             pass  # the driver went away meanwhile
+
+
+class _EventMetrics(Collector):
+    """``/metrics`` families of the GPU events, once NVML has started (none before)."""
+
+    def __init__(self, gpu: GpuCollector) -> None:
+        self._gpu = gpu
+
+    def collect(self) -> Iterator[Metric]:
+        if (events := self._gpu.events) is not None:
+            yield from events.collect()

@@ -10,6 +10,9 @@ function with an NVML error code, or to be lost.
 from __future__ import annotations
 
 import ctypes
+import os
+import queue
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -66,6 +69,34 @@ class FakeHandle:
     index: int
 
 
+@dataclass
+class FakeEventData:
+    """``c_nvmlEventData_t``'s members (``device`` a handle, as NVML fills it in)."""
+
+    device: FakeHandle
+    eventType: int
+    eventData: int
+    gpuInstanceId: int = 0xFFFFFFFF
+    computeInstanceId: int = 0xFFFFFFFF
+
+
+class FakeEventSet:
+    """Stands for ``c_nvmlEventSet_t``: the event types registered per GPU, and a queue."""
+
+    def __init__(self) -> None:
+        self.registered: dict[int, int] = {}
+        self.events: queue.Queue[FakeEventData] = queue.Queue()
+        self.freed = False
+
+
+SUPPORTED_EVENTS = (
+    pynvml.nvmlEventTypeXidCriticalError
+    | pynvml.nvmlEventTypeDoubleBitEccError
+    | pynvml.nvmlEventTypeSingleBitEccError
+    | pynvml.nvmlEventTypePState
+)
+
+
 class FakeNvml:
     """Module-like object with the pynvml functions the collector may call."""
 
@@ -82,12 +113,22 @@ class FakeNvml:
 
     def __getattr__(self, name: str) -> object:
         """pynvml's constants (``NVML_*``, ``nvmlClocksEventReason*``): the real values."""
-        if name.startswith(("NVML_", "nvmlClocks")):
+        if name.startswith(("NVML_", "nvmlClocks", "nvmlEventType")):
             return getattr(pynvml, name)
         raise AttributeError(name)
 
-    def __init__(self, gpus: list[FakeGpu], *, init_error: int | None = None) -> None:
+    def __init__(
+        self,
+        gpus: list[FakeGpu],
+        *,
+        init_error: int | None = None,
+        xid_file: str | None = None,
+    ) -> None:
+        """``xid_file``: a file whose lines ``INDEX XID`` become XID events, for an agent
+        that runs this fake in another process."""
         self.gpus = gpus
+        self.xid_file, self._xid_lines_seen = xid_file, 0
+        self.event_sets: list[FakeEventSet] = []
         self.init_error = init_error
         self.driver_version = "550.54.15"
         self.initialized = False
@@ -244,6 +285,56 @@ class FakeNvml:
         if clock_type not in clocks:
             raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
         return clocks[clock_type]
+
+    # --- events -----------------------------------------------------------------
+    def nvmlEventSetCreate(self) -> FakeEventSet:
+        self._require_init()
+        self.event_sets.append(FakeEventSet())
+        return self.event_sets[-1]
+
+    def nvmlDeviceGetSupportedEventTypes(self, handle: FakeHandle) -> int:
+        self._gpu(handle, "nvmlDeviceGetSupportedEventTypes")
+        return SUPPORTED_EVENTS
+
+    def nvmlDeviceRegisterEvents(self, handle: FakeHandle, eventTypes: int, eventSet) -> None:
+        self._gpu(handle, "nvmlDeviceRegisterEvents")
+        if eventTypes & ~SUPPORTED_EVENTS:
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
+        eventSet.registered[handle.index] = eventTypes
+
+    def nvmlEventSetWait_v2(self, eventSet: FakeEventSet, timeoutms: int) -> FakeEventData:
+        self._require_init()
+        deadline = time.monotonic() + timeoutms / 1000
+        while True:
+            self._read_xid_file()
+            try:
+                return eventSet.events.get(timeout=min(0.02, max(0.0, deadline - time.monotonic())))
+            except queue.Empty:
+                if time.monotonic() >= deadline:
+                    raise pynvml.NVMLError(pynvml.NVML_ERROR_TIMEOUT) from None
+
+    def nvmlEventSetFree(self, eventSet: FakeEventSet) -> None:
+        eventSet.freed = True
+
+    def nvmlDeviceGetIndex(self, handle: FakeHandle) -> int:
+        self._gpu(handle, "nvmlDeviceGetIndex")
+        return handle.index
+
+    def inject(self, index: int, event_type: int, data: int = 0) -> None:
+        """The driver reports an event on GPU ``index`` (to the sets that registered it)."""
+        for event_set in self.event_sets:
+            if event_set.registered.get(index, 0) & event_type and not event_set.freed:
+                event_set.events.put(FakeEventData(FakeHandle(index), event_type, data))
+
+    def _read_xid_file(self) -> None:
+        if self.xid_file is None or not os.path.exists(self.xid_file):
+            return
+        with open(self.xid_file) as f:
+            lines = f.read().splitlines()
+        for line in lines[self._xid_lines_seen :]:
+            index, xid = (int(x) for x in line.split())
+            self.inject(index, pynvml.nvmlEventTypeXidCriticalError, xid)
+        self._xid_lines_seen = len(lines)
 
     # --- helpers --------------------------------------------------------------
     def _require_init(self) -> None:

@@ -3,13 +3,16 @@ against the real nvidia-ml-py on this machine."""
 
 from __future__ import annotations
 
+import json
 import logging
+import time
 
 import pynvml
 import pytest
 
 from fleetgauge.agent.collectors.gpu import GpuCollector
 from fleetgauge.catalogue import GPU, GPU_MEASUREMENT, GPU_NAME, GPU_PROCESS, GPU_UUID, PID
+from fleetgauge.validation import validate_point
 
 from .collector_checks import IDENTITY, NOW_NS, FakeClock, by_tag, check_points
 from .fake_nvml import GIB, FakeGpu, FakeNvml, throttled_h100
@@ -260,3 +263,67 @@ def test_a_driver_older_than_535_gives_the_throttle_reasons_under_their_old_name
     assert point.fields["throttle_power_cap"] == 1.0 and point.fields["throttle_idle"] == 0.0
     assert nvml.calls["nvmlDeviceGetCurrentClocksEventReasons"] == 1
     assert nvml.calls["nvmlDeviceGetCurrentClocksThrottleReasons"] == 3
+
+
+# --- events (issue 22, point 3) --------------------------------------------------------
+def _wait_for(got: list, count: int, timeout: float = 1.0) -> None:
+    deadline = time.monotonic() + timeout
+    while len(got) < count:
+        assert time.monotonic() < deadline, f"{count} event(s) not emitted in {timeout} s: {got}"
+        time.sleep(0.01)
+
+
+def _families(metrics) -> dict:
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in metrics.collect()
+        for s in family.samples
+    }
+
+
+def test_an_xid_is_an_event_within_a_second_and_counted_and_a_lost_gpu_leaves_the_count() -> None:
+    nvml = FakeNvml(two_h100s())
+    c = collector(nvml)
+    got: list = []
+    metrics = c.watch_events(got.extend)
+    assert _families(metrics) == {}  # nothing before NVML starts
+    try:
+        c.collect(NOW_NS)
+        nvml.inject(0, pynvml.nvmlEventTypeXidCriticalError, 79)
+        _wait_for(got, 1)
+        (event,) = got
+        assert event.measurement == "event"
+        assert event.tags["name"] == "gpu_xid" and event.tags["source"] == "nvml"
+        assert event.tags["gpu"] == "0" and event.tags["gpu_uuid"] == UUID0
+        assert json.loads(event.fields["metadata"]) == {
+            "gpu": 0,
+            "xid": 79,
+            "meaning": "GPU has fallen off the bus",
+        }
+        validate_point(event)  # what the delivery checks before the store
+        assert abs(event.time_ns - time.time_ns()) < 2 * 10**9  # when it happened
+        ids = (("environment", IDENTITY["environment"]), ("worker", IDENTITY["worker"]))
+        samples = _families(metrics)
+        assert (
+            samples[
+                (
+                    "fleetgauge_gpu_xid_errors_total",
+                    (*ids[:1], ("gpu", "0"), *ids[1:], ("xid", "79")),
+                )
+            ]
+            == 1.0
+        )
+        assert samples[("fleetgauge_gpus", ids)] == 2.0
+        nvml.inject(1, pynvml.nvmlEventTypeDoubleBitEccError)
+        _wait_for(got, 2)
+        assert got[1].tags["name"] == "gpu_ecc_double_bit" and got[1].tags["gpu"] == "1"
+        nvml.inject(1, pynvml.nvmlEventTypePState)  # not registered: no event
+        nvml.gpus[1].lost = True
+        c.collect(NOW_NS)
+        c.collect(NOW_NS)  # lost once, reported once
+        assert [e.tags["name"] for e in got] == ["gpu_xid", "gpu_ecc_double_bit", "gpu_lost"]
+        assert _families(metrics)[("fleetgauge_gpus", ids)] == 1.0
+    finally:
+        c.close()
+    (event_set,) = nvml.event_sets
+    assert event_set.freed

@@ -10,7 +10,7 @@ import pytest
 from agent_process import AgentProcess
 
 from fleetgauge.catalogue import GPU_MEASUREMENT
-from fleetgauge.read.query import get_resource_metrics
+from fleetgauge.read.query import get_events, get_resource_metrics
 from fleetgauge.stores import Store
 
 TESTS_DIR = Path(__file__).resolve().parents[1]
@@ -18,7 +18,7 @@ FAKE_GPU_AGENT = """
 import sys
 sys.path.insert(0, {tests!r})
 from collectors.fake_nvml import FakeNvml, throttled_h100
-sys.modules["pynvml"] = FakeNvml([throttled_h100()])
+sys.modules["pynvml"] = FakeNvml([throttled_h100()], xid_file={xid_file!r})
 from fleetgauge.cli import main
 sys.exit(main(sys.argv[1:]))
 """
@@ -32,7 +32,8 @@ def test_a_throttled_gpu_reaches_the_store_and_metrics_in_catalogue_units(
         *("--store", store.url, "--collectors", "gpu", "--worker", "gpu-box"),
         *("--interval", "0.5", "--flush-interval", "0.5"),
     )
-    agent.args[1:3] = ["-c", FAKE_GPU_AGENT.format(tests=str(TESTS_DIR))]
+    xid_file = tmp_path / "xids"
+    agent.args[1:3] = ["-c", FAKE_GPU_AGENT.format(tests=str(TESTS_DIR), xid_file=str(xid_file))]
     start = time.time() - 1
     agent.start()
     try:
@@ -66,6 +67,20 @@ def test_a_throttled_gpu_reaches_the_store_and_metrics_in_catalogue_units(
         assert board["gpu_name"] == "NVIDIA H100 80GB HBM3"
         names = {n for n, _ in agent.samples()}
         assert "fleetgauge_gpu_fan_speed_ratio" not in names
+        assert agent.value("fleetgauge_gpus", worker="gpu-box") == 1.0
+
+        # an XID: counted on /metrics within a second, in the store after a flush
+        xid_file.write_text("0 79\n")
+        injected = time.monotonic()
+        while agent.value("fleetgauge_gpu_xid_errors_total", gpu="0", xid="79") != 1.0:
+            assert time.monotonic() - injected < 1.0, agent.log()
+            time.sleep(0.02)
+        while not (events := get_events("gpu_xid", start=start, store=store)):
+            assert time.monotonic() - injected < 5.0, agent.log()
+            time.sleep(0.1)
+        (event,) = events
+        assert event["metadata"] == {"gpu": 0, "xid": 79, "meaning": "GPU has fallen off the bus"}
+        assert event["other_tags"]["gpu"] == "0"
     finally:
         code, _ = agent.stop()
     assert code == 0, agent.log()
