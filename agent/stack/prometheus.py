@@ -1,9 +1,11 @@
 """Prometheus alerting rules for a fleet of agents, every name taken from ``fleetgauge.catalogue``.
 
-Two rule groups: the agents themselves (down, gone, not sampling, collectors or
+Three rule groups: the agents themselves (down, gone, not sampling, collectors or
 store writes failing, spool growing, points dropped, nothing written for too
-long) and the resources they watch (CPU, memory, GPU, GPU memory and disk used
-above a threshold on average over a window). Each :class:`Alert` also records
+long), the resources they watch (CPU, memory, GPU, GPU memory and disk used
+above a threshold on average over a window) and GPU health (XID errors,
+uncorrectable ECC errors, row remaps pending, thermal or power throttling held
+for 5 minutes, a GPU gone). Each :class:`Alert` also records
 the metrics its expression selects and the labels its alerts carry, so the tests
 can check both against what a real Prometheus scraped from a real agent.
 
@@ -297,9 +299,103 @@ RESOURCE_ALERTS = (
     ),
 )
 
+# --- GPU health -------------------------------------------------------------------------
+GPU_EVENT_WINDOW = "10m"
+"""An XID or uncorrectable ECC error alerts for this long after it happened."""
+GPU_THROTTLED_FOR = "5m"
+GPU_MISSING_LOOKBACK = "1h"
+_GPU_LABELS = (catalogue.WORKER, catalogue.ENVIRONMENT, catalogue.GPU, *TARGET_LABELS)
+_GPU_WHO = f"GPU {_l(catalogue.GPU)} of {WHO}"
+
+
+def _gpu_metric(field: str) -> str:
+    return catalogue.prometheus_name(_GPU, _GPU.get_field(field))[0]
+
+
+_XID = catalogue.GPU_XID_METRIC
+_ECC = _gpu_metric("ecc_uncorrected_volatile_errors")
+_PENDING, _FAILED = _gpu_metric("remapped_rows_pending"), _gpu_metric("remapped_rows_failure")
+_THERMAL_HW = _gpu_metric("throttle_thermal_hardware")
+_THERMAL_SW = _gpu_metric("throttle_thermal_software")
+_POWER_CAP = _gpu_metric("throttle_power_cap")
+_GPUS = catalogue.GPUS_METRIC
+
+GPU_ALERTS = (
+    Alert(
+        "FleetgaugeGpuXidError",
+        # a new (gpu, xid) series starts at 1, which increase() cannot see: "unless ... offset"
+        f"({_XID} unless {_XID} offset {GPU_EVENT_WINDOW})"
+        f" or increase({_XID}[{GPU_EVENT_WINDOW}]) > 0",
+        "0m",
+        CRITICAL,
+        f"XID {_l('xid')} error on {_GPU_WHO}",
+        f"NVML reported XID {_l('xid')} on {_GPU_WHO} in the last {GPU_EVENT_WINDOW}: see the"
+        " gpu_xid event for what it means (79: the GPU fell off the bus; 48, 63, 64, 94, 95:"
+        " memory errors; 13, 31, 43: the application's kernels).",
+        (_XID,),
+        (*_GPU_LABELS, "xid"),
+    ),
+    Alert(
+        "FleetgaugeGpuUncorrectableEcc",
+        f"increase({_ECC}[{GPU_EVENT_WINDOW}]) > 0",
+        "0m",
+        CRITICAL,
+        f"Uncorrectable ECC errors on {_GPU_WHO}",
+        f"{_GPU_WHO} counted {_COUNT} uncorrectable ECC errors in the last"
+        f" {GPU_EVENT_WINDOW}: the job on it may have computed with bad memory; drain it.",
+        (_ECC,),
+        _GPU_LABELS,
+    ),
+    Alert(
+        "FleetgaugeGpuRowRemapPending",
+        f"{_PENDING} == 1 or {_FAILED} == 1",
+        "0m",
+        WARNING,
+        f"Memory row remapping needs attention on {_GPU_WHO}",
+        f"{_GPU_WHO} has a row remap waiting for a GPU reset, or a remap that failed"
+        " (then the board should be replaced).",
+        (_PENDING, _FAILED),
+        _GPU_LABELS,
+    ),
+    Alert(
+        "FleetgaugeGpuThermalThrottling",
+        f"{_THERMAL_HW} == 1 or {_THERMAL_SW} == 1",
+        GPU_THROTTLED_FOR,
+        WARNING,
+        f"{_GPU_WHO} is slowed down by heat",
+        f"The clocks of {_GPU_WHO} have been held down for heat for {GPU_THROTTLED_FOR}:"
+        " check its cooling and the temperatures.",
+        (_THERMAL_HW, _THERMAL_SW),
+        _GPU_LABELS,
+    ),
+    Alert(
+        "FleetgaugeGpuPowerThrottling",
+        f"{_POWER_CAP} == 1",
+        GPU_THROTTLED_FOR,
+        INFO,
+        f"{_GPU_WHO} runs at its power cap",
+        f"The clocks of {_GPU_WHO} have been held down by its power limit for"
+        f" {GPU_THROTTLED_FOR} (normal under a heavy load; a lowered limit slows jobs).",
+        (_POWER_CAP,),
+        _GPU_LABELS,
+    ),
+    Alert(
+        "FleetgaugeGpuMissing",
+        f"{_GPUS} < max_over_time({_GPUS}[{GPU_MISSING_LOOKBACK}])",
+        "0m",
+        CRITICAL,
+        f"A GPU of {WHO} is gone",
+        f"{WHO} sees {_COUNT} GPU(s), fewer than in the last {GPU_MISSING_LOOKBACK}: a GPU"
+        " fell off the bus (see the gpu_lost event); its jobs are failing.",
+        (_GPUS,),
+        (catalogue.WORKER, catalogue.ENVIRONMENT, *TARGET_LABELS),
+    ),
+)
+
 GROUPS: dict[str, tuple[Alert, ...]] = {
     "fleetgauge-agent": AGENT_ALERTS,
     "fleetgauge-resources": RESOURCE_ALERTS,
+    "fleetgauge-gpu-health": GPU_ALERTS,
 }
 ALERTS: tuple[Alert, ...] = tuple(a for alerts in GROUPS.values() for a in alerts)
 

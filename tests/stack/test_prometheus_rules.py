@@ -40,6 +40,8 @@ LABEL_REF = re.compile(r"\$labels\.(\w+)")
 
 CATALOGUE_METRICS = {
     rules.UP,
+    catalogue.GPUS_METRIC,
+    catalogue.GPU_XID_METRIC,
     *(m.name for m in catalogue.AGENT_HEALTH),
     *(
         catalogue.prometheus_name(m, f)[0]
@@ -123,15 +125,19 @@ def test_promtool_unit_tests_fire_and_stay_quiet_for_every_alert(promtool: str) 
 FAKE_GPU_AGENT = """
 import sys
 sys.path.insert(0, {tests!r})
+import pynvml
 from collectors.fake_nvml import GIB, FakeGpu, FakeNvml
 sys.modules["pynvml"] = FakeNvml([
-    FakeGpu(uuid="GPU-busy", utilization_percent=99, memory_used=78 * GIB),
+    FakeGpu(uuid="GPU-busy", utilization_percent=99, memory_used=78 * GIB,
+            clocks_event_reasons=pynvml.nvmlClocksEventReasonSwPowerCap,
+            remapped_rows=(0, 0, 1, 0)),
     FakeGpu(uuid="GPU-idle", utilization_percent=3, memory_used=2 * GIB),
-])
+], xid_file={xid_file!r})
 from fleetgauge.cli import main
 sys.exit(main(sys.argv[1:]))
 """
-"""The real agent, with NVML replaced by the fake the GPU collector tests use: GPU 0 busy."""
+"""The real agent, with NVML replaced by the fake the GPU collector tests use: GPU 0 busy, at
+its power cap, a row remap pending; an XID is injected by a line in ``xid_file``."""
 
 
 @dataclass
@@ -167,7 +173,8 @@ def fleet(tmp_path: Path) -> Iterator[Fleet]:
         "cpu,memory,disk,gpu",
     )
     assert healthy.args[1:3] == ["-m", "fleetgauge"]
-    healthy.args[1:3] = ["-c", FAKE_GPU_AGENT.format(tests=str(TESTS_DIR))]
+    xid_file = tmp_path / "healthy" / "xids"
+    healthy.args[1:3] = ["-c", FAKE_GPU_AGENT.format(tests=str(TESTS_DIR), xid_file=str(xid_file))]
     dead_influx = f"influxdb+http://127.0.0.1:{free_port()}/fleet?org=test&timeout=1"
     broken = AgentProcess(
         tmp_path / "broken",
@@ -216,6 +223,8 @@ def test_a_real_prometheus_raises_the_alerts_this_fleet_deserves(fleet: Fleet) -
     prom.wait_for(f'{rules.UP}{{instance="{fleet.dead_target}"}} == 0')
     prom.wait_for(f'{catalogue.AGENT_LAST_WRITE.name}{{worker="{healthy}"}} > 0')
     prom.wait_for(BY_NAME["FleetgaugeGpuBusy"].metrics[0], accept=lambda r: len(r) == 2)
+    (fleet.healthy.workdir / "xids").write_text("0 79\n")  # GPU 0 reports XID 79
+    prom.wait_for(catalogue.GPU_XID_METRIC)
     dropped = f'{catalogue.AGENT_POINTS_DROPPED.name}{{worker="{broken}",reason="spool_full"}}'
     prom.wait_for(f"{dropped} == 0")
     # ...then a model pushes more than its 1 MiB spool holds while the store is down: the
@@ -247,6 +256,12 @@ def test_a_real_prometheus_raises_the_alerts_this_fleet_deserves(fleet: Fleet) -
         "FleetgaugeNeverWrote": {(broken,)},
         "FleetgaugeGpuBusy": {(healthy, "0")},
         "FleetgaugeGpuMemoryFull": {(healthy, "0")},
+        "FleetgaugeGpuXidError": {(healthy, "0")},
+        "FleetgaugeGpuUncorrectableEcc": set(),
+        "FleetgaugeGpuRowRemapPending": {(healthy, "0")},
+        "FleetgaugeGpuThermalThrottling": set(),
+        "FleetgaugeGpuPowerThrottling": {(healthy, "0")},
+        "FleetgaugeGpuMissing": set(),
     }  # CPU, memory and disk depend on the machine running the tests: only evaluated
     assert set(expected) | {
         "FleetgaugeCpuBusy",
@@ -262,7 +277,7 @@ def test_a_real_prometheus_raises_the_alerts_this_fleet_deserves(fleet: Fleet) -
 
     # Prometheus evaluates every loaded rule without error...
     loaded = _wait_for_rules(prom)
-    assert [r["name"] for r in loaded] == list(BY_NAME)
+    assert sorted(r["name"] for r in loaded) == sorted(BY_NAME)  # (groups come by name)
     # ...and holds the alerts with their severity and annotations filled in from real labels.
     pending = _wait_for_alerts(prom, {(n, w) for n, ws in expected.items() for w in ws})
     for alert_json in pending:
