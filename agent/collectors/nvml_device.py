@@ -19,7 +19,7 @@ from typing import Any
 
 from fleetgauge.catalogue import GPU_MEASUREMENT
 
-__all__ = ["GpuLost", "NvmlDevice", "THROTTLE_REASONS"]
+__all__ = ["GpuLost", "NvmlDevice", "THROTTLE_REASONS", "NVML_SOURCES"]
 
 F = {name: name for name in GPU_MEASUREMENT.field_names}  # a typo here fails at import
 MHZ = 1_000_000
@@ -36,6 +36,50 @@ THROTTLE_REASONS = {
     F["throttle_applications_clocks"]: "nvmlClocksEventReasonApplicationsClocksSetting",
 }
 """0/1 field -> the pynvml constant of its bit in the clock-event reasons mask."""
+
+
+NVML_SOURCES = {
+    F["utilization_percent"]: "nvmlDeviceGetUtilizationRates().gpu",
+    F["memory_used_bytes"]: "nvmlDeviceGetMemoryInfo().used",
+    F["memory_total_bytes"]: "nvmlDeviceGetMemoryInfo().total",
+    F["memory_used_percent"]: "nvmlDeviceGetMemoryInfo(): used / total",
+    F["temperature_celsius"]: "nvmlDeviceGetTemperature(NVML_TEMPERATURE_GPU)",
+    F["power_draw_watts"]: "nvmlDeviceGetPowerUsage() / 1000",
+    F["power_limit_watts"]: "nvmlDeviceGetEnforcedPowerLimit() / 1000",
+    F["memory_utilization_percent"]: "nvmlDeviceGetUtilizationRates().memory",
+    F["sm_clock_hertz"]: "nvmlDeviceGetClockInfo(NVML_CLOCK_SM) x 10^6",
+    F["sm_clock_max_hertz"]: "nvmlDeviceGetMaxClockInfo(NVML_CLOCK_SM) x 10^6",
+    F["memory_clock_hertz"]: "nvmlDeviceGetClockInfo(NVML_CLOCK_MEM) x 10^6",
+    F["memory_clock_max_hertz"]: "nvmlDeviceGetMaxClockInfo(NVML_CLOCK_MEM) x 10^6",
+    F["graphics_clock_hertz"]: "nvmlDeviceGetClockInfo(NVML_CLOCK_GRAPHICS) x 10^6",
+    F["graphics_clock_max_hertz"]: "nvmlDeviceGetMaxClockInfo(NVML_CLOCK_GRAPHICS) x 10^6",
+    F["memory_temperature_celsius"]: "nvmlDeviceGetFieldValues(NVML_FI_DEV_MEMORY_TEMP)",
+    F["energy_joules"]: "nvmlDeviceGetTotalEnergyConsumption() / 1000",
+    F["performance_state"]: "nvmlDeviceGetPerformanceState()",
+    F["fan_speed_percent"]: "nvmlDeviceGetFanSpeed()",
+    F[
+        "pcie_receive_bytes_per_second"
+    ]: "nvmlDeviceGetPcieThroughput(NVML_PCIE_UTIL_RX_BYTES) x 1024",
+    F[
+        "pcie_transmit_bytes_per_second"
+    ]: "nvmlDeviceGetPcieThroughput(NVML_PCIE_UTIL_TX_BYTES) x 1024",
+    F["pcie_replays"]: "nvmlDeviceGetPcieReplayCounter()",
+    F["encoder_utilization_percent"]: "nvmlDeviceGetEncoderUtilization()[0]",
+    F["decoder_utilization_percent"]: "nvmlDeviceGetDecoderUtilization()[0]",
+    F["ecc_corrected_volatile_errors"]: "nvmlDeviceGetTotalEccErrors(CORRECTED, VOLATILE)",
+    F["ecc_uncorrected_volatile_errors"]: "nvmlDeviceGetTotalEccErrors(UNCORRECTED, VOLATILE)",
+    F["ecc_corrected_aggregate_errors"]: "nvmlDeviceGetTotalEccErrors(CORRECTED, AGGREGATE)",
+    F["ecc_uncorrected_aggregate_errors"]: "nvmlDeviceGetTotalEccErrors(UNCORRECTED, AGGREGATE)",
+    F["remapped_rows_correctable"]: "nvmlDeviceGetRemappedRows()[0]",
+    F["remapped_rows_uncorrectable"]: "nvmlDeviceGetRemappedRows()[1]",
+    F["remapped_rows_pending"]: "nvmlDeviceGetRemappedRows()[2]",
+    F["remapped_rows_failure"]: "nvmlDeviceGetRemappedRows()[3]",
+    **{
+        field: f"nvmlDeviceGetCurrentClocksEventReasons() & {bit}"
+        for field, bit in THROTTLE_REASONS.items()
+    },
+}
+"""Where each ``gpu`` field comes from in NVML (the README's GPU field table)."""
 
 
 class GpuLost(Exception):

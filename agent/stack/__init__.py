@@ -16,7 +16,11 @@ from collections.abc import Callable
 AGENT_JOB = "fleetgauge-agent"
 """Prometheus job name of the agents: the scrape config, alert rules and dashboards use it."""
 
-_MODULES = ("fleetgauge.agent.stack.grafana", "fleetgauge.agent.stack.prometheus")
+_MODULES = (
+    "fleetgauge.agent.stack.grafana",
+    "fleetgauge.agent.stack.prometheus",
+    "fleetgauge.agent.stack.docs",
+)
 """Each module has ``files() -> {path relative to the repository root: text}``."""
 
 
