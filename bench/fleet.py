@@ -31,7 +31,15 @@ from fleetgauge import catalogue
 from fleetgauge.catalogue import TIER_AGGREGATES, TIERS, Point, tier_field, tier_measurement
 from fleetgauge.stores.influx_text import _head, _tag
 
-__all__ = ["Series", "fleet", "points", "load_sqlite", "load_influxdb", "FLEET_MEASUREMENTS"]
+__all__ = [
+    "Series",
+    "fleet",
+    "fields_of",
+    "points",
+    "load_sqlite",
+    "load_influxdb",
+    "FLEET_MEASUREMENTS",
+]
 
 NS_PER_S = 1_000_000_000
 DAY_NS = 86_400 * NS_PER_S
@@ -68,6 +76,13 @@ class Series:
     @property
     def values(self) -> int:
         return len(self.times) * len(self.columns)
+
+
+def fields_of(m: catalogue.Measurement) -> tuple[str, ...]:
+    """The fields the fleet has of ``m``: every one, in the schema's order, except the GPU's
+    health and depth fields (clocks, ECC, throttle reasons, ...): the dashboard's pages
+    read its seven use fields, which are what this data set measures."""
+    return m.field_names[:7] if m is catalogue.GPU_MEASUREMENT else m.field_names
 
 
 def worker_name(index: int) -> str:
@@ -137,7 +152,7 @@ def fleet(start_ns: int, days: float, workers: int, every_ns: int = EVERY_NS) ->
         base = {catalogue.ENVIRONMENT: ENVIRONMENT, catalogue.WORKER: worker_name(w)}
         for m in FLEET_MEASUREMENTS:
             cols = columns[m.name]
-            assert tuple(cols) == m.field_names, f"{m.name}: fields differ from the schema"
+            assert tuple(cols) == fields_of(m), f"{m.name}: fields differ from the schema"
             yield Series(m.name, {**base, **_EXTRA_TAGS.get(m.name, {})}, times, cols)
 
 

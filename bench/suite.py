@@ -10,7 +10,9 @@ Runs, each as a child process with the parameters below, and in this order:
   against raw ``/write`` of pre-built batches and influxdb-client's batching;
 - ``bench_fleet``: per store, ``store.write`` points/s, bucketed-read latency,
   the dashboard's first callback and payload for 32 workers x 7 days, and CSV
-  export rows/s and peak RSS, each against its reference.
+  export rows/s and peak RSS, each against its reference;
+- ``bench_gpu``: the GPU collector's own CPU per sample of 8 GPUs on the fake NVML (the
+  comparison with ``nvidia-smi`` needs a real GPU).
 
 Each child saves its rows (``bench/out/NAME.figures.json``); the suite prints them as one
 table (figure, value, reference measured in the same run, ratio, target, pass/fail) and
@@ -42,6 +44,7 @@ PLAN: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("agent", ("--seconds", "30", "--warmup", "5")),
     ("push", ("--values", "300000")),
     ("fleet", ("--days", "7", "--workers", "32", "--export-rows", "1000000")),
+    ("gpu", ("--samples", "500")),
 )
 QUICK: dict[str, tuple[str, ...]] = {
     "sdk": ("--rounds", "10"),
@@ -49,6 +52,7 @@ QUICK: dict[str, tuple[str, ...]] = {
     "agent": ("--seconds", "5", "--warmup", "2"),
     "push": ("--values", "20000"),
     "fleet": ("--days", "1", "--workers", "2", "--export-rows", "20000"),
+    "gpu": ("--samples", "20"),
 }
 
 

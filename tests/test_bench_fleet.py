@@ -52,7 +52,7 @@ def _answers(store: Store, level: str, max_points: int) -> dict:
     out = {}
     for m in fleet.FLEET_MEASUREMENTS:
         b = store.read_buckets(
-            m.name, m.field_names, START_NS, end, max_points, group_by=["worker"], level=level
+            m.name, fleet.fields_of(m), START_NS, end, max_points, group_by=["worker"], level=level
         )
         assert b.level == level
         for s in b.series:
@@ -76,7 +76,9 @@ def test_bulk_load_reads_back_like_store_write(backend: str, request, tmp_path: 
         for level, max_points in levels:
             a, b = _answers(written, level, max_points), _answers(bulk, level, max_points)
             assert a.keys() == b.keys()
-            assert len(a) == WORKERS * sum(len(m.fields) for m in fleet.FLEET_MEASUREMENTS)
+            assert len(a) == WORKERS * sum(
+                len(fleet.fields_of(m)) for m in fleet.FLEET_MEASUREMENTS
+            )
             for key in a:
                 times_a, count_a, mean_a, min_a, max_a = a[key]
                 times_b, count_b, mean_b, min_b, max_b = b[key]

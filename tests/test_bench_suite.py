@@ -38,8 +38,9 @@ def test_quick_suite_writes_one_table_with_every_reference() -> None:
         ("influxdb: bucketed read, cpu x 2 workers, 1m tier", "raw scan"),
         ("sqlite: dashboard first callback, 2 workers x 1 days", "raw points"),
         ("influxdb: CSV export, 20,000 rows", "the store's own CSV"),
+        ("gpu collector: own CPU per sample, 8 GPUs", "inside the fake NVML"),
     ]:
-        found = [row for row in rows if row.startswith(f"| {figure} | ") and reference in row]
+        found = [row for row in rows if row.startswith(f"| {figure}") and reference in row]
         assert found, f"{figure!r} against {reference!r} missing from:\n{report}"
     glances = "| agent CPU (1 s interval, all collectors) |"
     assert any(row.startswith(glances) and "Glances, CSV export" in row for row in rows), report
