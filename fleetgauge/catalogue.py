@@ -119,6 +119,8 @@ GPU = "gpu"
 GPU_UUID = "gpu_uuid"
 GPU_NAME = "gpu_name"
 GPU_PCI_BUS_ID = "gpu_pci_bus_id"
+GPU_INSTANCE = "gpu_instance"
+COMPUTE_INSTANCE = "compute_instance"
 GPU_DRIVER_VERSION = "gpu_driver_version"
 CORE = "core"
 MOUNT = "mount"
@@ -295,6 +297,17 @@ GPU_PROCESS = Measurement(
     (_f("memory_used_bytes", BYTES, "GPU memory used by the process"),),
     device_tags=(GPU, PID),
 )
+GPU_MIG = Measurement(
+    "gpu_mig",
+    Family.RESOURCE,
+    "One MIG instance of a GPU in MIG mode, beside its parent GPU: its own memory.",
+    (
+        _f("memory_used_bytes", BYTES, "Memory in use in the MIG instance"),
+        _f("memory_total_bytes", BYTES, "Memory of the MIG instance"),
+        _f("memory_used_percent", PERCENT, "Memory in use as a share of the instance's"),
+    ),
+    device_tags=(GPU, GPU_INSTANCE, COMPUTE_INSTANCE),
+)
 CONTAINER = Measurement(
     "container",
     Family.RESOURCE,
@@ -356,6 +369,7 @@ RESOURCE_MEASUREMENTS: tuple[Measurement, ...] = (
     NETWORK,
     GPU_MEASUREMENT,
     GPU_PROCESS,
+    GPU_MIG,
     CONTAINER,
 )
 MEASUREMENTS: dict[str, Measurement] = {

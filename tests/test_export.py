@@ -36,6 +36,8 @@ RESOURCE_HEADER = [
     "interface",
     "gpu",
     "pid",
+    "gpu_instance",
+    "compute_instance",
     "usage_percent",
     "load1",
     "load5",

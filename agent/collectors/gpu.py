@@ -4,8 +4,9 @@
 ``gpu_driver_version``): utilisation, memory, temperatures, power and energy, clocks, PCIe,
 ECC and remapped rows, throttle reasons (see the catalogue).
 ``gpu_process`` (tags ``gpu``, ``pid``): GPU memory of each compute or graphics process,
-where the driver reports it. What is read from one GPU is in
-:mod:`fleetgauge.agent.collectors.nvml_device`.
+where the driver reports it. ``gpu_mig`` (tags ``gpu``, ``gpu_instance``,
+``compute_instance``): the memory of each MIG instance of a GPU in MIG mode. What is read
+from one GPU is in :mod:`fleetgauge.agent.collectors.nvml_device`.
 
 Failures never stop the agent. NVML is started at the first sample; when that fails (no
 ``nvidia-ml-py``, no ``libnvidia-ml.so``, no driver, no GPU, any NVML error) one line is
@@ -31,9 +32,12 @@ from prometheus_client.registry import Collector
 from fleetgauge.agent.collectors.gpu_events import GpuEvents
 from fleetgauge.agent.collectors.nvml_device import GpuLost, NvmlDevice
 from fleetgauge.catalogue import (
+    COMPUTE_INSTANCE,
     GPU,
     GPU_DRIVER_VERSION,
+    GPU_INSTANCE,
     GPU_MEASUREMENT,
+    GPU_MIG,
     GPU_NAME,
     GPU_PCI_BUS_ID,
     GPU_PROCESS,
@@ -79,7 +83,7 @@ class GpuCollector:
         points: list[Point] = []
         for gpu, tags in self._gpus or ():
             try:
-                fields, processes = gpu.fields(), gpu.processes()
+                fields, processes, migs = gpu.fields(), gpu.processes(), gpu.mig_instances()
             except GpuLost:
                 if gpu.index not in self._lost:
                     log.warning("GPU %d is lost (fell off the bus); skipping it", gpu.index)
@@ -89,6 +93,14 @@ class GpuCollector:
                 continue
             if fields:
                 points.append(Point(GPU_MEASUREMENT.name, tags, fields, now_ns))
+            for gpu_instance, compute_instance, mig_fields in migs:
+                mig_tags = {
+                    **self._tags,
+                    GPU: tags[GPU],
+                    GPU_INSTANCE: str(gpu_instance),
+                    COMPUTE_INSTANCE: str(compute_instance),
+                }
+                points.append(Point(GPU_MIG.name, mig_tags, mig_fields, now_ns))
             for pid, used in processes.items():
                 process_tags = {**self._tags, GPU: tags[GPU], PID: str(pid)}
                 fields = {PROCESS_MEMORY_USED_BYTES: used}

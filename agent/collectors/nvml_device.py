@@ -17,11 +17,12 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable
 from typing import Any
 
-from fleetgauge.catalogue import GPU_MEASUREMENT
+from fleetgauge.catalogue import GPU_MEASUREMENT, GPU_MIG
 
 __all__ = ["GpuLost", "NvmlDevice", "THROTTLE_REASONS", "NVML_SOURCES"]
 
 F = {name: name for name in GPU_MEASUREMENT.field_names}  # a typo here fails at import
+MIG_FIELDS = GPU_MIG.field_names  # memory used, total, percent
 MHZ = 1_000_000
 KIB = 1024
 PSTATE_UNKNOWN = 32  # NVML_PSTATE_UNKNOWN
@@ -219,6 +220,42 @@ class NvmlDevice:
                 raise GpuLost(self.index)
             return None
         return _field_number(self._nvml, v)
+
+    def mig_instances(self) -> list[tuple[int, int, dict[str, float]]]:
+        """With MIG mode on: (GPU-instance id, compute-instance id, memory fields) of each
+        MIG instance; empty otherwise (or where the board has no MIG)."""
+        nvml, h = self._nvml, self.handle
+        mode = self._call(nvml.nvmlDeviceGetMigMode, h)
+        if not mode or mode[0] != nvml.NVML_DEVICE_MIG_ENABLE:
+            return []
+        out = []
+        for slot in range(self._call(nvml.nvmlDeviceGetMaxMigDeviceCount, h) or 0):
+            mig = self._once(nvml.nvmlDeviceGetMigDeviceHandleByIndex, h, slot)
+            if mig is None:  # an empty slot (NVML_ERROR_NOT_FOUND)
+                continue
+            gpu_instance = self._once(nvml.nvmlDeviceGetGpuInstanceId, mig)
+            compute_instance = self._once(nvml.nvmlDeviceGetComputeInstanceId, mig)
+            memory = self._once(nvml.nvmlDeviceGetMemoryInfo, mig)
+            if gpu_instance is None or compute_instance is None or memory is None:
+                continue
+            fields = {
+                MIG_FIELDS[0]: float(memory.used),
+                MIG_FIELDS[1]: float(memory.total),
+            }
+            if memory.total > 0:
+                fields[MIG_FIELDS[2]] = 100.0 * memory.used / memory.total
+            out.append((gpu_instance, compute_instance, fields))
+        return out
+
+    def _once(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` for a MIG instance, or None on an NVML error (nothing remembered:
+        instances come and go); raises GpuLost when the GPU is lost."""
+        try:
+            return fn(*args)
+        except self._errors as e:
+            if getattr(e, "value", None) == self._nvml.NVML_ERROR_GPU_IS_LOST:
+                raise GpuLost(self.index) from e
+            return None
 
     def processes(self) -> dict[int, int]:
         """GPU memory bytes per pid, compute and graphics processes together (a pid in both

@@ -28,6 +28,16 @@ _NO_INSTANCE = 0xFFFFFFFF  # gpuInstanceId/computeInstanceId outside MIG
 
 
 @dataclass
+class FakeMig:
+    """One MIG instance: its GPU- and compute-instance ids and memory."""
+
+    gpu_instance: int
+    compute_instance: int
+    memory_total: int
+    memory_used: int = 0
+
+
+@dataclass
 class FakeGpu:
     """What one GPU reports; ``errors`` maps an NVML function name to the error it raises."""
 
@@ -56,6 +66,8 @@ class FakeGpu:
     remapped_rows: tuple[int, int, int, int] = (0, 0, 0, 0)
     clocks_event_reasons: int = 0
     old_driver: bool = False  # before 535: no nvmlDeviceGetCurrentClocksEventReasons
+    mig: list[FakeMig] | None = None  # None: MIG mode off; a list: on, with these instances
+    mig_capable: bool = True  # False: NVML_ERROR_NOT_SUPPORTED for the MIG calls
     compute_processes: list[tuple[int, int | None]] = field(default_factory=list)
     graphics_processes: list[tuple[int, int | None]] = field(default_factory=list)
     errors: dict[str, int] = field(default_factory=dict)
@@ -67,6 +79,14 @@ class FakeHandle:
     """Stands for the opaque ``c_nvmlDevice_t`` pointer."""
 
     index: int
+
+
+@dataclass(frozen=True)
+class FakeMigHandle:
+    """A MIG device handle: its parent GPU's index (so a lost GPU loses it) and slot."""
+
+    index: int
+    slot: int
 
 
 @dataclass
@@ -183,6 +203,10 @@ class FakeNvml:
 
     def nvmlDeviceGetMemoryInfo(self, handle: FakeHandle, version=None) -> pynvml.c_nvmlMemory_t:
         gpu = self._gpu(handle, "nvmlDeviceGetMemoryInfo")
+        if isinstance(handle, FakeMigHandle):
+            mig = gpu.mig[handle.slot]
+            free = mig.memory_total - mig.memory_used
+            return pynvml.c_nvmlMemory_t(total=mig.memory_total, free=free, used=mig.memory_used)
         free = gpu.memory_total - gpu.memory_used
         return pynvml.c_nvmlMemory_t(total=gpu.memory_total, free=free, used=gpu.memory_used)
 
@@ -285,6 +309,40 @@ class FakeNvml:
         if clock_type not in clocks:
             raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
         return clocks[clock_type]
+
+    # --- MIG --------------------------------------------------------------------
+    def nvmlDeviceGetMigMode(self, handle: FakeHandle) -> list[int]:
+        gpu = self._mig_capable(handle, "nvmlDeviceGetMigMode")
+        mode = pynvml.NVML_DEVICE_MIG_DISABLE if gpu.mig is None else pynvml.NVML_DEVICE_MIG_ENABLE
+        return [mode, mode]  # [current, pending]
+
+    def nvmlDeviceGetMaxMigDeviceCount(self, handle: FakeHandle) -> int:
+        self._mig_capable(handle, "nvmlDeviceGetMaxMigDeviceCount")
+        return 7
+
+    def nvmlDeviceGetMigDeviceHandleByIndex(self, handle: FakeHandle, index: int) -> FakeMigHandle:
+        gpu = self._mig_capable(handle, "nvmlDeviceGetMigDeviceHandleByIndex")
+        if gpu.mig is None or not 0 <= index < len(gpu.mig):
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_FOUND)
+        return FakeMigHandle(handle.index, index)
+
+    def nvmlDeviceGetGpuInstanceId(self, handle: FakeMigHandle) -> int:
+        gpu = self._gpu(handle, "nvmlDeviceGetGpuInstanceId")
+        if not isinstance(handle, FakeMigHandle):
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
+        return gpu.mig[handle.slot].gpu_instance
+
+    def nvmlDeviceGetComputeInstanceId(self, handle: FakeMigHandle) -> int:
+        gpu = self._gpu(handle, "nvmlDeviceGetComputeInstanceId")
+        if not isinstance(handle, FakeMigHandle):
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
+        return gpu.mig[handle.slot].compute_instance
+
+    def _mig_capable(self, handle: FakeHandle, function: str) -> FakeGpu:
+        gpu = self._gpu(handle, function)
+        if not gpu.mig_capable:
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
+        return gpu
 
     # --- events -----------------------------------------------------------------
     def nvmlEventSetCreate(self) -> FakeEventSet:

@@ -15,7 +15,7 @@ from fleetgauge.catalogue import GPU, GPU_MEASUREMENT, GPU_NAME, GPU_PROCESS, GP
 from fleetgauge.validation import validate_point
 
 from .collector_checks import IDENTITY, NOW_NS, FakeClock, by_tag, check_points
-from .fake_nvml import GIB, FakeGpu, FakeNvml, throttled_h100
+from .fake_nvml import GIB, FakeGpu, FakeMig, FakeNvml, throttled_h100
 
 (UTIL, MEM_USED, MEM_TOTAL, MEM_PERCENT, TEMP, POWER, POWER_LIMIT) = GPU_MEASUREMENT.field_names[:7]
 (PROC_MEM,) = GPU_PROCESS.field_names
@@ -327,3 +327,43 @@ def test_an_xid_is_an_event_within_a_second_and_counted_and_a_lost_gpu_leaves_th
         c.close()
     (event_set,) = nvml.event_sets
     assert event_set.freed
+
+
+# --- MIG (issue 22, point 4) ------------------------------------------------------------
+def test_mig_instances_are_reported_beside_their_gpu_with_their_own_memory() -> None:
+    mig_gpu = FakeGpu(
+        UUID0,
+        memory_used=30 * GIB,
+        mig=[
+            FakeMig(gpu_instance=1, compute_instance=0, memory_total=20 * GIB, memory_used=5 * GIB),
+            FakeMig(
+                gpu_instance=2, compute_instance=0, memory_total=40 * GIB, memory_used=25 * GIB
+            ),
+        ],
+    )
+    consumer = FakeGpu(UUID1, mig_capable=False)  # no MIG on this board: asked once
+    nvml = FakeNvml([mig_gpu, consumer])
+    c = collector(nvml)
+    for _ in range(3):
+        points = check_points(c.collect(NOW_NS))
+    migs = {
+        (p.tags[GPU], p.tags["gpu_instance"], p.tags["compute_instance"]): p.fields
+        for p in points
+        if p.measurement == "gpu_mig"
+    }
+    assert migs == {
+        ("0", "1", "0"): {
+            "memory_used_bytes": 5 * GIB,
+            "memory_total_bytes": 20 * GIB,
+            "memory_used_percent": 25.0,
+        },
+        ("0", "2", "0"): {
+            "memory_used_bytes": 25 * GIB,
+            "memory_total_bytes": 40 * GIB,
+            "memory_used_percent": 62.5,
+        },
+    }
+    assert set(by_tag(points, GPU_MEASUREMENT.name, GPU)) == {"0", "1"}  # the parents stay
+    assert nvml.calls["nvmlDeviceGetMigMode"] == 3 + 1  # the consumer board: once
+    nvml.gpus[0].mig = None  # MIG mode turned off
+    assert not [p for p in c.collect(NOW_NS) if p.measurement == "gpu_mig"]
