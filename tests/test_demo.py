@@ -274,3 +274,21 @@ def test_a_default_store_written_by_another_agent_gets_a_store_of_its_own(tmp_pa
         lock.release()
     assert f"The demo store and logs stay in {own.parent}" in process.output
     assert not default_db.exists(), "the demo wrote the store another agent writes"
+
+
+def test_demo_history_has_a_throttling_gpu_and_an_xid(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'demo.db'}")
+    end = datetime(2026, 1, 2, tzinfo=UTC)
+    try:
+        demo.seed(store, int(end.timestamp()) * 10**9, hours=24, workers=4)
+        gpu = get_resource_metrics(end - timedelta(hours=24), end, measurements="gpu", store=store)
+        xids = get_events("gpu_xid", store=store)
+    finally:
+        store.close()
+    hot, second = demo.worker_names(2)
+    throttled = {r["worker"] for r in gpu if r["throttle_thermal_software"] == 1.0}
+    capped = {r["worker"] for r in gpu if r["throttle_power_cap"] == 1.0}
+    assert throttled == {hot} and capped == {hot}
+    (xid,) = xids
+    assert xid["other_tags"] == {"gpu": "0", "worker": second}
+    assert xid["metadata"]["xid"] == 48 and xid["source"] == "nvml"

@@ -144,6 +144,11 @@ def _resources(worker: str, index: int, t: int, rng: random.Random) -> list[Poin
                 "temperature_celsius": 40 + gpu / 3,
                 "power_draw_watts": 100 + 5 * gpu,
                 "power_limit_watts": 700.0,
+                # the hot worker's GPU sits at its power cap, and in the warm part of the
+                # day the driver slows it for heat: its clocks drop
+                "throttle_power_cap": 1.0 if index == HOT and gpu > 97 else 0.0,
+                "throttle_thermal_software": 1.0 if index == HOT and wave > 0.75 else 0.0,
+                "sm_clock_hertz": (1605e6 if index == HOT and wave > 0.75 else 1980e6),
             },
             t,
         ),
@@ -180,9 +185,24 @@ def _event(name: str, deployment: str, t: int, **metadata: object) -> Point:
     return Point(catalogue.EVENT.name, tags, {"metadata": text}, t)
 
 
+def _gpu_xid(t: int) -> Point:
+    """One XID 48 (a double-bit ECC error) on the second demo worker's GPU, as the agent's
+    GPU event watcher writes it."""
+    tags = {
+        catalogue.ENVIRONMENT: ENVIRONMENT,
+        catalogue.WORKER: worker_names(2)[1],
+        catalogue.EVENT_NAME: "gpu_xid",
+        catalogue.EVENT_SOURCE: "nvml",
+        catalogue.GPU: "0",
+    }
+    metadata = {"gpu": 0, "xid": 48, "meaning": "double-bit ECC error", "demo": True}
+    return Point(catalogue.EVENT.name, tags, {"metadata": json.dumps(metadata)}, t)
+
+
 def _events(start: int, end: int) -> list[Point]:
     """v2 deployed at the start of the history, then each model reloaded every few hours."""
     points = [_event("model_deployed", DRIFTING, start + 300 * S, version="2.0.0")]
+    points.append(_gpu_xid(start + (end - start) * 2 // 3))
     step = RELOAD_EVERY_H * 3600 * S
     for i, deployment in enumerate(DEPLOYMENTS):
         for t in range(start + (i + 1) * step // 2, end, step):
