@@ -6,6 +6,7 @@ import dash
 from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
 
 from fleetgauge.dashboard import components, figures
+from fleetgauge.dashboard.data import gpu_health
 from fleetgauge.dashboard.data import resources as data
 from fleetgauge.dashboard.site import current, points_for
 from fleetgauge.dashboard.thresholds import Threshold
@@ -93,6 +94,39 @@ def _card(view: data.ResourceView, threshold: Threshold) -> html.Button:
     )
 
 
+GPU_HEALTH = "gpu_health"
+
+
+def _gpu_health_card(troubles: list[gpu_health.GpuTrouble], gpus: int) -> html.Button:
+    """GPUs with XID or ECC errors or throttling in the range, worst first; a click shows
+    only their workers."""
+    if troubles:
+        worst = troubles[0]
+        level = {"critical": data.CRITICAL, "warning": data.WARNING}.get(worst.level, data.OK)
+        body = [
+            html.Div(f"{len(troubles)} of {gpus} GPUs with trouble", className="card-main"),
+            html.Div(
+                [
+                    "worst: ",
+                    html.Span(f"{worst.worker} (gpu {worst.gpu})", className="card-worker"),
+                    " ",
+                    html.Span(worst.summary, className="card-value"),
+                ],
+                className="card-worst",
+            ),
+        ]
+    else:
+        level = data.OK
+        body = [html.Div(f"all {gpus} GPUs healthy", className="card-main")]
+    return html.Button(
+        [html.Div("GPU health", className="card-title"), *body],
+        id={"type": CARD, "resource": GPU_HEALTH},
+        className=f"card {level}",
+        title="show only the workers whose GPUs had trouble" if troubles else "",
+        n_clicks=0,
+    )
+
+
 def _rank(level: str) -> int:
     return (data.OK, data.WARNING, data.CRITICAL).index(level)
 
@@ -134,14 +168,20 @@ def load(width, _refresh, _tick, search):
             page = data.read_resources_page(
                 store, start_ns, end_ns, points_for(width), thresholds, state.env, state.worker
             )
+            troubles, gpus = gpu_health.read_gpu_health(
+                store, start_ns, end_ns, state.env, state.worker
+            )
     except StoreError as e:
         components.report_store_error(e)
         return [], [], {}, no_update, no_update, no_update
     views = page.views
     shown = [v for v in views if v.curves or not v.resource.optional]
     cards = [_card(v, thresholds.of(v.resource.key)) for v in shown]
+    if gpus:
+        cards.append(_gpu_health_card(troubles, gpus))
     graphs = [_graph(v, thresholds.of(v.resource.key)) for v in shown]
     over = {v.resource.key: [o.worker for o in v.over()] for v in views}
+    over[GPU_HEALTH] = sorted({t.worker for t in troubles})
     options = [{"label": w, "value": w} for w in sorted({*page.workers, *state.worker})]
     components.clear_banner(
         state,

@@ -626,3 +626,63 @@ def test_a_zero_one_metric_is_drawn_as_a_rate_over_a_window_the_user_sets(
     dash_duo.wait_for_contains_text("#metric-graph .gtitle", "points", timeout=20)
     assert "share of 1s" not in dash_duo.find_element("#metric-graph .gtitle").text
     assert_clean_console(dash_duo)
+
+
+@pytest.fixture(scope="module")
+def gpu_site(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """Three workers' GPUs over the last hour: g1's slowed for heat half the time, g2's
+    with an XID 79 ten minutes ago, g3's healthy."""
+    tmp = tmp_path_factory.mktemp("gpu-health")
+    store = make_store("sqlite", request, tmp)
+    end = time.time_ns() // S * S
+    points = []
+    for i, t in enumerate(range(end - 60 * MINUTE, end, MINUTE)):
+        for worker in ("g1", "g2", "g3"):
+            hot = worker == "g1" and i % 2 == 0
+            fields = {
+                "utilization_percent": 90.0,
+                "throttle_thermal_software": 1.0 if hot else 0.0,
+                "throttle_power_cap": 0.0,
+                "ecc_uncorrected_volatile_errors": 0.0,
+            }
+            tags = {catalogue.ENVIRONMENT: "gpus", catalogue.WORKER: worker, catalogue.GPU: "0"}
+            points.append(Point(catalogue.GPU_MEASUREMENT.name, tags, fields, t))
+    xid_tags = {
+        catalogue.ENVIRONMENT: "gpus",
+        catalogue.WORKER: "g2",
+        catalogue.EVENT_NAME: "gpu_xid",
+        catalogue.EVENT_SOURCE: "nvml",
+        catalogue.GPU: "0",
+    }
+    metadata = '{"gpu": 0, "xid": 79, "meaning": "GPU has fallen off the bus"}'
+    points.append(Point(catalogue.EVENT.name, xid_tags, {"metadata": metadata}, end - 10 * MINUTE))
+    store.write(points)
+    url = store.url
+    store.close()
+    process = DashboardProcess(url, tmp / "dashboard.log")
+    process.wait_ready()
+    yield process.url
+    assert process.stop() == 0, process.log()
+
+
+def test_the_gpu_health_card_names_the_worst_gpu_and_filters_to_the_troubled(
+    dash_duo, gpu_site: str
+) -> None:
+    open_page(dash_duo, gpu_site + "/?env=gpus&range=1h")
+    got = cards(dash_duo)
+    text, classes = got["GPU HEALTH"]
+    assert "2 of 3 GPUs with trouble" in text
+    assert "worst: g2 (gpu 0) XID 79" in text
+    assert "critical" in classes.split()
+    dash_duo.find_element("#graphs .gtitle")  # the graphs are there before the click
+    button = [
+        b
+        for b in dash_duo.driver.find_elements(By.CSS_SELECTOR, ".card")
+        if b.find_element(By.CSS_SELECTOR, ".card-title").text.upper() == "GPU HEALTH"
+    ][0]
+    button.click()
+    url = wait_for_url(dash_duo, "worker=")
+    assert parse_qs(urlsplit(url).query)["worker"] == ["g1", "g2"]
+    assert_clean_console(dash_duo)
