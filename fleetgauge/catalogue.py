@@ -287,6 +287,14 @@ GPU_MEASUREMENT = Measurement(
             FLAG,
             "1: clocks capped by the applications clocks setting",
         ),
+        _f("sm_active_percent", PERCENT, "Time the SMs had work (GPM, Hopper and later)"),
+        _f(
+            "sm_occupancy_percent",
+            PERCENT,
+            "Warps resident on the SMs, as a share of the most (GPM)",
+        ),
+        _f("tensor_active_percent", PERCENT, "Time the tensor cores were busy (GPM)"),
+        _f("dram_bandwidth_percent", PERCENT, "DRAM bandwidth used, as a share of the peak (GPM)"),
     ),
     device_tags=(GPU,),
 )

@@ -80,6 +80,17 @@ NVML_SOURCES = {
         for field, bit in THROTTLE_REASONS.items()
     },
 }
+GPM_METRICS = {
+    F["sm_active_percent"]: "NVML_GPM_METRIC_SM_UTIL",
+    F["sm_occupancy_percent"]: "NVML_GPM_METRIC_SM_OCCUPANCY",
+    F["tensor_active_percent"]: "NVML_GPM_METRIC_ANY_TENSOR_UTIL",
+    F["dram_bandwidth_percent"]: "NVML_GPM_METRIC_DRAM_BW_UTIL",
+}
+"""GPM field -> the pynvml constant of its metric (GPUs from Hopper on)."""
+NVML_SOURCES |= {
+    field: f"nvmlGpmMetricsGet({metric}) between two samples"
+    for field, metric in GPM_METRICS.items()
+}
 """Where each ``gpu`` field comes from in NVML (the README's GPU field table)."""
 
 
@@ -102,6 +113,8 @@ class NvmlDevice:
         }
         self.unsupported: set[Hashable] = set()
         """Reads this device refused as not supported: never asked again."""
+        self._gpm_samples: list[Any] | None = None  # None: GPM support not asked yet
+        self._gpm_taken = False
         self._nvml, self.index = nvml, index
         self.handle = self._call(nvml.nvmlDeviceGetHandleByIndex, index)
         if self.handle is None:
@@ -161,8 +174,45 @@ class NvmlDevice:
             f[F["encoder_utilization_percent"]] = float(encoder[0])
         if (decoder := call(nvml.nvmlDeviceGetDecoderUtilization, h)) is not None:
             f[F["decoder_utilization_percent"]] = float(decoder[0])
-        f |= self._ecc() | self._remapped_rows() | self._throttle()
+        f |= self._ecc() | self._remapped_rows() | self._throttle() | self._gpm()
         return f
+
+    def _gpm(self) -> dict[str, float]:
+        """SM active, occupancy, tensor active and DRAM bandwidth over the interval, from two
+        GPM samples (this one and the last); absent on a GPU without GPM, and on the first."""
+        nvml = self._nvml
+        if self._gpm_samples is None:
+            support = self._call(nvml.nvmlGpmQueryDeviceSupport, self.handle)
+            if support is None or not support.isSupportedDevice:
+                self._gpm_samples = []
+                return {}
+            alloc = self._call(nvml.nvmlGpmSampleAlloc)
+            other = self._call(nvml.nvmlGpmSampleAlloc)
+            self._gpm_samples = [alloc, other] if alloc is not None and other is not None else []
+            self._gpm_taken = False
+        if not self._gpm_samples:
+            return {}
+        previous, current = self._gpm_samples
+        if self._call(nvml.nvmlGpmSampleGet, self.handle, current) is None:
+            self._gpm_taken = False
+            return {}
+        self._gpm_samples.reverse()  # this sample is the previous one of the next sample
+        if not self._gpm_taken:
+            self._gpm_taken = True
+            return {}
+        get = nvml.c_nvmlGpmMetricsGet_t()
+        get.version = nvml.NVML_GPM_METRICS_GET_VERSION
+        get.numMetrics = len(GPM_METRICS)
+        get.sample1, get.sample2 = previous, current
+        for i, metric in enumerate(GPM_METRICS.values()):
+            get.metrics[i].metricId = getattr(nvml, metric)
+        if self._call(nvml.nvmlGpmMetricsGet, get) is None:
+            return {}
+        return {
+            field: float(get.metrics[i].value)
+            for i, field in enumerate(GPM_METRICS)
+            if get.metrics[i].nvmlReturn == nvml.NVML_SUCCESS
+        }
 
     def _ecc(self) -> dict[str, float]:
         nvml, f = self._nvml, {}

@@ -68,6 +68,7 @@ class FakeGpu:
     old_driver: bool = False  # before 535: no nvmlDeviceGetCurrentClocksEventReasons
     mig: list[FakeMig] | None = None  # None: MIG mode off; a list: on, with these instances
     mig_capable: bool = True  # False: NVML_ERROR_NOT_SUPPORTED for the MIG calls
+    gpm: dict[str, float] | None = None  # GPM metric constant name -> value; None: no GPM
     compute_processes: list[tuple[int, int | None]] = field(default_factory=list)
     graphics_processes: list[tuple[int, int | None]] = field(default_factory=list)
     errors: dict[str, int] = field(default_factory=dict)
@@ -133,7 +134,7 @@ class FakeNvml:
 
     def __getattr__(self, name: str) -> object:
         """pynvml's constants (``NVML_*``, ``nvmlClocksEventReason*``): the real values."""
-        if name.startswith(("NVML_", "nvmlClocks", "nvmlEventType")):
+        if name.startswith(("NVML_", "nvmlClocks", "nvmlEventType", "c_nvml")):
             return getattr(pynvml, name)
         raise AttributeError(name)
 
@@ -149,6 +150,9 @@ class FakeNvml:
         self.gpus = gpus
         self.xid_file, self._xid_lines_seen = xid_file, 0
         self.event_sets: list[FakeEventSet] = []
+        self._gpm_buffers: list[object] = []  # kept alive: NVML owns them until freed
+        self._gpm_taken: dict[int, tuple[int, int]] = {}  # address -> (GPU index, sequence)
+        self._gpm_sequence = 0
         self.init_error = init_error
         self.driver_version = "550.54.15"
         self.initialized = False
@@ -310,6 +314,42 @@ class FakeNvml:
             raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
         return clocks[clock_type]
 
+    # --- GPM --------------------------------------------------------------------
+    def nvmlGpmQueryDeviceSupport(self, handle: FakeHandle) -> pynvml.c_nvmlGpmSupport_t:
+        gpu = self._gpu(handle, "nvmlGpmQueryDeviceSupport")
+        return pynvml.c_nvmlGpmSupport_t(
+            version=pynvml.NVML_GPM_SUPPORT_VERSION, isSupportedDevice=int(gpu.gpm is not None)
+        )
+
+    def nvmlGpmSampleAlloc(self) -> pynvml.c_nvmlGpmSample_t:
+        self._require_init()
+        self.calls["nvmlGpmSampleAlloc"] += 1
+        buffer = pynvml.struct_c_nvmlGpmSample_t()
+        self._gpm_buffers.append(buffer)
+        return ctypes.pointer(buffer)
+
+    def nvmlGpmSampleGet(self, device: FakeHandle, gpmSample) -> object:
+        self._gpu(device, "nvmlGpmSampleGet")
+        self._gpm_sequence += 1
+        self._gpm_taken[ctypes.addressof(gpmSample.contents)] = (device.index, self._gpm_sequence)
+        return gpmSample
+
+    def nvmlGpmMetricsGet(self, metricsGet) -> object:
+        self._require_init()
+        self.calls["nvmlGpmMetricsGet"] += 1
+        first = self._gpm_taken.get(ctypes.addressof(metricsGet.sample1.contents))
+        second = self._gpm_taken.get(ctypes.addressof(metricsGet.sample2.contents))
+        if first is None or second is None or first[0] != second[0] or first[1] >= second[1]:
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
+        values = {getattr(pynvml, k): v for k, v in (self.gpus[first[0]].gpm or {}).items()}
+        for i in range(metricsGet.numMetrics):
+            m = metricsGet.metrics[i]
+            if m.metricId in values:
+                m.value, m.nvmlReturn = values[m.metricId], pynvml.NVML_SUCCESS
+            else:
+                m.nvmlReturn = pynvml.NVML_ERROR_NOT_SUPPORTED
+        return metricsGet
+
     # --- MIG --------------------------------------------------------------------
     def nvmlDeviceGetMigMode(self, handle: FakeHandle) -> list[int]:
         gpu = self._mig_capable(handle, "nvmlDeviceGetMigMode")
@@ -453,4 +493,10 @@ def throttled_h100() -> FakeGpu:
         remapped_rows=(2, 1, 1, 0),
         clocks_event_reasons=pynvml.nvmlClocksEventReasonSwPowerCap
         | pynvml.nvmlClocksEventReasonSwThermalSlowdown,
+        gpm={
+            "NVML_GPM_METRIC_SM_UTIL": 71.5,
+            "NVML_GPM_METRIC_SM_OCCUPANCY": 43.0,
+            "NVML_GPM_METRIC_ANY_TENSOR_UTIL": 38.25,
+            "NVML_GPM_METRIC_DRAM_BW_UTIL": 55.0,
+        },
     )

@@ -367,3 +367,24 @@ def test_mig_instances_are_reported_beside_their_gpu_with_their_own_memory() -> 
     assert nvml.calls["nvmlDeviceGetMigMode"] == 3 + 1  # the consumer board: once
     nvml.gpus[0].mig = None  # MIG mode turned off
     assert not [p for p in c.collect(NOW_NS) if p.measurement == "gpu_mig"]
+
+
+# --- GPM (issue 22, point 2) -------------------------------------------------------------
+def test_gpm_utilisation_comes_from_two_samples_and_is_absent_where_unsupported() -> None:
+    older = FakeGpu(UUID1)  # an A100-class board: no GPM
+    nvml = FakeNvml([throttled_h100(), older])
+    c = collector(nvml)
+    first = by_tag(check_points(c.collect(NOW_NS)), GPU_MEASUREMENT.name, GPU)
+    gpm = (
+        "sm_active_percent",
+        "sm_occupancy_percent",
+        "tensor_active_percent",
+        "dram_bandwidth_percent",
+    )
+    assert not set(gpm) & set(first["0"])  # one sample: no interval yet
+    for _ in range(3):
+        fields = by_tag(check_points(c.collect(NOW_NS)), GPU_MEASUREMENT.name, GPU)
+        assert [fields["0"][k] for k in gpm] == [71.5, 43.0, 38.25, 55.0]
+        assert not set(gpm) & set(fields["1"])  # absent, not 0
+    assert nvml.calls["nvmlGpmMetricsGet"] == 3
+    assert nvml.calls["nvmlGpmSampleAlloc"] == 2  # two buffers, reused in turn
