@@ -257,6 +257,16 @@ GPU_MEASUREMENT = Measurement(
         _f("fan_speed_percent", PERCENT, "Fan speed as a share of its maximum"),
         _f("pcie_receive_bytes_per_second", BYTES_PER_SECOND, "PCIe bytes received per second"),
         _f("pcie_transmit_bytes_per_second", BYTES_PER_SECOND, "PCIe bytes sent per second"),
+        _f(
+            "nvlink_receive_bytes_per_second",
+            BYTES_PER_SECOND,
+            "NVLink bytes received per second, all links",
+        ),
+        _f(
+            "nvlink_transmit_bytes_per_second",
+            BYTES_PER_SECOND,
+            "NVLink bytes sent per second, all links",
+        ),
         _f("pcie_replays", COUNT, "PCIe packets replayed since the driver loaded (a counter)"),
         _f("encoder_utilization_percent", PERCENT, "Time the video encoder was busy"),
         _f("decoder_utilization_percent", PERCENT, "Time the video decoder was busy"),

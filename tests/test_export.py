@@ -73,6 +73,8 @@ RESOURCE_HEADER = [
     "fan_speed_percent",
     "pcie_receive_bytes_per_second",
     "pcie_transmit_bytes_per_second",
+    "nvlink_receive_bytes_per_second",
+    "nvlink_transmit_bytes_per_second",
     "pcie_replays",
     "encoder_utilization_percent",
     "decoder_utilization_percent",

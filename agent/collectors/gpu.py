@@ -156,7 +156,7 @@ class GpuCollector:
 
     def _open(self, index: int) -> NvmlDevice | None:
         try:
-            return NvmlDevice(self._nvml, index)
+            return NvmlDevice(self._nvml, index, self._clock)
         except GpuLost:
             return None
 

@@ -14,9 +14,11 @@ per reason.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Hashable
 from typing import Any
 
+from fleetgauge.agent.collectors.rates import RateTracker
 from fleetgauge.catalogue import GPU_MEASUREMENT, GPU_MIG
 
 __all__ = ["GpuLost", "NvmlDevice", "THROTTLE_REASONS", "NVML_SOURCES"]
@@ -25,6 +27,7 @@ F = {name: name for name in GPU_MEASUREMENT.field_names}  # a typo here fails at
 MIG_FIELDS = GPU_MIG.field_names  # memory used, total, percent
 MHZ = 1_000_000
 KIB = 1024
+ALL_LINKS = 0xFFFFFFFF  # scopeId UINT_MAX: an NVLink field summed over every link
 PSTATE_UNKNOWN = 32  # NVML_PSTATE_UNKNOWN
 
 THROTTLE_REASONS = {
@@ -39,6 +42,7 @@ THROTTLE_REASONS = {
 """0/1 field -> the pynvml constant of its bit in the clock-event reasons mask."""
 
 
+_NVLINK = "nvmlDeviceGetFieldValues(NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_{}, all links), per second"
 NVML_SOURCES = {
     F["utilization_percent"]: "nvmlDeviceGetUtilizationRates().gpu",
     F["memory_used_bytes"]: "nvmlDeviceGetMemoryInfo().used",
@@ -65,6 +69,8 @@ NVML_SOURCES = {
         "pcie_transmit_bytes_per_second"
     ]: "nvmlDeviceGetPcieThroughput(NVML_PCIE_UTIL_TX_BYTES) x 1024",
     F["pcie_replays"]: "nvmlDeviceGetPcieReplayCounter()",
+    F["nvlink_receive_bytes_per_second"]: _NVLINK.format("RX"),
+    F["nvlink_transmit_bytes_per_second"]: _NVLINK.format("TX"),
     F["encoder_utilization_percent"]: "nvmlDeviceGetEncoderUtilization()[0]",
     F["decoder_utilization_percent"]: "nvmlDeviceGetDecoderUtilization()[0]",
     F["ecc_corrected_volatile_errors"]: "nvmlDeviceGetTotalEccErrors(CORRECTED, VOLATILE)",
@@ -101,9 +107,11 @@ class GpuLost(Exception):
 class NvmlDevice:
     """An opened GPU: its NVML index, handle, UUID and product name (None when unknown)."""
 
-    def __init__(self, nvml: Any, index: int) -> None:
+    def __init__(self, nvml: Any, index: int, clock: Callable[[], float] = time.monotonic) -> None:
         """Open GPU ``index`` of an initialised ``nvml`` module; raises GpuLost when the GPU
-        cannot be opened (lost, or hidden from this container)."""
+        cannot be opened (lost, or hidden from this container). ``clock`` times the NVLink
+        counters' rates."""
+        self._nvlink = RateTracker(clock)
         # NVMLLibraryMismatchError: an unversioned call that the installed driver lacks
         self._mismatch = getattr(nvml, "NVMLLibraryMismatchError", nvml.NVMLError)
         self._errors = (nvml.NVMLError, self._mismatch)
@@ -168,6 +176,7 @@ class NvmlDevice:
         ):
             if (kib_per_s := call(nvml.nvmlDeviceGetPcieThroughput, h, counter)) is not None:
                 f[F[name]] = float(kib_per_s * KIB)
+        f |= self._nvlink_rates()
         if (replays := call(nvml.nvmlDeviceGetPcieReplayCounter, h)) is not None:
             f[F["pcie_replays"]] = float(replays)
         if (encoder := call(nvml.nvmlDeviceGetEncoderUtilization, h)) is not None:
@@ -214,6 +223,22 @@ class NvmlDevice:
             if get.metrics[i].nvmlReturn == nvml.NVML_SUCCESS
         }
 
+    def _nvlink_rates(self) -> dict[str, float]:
+        """NVLink bytes/s over all links, from the KiB counters between two samples; absent
+        on a GPU without NVLink and on the first sample."""
+        nvml = self._nvml
+        rx = self._field_value(nvml.NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX, ALL_LINKS)
+        tx = self._field_value(nvml.NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX, ALL_LINKS)
+        if rx is None or tx is None:
+            return {}
+        rates = self._nvlink.update({"nvlink": (rx, tx)}).get("nvlink")
+        if rates is None:
+            return {}
+        return {
+            F["nvlink_receive_bytes_per_second"]: rates[0] * KIB,
+            F["nvlink_transmit_bytes_per_second"]: rates[1] * KIB,
+        }
+
     def _ecc(self) -> dict[str, float]:
         nvml, f = self._nvml, {}
         for kind, kind_name in (
@@ -254,12 +279,14 @@ class NvmlDevice:
             field: float(bool(mask & getattr(nvml, bit))) for field, bit in THROTTLE_REASONS.items()
         }
 
-    def _field_value(self, field_id: int) -> float | int | None:
-        """One ``nvmlDeviceGetFieldValues`` value; a field the device refuses is remembered."""
+    def _field_value(self, field_id: int, scope: int | None = None) -> float | int | None:
+        """One ``nvmlDeviceGetFieldValues`` value (of ``scope``: a link, ...); a field the
+        device refuses is remembered."""
         key = ("nvmlDeviceGetFieldValues", field_id)
         if key in self.unsupported:
             return None
-        values = self._call(self._nvml.nvmlDeviceGetFieldValues, self.handle, [field_id])
+        asked = field_id if scope is None else (field_id, scope)
+        values = self._call(self._nvml.nvmlDeviceGetFieldValues, self.handle, [asked])
         if not values:
             return None
         v = values[0]

@@ -69,6 +69,7 @@ class FakeGpu:
     mig: list[FakeMig] | None = None  # None: MIG mode off; a list: on, with these instances
     mig_capable: bool = True  # False: NVML_ERROR_NOT_SUPPORTED for the MIG calls
     gpm: dict[str, float] | None = None  # GPM metric constant name -> value; None: no GPM
+    nvlink_kib: tuple[int, int] | None = None  # rx, tx KiB counters, all links; None: no NVLink
     compute_processes: list[tuple[int, int | None]] = field(default_factory=list)
     graphics_processes: list[tuple[int, int | None]] = field(default_factory=list)
     errors: dict[str, int] = field(default_factory=dict)
@@ -245,15 +246,24 @@ class FakeNvml:
     def nvmlDeviceGetFieldValues(self, handle: FakeHandle, fieldIds: list) -> ctypes.Array:
         gpu = self._gpu(handle, "nvmlDeviceGetFieldValues")
         values = (pynvml.c_nvmlFieldValue_t * len(fieldIds))()
-        for v, field_id in zip(values, fieldIds, strict=True):
-            v.fieldId = field_id
-            known = {pynvml.NVML_FI_DEV_MEMORY_TEMP: gpu.memory_temperature_celsius}
-            if known.get(field_id) is None:
+        rx, tx = gpu.nvlink_kib if gpu.nvlink_kib is not None else (None, None)
+        known = {
+            pynvml.NVML_FI_DEV_MEMORY_TEMP: (gpu.memory_temperature_celsius, "uiVal"),
+            pynvml.NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX: (rx, "ullVal"),
+            pynvml.NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX: (tx, "ullVal"),
+        }
+        types = {"uiVal": pynvml.NVML_VALUE_TYPE_UNSIGNED_INT}
+        types["ullVal"] = pynvml.NVML_VALUE_TYPE_UNSIGNED_LONG_LONG
+        for v, asked in zip(values, fieldIds, strict=True):
+            field_id, scope = asked if isinstance(asked, tuple) else (asked, 0)
+            v.fieldId, v.scopeId = field_id, scope
+            value, member = known.get(field_id, (None, "uiVal"))
+            if value is None:
                 v.nvmlReturn = pynvml.NVML_ERROR_NOT_SUPPORTED
                 continue
             v.nvmlReturn = pynvml.NVML_SUCCESS
-            v.valueType = pynvml.NVML_VALUE_TYPE_UNSIGNED_INT
-            v.value.uiVal = known[field_id]
+            v.valueType = types[member]
+            setattr(v.value, member, value)
         return values
 
     def nvmlDeviceGetTotalEnergyConsumption(self, handle: FakeHandle) -> int:

@@ -245,7 +245,9 @@ def test_a_read_the_board_does_not_support_is_asked_once_and_never_again() -> No
         "fan_speed_percent" not in point.fields and "memory_temperature_celsius" not in point.fields
     )
     assert nvml.calls["nvmlDeviceGetFanSpeed"] == 1
-    assert nvml.calls["nvmlDeviceGetFieldValues"] == 1
+    assert (
+        nvml.calls["nvmlDeviceGetFieldValues"] == 3
+    )  # memory temperature, NVLink rx, tx: once each
     assert nvml.calls["nvmlDeviceGetPcieReplayCounter"] == 5  # asked again: it may come back
     assert nvml.calls["nvmlDeviceGetUtilizationRates"] == 5
     del gpu.errors["nvmlDeviceGetPcieReplayCounter"]
@@ -388,3 +390,19 @@ def test_gpm_utilisation_comes_from_two_samples_and_is_absent_where_unsupported(
         assert not set(gpm) & set(fields["1"])  # absent, not 0
     assert nvml.calls["nvmlGpmMetricsGet"] == 3
     assert nvml.calls["nvmlGpmSampleAlloc"] == 2  # two buffers, reused in turn
+
+
+def test_nvlink_throughput_is_a_rate_of_its_counters_and_absent_without_nvlink() -> None:
+    linked = throttled_h100()
+    linked.nvlink_kib = (1_000_000, 2_000_000)
+    pcie_only = FakeGpu(UUID1)
+    nvml, clock = FakeNvml([linked, pcie_only]), FakeClock()
+    c = collector(nvml, clock=clock)
+    first = by_tag(check_points(c.collect(NOW_NS)), GPU_MEASUREMENT.name, GPU)
+    assert "nvlink_receive_bytes_per_second" not in first["0"]  # one reading: no rate yet
+    linked.nvlink_kib = (1_000_000 + 2 * 500_000, 2_000_000 + 2 * 250_000)
+    clock.now += 2.0
+    fields = by_tag(check_points(c.collect(NOW_NS)), GPU_MEASUREMENT.name, GPU)
+    assert fields["0"]["nvlink_receive_bytes_per_second"] == 500_000 * 1024
+    assert fields["0"]["nvlink_transmit_bytes_per_second"] == 250_000 * 1024
+    assert "nvlink_receive_bytes_per_second" not in fields["1"]
