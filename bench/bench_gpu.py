@@ -78,17 +78,17 @@ def measure(samples: int) -> tuple[list[float], list[float], int]:
         gpus.append(gpu)
     nvml = TimedNvml(FakeNvml(gpus))
     collector = GpuCollector({"environment": "bench", "worker": "bench"}, nvml=nvml)
-    points = collector.collect(time.time_ns())  # start-up and the unsupported reads: once
-    fields = sum(len(p.fields) for p in points if p.measurement == GPU_MEASUREMENT.name)
+    collector.collect(time.time_ns())  # start-up and the unsupported reads: once
     ours, inside = [], []
     for _ in range(samples):
         nvml.inside_s = 0.0
         t0 = time.thread_time()
-        collector.collect(time.time_ns())
+        points = collector.collect(time.time_ns())
         total = time.thread_time() - t0
         ours.append(total - nvml.inside_s)
         inside.append(nvml.inside_s)
     collector.close()
+    fields = sum(len(p.fields) for p in points if p.measurement == GPU_MEASUREMENT.name)
     return ours, inside, fields
 
 
