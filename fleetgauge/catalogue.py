@@ -440,6 +440,11 @@ GPU_INFO_METRIC = f"{PROMETHEUS_PREFIX}gpu_info"
 """Always 1, one per GPU, labelled with what identifies the board, so series join other
 tools' (dcgm-exporter's ``UUID``) by ``gpu_uuid`` (the ``*_info`` pattern)."""
 GPU_INFO_LABELS = (GPU_UUID, GPU_NAME, GPU_PCI_BUS_ID, GPU_DRIVER_VERSION)
+GPU_XID_EVENT = "gpu_xid"
+"""Name of the ``event`` an XID error becomes (metadata: gpu, xid and its meaning)."""
+GPU_ECC_DOUBLE_BIT_EVENT, GPU_ECC_SINGLE_BIT_EVENT = "gpu_ecc_double_bit", "gpu_ecc_single_bit"
+GPU_LOST_EVENT = "gpu_lost"
+"""Name of the ``event`` written when a GPU falls off the bus."""
 GPUS_METRIC = f"{PROMETHEUS_PREFIX}gpus"
 """GPUs on the bus of the worker: one that falls off leaves the count (alert on a drop)."""
 GPU_XID_METRIC = f"{PROMETHEUS_PREFIX}gpu_xid_errors_total"

@@ -28,12 +28,12 @@ __all__ = ["GpuEvents", "XID_MEANINGS", "EVENT_TYPES"]
 log = logging.getLogger("fleetgauge.agent.gpu")
 
 EVENT_TYPES = {
-    "nvmlEventTypeXidCriticalError": "gpu_xid",
-    "nvmlEventTypeDoubleBitEccError": "gpu_ecc_double_bit",
-    "nvmlEventTypeSingleBitEccError": "gpu_ecc_single_bit",
+    "nvmlEventTypeXidCriticalError": catalogue.GPU_XID_EVENT,
+    "nvmlEventTypeDoubleBitEccError": catalogue.GPU_ECC_DOUBLE_BIT_EVENT,
+    "nvmlEventTypeSingleBitEccError": catalogue.GPU_ECC_SINGLE_BIT_EVENT,
 }
 """pynvml event type constant -> the event's name in the store."""
-GPU_LOST = "gpu_lost"
+GPU_LOST = catalogue.GPU_LOST_EVENT
 SOURCE = "nvml"
 XID_MEANINGS = {
     13: "graphics engine exception",
@@ -151,7 +151,7 @@ class GpuEvents(Collector):
             f"gpu_event_{data.eventType}",
         )
         metadata: dict[str, object] = {}
-        if kind == "gpu_xid":
+        if kind == catalogue.GPU_XID_EVENT:
             xid = int(data.eventData)
             metadata = {"xid": xid, "meaning": XID_MEANINGS.get(xid, "see NVIDIA's XID catalogue")}
             with self._lock:

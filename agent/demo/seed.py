@@ -191,7 +191,7 @@ def _gpu_xid(t: int) -> Point:
     tags = {
         catalogue.ENVIRONMENT: ENVIRONMENT,
         catalogue.WORKER: worker_names(2)[1],
-        catalogue.EVENT_NAME: "gpu_xid",
+        catalogue.EVENT_NAME: catalogue.GPU_XID_EVENT,
         catalogue.EVENT_SOURCE: "nvml",
         catalogue.GPU: "0",
     }

@@ -165,6 +165,32 @@ def over_query(r: Any, level: float) -> str:
     return f"SELECT count({_q('v')}) FROM ({per_worker}) WHERE {_q('v')} >= {level:g}"
 
 
+_GPU = catalogue.GPU_MEASUREMENT
+_THROTTLE_HEAT = ("throttle_thermal_software", "throttle_thermal_hardware")
+
+
+def gpu_heat_query() -> str:
+    """Per worker and GPU: the share of each interval its clocks were held down for heat."""
+    share = " + ".join(f"mean({_q(_GPU.get_field(f).name)})" for f in _THROTTLE_HEAT)
+    return (
+        f"SELECT 100 * ({share}) AS {_q('v')} FROM {_q(_GPU.name)}"
+        f" WHERE {_where(*_RESOURCE_FILTER)}{_group(catalogue.WORKER, catalogue.GPU)} fill(none)"
+    )
+
+
+def gpu_xid_query() -> str:
+    """XID errors per worker and GPU in the time range, from the agents' gpu_xid events."""
+    return (
+        f"SELECT count({_q(catalogue.EVENT.field_names[0])}) AS {_q('XID errors')}"
+        f" FROM {_q(catalogue.EVENT.name)}"
+        f" WHERE {_where(*_RESOURCE_FILTER, f'{_q(catalogue.EVENT_NAME)} = {GPU_XID!r}')}"
+        f"{_group(catalogue.WORKER, catalogue.GPU, interval=False)}"
+    )
+
+
+GPU_XID = catalogue.GPU_XID_EVENT
+
+
 def _tag_values(measurement: str, key: str, *conditions: str) -> str:
     where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
     return f"SHOW TAG VALUES FROM {_q(measurement)} WITH KEY = {_q(key)}{where}"
@@ -335,6 +361,23 @@ def resources_dashboard() -> dict[str, Any]:
             f" ({'mean' if r.is_percent else 'sum'} of its devices) and {aggregate}.",
         )
         panels.append((series, 12, 8))
+    heat = _timeseries(
+        "GPU slowed for heat",
+        _INFLUX,
+        [_influx_target("A", gpu_heat_query(), "$tag_worker gpu $tag_gpu")],
+        "percent",
+        "Share of each interval the GPU's clocks were held down for heat (the driver's or the"
+        " hardware's thermal slowdown, from NVML's clock-event reasons).",
+    )
+    xids = _stat(
+        "GPU XID errors (range)",
+        _INFLUX,
+        [_influx_target("A", gpu_xid_query(), "$tag_worker gpu $tag_gpu")],
+        "none",
+        _green_until((1, "red")),
+    )
+    xids["description"] = "XID errors NVML reported in the time range, per worker and GPU."
+    panels += [(heat, 16, 8), (xids, 8, 8)]
     return _dashboard(
         "fleetgauge-resources",
         "fleetgauge / Resources",

@@ -19,7 +19,7 @@ from fleetgauge.stores import StoreReader
 
 __all__ = ["GpuTrouble", "read_gpu_health", "XID_EVENT"]
 
-XID_EVENT = "gpu_xid"
+XID_EVENT = catalogue.GPU_XID_EVENT
 THERMAL = ("throttle_thermal_software", "throttle_thermal_hardware")
 POWER = "throttle_power_cap"
 ECC = "ecc_uncorrected_volatile_errors"

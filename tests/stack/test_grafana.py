@@ -61,6 +61,8 @@ def _resource_points(t: int) -> Iterator[Point]:
         yield p(catalogue.MEMORY, w, {"used_percent": v})
     for (w, gpu), v in GPU_UTIL.items():
         fields = {"utilization_percent": v, "memory_used_percent": GPU_MEMORY[w, gpu]}
+        hot = (w, gpu) == ("w1", "1")  # slowed for heat by the driver, all the time
+        fields |= {"throttle_thermal_software": float(hot), "throttle_thermal_hardware": 0.0}
         yield p(catalogue.GPU_MEASUREMENT, w, fields, **{catalogue.GPU: gpu})
     for (w, mount), v in DISK.items():
         yield p(catalogue.DISK, w, {"used_percent": v}, **{catalogue.MOUNT: mount})
@@ -106,6 +108,14 @@ def seeded(influx) -> Iterator[Seeded]:
     event_tags = {catalogue.ENVIRONMENT: "prod", catalogue.EVENT_NAME: "model_reloaded"}
     event_tags[catalogue.DEPLOYMENT] = "churn-v1"
     points.append(Point(catalogue.EVENT.name, event_tags, {"metadata": '{"v": 2}'}, start + MINUTE))
+    xid_tags = {catalogue.ENVIRONMENT: "prod", catalogue.WORKER: "w2", catalogue.GPU: "0"}
+    xid_tags |= {catalogue.EVENT_NAME: catalogue.GPU_XID_EVENT, catalogue.EVENT_SOURCE: "nvml"}
+    for k in range(2):  # two XID 79 on w2's GPU 0
+        points.append(
+            Point(
+                catalogue.EVENT.name, xid_tags, {"metadata": '{"xid": 79}'}, start + 2 * MINUTE + k
+            )
+        )
     store.write(points)
     store.close()
     yield Seeded(influx, database, start)
@@ -282,6 +292,20 @@ def test_over_use_stats_count_the_workers_over_the_warning_level(seeded, title, 
     series = seeded.run(target["query"], {"environment": environment, "worker": ALL}, "1m")
     shown = series[0]["values"][0][1] if series else 0  # no series: the stat's noValue, 0
     assert shown == over
+
+
+def test_gpu_health_panels_show_the_throttled_gpu_and_the_xid_errors(seeded):
+    targets = _targets(_board(RESOURCES_BOARD))
+    everyone = {"environment": ALL, "worker": ALL}
+    (heat,) = targets["GPU slowed for heat"]
+    series = seeded.run(heat["query"], everyone, "10m")
+    shares = {(s["tags"]["worker"], s["tags"]["gpu"]): {v for _, v in s["values"]} for s in series}
+    assert shares == {("w1", "0"): {0.0}, ("w1", "1"): {100.0}, ("w2", "0"): {0.0}}
+    (xids,) = targets["GPU XID errors (range)"]
+    series = seeded.run(xids["query"], everyone, "10m")
+    assert {(s["tags"]["worker"], s["tags"]["gpu"]): s["values"][0][1] for s in series} == {
+        ("w2", "0"): 2
+    }
 
 
 def test_pipeline_variables_follow_environment_and_deployment(seeded):
