@@ -276,6 +276,36 @@ def resource_figure(view: ResourceView, threshold: Threshold, revision: str = ""
     }
 
 
+HEAT_COLOUR = "rgba(214, 39, 40, 0.12)"
+
+
+def shade(figure: Figure, spans: Sequence[tuple[int, int]], label: str) -> None:
+    """Shade the [start, end) ``spans`` (ns) across ``figure``'s height, the first one
+    labelled (a throttled GPU, ...)."""
+    shapes = figure["layout"].setdefault("shapes", [])
+    for i, (t0, t1) in enumerate(spans):
+        shapes.append(
+            {
+                "type": "rect",
+                "xref": "x",
+                "yref": "paper",
+                "x0": t0 // _NS_PER_MS,
+                "x1": t1 // _NS_PER_MS,
+                "y0": 0,
+                "y1": 1,
+                "fillcolor": HEAT_COLOUR,
+                "line": {"width": 0},
+                "layer": "below",
+                "name": label,
+                **(
+                    {"label": {"text": label, "textposition": "top left", "font": {"size": 10}}}
+                    if i == 0
+                    else {}
+                ),
+            }
+        )
+
+
 def _axis_title(unit: str) -> str:
     return {catalogue.PERCENT: "%", catalogue.BYTES_PER_SECOND: "bytes/s"}.get(unit, unit)
 

@@ -17,7 +17,7 @@ from fleetgauge import catalogue
 from fleetgauge.dashboard.data.resources import resource_filter
 from fleetgauge.stores import StoreReader
 
-__all__ = ["GpuTrouble", "read_gpu_health", "XID_EVENT"]
+__all__ = ["GpuTrouble", "read_gpu_health", "read_heat_intervals", "XID_EVENT"]
 
 XID_EVENT = catalogue.GPU_XID_EVENT
 THERMAL = ("throttle_thermal_software", "throttle_thermal_hardware")
@@ -128,3 +128,35 @@ def read_gpu_health(
         t for t in found.values() if t.xids or t.ecc_errors or t.thermal_share or t.power_share
     ]
     return sorted(troubled, key=lambda t: t._rank(), reverse=True), len(seen)
+
+
+def read_heat_intervals(
+    store: StoreReader,
+    start_ns: int,
+    end_ns: int,
+    max_points: int,
+    environment: str | None = None,
+    workers: Sequence[str] = (),
+) -> list[tuple[int, int]]:
+    """[start, end) spans, on the graphs' buckets, in which any chosen GPU was slowed for
+    heat; touching buckets are merged into one span."""
+    where = resource_filter(environment, workers)
+    b = store.read_buckets(
+        catalogue.GPU_MEASUREMENT.name, list(THERMAL), start_ns, end_ns, max_points, where, ()
+    )
+    hot: set[int] = set()
+    for s in b.series:
+        for name in THERMAL:
+            fb = s.fields.get(name)
+            if fb is None:
+                continue
+            for t, high, n in zip(s.times, fb.max, fb.count, strict=True):
+                if n and high:
+                    hot.add(t)
+    spans: list[tuple[int, int]] = []
+    for t in sorted(hot):
+        if spans and spans[-1][1] == t:
+            spans[-1] = (spans[-1][0], t + b.step_ns)
+        else:
+            spans.append((t, t + b.step_ns))
+    return spans

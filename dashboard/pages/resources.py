@@ -131,10 +131,16 @@ def _rank(level: str) -> int:
     return (data.OK, data.WARNING, data.CRITICAL).index(level)
 
 
-def _graph(view: data.ResourceView, threshold: Threshold) -> dcc.Graph:
+def _graph(
+    view: data.ResourceView, threshold: Threshold, heat: list[tuple[int, int]] = ()
+) -> dcc.Graph:
+    """A resource's graph; the GPU utilisation graph shades the spans a GPU was slowed for
+    heat."""
     r = view.resource
     if view.curves:
         figure = figures.resource_figure(view, threshold)
+        if r.key == "gpu" and heat:
+            figures.shade(figure, heat, "GPU slowed for heat")
     else:
         figure = figures.empty_figure(r.title, "no data in this range")
     return dcc.Graph(
@@ -171,6 +177,9 @@ def load(width, _refresh, _tick, search):
             troubles, gpus = gpu_health.read_gpu_health(
                 store, start_ns, end_ns, state.env, state.worker
             )
+            heat = gpu_health.read_heat_intervals(
+                store, start_ns, end_ns, points_for(width), state.env, state.worker
+            )
     except StoreError as e:
         components.report_store_error(e)
         return [], [], {}, no_update, no_update, no_update
@@ -179,7 +188,7 @@ def load(width, _refresh, _tick, search):
     cards = [_card(v, thresholds.of(v.resource.key)) for v in shown]
     if gpus:
         cards.append(_gpu_health_card(troubles, gpus))
-    graphs = [_graph(v, thresholds.of(v.resource.key)) for v in shown]
+    graphs = [_graph(v, thresholds.of(v.resource.key), heat) for v in shown]
     over = {v.resource.key: [o.worker for o in v.over()] for v in views}
     over[GPU_HEALTH] = sorted({t.worker for t in troubles})
     options = [{"label": w, "value": w} for w in sorted({*page.workers, *state.worker})]

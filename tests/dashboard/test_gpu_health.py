@@ -7,7 +7,7 @@ import json
 
 from fleetgauge import catalogue
 from fleetgauge.catalogue import Point
-from fleetgauge.dashboard.data.gpu_health import read_gpu_health
+from fleetgauge.dashboard.data.gpu_health import read_gpu_health, read_heat_intervals
 from fleetgauge.stores import Store
 
 S = 1_000_000_000
@@ -56,3 +56,14 @@ def test_gpu_trouble_is_read_from_fields_and_events_worst_first(store: Store) ->
     assert [t.level for t in troubles] == ["critical", "critical", "warning", "info"]
     only_hot, _ = read_gpu_health(store, T0, T0 + 60 * MINUTE, "prod", ["hot"])
     assert [t.worker for t in only_hot] == ["hot"]
+
+
+def test_heat_spans_merge_touching_buckets(store: Store) -> None:
+    store.write(
+        [
+            _gpu("hot", T0 + i * MINUTE, throttle_thermal_software=float(i < 15 or i >= 50))
+            for i in range(60)
+        ]
+    )
+    spans = read_heat_intervals(store, T0, T0 + 60 * MINUTE, 60, "prod")
+    assert spans == [(T0, T0 + 15 * MINUTE), (T0 + 50 * MINUTE, T0 + 60 * MINUTE)]

@@ -676,7 +676,17 @@ def test_the_gpu_health_card_names_the_worst_gpu_and_filters_to_the_troubled(
     assert "2 of 3 GPUs with trouble" in text
     assert "worst: g2 (gpu 0) XID 79" in text
     assert "critical" in classes.split()
-    dash_duo.find_element("#graphs .gtitle")  # the graphs are there before the click
+    dash_duo.wait_for_contains_text("#graphs", "GPU utilisation", timeout=20)
+    shapes = dash_duo.driver.execute_script(
+        "const g = [...document.querySelectorAll('#graphs .js-plotly-plot')]"
+        ".find(p => p.layout.title.text.startsWith('GPU utilisation'));"
+        "return g.layout.shapes.filter(s => s.type === 'rect')"
+        ".map(s => [s.x0, s.x1, s.name]);"
+    )
+    # g1 was slowed for heat every other minute for an hour: about 30 shaded spans
+    assert 20 <= len(shapes) <= 40, shapes
+    assert {name for _, _, name in shapes} == {"GPU slowed for heat"}
+    assert all(x1 > x0 for x0, x1, _ in shapes)
     button = [
         b
         for b in dash_duo.driver.find_elements(By.CSS_SELECTOR, ".card")
