@@ -145,11 +145,14 @@ class FakeNvml:
         *,
         init_error: int | None = None,
         xid_file: str | None = None,
+        lost_file: str | None = None,
     ) -> None:
-        """``xid_file``: a file whose lines ``INDEX XID`` become XID events, for an agent
-        that runs this fake in another process."""
+        """For an agent that runs this fake in another process: ``xid_file``, a file whose
+        lines ``INDEX XID`` become XID events; ``lost_file``, a file whose lines name the
+        GPUs (by index) that fell off the bus."""
         self.gpus = gpus
         self.xid_file, self._xid_lines_seen = xid_file, 0
+        self.lost_file = lost_file
         self.event_sets: list[FakeEventSet] = []
         self._gpm_buffers: list[object] = []  # kept alive: NVML owns them until freed
         self._gpm_taken: dict[int, tuple[int, int]] = {}  # address -> (GPU index, sequence)
@@ -453,6 +456,9 @@ class FakeNvml:
         self._require_init()
         self.calls[function] += 1
         gpu = self.gpus[handle.index]
+        if self.lost_file is not None and os.path.exists(self.lost_file):
+            with open(self.lost_file) as f:
+                gpu.lost = gpu.lost or str(handle.index) in f.read().split()
         if gpu.lost:
             raise pynvml.NVMLError(pynvml.NVML_ERROR_GPU_IS_LOST)
         if function in gpu.errors:
