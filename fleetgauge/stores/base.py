@@ -29,7 +29,12 @@ Where = Mapping[str, Sequence[str]]
 
 
 class StoreError(Exception):
-    """A store operation failed."""
+    """A store operation failed; ``status`` is the HTTP status of a server store's answer
+    (None when there was none)."""
+
+    def __init__(self, message: str = "", status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class StoreUnavailable(StoreError):

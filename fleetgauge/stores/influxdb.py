@@ -243,7 +243,7 @@ class InfluxDBStore:
             except ValueError:
                 message = response.data.decode("utf-8", "replace")[:500]
             error = StoreUnavailable if response.status >= 500 else StoreError
-            raise error(f"InfluxDB query failed ({response.status}): {message}")
+            raise error(f"InfluxDB query failed ({response.status}): {message}", response.status)
         return response
 
     def _query(self, statement: str) -> list[dict]:
@@ -263,11 +263,11 @@ class InfluxDBStore:
             raise
         except StoreError as e:
             text = str(e)
-            if "(401)" in text or "(403)" in text:
+            if e.status in (401, 403):
                 raise StoreError(
-                    f"InfluxDB at {self._base} refused the token ({TOKEN_ENV}): {text}"
+                    f"InfluxDB at {self._base} refused the token ({TOKEN_ENV}): {text}", e.status
                 ) from e
-            if "not found" in text:
+            if e.status == 404 or "database not found" in text:  # InfluxQL's own words
                 raise StoreError(
                     f"InfluxDB at {self._base} has no bucket {self.bucket!r}: {text}"
                 ) from e

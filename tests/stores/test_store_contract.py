@@ -6,7 +6,9 @@ values: as raw points, as tag listings, and as bucketed curves.
 
 from __future__ import annotations
 
+import http.server
 import json
+import threading
 
 import pytest
 from conftest import InfluxHarness
@@ -241,3 +243,35 @@ def test_influxdb_url_chooses_gzip_and_both_ways_store_the_same(influx: InfluxHa
             s.close()
     with pytest.raises(ValueError, match="gzip='maybe' is not true or false"):
         open_store(influx.store_url("x") + "&gzip=maybe")
+
+
+def test_check_names_a_refused_token_by_the_answers_status() -> None:
+    """An InfluxDB that answers 401 (a wrong or missing token): the error says so, by the
+    HTTP status the store error carries, not by the wording of the server's message."""
+
+    class Refusing(http.server.BaseHTTPRequestHandler):
+        def _refuse(self) -> None:
+            body = b'{"code":"unauthorized","message":"unauthorized access"}'
+            self.send_response(401)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = _refuse
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        store = open_store(f"influxdb+http://127.0.0.1:{server.server_port}/fleet?org=ml")
+        with pytest.raises(StoreError) as e:
+            store.check()
+        store.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert e.value.status == 401
+    assert "refused the token (FLEETGAUGE_INFLUX_TOKEN)" in str(e.value), e.value
