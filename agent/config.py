@@ -221,7 +221,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "tags",
         _tags,
-        "extra static tag KEY=VALUE on every resource point (repeatable)",
+        "extra static tag KEY=VALUE on every point this agent writes or takes (repeatable)",
         "KEY=VALUE",
         repeat_flag="--tag",
     ),

@@ -27,6 +27,7 @@ from prometheus_client import CollectorRegistry, ProcessCollector
 
 from fleetgauge import catalogue
 from fleetgauge.agent.collectors import ResourceCollector, build_collectors
+from fleetgauge.agent.collectors.process import ProcessRegistry
 from fleetgauge.agent.config import AgentConfig, ConfigError
 from fleetgauge.agent.connections import Limits, default_max_connections, raise_descriptor_limit
 from fleetgauge.agent.delivery import Delivery, Spool
@@ -59,12 +60,14 @@ class Agent:
         ProcessCollector(registry=self.registry)
         self.health = Health(self.registry, config.worker, config.environment)
         self.snapshot = Snapshot()
+        self.processes = ProcessRegistry(config.host_proc)
         self.registry.register(self.snapshot)
         self.collectors = list(
             collectors
             if collectors is not None
             else build_collectors(
                 config.identity_tags(),
+                processes=self.processes,
                 mounts=config.mounts,
                 include_loopback=config.include_loopback,
                 enabled=config.collectors,
@@ -151,12 +154,13 @@ class Agent:
         return PushServer(
             config.push_host,
             config.push_port,
-            PushParser(config.environment),
+            PushParser(config.identity_tags()),
             self.delivery,
             self.health,
             self.series,
             token=config.push_token,
             max_body=config.push_max_body,
+            processes=self.processes,
             series_limit=SeriesLimit(
                 config.push_max_series,
                 config.push_series_idle,

@@ -85,7 +85,9 @@ class Snapshot(Collector):
                 key = tuple(p.tags.get(k, "") for k in _GPU_LABELS)
                 total = processes.setdefault(key, [0.0, 0.0])
                 total[0] += 1
-                total[1] += float(sum(v for v in p.fields.values() if not isinstance(v, str)))
+                total[1] += float(p.fields.get(_GPU_PROCESS_MEMORY, 0.0))
+                continue
+            if m is catalogue.PROCESS_MEASUREMENT:  # per pid: in the store, not on /metrics
                 continue
             values = tuple(p.tags.get(k, "") for k in labels)
             for name, value in p.fields.items():
@@ -108,6 +110,7 @@ class Snapshot(Collector):
 
 
 _GPU_LABELS = (catalogue.WORKER, catalogue.ENVIRONMENT, catalogue.GPU)
+_GPU_PROCESS_MEMORY = catalogue.GPU_PROCESS.get_field("memory_used_bytes").name
 
 
 def _gpu_process_families(processes: Mapping[tuple[str, ...], list[float]]) -> Iterator[Metric]:

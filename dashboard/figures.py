@@ -342,15 +342,15 @@ def rate_figure(view: MetricView, revision: str = "") -> Figure:
             {
                 "type": "scatter",
                 "mode": "lines",
-                "name": f"{text(d.deployment)} share of 1s",
-                "legendgroup": d.deployment,
+                "name": f"{text(d.label)} share of 1s",
+                "legendgroup": d.label,
                 "x": [t // _NS_PER_MS for t in d.times],
                 "y": _round([100 * r for r in d.rate], 2),
                 "customdata": d.rate_count,
                 "hovertemplate": f"%{{y:.1f}} % of %{{customdata:,}} values in the {window}"
                 " before<extra>%{fullData.name}</extra>",
                 "line": {"width": 2, "color": PALETTE[i % len(PALETTE)]},
-                "meta": {"deployment": d.deployment, "kind": "rate"},
+                "meta": {"deployment": d.deployment, "worker": d.worker, "kind": "rate"},
             }
         )
     figure = metric_figure(view, revision)
@@ -376,24 +376,24 @@ def metric_figure(view: MetricView, revision: str = "") -> Figure:
                 {
                     "type": "scatter",
                     "mode": "markers",
-                    "name": f"{text(d.deployment)} values",
-                    "legendgroup": d.deployment,
+                    "name": f"{text(d.label)} values",
+                    "legendgroup": d.label,
                     "x": ms,
                     "y": _round(d.values, 6),
                     "marker": {"size": 4, "color": colour, "opacity": 0.45},
-                    "meta": {"deployment": d.deployment, "kind": "values"},
+                    "meta": {"deployment": d.deployment, "worker": d.worker, "kind": "values"},
                 }
             )
         data.append(
             {
                 "type": "scatter",
                 "mode": "lines",
-                "name": f"{text(d.deployment)} {'mean' if d.bucketed else 'rolling mean'}",
-                "legendgroup": d.deployment,
+                "name": f"{text(d.label)} {'mean' if d.bucketed else 'rolling mean'}",
+                "legendgroup": d.label,
                 "x": ms,
                 "y": _round(d.rolling, 6),
                 "line": {"width": 2, "color": colour},
-                "meta": {"deployment": d.deployment, "kind": "mean"},
+                "meta": {"deployment": d.deployment, "worker": d.worker, "kind": "mean"},
             }
         )
     if view.events:

@@ -128,6 +128,8 @@ DEVICE = "device"
 INTERFACE = "interface"
 PID = "pid"
 PROCESS = "process"
+CONTAINER_ID = "container_id"
+POD_UID = "pod_uid"
 PIPELINE = "pipeline"
 DEPLOYMENT = "deployment"
 METRIC = "metric"
@@ -146,15 +148,18 @@ REQUIRED_TAGS: dict[Family, tuple[str, ...]] = {
 RESERVED_TAG_KEYS = frozenset({"time", "_measurement", "_field", "_start", "_stop"})
 """Tag keys no point may use: InfluxDB and the CSV export give them a meaning."""
 
-PIPELINE_TAGS = (ENVIRONMENT, PIPELINE, DEPLOYMENT, METRIC, EXECUTION_ID)
+PIPELINE_TAGS = (ENVIRONMENT, WORKER, PIPELINE, DEPLOYMENT, METRIC, EXECUTION_ID)
 """Tags of a pipeline or list metric, in the order exports show them."""
-EVENT_TAGS = (ENVIRONMENT, EVENT_NAME, EVENT_SOURCE, DEPLOYMENT, PIPELINE, EXECUTION_ID)
+ATTRIBUTION_TAGS = (PROCESS, DEPLOYMENT, PIPELINE, EXECUTION_ID, CONTAINER_ID, POD_UID)
+"""Tags saying whose a process's use is (``process`` and ``gpu_process`` points): its
+command name, the deployment, pipeline and execution it registered for, its container."""
+EVENT_TAGS = (ENVIRONMENT, WORKER, EVENT_NAME, EVENT_SOURCE, DEPLOYMENT, PIPELINE, EXECUTION_ID)
 """Tags of an event, in the order exports show them."""
 
 # --- fields -----------------------------------------------------------------
 PERCENT, BYTES, BYTES_PER_SECOND = "percent", "bytes", "bytes_per_second"
 CELSIUS, WATTS, CORES, COUNT, LOAD = "celsius", "watts", "cores", "count", "load"
-HERTZ, JOULES = "hertz", "joules"
+HERTZ, JOULES, SECONDS = "hertz", "joules", "seconds"
 FLAG, STATE = "flag", "state"
 """A 0/1 field (1: the condition holds), and a numbered state such as a GPU's P-state."""
 
@@ -311,9 +316,33 @@ GPU_MEASUREMENT = Measurement(
 GPU_PROCESS = Measurement(
     "gpu_process",
     Family.RESOURCE,
-    "GPU memory held by one process, where the driver reports it.",
-    (_f("memory_used_bytes", BYTES, "GPU memory used by the process"),),
+    "GPU memory and use of one process on one GPU, where the driver reports them; tagged"
+    " with the process's command name and, when it registered, its deployment, pipeline"
+    " and execution.",
+    (
+        _f("memory_used_bytes", BYTES, "GPU memory used by the process"),
+        _f("sm_utilization_percent", PERCENT, "The process's share of the GPU's SM time"),
+        _f(
+            "memory_utilization_percent",
+            PERCENT,
+            "The process's share of the GPU's memory-controller time",
+        ),
+    ),
     device_tags=(GPU, PID),
+)
+PROCESS_MEASUREMENT = Measurement(
+    "process",
+    Family.RESOURCE,
+    "One process that registered with its agent (the SDK does): its CPU and memory, tagged"
+    " with its pid, command name, deployment, pipeline and execution (and container and"
+    " pod when it runs in one).",
+    (
+        _f("cpu_percent", PERCENT, "CPU time used over the sample interval, % of one core"),
+        _f("cpu_seconds", SECONDS, "CPU time used since the process started (user + system)"),
+        _f("rss_bytes", BYTES, "Resident memory of the process"),
+        _f("threads", COUNT, "Threads of the process"),
+    ),
+    device_tags=(PID,),
 )
 GPU_MIG = Measurement(
     "gpu_mig",
@@ -387,6 +416,7 @@ RESOURCE_MEASUREMENTS: tuple[Measurement, ...] = (
     NETWORK,
     GPU_MEASUREMENT,
     GPU_PROCESS,
+    PROCESS_MEASUREMENT,
     GPU_MIG,
     CONTAINER,
 )

@@ -42,6 +42,9 @@ __all__ = [
     "PUSH_METRIC_KEYS",
     "PUSH_EVENT_KEYS",
     "PUSH_EXECUTION_KEYS",
+    "PUSH_PROCESSES_PATH",
+    "PUSH_PROCESS_KEYS",
+    "MAX_PUSH_PROCESSES",
     "PUSH_CONTEXT",
     "PUSH_TAG_KEYS_TAKEN",
     "PUSH_IDEMPOTENCY_HEADER",
@@ -76,6 +79,16 @@ PUSH_EXECUTIONS_PATH = "/v1/executions"
 """``POST {"executions": [item, ...]}``: an execution started (status running) or ended."""
 PUSH_EXECUTION_KEYS = (EXECUTION_ID, PIPELINE, "status", "time", "inputs")
 """Every key a pushed execution item may have; any other key is refused."""
+PUSH_PROCESSES_PATH = "/v1/processes"
+"""``POST {"processes": [item, ...]}``: a process tells its agent what it works for, so
+that the agent samples its CPU, memory and GPU use under that deployment, pipeline and
+execution. Answer: ``202 {"registered": N}``."""
+PUSH_PROCESS_KEYS = ("pid", "start_time", DEPLOYMENT, PIPELINE, EXECUTION_ID)
+"""Keys of a process item: ``pid`` (required), ``start_time`` (epoch seconds, as
+``fleetgauge.procinfo.start_time`` computes it: a pid reused by another process is refused),
+and at least one of the context names."""
+MAX_PUSH_PROCESSES = 64
+"""Most items in one ``/v1/processes`` request."""
 MAX_INPUTS_BYTES = 4096
 """Largest ``inputs`` of one execution, as compact JSON in UTF-8."""
 PUSH_CONTEXT = (DEPLOYMENT, PIPELINE, EXECUTION_ID)

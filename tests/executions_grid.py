@@ -22,6 +22,7 @@ S = 1_000_000_000
 MINUTE = 60 * S
 PIPELINE = "train"
 ENVIRONMENT = "lab"
+WORKER = "trainer-01"
 LEARNING_RATES = (0.01, 0.001, 0.0001)
 BATCH_SIZES = (32, 64, 128)
 EPOCHS = 6
@@ -116,7 +117,7 @@ def seed_grid(store_url: str, workdir: Path, first_start_ns: int) -> Grid:
     workdir.mkdir(parents=True, exist_ok=True)
     agent = AgentProcess(
         workdir,
-        *("--store", store_url, "--environment", ENVIRONMENT),
+        *("--store", store_url, "--environment", ENVIRONMENT, "--worker", WORKER),
         *("--interval", "60", "--flush-interval", "0.2", "--collectors", "cpu"),
     )
     with agent:

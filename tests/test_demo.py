@@ -290,5 +290,5 @@ def test_demo_history_has_a_throttling_gpu_and_an_xid(tmp_path: Path) -> None:
     capped = {r["worker"] for r in gpu if r["throttle_power_cap"] == 1.0}
     assert throttled == {hot} and capped == {hot}
     (xid,) = xids
-    assert xid["other_tags"] == {"gpu": "0", "worker": second}
+    assert xid["other_tags"] == {"gpu": "0"} and xid["worker"] == second
     assert xid["metadata"]["xid"] == 48 and xid["source"] == "nvml"

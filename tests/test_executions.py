@@ -23,6 +23,7 @@ from executions_grid import (
     GENERATED,
     MINUTE,
     PIPELINE,
+    WORKER,
     Grid,
     S,
 )
@@ -126,6 +127,7 @@ def test_export_executions_matches_the_seed(grid, tmp_path) -> None:
     assert list(rows[0]) == [
         "execution_id",
         "pipeline",
+        "worker",
         "status",
         "start",
         "end",
@@ -142,6 +144,7 @@ def test_export_executions_matches_the_seed(grid, tmp_path) -> None:
     for r in g.runs.values():
         row = by_id[r.execution_id]
         assert row["status"] == r.status and row["start"] == format_time_ns(r.start_ns)
+        assert row["worker"] == WORKER  # stamped by the agent that took the records
         assert float(row["input.learning_rate"]) == r.lr and int(row["input.batch_size"]) == r.batch
         assert float(row["list.accuracy.last"]) == r.accuracy[-1]
         assert float(row["list.loss.last"]) == r.loss[-1]

@@ -38,6 +38,12 @@ RESOURCE_HEADER = [
     "pid",
     "gpu_instance",
     "compute_instance",
+    "process",
+    "deployment",
+    "pipeline",
+    "execution_id",
+    "container_id",
+    "pod_uid",
     "usage_percent",
     "load1",
     "load5",
@@ -97,6 +103,11 @@ RESOURCE_HEADER = [
     "sm_occupancy_percent",
     "tensor_active_percent",
     "dram_bandwidth_percent",
+    "sm_utilization_percent",
+    "cpu_percent",
+    "cpu_seconds",
+    "rss_bytes",
+    "threads",
     "cpu_limit_cores",
     "cpu_used_percent",
     "memory_limit_bytes",
@@ -106,6 +117,7 @@ METRICS_HEADER = [
     "time",
     "measurement",
     "environment",
+    "worker",
     "pipeline",
     "deployment",
     "metric",
@@ -117,6 +129,7 @@ METRICS_HEADER = [
 EVENTS_HEADER = [
     "time",
     "environment",
+    "worker",
     "name",
     "source",
     "deployment",
@@ -307,7 +320,8 @@ def test_an_empty_export_is_the_header_alone(store: Store) -> None:
 def metric(t: int, value: float, deployment: str = "fraud-v2", **tags: str) -> Point:
     return Point(
         "pipeline_metric",
-        {"environment": "prod", "deployment": deployment, "metric": "score", **tags},
+        {"environment": "prod", "worker": "gpu-01", "deployment": deployment, "metric": "score"}
+        | tags,
         {"value": value},
         t,
     )
@@ -332,6 +346,7 @@ def test_metrics_export_holds_values_and_list_metrics_with_their_step(store: Sto
             "2026-01-01T00:00:01.000000000Z",
             "pipeline_metric",
             "prod",
+            "gpu-01",
             "",
             "fraud-v2",
             "score",
@@ -344,6 +359,7 @@ def test_metrics_export_holds_values_and_list_metrics_with_their_step(store: Sto
             "2026-01-01T00:00:02.000000000Z",
             "pipeline_metric",
             "prod",
+            "gpu-01",
             "",
             "a-b",
             "score",
@@ -356,6 +372,7 @@ def test_metrics_export_holds_values_and_list_metrics_with_their_step(store: Sto
             "2026-01-01T00:00:03.000000000Z",
             "list_metric",
             "prod",
+            "",
             "train",
             "",
             "accuracy",
@@ -375,6 +392,7 @@ def test_events_export_keeps_metadata_as_json(store: Store) -> None:
                 "event",
                 {
                     "environment": "prod",
+                    "worker": "gpu-01",
                     "name": "checkpoint_started",
                     "source": "trainer",
                     "pipeline": "train",
@@ -397,6 +415,7 @@ def test_events_export_keeps_metadata_as_json(store: Store) -> None:
         [
             "2026-01-01T00:00:07.000000000Z",
             "prod",
+            "gpu-01",
             "checkpoint_started",
             "trainer",
             "",
@@ -405,9 +424,9 @@ def test_events_export_keeps_metadata_as_json(store: Store) -> None:
             json.dumps(metadata),
             "",
         ],
-        ["2026-01-01T00:00:08.000000000Z", "prod", "'=cmd", "", "d", "", "", "'=1+1", ""],
+        ["2026-01-01T00:00:08.000000000Z", "prod", "", "'=cmd", "", "d", "", "", "'=1+1", ""],
     ]
-    assert json.loads(table[1][7]) == metadata
+    assert json.loads(table[1][8]) == metadata
 
 
 # --- formulas ---------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from influx_server import InfluxServer, V2WriteFront
 
 from fleetgauge import catalogue, protocol, validation
 from fleetgauge.agent.push import RecentKeys
+from fleetgauge.read.query import get_execution, get_metrics
 from fleetgauge.stores import open_store
 from fleetgauge.timeutil import parse_time
 
@@ -26,7 +27,7 @@ S = 1_000_000_000
 T0 = 1_790_000_000  # 2026-09-21T12:53:20Z, epoch seconds
 METRICS, EVENTS = protocol.PUSH_METRICS_PATH, protocol.PUSH_EVENTS_PATH
 MAX_BODY = 1024 * 1024
-ENV = {"environment": "default"}
+ENV = {"environment": "default", "worker": socket.gethostname()}  # stamped by the agent
 
 
 def store_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
@@ -106,6 +107,37 @@ def test_pushed_values_events_and_list_metrics_read_back_equal(
         ),
         ({**ENV, "name": "checkpoint_finish"}, {"epoch": 2, "ok": True}, (T0 * 10 + 95) * S // 10),
     ]
+
+
+def test_the_agent_stamps_its_worker_and_tags_on_everything_it_takes(tmp_path: Path) -> None:
+    """Which worker a value, event or execution came from is the agent's word, not the
+    client's: a client cannot set ``worker``; an item's own tag overrides an agent tag."""
+    url = f"sqlite:///{tmp_path / 'fg.db'}"
+    stamp = {"environment": "lab", "worker": "gpu-07", "region": "eu-1"}
+    agent = AgentProcess(
+        tmp_path,
+        *("--store", url, "--environment", "lab", "--worker", "gpu-07", "--tag", "region=eu-1"),
+        *("--interval", "60", "--flush-interval", "0.3"),
+    )
+    with agent:
+        assert agent.post(METRICS, {"metrics": [score(1, tags={"team": "risk"})]})[0] == 202
+        assert agent.post(EVENTS, {"events": [{"name": "deployed", "deployment": "d"}]})[0] == 202
+        run = {"execution_id": "run-1", "pipeline": "train", "status": "running"}
+        assert agent.post(protocol.PUSH_EXECUTIONS_PATH, {"executions": [run]})[0] == 202
+        status, answer = agent.post(METRICS, {"metrics": [score(1, tags={"worker": "x"})]})
+        assert status == 400 and answer["field"] == "tags", answer
+        assert "tag name 'worker' is reserved" in answer["error"], answer
+        own = score(2, deployment="other", tags={"region": "us-2"})
+        assert agent.post(METRICS, {"metrics": [own]})[0] == 202
+        assert agent.stop()[0] == 0
+    got = stored(url)
+    [value, other], [event] = got["pipeline_metric"], got["event"]
+    assert value.tags == {**stamp, "deployment": "fraud-v2", "metric": "score", "team": "risk"}
+    assert other.tags == {**stamp, "deployment": "other", "metric": "score", "region": "us-2"}
+    assert event.tags == {**stamp, "name": "deployed", "deployment": "d"}
+    assert get_execution("run-1", store=url)["worker"] == "gpu-07"
+    assert [r["value"] for r in get_metrics("score", worker="gpu-07", store=url)] == [1.0, 2.0]
+    assert get_metrics("score", worker="gpu-08", store=url) == []
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "influxdb"])

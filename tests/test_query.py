@@ -39,21 +39,22 @@ def at(seconds: float) -> datetime:
     return datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=seconds)
 
 
-def metric(t: int, name: str, value: float, env: str = "prod", **tags: str) -> Point:
-    return Point(
-        "pipeline_metric", {"environment": env, "metric": name, **tags}, {"value": value}, t
-    )
+def metric(
+    t: int, name: str, value: float, env: str = "prod", worker: str = "w1", **tags: str
+) -> Point:
+    tags = {"environment": env, "worker": worker, "metric": name, **tags}
+    return Point("pipeline_metric", tags, {"value": value}, t)
 
 
 def step(t: int, i: int, value: float) -> Point:
-    tags = {"environment": "prod", "pipeline": "train", "metric": "accuracy"}
+    tags = {"environment": "prod", "worker": "w1", "pipeline": "train", "metric": "accuracy"}
     return Point("list_metric", {**tags, "execution_id": "run-7"}, {"value": value, "step": i}, t)
 
 
 def event(t: int, name: str, source: str, metadata: dict, **tags: str) -> Point:
     return Point(
         "event",
-        {"environment": "prod", "name": name, "source": source, **tags},
+        {"environment": "prod", "worker": "w1", "name": name, "source": source, **tags},
         {"metadata": json.dumps(metadata)},
         t,
     )
@@ -65,7 +66,7 @@ def data(store: Store) -> Store:
         [
             metric(T0 + S, "score", 1.0, deployment="fraud-v2", execution_id="run-1"),
             metric(T0 + 2 * S, "latency", 0.25, deployment="fraud-v2", team="vision"),
-            metric(T0 + 3 * S, "score", -1.5, pipeline="nightly"),
+            metric(T0 + 3 * S, "score", -1.5, pipeline="nightly", worker="w2"),
             metric(T0 + 4 * S, "score", 2, env="dev", deployment="fraud-v2"),
             metric(T0 + HOUR, "score", 9.0, deployment="fraud-v2"),
             step(T0 + 5 * S, 0, 0.5),
@@ -101,6 +102,7 @@ def score_row(seconds: float, value: float, **cells: object) -> dict:
     return {
         "time": at(seconds),
         "environment": "prod",
+        "worker": "w1",
         "pipeline": None,
         "deployment": None,
         "metric": "score",
@@ -116,11 +118,14 @@ def test_get_metrics_gives_one_dict_per_recorded_value(data: Store) -> None:
     rows = get_metrics("score", store=data)
     assert rows == [
         score_row(1, 1.0, deployment="fraud-v2", execution_id="run-1"),
-        score_row(3, -1.5, pipeline="nightly"),
+        score_row(3, -1.5, pipeline="nightly", worker="w2"),
         score_row(4, 2.0, environment="dev", deployment="fraud-v2"),
         score_row(3600, 9.0, deployment="fraud-v2"),
     ]
     assert all(r["time"].tzinfo is UTC for r in rows)
+    # the worker whose agent took a value is a filter like the others
+    assert [r["value"] for r in get_metrics("score", worker="w2", store=data)] == [-1.5]
+    assert len(get_metrics("score", worker=["w1", "w2"], store=data)) == 4
     assert all(type(r["value"]) is float for r in rows)
 
 
@@ -155,6 +160,7 @@ def test_get_list_metrics_gives_each_step(data: Store) -> None:
     rows = get_list_metrics("accuracy", pipeline="train", store=data)
     common = {
         "environment": "prod",
+        "worker": "w1",
         "pipeline": "train",
         "deployment": None,
         "metric": "accuracy",
@@ -174,6 +180,7 @@ def test_get_events_decodes_metadata_and_filters(data: Store) -> None:
         {
             "time": at(7),
             "environment": "prod",
+            "worker": "w1",
             "name": "checkpoint_started",
             "source": "trainer",
             "deployment": None,
@@ -185,6 +192,7 @@ def test_get_events_decodes_metadata_and_filters(data: Store) -> None:
         {
             "time": at(8),
             "environment": "prod",
+            "worker": "w1",
             "name": "deployed",
             "source": "ci",
             "deployment": "fraud-v2",

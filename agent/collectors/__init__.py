@@ -30,6 +30,7 @@ from fleetgauge.agent.collectors.disk import DiskCollector, read_mounts
 from fleetgauge.agent.collectors.gpu import GpuCollector
 from fleetgauge.agent.collectors.memory import MemoryCollector
 from fleetgauge.agent.collectors.network import NetworkCollector
+from fleetgauge.agent.collectors.process import ProcessCollector, ProcessRegistry
 from fleetgauge.agent.collectors.procfs import Procfs
 from fleetgauge.catalogue import ENVIRONMENT, WORKER, Point
 
@@ -54,6 +55,7 @@ _CLASSES = (
     NetworkCollector,
     GpuCollector,
     ContainerCollector,
+    ProcessCollector,
 )
 COLLECTOR_NAMES: tuple[str, ...] = tuple(cls.name for cls in _CLASSES)
 """Every collector :func:`build_collectors` knows, in the order it builds them."""
@@ -67,6 +69,7 @@ def build_collectors(
     enabled: Collection[str] | None = None,
     host_proc: str = "/proc",
     host_root: str = "/",
+    processes: ProcessRegistry | None = None,
 ) -> list[ResourceCollector]:
     """Build the enabled collectors (all when ``enabled`` is None) in ``COLLECTOR_NAMES`` order.
 
@@ -83,6 +86,10 @@ def build_collectors(
     collector list the mounts of the host (``<host_proc>/1/mounts``, the mount namespace of
     the host's init) and measure each at ``<host_root>/<mount point>``.
 
+    ``processes`` holds the processes registered with the agent: the process collector
+    samples them and the GPU collector puts their deployment on their GPU use (a registry
+    of its own, reading ``host_proc``, when not given).
+
     Raises ValueError for an unknown collector name, missing identity tags, or a
     ``host_proc``/``host_root`` that does not hold what it should, so a bad config (or a
     forgotten volume) fails at start-up.
@@ -95,10 +102,13 @@ def build_collectors(
     if unknown:
         known = ", ".join(COLLECTOR_NAMES)
         raise ValueError(f"unknown collector(s) {', '.join(unknown)} (known: {known})")
+    registry = processes if processes is not None else ProcessRegistry(host_proc)
     options: dict[type, dict[str, object]] = {
         DiskCollector: {"mounts": mounts, **_host_disks(host_proc, host_root)},
         MemoryCollector: {"proc_root": host_proc},
         NetworkCollector: {"include_loopback": include_loopback},
+        ProcessCollector: {"registry": registry},
+        GpuCollector: {"processes": registry},
     }
     if host_proc != "/proc":
         procfs = Procfs(host_proc)

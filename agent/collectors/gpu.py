@@ -3,8 +3,12 @@
 ``gpu`` (tag ``gpu`` = NVML index, plus ``gpu_uuid``, ``gpu_name``, ``gpu_pci_bus_id`` and
 ``gpu_driver_version``): utilisation, memory, temperatures, power and energy, clocks, PCIe,
 ECC and remapped rows, throttle reasons (see the catalogue).
-``gpu_process`` (tags ``gpu``, ``pid``): GPU memory of each compute or graphics process,
-where the driver reports it. ``gpu_mig`` (tags ``gpu``, ``gpu_instance``,
+``gpu_process`` (tags ``gpu``, ``pid``, ``process``): GPU memory of each compute or graphics
+process, where the driver reports it, and its share of the GPU's SM and memory time
+(``nvmlDeviceGetProcessUtilization``, averaged over the driver's samples since the last
+sample); a process registered with the agent also gets its deployment, pipeline and
+execution (:mod:`fleetgauge.agent.collectors.process`), one that is not keeps its pid and
+command name. ``gpu_mig`` (tags ``gpu``, ``gpu_instance``,
 ``compute_instance``): the memory of each MIG instance of a GPU in MIG mode. What is read
 from one GPU is in :mod:`fleetgauge.agent.collectors.nvml_device`.
 
@@ -31,6 +35,7 @@ from prometheus_client.registry import Collector
 
 from fleetgauge.agent.collectors.gpu_events import GpuEvents
 from fleetgauge.agent.collectors.nvml_device import GpuLost, NvmlDevice
+from fleetgauge.agent.collectors.process import ProcessRegistry
 from fleetgauge.catalogue import (
     COMPUTE_INSTANCE,
     GPU,
@@ -43,12 +48,14 @@ from fleetgauge.catalogue import (
     GPU_PROCESS,
     GPU_UUID,
     PID,
+    PROCESS,
     Point,
 )
+from fleetgauge.procinfo import command_of
 
 __all__ = ["GpuCollector"]
 
-(PROCESS_MEMORY_USED_BYTES,) = GPU_PROCESS.field_names
+PROCESS_MEMORY_USED_BYTES, PROCESS_SM_PERCENT, PROCESS_MEMORY_PERCENT = GPU_PROCESS.field_names
 log = logging.getLogger("fleetgauge.agent.gpu")
 
 
@@ -64,9 +71,13 @@ class GpuCollector:
         nvml: Any = None,
         clock: Callable[[], float] = time.monotonic,
         retry_s: float = 600.0,
+        processes: ProcessRegistry | None = None,
     ) -> None:
         """``nvml`` is the ``pynvml`` module (imported at the first sample when None) or a
-        fake with the same functions; ``retry_s`` spaces start-up attempts after a failure."""
+        fake with the same functions; ``retry_s`` spaces start-up attempts after a failure;
+        ``processes`` (the registered ones) gives a GPU process its deployment and the
+        ``/proc`` its command name is read from."""
+        self._processes = processes if processes is not None else ProcessRegistry()
         self._tags, self._nvml, self._clock, self._retry_s = dict(tags), nvml, clock, retry_s
         self._gpus: list[tuple[NvmlDevice, dict[str, str]]] | None = None  # None: not started
         self._retry_at = float("-inf")
@@ -84,6 +95,7 @@ class GpuCollector:
         for gpu, tags in self._gpus or ():
             try:
                 fields, processes, migs = gpu.fields(), gpu.processes(), gpu.mig_instances()
+                shares = gpu.process_utilization() if processes else {}
             except GpuLost:
                 if gpu.index not in self._lost:
                     log.warning("GPU %d is lost (fell off the bus); skipping it", gpu.index)
@@ -102,10 +114,29 @@ class GpuCollector:
                 }
                 points.append(Point(GPU_MIG.name, mig_tags, mig_fields, now_ns))
             for pid, used in processes.items():
-                process_tags = {**self._tags, GPU: tags[GPU], PID: str(pid)}
-                fields = {PROCESS_MEMORY_USED_BYTES: used}
-                points.append(Point(GPU_PROCESS.name, process_tags, fields, now_ns))
+                points.append(self._process_point(tags[GPU], pid, used, shares, now_ns))
         return points
+
+    def _process_point(
+        self,
+        gpu: str,
+        pid: int,
+        used: int,
+        shares: Mapping[int, tuple[float, float]],
+        now_ns: int,
+    ) -> Point:
+        """One process's use of one GPU, under its registration's tags when it has one."""
+        tags = {**self._tags, GPU: gpu, PID: str(pid)}
+        registered = self._processes.tags_of(pid)
+        if registered is not None:
+            tags.update(registered)
+        command = command_of(pid, self._processes.proc_root)
+        if command:
+            tags[PROCESS] = command
+        fields = {PROCESS_MEMORY_USED_BYTES: used}
+        if pid in shares:
+            fields[PROCESS_SM_PERCENT], fields[PROCESS_MEMORY_PERCENT] = shares[pid]
+        return Point(GPU_PROCESS.name, tags, fields, now_ns)
 
     def watch_events(self, emit: Callable[[list[Point]], object]) -> Collector:
         """Have GPU events (XID, ECC, a GPU lost) handed to ``emit`` as they happen, from

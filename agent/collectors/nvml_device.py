@@ -122,6 +122,7 @@ class NvmlDevice:
         self.unsupported: set[Hashable] = set()
         """Reads this device refused as not supported: never asked again."""
         self._gpm_samples: list[Any] | None = None  # None: GPM support not asked yet
+        self._utilization_seen = 0  # the driver's timestamp of the last process sample read
         self._gpm_taken = False
         self._nvml, self.index = nvml, index
         self.handle = self._call(nvml.nvmlDeviceGetHandleByIndex, index)
@@ -346,6 +347,22 @@ class NvmlDevice:
                 if p.usedGpuMemory is not None:
                     used[p.pid] = max(used.get(p.pid, 0), p.usedGpuMemory)
         return used
+
+    def process_utilization(self) -> dict[int, tuple[float, float]]:
+        """Per pid, its mean share of the GPU's SM and memory-controller time (percent) over
+        the samples the driver took since the last call; empty when it took none."""
+        sums: dict[int, list[float]] = {}
+        for s in self._call(self._process_samples, self.handle) or ():
+            self._utilization_seen = max(self._utilization_seen, s.timeStamp)
+            total = sums.setdefault(s.pid, [0.0, 0.0, 0])
+            total[0] += s.smUtil
+            total[1] += s.memUtil
+            total[2] += 1
+        return {pid: (sm / n, memory / n) for pid, (sm, memory, n) in sums.items()}
+
+    def _process_samples(self, handle: Any) -> Any:
+        # (NVML_ERROR_NOT_FOUND when the driver took no sample since then: nothing to report)
+        return self._nvml.nvmlDeviceGetProcessUtilization(handle, self._utilization_seen)
 
     def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
         """``fn(*args)``, or None on an NVML error (remembered when it says the device or

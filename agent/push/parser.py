@@ -6,6 +6,11 @@ Every item of a request is checked before anything is kept (the rules are
 names the item and the field at fault, so a client never has to guess what was
 stored.
 
+Every item taken is stamped with the agent's own tags (``environment``,
+``worker`` and its extra ``tags``): which worker a value came from is the
+agent's word, never the client's (an item may not set ``worker``), so values,
+events and executions can be joined with that worker's resources.
+
 Times. An item without ``time`` takes its arrival time. Both stores keep one
 value per series and timestamp, so two values of one series whose times would
 collide (equal, or going back by less than 1 ms, as a fast loop or two
@@ -16,7 +21,8 @@ from __future__ import annotations
 
 import math
 import threading
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -25,13 +31,14 @@ from fleetgauge.catalogue import Point
 from fleetgauge.timeutil import MAX_NS, NS_PER_S
 from fleetgauge.validation import InvalidPoint, validate_name
 
-__all__ = ["PushError", "PushParser"]
+__all__ = ["PushError", "PushParser", "ProcessClaim"]
 
 _TIE_WINDOW_NS = 1_000_000
 _EXACT = 2**53  # an integer value below this converts to float exactly
 _METRIC_KEYS = frozenset(protocol.PUSH_METRIC_KEYS)
 _EVENT_KEYS = frozenset(protocol.PUSH_EVENT_KEYS)
 _EXECUTION_KEYS = frozenset(protocol.PUSH_EXECUTION_KEYS)
+_PROCESS_KEYS = frozenset(protocol.PUSH_PROCESS_KEYS)
 _MAX_CACHED = 50_000
 
 
@@ -58,6 +65,15 @@ class PushError(Exception):
         if self.reason is not None:
             body["reason"] = self.reason
         return body
+
+
+class ProcessClaim(NamedTuple):
+    """One checked ``/v1/processes`` item: which process says it works for what."""
+
+    index: int
+    pid: int
+    start_time: float | None
+    context: dict[str, str]
 
 
 def _bad(index: int, field: str | None, message: str) -> PushError:
@@ -123,8 +139,11 @@ class PushParser:
     over), so a value costs a few dictionary lookups, not a validation.
     """
 
-    def __init__(self, environment: str) -> None:
-        self.environment = environment
+    def __init__(self, stamp: Mapping[str, str]) -> None:
+        """``stamp``: the tags this agent puts on every item it takes: environment and
+        worker, which a client cannot set, and the agent's extra tags, which an item's own
+        tag of the same name overrides (it says more about that value)."""
+        self.stamp = dict(stamp)
         self._tags: dict[tuple[Any, ...], dict[str, str]] = {}
         self._last_ns: dict[tuple[Any, ...], int] = {}
         self._lock = threading.Lock()
@@ -201,6 +220,35 @@ class PushParser:
         with self._lock:
             return [self._execution(i, item, now_ns) for i, item in enumerate(items)]
 
+    def processes(self, doc: object) -> list[ProcessClaim]:
+        """The items of a ``/v1/processes`` body, checked; PushError for the first bad one.
+
+        Only their form is checked here; whether the process is there to be seen is the
+        registry's question (:mod:`fleetgauge.agent.collectors.process`).
+        """
+        found = []
+        for i, item in enumerate(_items(doc, "processes", protocol.MAX_PUSH_PROCESSES)):
+            if type(item) is not dict:
+                raise _bad(i, None, f"must be a JSON object, got {_kind(item)}")
+            if not _PROCESS_KEYS.issuperset(item):
+                raise _unknown(i, item, _PROCESS_KEYS)
+            pid = item.get("pid")
+            if type(pid) is not int or not 0 < pid < 2**31:
+                raise _bad(i, "pid", f"must be a positive integer, got {pid!r}")
+            started = item.get("start_time")
+            if started is not None and (type(started) not in (int, float) or not 0 <= started):
+                raise _bad(i, "start_time", f"must be epoch seconds, got {started!r}")
+            context: dict[str, str] = {}
+            self._context(i, item, context)
+            if not context:
+                raise _bad(
+                    i,
+                    catalogue.DEPLOYMENT,
+                    "a process is registered for a 'deployment', a 'pipeline' or an 'execution_id'",
+                )
+            found.append(ProcessClaim(i, pid, None if started is None else float(started), context))
+        return found
+
     def _execution(self, i: int, item: object, now_ns: int) -> Point:
         if type(item) is not dict:
             raise _bad(i, None, f"must be a JSON object, got {_kind(item)}")
@@ -212,7 +260,7 @@ class PushParser:
             raise _bad(i, "status", f"must be one of {known}, got {status!r}")
         t = _time(i, item.get("time"), now_ns)
         tags = {
-            catalogue.ENVIRONMENT: self.environment,
+            **self.stamp,
             catalogue.PIPELINE: _name(i, catalogue.PIPELINE, item.get(catalogue.PIPELINE)),
         }
         given = item.get(catalogue.EXECUTION_ID)
@@ -263,7 +311,7 @@ class PushParser:
 
     def _metric_tags(self, i: int, item: dict[str, Any]) -> dict[str, str]:
         tags = {
-            catalogue.ENVIRONMENT: self.environment,
+            **self.stamp,
             catalogue.METRIC: _name(i, "metric", item.get("metric")),
         }
         self._context(i, item, tags)
@@ -297,7 +345,7 @@ class PushParser:
         if not _EVENT_KEYS.issuperset(item):
             raise _unknown(i, item, _EVENT_KEYS)
         tags = {
-            catalogue.ENVIRONMENT: self.environment,
+            **self.stamp,
             catalogue.EVENT_NAME: _name(i, catalogue.EVENT_NAME, item.get(catalogue.EVENT_NAME)),
         }
         if item.get(catalogue.EVENT_SOURCE) is not None:
@@ -344,7 +392,7 @@ class PushParser:
         return t
 
 
-def _items(doc: object, key: str) -> list[Any]:
+def _items(doc: object, key: str, limit: int = protocol.MAX_PUSH_ITEMS) -> list[Any]:
     if type(doc) is not dict:
         raise PushError(400, f'the body must be a JSON object {{"{key}": [...]}}', None, None)
     if set(doc) != {key}:
@@ -355,7 +403,6 @@ def _items(doc: object, key: str) -> list[Any]:
     items = doc[key]
     if type(items) is not list:
         raise PushError(400, f"{key!r} must be a list, got {_kind(items)}", None, key)
-    if len(items) > protocol.MAX_PUSH_ITEMS:
-        limit = protocol.MAX_PUSH_ITEMS
+    if len(items) > limit:
         raise PushError(413, f"{len(items)} items in one request, limit {limit}", None, key)
     return items

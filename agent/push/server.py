@@ -3,6 +3,8 @@
 ``POST /v1/metrics`` with ``{"metrics": [item, ...]}``, ``POST /v1/events``
 with ``{"events": [item, ...]}`` and ``POST /v1/executions`` with
 ``{"executions": [item, ...]}`` (the wire format is :mod:`fleetgauge.protocol`;
+``POST /v1/processes`` registers the processes behind them, see
+:mod:`~fleetgauge.agent.collectors.process`;
 :mod:`~fleetgauge.agent.push.parser` checks it). Accepted items become points in
 the agent's delivery buffer, the same batched path (spooled while the store is
 down) as the resource samples, and the answer is ``202 {"accepted": N}`` (for
@@ -43,7 +45,7 @@ import time
 from collections.abc import Callable
 from http import HTTPStatus
 from http.server import ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -63,7 +65,9 @@ from fleetgauge.agent.listener import ListenerGuard
 from fleetgauge.agent.push.keys import RecentKeys
 from fleetgauge.agent.push.parser import PushError, PushParser
 from fleetgauge.agent.push.series import SeriesLimit
-from fleetgauge.catalogue import Point
+
+if TYPE_CHECKING:  # (the registry's module imports this package's parser)
+    from fleetgauge.agent.collectors.process import ProcessRegistry
 
 __all__ = ["PushServer"]
 
@@ -126,6 +130,7 @@ class PushServer:
         health: Health,
         series: PipelineSeries | None = None,
         token: str | None = None,
+        processes: ProcessRegistry | None = None,
         series_limit: SeriesLimit | None = None,
         max_body: int = protocol.DEFAULT_MAX_BODY,
         clock: Callable[[], int] = time.time_ns,
@@ -135,7 +140,7 @@ class PushServer:
         self._guard = ListenerGuard("push", host, token, allowed_hosts, health.refused)
         self._watch = ConnectionWatch("push", limits, health.refused)
         self.parser, self.delivery, self.health, self.series = parser, delivery, health, series
-        self.series_limit = series_limit
+        self.series_limit, self.processes = series_limit, processes
         self.max_body = max_body
         self._clock = clock
         self._parsing = threading.BoundedSemaphore(_PARALLEL_REQUESTS)
@@ -187,12 +192,18 @@ class PushServer:
                 parse = self.parser.events
             elif path == protocol.PUSH_EXECUTIONS_PATH:
                 parse = self.parser.executions
+            elif path == protocol.PUSH_PROCESSES_PATH and self.processes is not None:
+                parse = self._register
             else:
-                paths = (protocol.PUSH_METRICS_PATH, protocol.PUSH_EVENTS_PATH)
+                paths = (
+                    protocol.PUSH_METRICS_PATH,
+                    protocol.PUSH_EVENTS_PATH,
+                    protocol.PUSH_EXECUTIONS_PATH,
+                )
                 raise PushError(
                     404,
                     f"no endpoint at {path[:100]!r}: POST {', '.join(paths)}"
-                    f" or {protocol.PUSH_EXECUTIONS_PATH}",
+                    f" or {protocol.PUSH_PROCESSES_PATH}",
                 )
             with contextlib.ExitStack() as reading:  # the body counts until it is answered
                 body = self._read(request, reading)
@@ -249,22 +260,25 @@ class PushServer:
         request.close_connection = not keep_alive
         return body
 
+    def _register(self, doc: object, _now_ns: int) -> dict[str, Any]:
+        """A ``/v1/processes`` body: the processes are registered (nothing is stored now)."""
+        assert self.processes is not None
+        return {"registered": self.processes.register(self.parser.processes(doc))}
+
     def _accept(
-        self, parse: Callable[[object, int], list[Point]], body: bytes, key: str | None
+        self, parse: Callable[[object, int], Any], body: bytes, key: str | None
     ) -> dict[str, Any]:
         if self._closing:
             raise PushError(503, "the agent is stopping: retry later")
+        if parse == self._register:
+            return self._register(_json(body), 0)
         if (busy := self.delivery.backpressure()) is not None:
             reason, retry_after = busy
             self.health.refused("push", "backpressure")
             raise PushError(503, f"{reason}: retry later", retry_after=retry_after)
         if key is not None and (seen := self._seen.get(key)) is not None:
             return {**seen, "duplicate": True}
-        try:
-            doc = orjson.loads(body)
-        except orjson.JSONDecodeError as e:
-            raise PushError(400, f"the body is not valid JSON: {e}") from None
-        points = parse(doc, self._clock())
+        points = parse(_json(body), self._clock())
         refused = 0
         if self.series_limit is not None and points:
             points, refused = self.series_limit.admit(points)
@@ -321,3 +335,10 @@ class PushServer:
         request.end_headers()
         if request.command != "HEAD":
             request.wfile.write(data)
+
+
+def _json(body: bytes) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as e:
+        raise PushError(400, f"the body is not valid JSON: {e}") from None

@@ -54,6 +54,8 @@ class DeploymentValues:
     """One deployment's values in the window: raw points or buckets, and the summary."""
 
     deployment: str
+    worker: str = ""
+    """Set when the view is split by worker: the values this worker's agent took."""
     times: list[int] = field(default_factory=list)
     values: list[float] = field(default_factory=list)
     rolling: list[float] = field(default_factory=list)
@@ -65,6 +67,11 @@ class DeploymentValues:
     """A 0/1 metric: the share of 1s over the rolling window ending at each point."""
     rate_count: list[int] = field(default_factory=list)
     """...and how many values that window held."""
+
+    @property
+    def label(self) -> str:
+        """How the legend and the summary name this line."""
+        return f"{self.deployment} on {self.worker}" if self.worker else self.deployment
 
 
 @dataclass
@@ -90,6 +97,8 @@ class MetricView:
     events: list[EventMark]
     rate_window_ns: int = 0
     """Above 0: every value is 0 or 1, and the chart shows their rate over this window."""
+    split: bool = False
+    """One line per deployment and worker (workers were chosen), not per deployment."""
 
     @property
     def samples(self) -> int:
@@ -107,12 +116,15 @@ def _where(
     deployments: Sequence[str] = (),
     pipeline: str | None = None,
     metric: str | None = None,
+    workers: Sequence[str] = (),
 ) -> Where | None:
     where: dict[str, list[str]] = {}
     if environment:
         where[catalogue.ENVIRONMENT] = [environment]
     if deployments:
         where[catalogue.DEPLOYMENT] = list(deployments)
+    if workers:
+        where[catalogue.WORKER] = list(workers)
     if pipeline:
         where[catalogue.PIPELINE] = [pipeline]
     if metric:
@@ -135,16 +147,17 @@ def metric_options(
     environment: str | None,
     deployments: Sequence[str] = (),
     pipeline: str | None = None,
-) -> tuple[list[str], list[str], list[str]]:
-    """Deployments, pipelines (of the chosen deployments) and metrics (of both) in the window."""
+) -> tuple[list[str], list[str], list[str], list[str]]:
+    """Deployments, pipelines (of the chosen deployments), metrics (of both) and the
+    workers whose agents took them, in the window."""
     m = [catalogue.PIPELINE_METRIC.name]
     found = list_deployments(store, start_ns, end_ns, environment)
     chosen = _where(environment, deployments)
     pipelines = store.tag_values(catalogue.PIPELINE, start_ns, end_ns, m, chosen)
-    metrics = store.tag_values(
-        catalogue.METRIC, start_ns, end_ns, m, _where(environment, deployments, pipeline)
-    )
-    return found, pipelines, metrics
+    both = _where(environment, deployments, pipeline)
+    metrics = store.tag_values(catalogue.METRIC, start_ns, end_ns, m, both)
+    workers = store.tag_values(catalogue.WORKER, start_ns, end_ns, m, both)
+    return found, pipelines, metrics, workers
 
 
 def rolling_mean(values: Sequence[float], window: int) -> list[float]:
@@ -207,24 +220,23 @@ def read_metric(
     pipeline: str | None = None,
     raw_limit: int = RAW_LIMIT,
     rate_window_ns: int = 0,
+    workers: Sequence[str] = (),
 ) -> MetricView:
     """Values of ``metric`` per deployment in [start, end), with summaries and events.
+
+    With ``workers``, only the values those workers' agents took, one line per
+    deployment and worker (the split a user asks for when one worker misbehaves).
 
     When every value is 0 or 1 (a score, "correct", "fraud"), each deployment also gets
     its rate: the share of 1s over ``rate_window_ns`` (0: chosen from the range) ending
     at each point, which is what such a metric's drift looks like.
     """
-    where = _where(environment, deployments, pipeline, metric)
+    where = _where(environment, deployments, pipeline, metric, workers)
+    group_by = (catalogue.DEPLOYMENT, catalogue.WORKER) if workers else (catalogue.DEPLOYMENT,)
     b = store.read_buckets(
-        catalogue.PIPELINE_METRIC.name,
-        [VALUE],
-        start_ns,
-        end_ns,
-        max_points,
-        where,
-        (catalogue.DEPLOYMENT,),
+        catalogue.PIPELINE_METRIC.name, [VALUE], start_ns, end_ns, max_points, where, group_by
     )
-    view = MetricView(metric, start_ns, end_ns, b.step_ns, b.level, [], [])
+    view = MetricView(metric, start_ns, end_ns, b.step_ns, b.level, [], [], split=bool(workers))
     total = sum(sum(s.fields[VALUE].count) for s in b.series)
     raw = total <= raw_limit
     binary = True
@@ -233,10 +245,11 @@ def read_metric(
         keep = [i for i, n in enumerate(fb.count) if n]
         if not keep:
             continue
-        d = DeploymentValues(s.tags.get(catalogue.DEPLOYMENT, ""))
+        worker = s.tags.get(catalogue.WORKER, "") if workers else ""
+        d = DeploymentValues(s.tags.get(catalogue.DEPLOYMENT, ""), worker)
         count = sum(fb.count[i] for i in keep)
         total_sum = sum(fb.mean[i] * fb.count[i] for i in keep)  # type: ignore[operator]
-        one = _where(environment, [d.deployment], pipeline, metric)
+        one = _where(environment, [d.deployment], pipeline, metric, [d.worker] if workers else ())
         if raw:
             for p in store.stream_points(catalogue.PIPELINE_METRIC.name, start_ns, end_ns, one):
                 d.times.append(p.time_ns)

@@ -44,6 +44,14 @@ def layout(**query: object) -> html.Div:
                         "pick one or more to compare",
                     ),
                     components.dropdown(
+                        "pipeline-workers",
+                        "Workers",
+                        _options(list(state.worker)),
+                        list(state.worker),
+                        True,
+                        "all, combined",
+                    ),
+                    components.dropdown(
                         "pipeline",
                         "Pipeline",
                         _options([state.pipeline] if state.pipeline else []),
@@ -79,7 +87,8 @@ def layout(**query: object) -> html.Div:
 
 
 def _summary_table(view: data.MetricView) -> html.Table:
-    head = ["deployment", "count", "mean", "min", "max", "last", "last at (UTC)"]
+    first = "deployment (on worker)" if view.split else "deployment"
+    head = [first, "count", "mean", "min", "max", "last", "last at (UTC)"]
     rows = []
     for d in view.deployments:
         s = d.summary
@@ -88,7 +97,7 @@ def _summary_table(view: data.MetricView) -> html.Table:
         rows.append(
             html.Tr(
                 [
-                    html.Td(d.deployment),
+                    html.Td(d.label),
                     html.Td(f"{s.count:,}"),
                     html.Td(f"{s.mean:.4g}"),
                     html.Td(f"{s.min:.4g}"),
@@ -132,6 +141,7 @@ def find_deployments(typed, selected, search):
     Output("metric-graph", "figure"),
     Output("summary", "children"),
     Output("deployments", "options"),
+    Output("pipeline-workers", "options"),
     Output("pipeline", "options"),
     Output("metric", "options"),
     Output("metric", "value"),
@@ -149,7 +159,7 @@ def load(width, _refresh, _tick, search):
     try:
         with site.pool.store() as store:
             environments = listings.list_environments(store, start_ns, end_ns)
-            deployments, pipelines, names = data.metric_options(
+            deployments, pipelines, names, workers = data.metric_options(
                 store, start_ns, end_ns, state.env, state.deployment, state.pipeline
             )
             metric = state.metric or (names[0] if names else None)
@@ -166,14 +176,16 @@ def load(width, _refresh, _tick, search):
                     state.env,
                     state.pipeline,
                     rate_window_ns=RATE_WINDOWS.get(state.rate_window, 0),
+                    workers=state.worker,
                 )
     except StoreError as e:
         components.report_store_error(e)
-        return (no_update,) * 7
+        return (no_update,) * 8
     components.clear_banner(
         state,
         components.unknown_names("environment", [state.env or ""], environments),
         components.unknown_names("deployment", state.deployment, deployments),
+        components.unknown_names("worker", state.worker, workers),
         components.unknown_names("metric", [state.metric or ""], names),
     )
     components.set_environments(environments, state.env)
@@ -189,6 +201,7 @@ def load(width, _refresh, _tick, search):
         figure,
         summary,
         components.capped_options(deployments, state.deployment),
+        components.capped_options(workers, state.worker),
         _options(sorted({*pipelines, *([state.pipeline] if state.pipeline else [])})),
         _options(sorted({*names, *([state.metric] if state.metric else [])})),
         metric,
@@ -198,6 +211,7 @@ def load(width, _refresh, _tick, search):
             start_ns,
             end_ns,
             deployment=state.deployment,
+            worker=state.worker,
             pipeline=[state.pipeline] if state.pipeline else [],
             metric=[metric] if metric else [],
         ),
@@ -244,17 +258,19 @@ def zoom_to_url(relayout, search):
 @callback(
     Output(components.LOCATION, "search", allow_duplicate=True),
     Input("deployments", "value"),
+    Input("pipeline-workers", "value"),
     Input("pipeline", "value"),
     Input("metric", "value"),
     Input("rate-window", "value"),
     components.SEARCH,
     prevent_initial_call=True,
 )
-def selection_to_url(deployments, pipeline, metric, window, search):
-    """The deployment, pipeline, metric and rate window choice into the URL."""
+def selection_to_url(deployments, workers, pipeline, metric, window, search):
+    """The deployment, worker, pipeline, metric and rate window choice into the URL."""
     state = components.view_of(search)
     new = state.with_(
         deployment=tuple(deployments or ()),
+        worker=tuple(workers or ()),
         pipeline=pipeline or None,
         metric=metric or None,
         rate_window=window or "auto",

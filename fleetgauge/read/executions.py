@@ -52,7 +52,7 @@ __all__ = [
 
 MODES = ("last", "min", "max", "mean")
 """How a list metric is reduced to one table cell."""
-METADATA_COLUMNS = ("execution_id", "pipeline", "status", "start", "end", "duration_s")
+METADATA_COLUMNS = ("execution_id", "pipeline", "worker", "status", "start", "end", "duration_s")
 """Columns every execution has; ``environment`` is available too."""
 ENVIRONMENT_COLUMN = "environment"
 _ID_CHUNK = 200  # ids per store filter, so an InfluxQL statement stays small
@@ -94,6 +94,9 @@ class ExecutionRecord:
     environment: str
     start_ns: int
     inputs: dict[str, Any]
+    worker: str = ""
+    """The worker whose agent took the start record ("" for a record written by hand
+    without one)."""
     status: str = catalogue.RUNNING
     end_ns: int | None = None
     metrics: dict[str, float] = field(default_factory=dict)
@@ -117,6 +120,7 @@ class ExecutionRecord:
             "execution_id": self.execution_id,
             "pipeline": self.pipeline,
             "environment": self.environment,
+            "worker": self.worker,
             "status": self.status,
             "start": format_time(self.start_ns),
             "end": None if self.end_ns is None else format_time(self.end_ns),
@@ -210,6 +214,7 @@ def _record(p: catalogue.Point) -> ExecutionRecord:
         p.tags[catalogue.ENVIRONMENT],
         p.time_ns,
         inputs if isinstance(inputs, dict) else {},
+        p.tags.get(catalogue.WORKER, ""),
     )
 
 

@@ -157,6 +157,8 @@ def _tag_columns(measurements: Sequence[Measurement]) -> tuple[str, ...]:
     tags: list[str] = []
     for m in measurements:
         tags.extend(t for t in m.required_tags if t not in tags)
+    if any(m in (catalogue.GPU_PROCESS, catalogue.PROCESS_MEASUREMENT) for m in measurements):
+        tags.extend(t for t in catalogue.ATTRIBUTION_TAGS if t not in tags)
     return tuple(tags)
 
 

@@ -60,13 +60,14 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _context(
-    deployment: Names, pipeline: Names, execution_id: Names, environment: Names
+    deployment: Names, pipeline: Names, execution_id: Names, environment: Names, worker: Names
 ) -> tuple[tuple[str, str, Names], ...]:
     return (
         (catalogue.DEPLOYMENT, "deployment", deployment),
         (catalogue.PIPELINE, "pipeline", pipeline),
         (catalogue.EXECUTION_ID, "execution_id", execution_id),
         (catalogue.ENVIRONMENT, "environment", environment),
+        (catalogue.WORKER, "worker", worker),
     )
 
 
@@ -158,14 +159,16 @@ def iter_metrics(
     end: TimeLike = None,
     *,
     environment: Names = None,
+    worker: Names = None,
     store: StoreLike = None,
 ) -> Iterator[Row]:
     """Values recorded for metric ``name`` (None: every metric), one row at a time.
 
-    Rows: time, environment, pipeline, deployment, metric, execution_id,
-    value, other_tags.
+    Rows: time, environment, worker, pipeline, deployment, metric,
+    execution_id, value, other_tags. ``worker`` is the worker whose agent took
+    the value (stamped by the agent); filter by it like the other names.
     """
-    context = _context(deployment, pipeline, execution_id, environment)
+    context = _context(deployment, pipeline, execution_id, environment, worker)
     return _metric_rows(catalogue.PIPELINE_METRIC.name, name, context, start, end, store)
 
 
@@ -178,6 +181,7 @@ def get_metrics(
     end: TimeLike = None,
     *,
     environment: Names = None,
+    worker: Names = None,
     store: StoreLike = None,
 ) -> list[Row]:
     """Values recorded for metric ``name`` (None: every metric), as a list of rows.
@@ -194,6 +198,7 @@ def get_metrics(
             start,
             end,
             environment=environment,
+            worker=worker,
             store=store,
         )
     )
@@ -208,13 +213,14 @@ def iter_list_metrics(
     end: TimeLike = None,
     *,
     environment: Names = None,
+    worker: Names = None,
     store: StoreLike = None,
 ) -> Iterator[Row]:
     """Elements of list metric ``name`` (a value per step), in time order, one at a time.
 
     Rows: as :func:`iter_metrics` plus ``step`` (an int).
     """
-    context = _context(deployment, pipeline, execution_id, environment)
+    context = _context(deployment, pipeline, execution_id, environment, worker)
     return _metric_rows(catalogue.LIST_METRIC.name, name, context, start, end, store)
 
 
@@ -227,6 +233,7 @@ def get_list_metrics(
     end: TimeLike = None,
     *,
     environment: Names = None,
+    worker: Names = None,
     store: StoreLike = None,
 ) -> list[Row]:
     """Elements of list metric ``name`` as a list of rows; see :func:`iter_list_metrics`."""
@@ -239,6 +246,7 @@ def get_list_metrics(
             start,
             end,
             environment=environment,
+            worker=worker,
             store=store,
         )
     )
@@ -254,11 +262,12 @@ def iter_events(
     *,
     source: Names = None,
     environment: Names = None,
+    worker: Names = None,
     store: StoreLike = None,
 ) -> Iterator[Row]:
     """Events called ``name`` (None: every event), in time order, one at a time.
 
-    Rows: time, environment, name, source, deployment, pipeline,
+    Rows: time, environment, worker, name, source, deployment, pipeline,
     execution_id, metadata (decoded back to a dict), other_tags.
     """
     lay = layout("events")
@@ -266,7 +275,7 @@ def iter_events(
     where = arguments.where(
         (catalogue.EVENT_NAME, "name", name),
         (catalogue.EVENT_SOURCE, "source", source),
-        *_context(deployment, pipeline, execution_id, environment),
+        *_context(deployment, pipeline, execution_id, environment, worker),
     )
     arguments.check_store(store)
     return _stream(store, lay, window, where, _event_row(lay))
@@ -282,6 +291,7 @@ def get_events(
     *,
     source: Names = None,
     environment: Names = None,
+    worker: Names = None,
     store: StoreLike = None,
 ) -> list[Row]:
     """Events called ``name`` (None: every event) as a list of rows; see :func:`iter_events`."""
@@ -295,6 +305,7 @@ def get_events(
             end,
             source=source,
             environment=environment,
+            worker=worker,
             store=store,
         )
     )
@@ -431,8 +442,9 @@ def get_execution(
 ) -> dict[str, Any] | None:
     """Execution ``execution_id`` as a dict, or None when no start was recorded for it.
 
-    Keys: execution_id, pipeline, environment, status (running, succeeded or
-    failed), start and end (ISO 8601 UTC; end None while running), duration_s,
+    Keys: execution_id, pipeline, environment, worker (whose agent took its
+    start), status (running, succeeded or failed), start and end (ISO 8601
+    UTC; end None while running), duration_s,
     inputs (name -> value), metrics (last value of each simple metric) and
     list_metrics (per name: steps, values, and their last, min, max and mean).
     """

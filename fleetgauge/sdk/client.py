@@ -86,6 +86,9 @@ class MetricsClient:
     ``flush_interval`` the seconds between sends, ``timeout`` one HTTP exchange and
     ``exit_timeout`` the wait for delivery at process exit. A bad URL or context
     is logged once and every value is then dropped as ``misconfigured``.
+    ``register_process`` (default True) tells the agent which process this is and
+    what it works for, so that its CPU, memory and GPU use is recorded under the
+    deployment, pipeline or execution of the values it sends.
     """
 
     def __init__(
@@ -101,6 +104,7 @@ class MetricsClient:
         flush_interval: float = 0.5,
         timeout: float = 5.0,
         exit_timeout: float = 5.0,
+        register_process: bool = True,
     ) -> None:
         if max_queue < 1 or batch_size < 1 or flush_interval <= 0 or timeout <= 0:
             raise ValueError("max_queue and batch_size must be >= 1, the intervals > 0")
@@ -126,7 +130,14 @@ class MetricsClient:
         else:
             self.url = target.shown
             self._defaults = builder.defaults
-            self._sender = Sender(target, headers, builder, shown_url=self.url, **settings)
+            self._sender = Sender(
+                target,
+                headers,
+                builder,
+                shown_url=self.url,
+                register_process=register_process,
+                **settings,
+            )
         self._queue = self._sender.queue
 
     # --- recording: the calling thread -------------------------------------------

@@ -19,6 +19,14 @@ Normal process exit (``atexit``) delivers what is queued within the client's
 ``exit_timeout``; what cannot be delivered is counted and logged in one line.
 After ``os.fork`` a child's senders start anew with empty queues; the parent's
 keep sending what the parent queued.
+
+The sender also tells the agent which process it is (``POST /v1/processes``:
+pid, start time and the deployment, pipeline or execution of the latest values
+sent), before the first batch, whenever that context changes and every
+``REGISTER_EVERY_S`` (an agent restarted meanwhile has forgotten it), so the
+agent can sample the process's CPU, memory and GPU use under that context. A
+registration the agent refuses (another PID namespace, an older agent) is
+logged once; the values are sent all the same.
 """
 
 from __future__ import annotations
@@ -33,7 +41,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from fleetgauge import protocol
+from fleetgauge import catalogue, procinfo, protocol
 from fleetgauge.sdk.items import EVENT, EXECUTION, LIST, MARK, METRIC, ItemBuilder
 from fleetgauge.sdk.transport import AgentUnreachable, Connection, Target
 
@@ -57,6 +65,8 @@ DROP_REASONS = (
 """Why values were given up: ``stats()["dropped"]`` has one count per reason."""
 
 _MAX_BODY_BYTES = 1024 * 1024  # well under the endpoint's default limit
+REGISTER_EVERY_S = 60.0
+"""Seconds between registrations of an unchanged context (while values are sent)."""
 _BACKOFF_S = (0.2, 5.0)
 
 
@@ -107,6 +117,7 @@ class Sender:
         timeout: float,
         exit_timeout: float,
         refused: str | None = None,
+        register_process: bool = True,
     ) -> None:
         self.queue: deque[tuple[Any, ...]] = deque()
         self.max_queue = self.room = max_queue
@@ -118,6 +129,7 @@ class Sender:
         self._batch_size = min(batch_size, protocol.MAX_PUSH_ITEMS)
         self._interval, self._timeout = flush_interval, timeout
         self.counts = dict.fromkeys(("sent", "taken", *DROP_REASONS), 0)
+        self._register_process = register_process
         self._warned: set[str] = set()
         self._last_error = "none"
         self._init_thread()
@@ -225,6 +237,10 @@ class Sender:
     # --- the thread ---------------------------------------------------------------
     def _init_thread(self) -> None:
         self._pending: list[_Request] = []
+        self._registration: dict[str, Any] | None = None  # to send before the next batch
+        self._registered: dict[str, str] | None = None
+        self._register_at = 0.0
+        self._pid, self._started = os.getpid(), procinfo.start_time(os.getpid())
         self._marks: list[_Mark] = []
         self._marks_lock = threading.Lock()
         self._marks_added = self._marks_taken = 0
@@ -295,6 +311,8 @@ class Sender:
                 self.counts["invalid"] += 1
                 self._report_invalid(entry, e)
         self.counts["taken"] += taken
+        if self._register_process:
+            self._note_context(metrics, executions)
         self._pending.extend(
             _request(path, key, items)
             for path, key, items in (
@@ -305,6 +323,54 @@ class Sender:
             if items
         )
         self.room = self.max_queue - in_flight - len(metrics) - len(events) - len(executions)
+        return True
+
+    def _note_context(
+        self, metrics: list[dict[str, Any]], executions: list[dict[str, Any]]
+    ) -> None:
+        """Have the process registered before the batch when its context is new (or due)."""
+        context: dict[str, str] = {}
+        last = metrics[-1] if metrics else None
+        if executions and executions[-1].get("status") == catalogue.RUNNING:
+            last = executions[-1]  # an execution starting: the process works for it now
+        if last is not None:
+            context = {k: last[k] for k in protocol.PUSH_CONTEXT if last.get(k) is not None}
+        elif executions:  # an execution ended: back to the client's own context
+            assert self._builder is not None
+            context = dict(self._builder.defaults)
+        if not context:
+            return
+        if context != self._registered or time.monotonic() >= self._register_at:
+            item: dict[str, Any] = {"pid": self._pid, **context}
+            if self._started is not None:
+                item["start_time"] = self._started
+            self._registration = item
+
+    def _register(self) -> bool:
+        """Send the registration due; False (and a retry later) when the agent failed."""
+        assert self._connection is not None and self._registration is not None
+        item = self._registration
+        body = orjson.dumps({"processes": [item]})
+        try:
+            status, data, retry_after = self._connection.post(
+                protocol.PUSH_PROCESSES_PATH, body, self._headers, lambda: None
+            )
+        except AgentUnreachable as e:
+            return self._failed(str(e))
+        if status == 408 or (status >= 500 and status != 501):
+            return self._failed(f"HTTP {status}: {_error(data)}", retry_after)
+        if status >= 300:  # refused: retrying now cannot help, and the values still go
+            self._warn_once(
+                "registration",
+                "fleetgauge sdk: agent at %s did not register this process (HTTP %d): %s;"
+                " its values are sent all the same",
+                self.url,
+                status,
+                _error(data),
+            )
+        self._registration = None
+        self._registered = {k: v for k, v in item.items() if k in protocol.PUSH_CONTEXT}
+        self._register_at = time.monotonic() + REGISTER_EVERY_S
         return True
 
     def _in_flight(self) -> int:
@@ -318,6 +384,8 @@ class Sender:
     def _send_pending(self) -> bool:
         """Send the requests in flight; False (and a retry later) when the agent failed."""
         assert self._connection is not None
+        if self._registration is not None and not self._register():
+            return False
         while self._pending:
             request = self._pending[0]
             body = orjson.dumps({request.key: request.items})

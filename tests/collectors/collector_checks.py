@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from fleetgauge.catalogue import ENVIRONMENT, GPU_INFO_LABELS, MEASUREMENTS, WORKER, Point
+from fleetgauge.catalogue import (
+    ATTRIBUTION_TAGS,
+    ENVIRONMENT,
+    GPU_INFO_LABELS,
+    GPU_PROCESS,
+    MEASUREMENTS,
+    PROCESS_MEASUREMENT,
+    WORKER,
+    Point,
+)
 from fleetgauge.validation import validate_point
 
 IDENTITY = {ENVIRONMENT: "test", WORKER: "worker-7", "rack": "r12"}
@@ -22,7 +31,10 @@ def check_points(points: Iterable[Point], *, now_ns: int = NOW_NS) -> list[Point
         m = validate_point(p)
         assert p.measurement in MEASUREMENTS
         assert set(p.fields) <= set(m.field_names), p
-        assert set(p.tags) <= set(IDENTITY) | set(m.device_tags) | _DESCRIPTIVE_TAGS, p
+        allowed = set(IDENTITY) | set(m.device_tags) | _DESCRIPTIVE_TAGS
+        if m in (GPU_PROCESS, PROCESS_MEASUREMENT):
+            allowed |= set(ATTRIBUTION_TAGS)
+        assert set(p.tags) <= allowed, p
         assert {k: p.tags[k] for k in IDENTITY} == IDENTITY, p
         assert p.time_ns == now_ns
     return points

@@ -72,6 +72,8 @@ class FakeGpu:
     nvlink_kib: tuple[int, int] | None = None  # rx, tx KiB counters, all links; None: no NVLink
     compute_processes: list[tuple[int, int | None]] = field(default_factory=list)
     graphics_processes: list[tuple[int, int | None]] = field(default_factory=list)
+    process_samples: list[tuple[int, int, int, int]] = field(default_factory=list)
+    """The driver's per-process utilisation samples: pid, timestamp (µs), SM %, memory %."""
     errors: dict[str, int] = field(default_factory=dict)
     lost: bool = False
 
@@ -239,6 +241,19 @@ class FakeNvml:
         return [_process(pid, used) for pid, used in gpu.graphics_processes]
 
     # --- health and depth -------------------------------------------------------
+    def nvmlDeviceGetProcessUtilization(self, handle: FakeHandle, timeStamp: int) -> list:  # noqa: N803
+        """Samples newer than ``timeStamp``; NVML_ERROR_NOT_FOUND when there are none."""
+        gpu = self._gpu(handle, "nvmlDeviceGetProcessUtilization")
+        newer = [s for s in gpu.process_samples if s[1] > timeStamp]
+        if not newer:
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_FOUND)
+        return [
+            pynvml.c_nvmlProcessUtilizationSample_t(
+                pid=pid, timeStamp=t, smUtil=sm, memUtil=memory, encUtil=0, decUtil=0
+            )
+            for pid, t, sm, memory in newer
+        ]
+
     def nvmlDeviceGetClockInfo(self, handle: FakeHandle, clock_type: int) -> int:
         return self._clock(self._gpu(handle, "nvmlDeviceGetClockInfo").clocks_mhz, clock_type)
 

@@ -18,7 +18,7 @@ from .collector_checks import IDENTITY, NOW_NS, FakeClock, by_tag, check_points
 from .fake_nvml import GIB, FakeGpu, FakeMig, FakeNvml, throttled_h100
 
 (UTIL, MEM_USED, MEM_TOTAL, MEM_PERCENT, TEMP, POWER, POWER_LIMIT) = GPU_MEASUREMENT.field_names[:7]
-(PROC_MEM,) = GPU_PROCESS.field_names
+PROC_MEM = GPU_PROCESS.field_names[0]
 UUID0 = "GPU-5d3a2f4e-8c1b-4e7a-9f20-6b1d0c3e7a91"
 UUID1 = "GPU-a07c9e12-3b4d-4f6a-8e51-92c0d7b3f4e8"
 

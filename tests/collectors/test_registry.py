@@ -15,7 +15,7 @@ from .collector_checks import IDENTITY, NOW_NS, by_tag, check_points
 def test_all_collectors_are_built_in_a_stable_order() -> None:
     collectors = build_collectors(IDENTITY)
     assert tuple(c.name for c in collectors) == COLLECTOR_NAMES
-    assert len(set(COLLECTOR_NAMES)) == len(COLLECTOR_NAMES) == 6
+    assert len(set(COLLECTOR_NAMES)) == len(COLLECTOR_NAMES) == 7
     assert all(isinstance(c, ResourceCollector) for c in collectors)
 
 

@@ -100,6 +100,7 @@ def _pipeline(end_ns: int) -> list[Point]:
         t = end_ns - (120 - i) * MINUTE + 7 * S
         tags = {
             catalogue.ENVIRONMENT: "test",
+            catalogue.WORKER: "w2" if i % 2 else "w1",  # model-a: 0s on w1, 1s on w2
             catalogue.DEPLOYMENT: "model-a",
             catalogue.METRIC: "score",
         }
@@ -108,6 +109,7 @@ def _pipeline(end_ns: int) -> list[Point]:
         t = end_ns - (60 - i) * MINUTE + 13 * S
         tags = {
             catalogue.ENVIRONMENT: "test",
+            catalogue.WORKER: "w3",
             catalogue.DEPLOYMENT: "model-b",
             catalogue.METRIC: "score",
         }

@@ -127,7 +127,8 @@ def wait_for_url(dash_duo, fragment: str) -> str:
 
 
 def assert_clean_console(dash_duo) -> None:
-    assert dash_duo.get_logs() == []
+    logs = dash_duo.get_logs()
+    assert logs == [], "\n".join(entry["message"] for entry in logs)
 
 
 def test_cards_show_the_seeded_overuse(dash_duo, site: Site) -> None:
@@ -255,7 +256,16 @@ def test_csv_download_is_the_selected_raw_rows(dash_duo, site: Site) -> None:
     fields = [k for k in header if k not in tags and k not in ("time", "measurement", "other_tags")]
 
     def selected(p) -> bool:
-        return p.tags.get("environment") == "test" and p.tags.get("worker") in ("w1", "w2")
+        resource = catalogue.MEASUREMENTS[p.measurement].family is catalogue.Family.RESOURCE
+        return (
+            resource
+            and p.tags.get("environment") == "test"
+            and p.tags.get("worker")
+            in (
+                "w1",
+                "w2",
+            )
+        )
 
     expected = _expected(site.seed, start, end, selected)
     assert len(expected) > 400  # an hour of 2 workers x 7 points a minute
@@ -338,6 +348,41 @@ def test_pipeline_page_shows_values_summary_and_events(dash_duo, site: Site) -> 
     dash_duo.wait_for_contains_text("#metric-graph .gtitle", "points", timeout=20)
     deadline = time.monotonic() + 20
     while _summary(dash_duo).get("model-a", [""])[0] != "30":
+        assert time.monotonic() < deadline, _summary(dash_duo)
+        time.sleep(0.3)
+    assert_clean_console(dash_duo)
+
+
+def test_choosing_workers_splits_a_deployment_by_the_worker_that_served_it(
+    dash_duo, site: Site
+) -> None:
+    """model-a's 0s came through w1's agent and its 1s through w2's: one line each."""
+    open_page(
+        dash_duo,
+        site.url + "/pipeline?env=test&deployment=model-a&metric=score&worker=w1&worker=w2",
+    )
+    dash_duo.wait_for_element(".summary-row", timeout=20)
+    deadline = time.monotonic() + 20
+    while len(rows := _summary(dash_duo)) != 2:
+        assert time.monotonic() < deadline, rows
+        time.sleep(0.3)
+    assert rows == {
+        "model-a on w1": ["60", "0", "0", "0", "0"],
+        "model-a on w2": ["60", "1", "1", "1", "1"],
+    }
+    assert "deployment (on worker)" in dash_duo.find_element(".summary").text
+    [chart] = graphs(dash_duo, 1).values()  # all 0/1: the share-of-1s chart
+    names = {t["name"] for t in chart["traces"]}
+    assert {"model-a on w1 share of 1s", "model-a on w2 share of 1s"} <= names, names
+    href = dash_duo.find_element("#pipeline-download").get_attribute("href")
+    status, _, text = fetch(href)
+    assert status == 200
+    assert sorted({r["worker"] for r in _csv_rows(text)}) == ["w1", "w2"]
+    assert len(_csv_rows(text)) == 120
+    # one worker: only what its agent took
+    open_page(dash_duo, site.url + "/pipeline?env=test&deployment=model-a&metric=score&worker=w2")
+    deadline = time.monotonic() + 20
+    while _summary(dash_duo) != {"model-a on w2": ["60", "1", "1", "1", "1"]}:
         assert time.monotonic() < deadline, _summary(dash_duo)
         time.sleep(0.3)
     assert_clean_console(dash_duo)
