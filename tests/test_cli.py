@@ -71,7 +71,12 @@ def test_export_metrics_matches_the_data_cell_by_cell(store: Store, tmp_path: Pa
         [
             Point(
                 "pipeline_metric",
-                {"environment": "prod", "deployment": "fraud-v2", "metric": "score"},
+                {
+                    "environment": "prod",
+                    "worker": "w1",
+                    "deployment": "fraud-v2",
+                    "metric": "score",
+                },
                 {"value": 1.0},
                 T0 + 90 * S,
             ),
@@ -106,6 +111,7 @@ def test_export_metrics_matches_the_data_cell_by_cell(store: Store, tmp_path: Pa
             "time",
             "measurement",
             "environment",
+            "worker",
             "pipeline",
             "deployment",
             "metric",
@@ -119,6 +125,7 @@ def test_export_metrics_matches_the_data_cell_by_cell(store: Store, tmp_path: Pa
             "pipeline_metric",
             "prod",
             "",
+            "",
             '\'=HYPERLINK("x")',
             "score",
             "run-1",
@@ -130,6 +137,7 @@ def test_export_metrics_matches_the_data_cell_by_cell(store: Store, tmp_path: Pa
             "2026-01-01T00:01:30.000000000Z",
             "pipeline_metric",
             "prod",
+            "w1",
             "",
             "fraud-v2",
             "score",
@@ -411,4 +419,4 @@ def test_no_progress_line_when_the_csv_goes_to_the_same_terminal(store: Store) -
     )
     assert code == 0, screen
     assert "rows written" not in screen
-    assert screen.startswith("time,measurement,environment,pipeline,deployment,metric")
+    assert screen.startswith("time,measurement,environment,worker,pipeline,deployment,metric")
