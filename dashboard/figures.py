@@ -10,7 +10,7 @@ Times are milliseconds since the epoch, which plotly draws in UTC.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -531,5 +531,56 @@ def compare_figure(metric: str, executions: Sequence[Any], events: Sequence[Any]
             "legend": {"title": {"text": "execution (click to hide)"}},
             "margin": {"l": 60, "r": 20, "t": 60, "b": 50},
             "height": 360,
+        },
+    }
+
+
+RESOURCE_TITLES = {
+    "process.cpu_percent": ("CPU", "% of one core", 1.0),
+    "process.rss_bytes": ("Resident memory", "GiB", 2.0**-30),
+    "gpu_process.memory_used_bytes": ("GPU memory", "GiB", 2.0**-30),
+    "gpu_process.sm_utilization_percent": ("GPU share (SM time)", "% of the GPU", 1.0),
+}
+"""The resource charts of compared executions: title, unit and scale per curve field."""
+
+
+def resource_compare_figure(
+    field: str, executions: Sequence[Any], curves: Mapping[str, Sequence[Any]]
+) -> Figure:
+    """One line per process of each execution, of one resource ``field`` against the time
+    since the execution started (so runs started at different times line up).
+
+    ``curves`` maps an execution id to its ``fleetgauge.read.executions.ResourceCurve``s.
+    """
+    title, unit, scale = RESOURCE_TITLES[field]
+    data: list[dict] = []
+    for i, r in enumerate(executions):
+        colour = PALETTE[i % len(PALETTE)]
+        for c in curves.get(r.execution_id, ()):
+            if c.field != field:
+                continue
+            # (a bucket may start a little before the execution did: drawn at its start)
+            minutes = [max(0, t - r.start_ns) / (60 * 1e9) for t in c.times_ns]
+            data.append(
+                {
+                    "type": "scatter",
+                    "mode": "lines",
+                    "name": text(f"{r.execution_id}: {c.label}"),
+                    "legendgroup": r.execution_id,
+                    "x": _round(minutes, 4),
+                    "y": _round([v * scale for v in c.values], 4),
+                    "line": {"width": 2, "color": colour},
+                    "meta": {"execution_id": r.execution_id, "kind": "resource"},
+                }
+            )
+    return {
+        "data": data,
+        "layout": {
+            "title": {"text": f"{title}<br><sup>per process, {unit}</sup>", "x": 0.01},
+            "xaxis": {"title": {"text": "minutes since the execution started"}},
+            "yaxis": {"title": {"text": unit}, "rangemode": "tozero"},
+            "legend": {"title": {"text": "execution: process"}},
+            "margin": {"l": 60, "r": 20, "t": 60, "b": 50},
+            "height": 320,
         },
     }

@@ -7,6 +7,12 @@ metrics), a ``checkpoint_saved`` event after epoch 2, and, when it succeeds,
 on the inputs, so the best execution is known: lr 0.001, batch 64. The run at
 lr 0.01, batch 128 fails after four epochs. One execution (lr 0.0001, batch 32)
 gets its id made up by the SDK; the others are named ``grid-lr<lr>-bs<bs>``.
+
+Each execution's training process is also in the store as the agent writes a
+registered process (``process`` and ``gpu_process`` points every 10 s over the
+execution): it uses batch/32 cores (1, 2 or 4), its resident memory grows from
+1 GiB to 1 + batch/32 GiB, and on GPU 0 it holds batch/4 GiB at a share of
+50 + batch/4 % of the SM time; so each execution's resources are known.
 """
 
 from __future__ import annotations
@@ -16,7 +22,10 @@ from pathlib import Path
 
 from agent_process import AgentProcess
 
+from fleetgauge import catalogue
+from fleetgauge.catalogue import Point
 from fleetgauge.sdk import MetricsClient
+from fleetgauge.stores import open_store
 
 S = 1_000_000_000
 MINUTE = 60 * S
@@ -55,6 +64,10 @@ class Run:
     epoch_ns: list[int] = field(default_factory=list)
     test_accuracy: float | None = None
     checkpoint_ns: int | None = None
+    resources: dict[str, float] = field(default_factory=dict)
+    """What its process used, as ``get_execution(...)["resources"]`` should give it."""
+    cores: float = 0.0
+    pid: int = 0
 
 
 @dataclass
@@ -131,4 +144,52 @@ def seed_grid(store_url: str, workdir: Path, first_start_ns: int) -> Grid:
         assert sum(stats["dropped"].values()) == 0, stats
         code, _ = agent.stop()
         assert code == 0, agent.log()
+    store = open_store(store_url)
+    try:
+        for k, r in enumerate(grid.runs.values()):
+            store.write(process_points(r, 41000 + k))
+    finally:
+        store.close()
     return grid
+
+
+GIB = 2**30
+PROCESS_EVERY = 10 * S
+
+
+def process_points(r: Run, pid: int) -> list[Point]:
+    """The agent's samples of ``r``'s process over the execution (see the module docstring)."""
+    r.pid, r.cores = pid, r.batch / 32
+    tags = {
+        catalogue.ENVIRONMENT: ENVIRONMENT,
+        catalogue.WORKER: WORKER,
+        catalogue.PID: str(pid),
+        catalogue.PROCESS: "python",
+        catalogue.PIPELINE: PIPELINE,
+        catalogue.EXECUTION_ID: r.execution_id,
+    }
+    samples = (r.end_ns - r.start_ns) // PROCESS_EVERY
+    peak_rss = (1 + r.batch / 32) * GIB
+    gpu_memory, share = r.batch / 4 * GIB, 50 + r.batch / 4
+    points = []
+    for i in range(samples + 1):
+        t = r.start_ns + i * PROCESS_EVERY
+        rss = GIB + (peak_rss - GIB) * i / samples
+        fields = {
+            "cpu_percent": 100.0 * r.cores,
+            "cpu_seconds": 5.0 + r.cores * i * PROCESS_EVERY / S,
+            "rss_bytes": rss,
+            "threads": 12.0,
+        }
+        points.append(Point(catalogue.PROCESS_MEASUREMENT.name, tags, fields, t))
+        gpu_fields = {"memory_used_bytes": gpu_memory, "sm_utilization_percent": share}
+        points.append(
+            Point(catalogue.GPU_PROCESS.name, {**tags, catalogue.GPU: "0"}, gpu_fields, t)
+        )
+    r.resources = {
+        "peak_gpu_memory_bytes": gpu_memory,
+        "mean_gpu_utilization_percent": share,
+        "peak_rss_bytes": peak_rss,
+        "cpu_seconds": r.cores * (r.end_ns - r.start_ns) / S,
+    }
+    return points

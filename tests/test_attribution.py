@@ -19,6 +19,7 @@ import pytest
 from agent_process import AgentProcess
 from collectors.collector_checks import IDENTITY, NOW_NS, check_points
 from collectors.fake_nvml import GIB, FakeGpu, FakeNvml
+from conftest import InfluxHarness
 
 from fleetgauge import catalogue, protocol
 from fleetgauge.agent.collectors.gpu import GpuCollector
@@ -26,7 +27,9 @@ from fleetgauge.agent.collectors.process import ProcessRegistry
 from fleetgauge.agent.push.parser import ProcessClaim
 from fleetgauge.catalogue import Point
 from fleetgauge.procinfo import command_of, container_of, start_time
+from fleetgauge.read.query import get_execution, list_executions
 from fleetgauge.stores import open_store
+from fleetgauge.timeutil import parse_time
 
 S = 1_000_000_000
 PROCESSES = protocol.PUSH_PROCESSES_PATH
@@ -255,3 +258,63 @@ def by_pid(points: list[Point]) -> dict[int, Point]:
     return {
         int(p.tags[catalogue.PID]): p for p in points if p.measurement == catalogue.GPU_PROCESS.name
     }
+
+
+# --- an execution's own resources ---------------------------------------------------------
+TRAINER = """
+import sys, time
+from fleetgauge.sdk import MetricsClient
+client = MetricsClient(url=sys.argv[1], pipeline="train", flush_interval=0.1)
+hold = []
+with client.start_execution(inputs={"lr": 0.01}, execution_id=sys.argv[2]) as run:
+    for epoch in range(8):
+        hold.append(bytearray(20 * 2**20))  # 20 MB more each epoch, touched
+        for i in range(0, len(hold[-1]), 4096):
+            hold[-1][i] = 1
+        deadline = time.monotonic() + 0.6
+        while time.monotonic() < deadline:  # an epoch's work: one core
+            pass
+        run.record_list_metric_values("loss", 1 / (epoch + 1), step=epoch)
+        client.flush(10)
+assert client.flush(10)
+"""
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "influxdb"])
+def test_an_execution_has_the_resource_curves_of_its_process(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'fg.db'}"
+    else:
+        harness: InfluxHarness = request.getfixturevalue("influx")
+        url = harness.store_url(harness.new_database())
+    agent = AgentProcess(
+        tmp_path,
+        *("--store", url, "--interval", "0.5", "--flush-interval", "0.3"),
+        *("--collectors", "process"),
+    )
+    with agent:
+        push = f"http://127.0.0.1:{agent.push_port}"
+        done = subprocess.run(
+            [sys.executable, "-c", TRAINER, push, "run-res-1"], capture_output=True, timeout=60
+        )
+        assert done.returncode == 0, done.stderr.decode()
+        assert agent.stop()[0] == 0, agent.log()
+    run = get_execution("run-res-1", store=url)
+    assert run is not None and run["status"] == "succeeded"
+    used = run["resources"]
+    assert 2.0 <= used["cpu_seconds"] <= 8.0, used  # eight epochs of 0.6 s of one core
+    assert used["peak_rss_bytes"] > 150 * 2**20, used  # 160 MB held by the end
+    curves = {c["field"]: c for c in run["resource_curves"]}
+    assert set(curves) == {"process.cpu_percent", "process.rss_bytes"}
+    rss = curves["process.rss_bytes"]["values"]
+    assert len(rss) >= 4 and rss[-1] > rss[0] + 60 * 2**20, rss  # it grew while it trained
+    cpu = curves["process.cpu_percent"]["values"]
+    assert max(cpu) > 50, cpu
+    start, end = parse_time(run["start"]), parse_time(run["end"])
+    times = [int(t.timestamp() * S) for t in curves["process.rss_bytes"]["times"]]
+    assert start - 2 * S <= times[0] and times[-1] <= end + S
+    # the columns of the executions table and its CSV
+    [listed] = list_executions(pipeline="train", start=start / S - 1, end=end / S + 1, store=url)
+    assert listed["resources"] == used

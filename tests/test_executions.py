@@ -138,6 +138,10 @@ def test_export_executions_matches_the_seed(grid, tmp_path) -> None:
         "metric.test_accuracy",
         "list.accuracy.last",
         "list.loss.last",
+        "resource.peak_gpu_memory_bytes",
+        "resource.mean_gpu_utilization_percent",
+        "resource.peak_rss_bytes",
+        "resource.cpu_seconds",
     ]
     by_id = {row["execution_id"]: row for row in rows}
     assert len(by_id) == 9
@@ -145,6 +149,8 @@ def test_export_executions_matches_the_seed(grid, tmp_path) -> None:
         row = by_id[r.execution_id]
         assert row["status"] == r.status and row["start"] == format_time_ns(r.start_ns)
         assert row["worker"] == WORKER  # stamped by the agent that took the records
+        for name, value in r.resources.items():  # what its process used
+            assert float(row[f"resource.{name}"]) == pytest.approx(value), name
         assert float(row["input.learning_rate"]) == r.lr and int(row["input.batch_size"]) == r.batch
         assert float(row["list.accuracy.last"]) == r.accuracy[-1]
         assert float(row["list.loss.last"]) == r.loss[-1]

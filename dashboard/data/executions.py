@@ -15,7 +15,10 @@ from fleetgauge.dashboard.data.listings import list_environments
 from fleetgauge.read import executions as ex
 from fleetgauge.stores import StoreReader
 
-__all__ = ["ExecutionsView", "read_executions_view"]
+__all__ = ["ExecutionsView", "read_executions_view", "MAX_COMPARED"]
+
+MAX_COMPARED = 20
+"""Compared executions whose resource curves are read (one bucketed read each)."""
 
 
 class ExecutionsView(NamedTuple):
@@ -26,6 +29,8 @@ class ExecutionsView(NamedTuple):
     records: list[ex.ExecutionRecord]
     compared: list[ex.ExecutionRecord]
     events: list[catalogue.Point]
+    curves: dict[str, list[ex.ResourceCurve]]
+    """Per compared execution, what its processes used over its duration."""
 
 
 def read_executions_view(
@@ -55,5 +60,6 @@ def read_executions_view(
     )
     runs = [r for r in records if r.execution_id in compared]
     events = ex.read_events(store, runs) if runs else []
+    curves = {r.execution_id: ex.read_resource_curves(store, r) for r in runs[:MAX_COMPARED]}
     environments = list_environments(store, start_ns, end_ns)
-    return ExecutionsView(environments, pipelines, records, runs, events)
+    return ExecutionsView(environments, pipelines, records, runs, events, curves)

@@ -142,7 +142,7 @@ def _chosen_columns(state, available: list[str]) -> list[str]:
                 c = c.rsplit(".", 1)[0] + "." + state.mode
             if c not in chosen:
                 chosen.append(c)
-    metrics = [c for c in chosen if c.startswith(("metric.", "list."))]
+    metrics = [c for c in chosen if c.startswith(("metric.", "list.", "resource."))]
     first = [c for c in chosen if c == "execution_id"]
     return first + metrics + [c for c in chosen if c not in metrics and c not in first]
 
@@ -177,7 +177,7 @@ def _table(records: list[ex.ExecutionRecord], columns: list[str]) -> tuple[list[
         cells = [row[c] for row in rows if row[c] is not None]
         numeric = bool(cells) and all(isinstance(v, _NUMERIC) for v in cells)
         spec = {"name": ex.column_label(c), "id": c, "type": "numeric" if numeric else "text"}
-        if numeric and (c.startswith(("list.", "metric.")) or c == "duration_s"):
+        if numeric and (c.startswith(("list.", "metric.", "resource.")) or c == "duration_s"):
             spec["format"] = {"specifier": ".4~g"}
         specs.append(spec)
     return specs, rows
@@ -249,6 +249,7 @@ def load(_width, _refresh, _tick, search, sort_by):
         {"label": ex.column_label(c), "value": c} for c in dict.fromkeys(available + columns)
     ]
     charts = _compare_charts(view.compared, view.events, state.x, state.run)
+    charts += _resource_charts(view.compared, view.curves, state.run)
     return (
         specs,
         rows,
@@ -281,6 +282,34 @@ def _compare_charts(compared, events, x: str, wanted) -> list:
             className="graph",
         )
         for name in metrics
+    ]
+
+
+def _resource_charts(compared, curves, wanted) -> list:
+    """What the compared executions' processes used, a chart per resource they reported."""
+    if not wanted or not compared:
+        return []
+    order = {execution_id: i for i, execution_id in enumerate(wanted)}
+    compared = sorted(compared, key=lambda r: order.get(r.execution_id, len(order)))
+    reported = {c.field for found in curves.values() for c in found}
+    if not reported:
+        return [
+            html.Div(
+                "No resources were recorded for these executions: their processes did not"
+                " register with an agent (the SDK does it when the values carry the"
+                " execution's id).",
+                className="note",
+            )
+        ]
+    return [
+        dcc.Graph(
+            id={"type": "resource-graph", "field": name},
+            figure=figures.resource_compare_figure(name, compared, curves),
+            config={"displaylogo": False},
+            className="graph",
+        )
+        for name in figures.RESOURCE_TITLES
+        if name in reported
     ]
 
 

@@ -12,9 +12,15 @@ executions`` and the dashboard's Executions page:
 - per execution, the last value of each simple (pipeline) metric and, per list
   metric, its values by step: the last (highest step), min, max and mean. A
   step recorded twice keeps the later value, as a re-run epoch would;
-- the table columns: metadata, ``input.NAME``, ``metric.NAME`` and
-  ``list.NAME.MODE``, and the CSV of chosen columns (same writer rules as
-  every export: formula cells neutralised, numbers as numbers, CRLF).
+- what its processes used (they registered with their agent for this
+  execution, see :mod:`fleetgauge.agent.collectors.process`): peak GPU
+  memory and mean GPU utilisation share of any one of its processes on any
+  GPU, peak RSS of any one of its processes, and the CPU seconds all of them
+  used while they worked for it; and, for one execution, those curves over
+  its duration (:func:`read_resource_curves`);
+- the table columns: metadata, ``input.NAME``, ``metric.NAME``,
+  ``list.NAME.MODE`` and ``resource.NAME``, and the CSV of chosen columns (same
+  writer rules as every export: formula cells neutralised, numbers as numbers, CRLF).
 
 Values and events are matched on the execution id alone (with the
 environment), whatever their time.
@@ -26,6 +32,7 @@ import csv
 import io
 import json
 import math
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,6 +50,9 @@ __all__ = [
     "read_executions",
     "read_execution",
     "read_events",
+    "read_resource_curves",
+    "RESOURCE_COLUMNS",
+    "ResourceCurve",
     "columns_of",
     "column_label",
     "check_column",
@@ -60,6 +70,18 @@ INPUTS = catalogue.EXECUTION.get_field("inputs").name
 STATUS = catalogue.EXECUTION_END.get_field("status").name
 VALUE = catalogue.PIPELINE_METRIC.get_field("value").name
 STEP = catalogue.LIST_METRIC.get_field("step").name
+_PROCESS = catalogue.PROCESS_MEASUREMENT
+_GPU_PROCESS = catalogue.GPU_PROCESS
+CPU_PERCENT, CPU_SECONDS, RSS_BYTES, _ = _PROCESS.field_names
+GPU_MEMORY, GPU_SM, _ = _GPU_PROCESS.field_names
+RESOURCE_COLUMNS = {
+    "peak_gpu_memory_bytes": "peak GPU memory (bytes)",
+    "mean_gpu_utilization_percent": "mean GPU share (%)",
+    "peak_rss_bytes": "peak RSS (bytes)",
+    "cpu_seconds": "CPU seconds",
+}
+"""What an execution's processes used (``resource.NAME`` columns) and their headers."""
+_PER_PROCESS = (catalogue.WORKER, catalogue.PID)
 
 
 @dataclass
@@ -101,6 +123,8 @@ class ExecutionRecord:
     end_ns: int | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     list_metrics: dict[str, ListMetric] = field(default_factory=dict)
+    resources: dict[str, float] = field(default_factory=dict)
+    """What its processes used (keys of ``RESOURCE_COLUMNS``; none when none registered)."""
 
     @property
     def duration_s(self) -> float | None:
@@ -128,6 +152,7 @@ class ExecutionRecord:
             "inputs": dict(self.inputs),
             "metrics": dict(self.metrics),
             "list_metrics": lists,
+            "resources": dict(self.resources),
         }
 
 
@@ -183,6 +208,7 @@ def read_executions(
         records = records[:limit]
     if with_metrics:
         _add_metrics(store, records)
+        _add_resources(store, records)
     return records
 
 
@@ -200,6 +226,7 @@ def read_execution(
         return None
     latest = max(records, key=lambda r: r.start_ns)
     _add_metrics(store, [latest])
+    _add_resources(store, [latest])
     return latest
 
 
@@ -267,6 +294,117 @@ def _add_metrics(store: StoreReader, records: Sequence[ExecutionRecord]) -> None
         r.list_metrics = dict(sorted(r.list_metrics.items()))
 
 
+def _window(records: Sequence[ExecutionRecord]) -> tuple[int, int]:
+    """From the first start to the last end (now, for one still running)."""
+    end = max(LATEST_NS if r.end_ns is None else r.end_ns + 1 for r in records)
+    return min(r.start_ns for r in records), min(end, time.time_ns() + NS_PER_S)
+
+
+def _add_resources(store: StoreReader, records: Sequence[ExecutionRecord]) -> None:
+    """The ``resources`` of ``records``: one bucketed read per measurement and id chunk.
+
+    Few buckets over the whole window: each process's count, min, max and mean are
+    what the summary needs (CPU seconds are the growth of a cumulative counter), and
+    the rollup tiers keep them exact.
+    """
+    if not records:
+        return
+    by_key = {(r.environment, r.execution_id): r for r in records}
+    start_ns, end_ns = _window(records)
+    environments = sorted({r.environment for r in records})
+    group = (catalogue.ENVIRONMENT, catalogue.EXECUTION_ID, *_PER_PROCESS)
+    for chunk in _chunks(sorted({r.execution_id for r in records})):
+        where = _where(environments, **{catalogue.EXECUTION_ID: chunk})
+        cpu = store.read_buckets(
+            _PROCESS.name, [CPU_SECONDS, RSS_BYTES], start_ns, end_ns, 4, where, group
+        )
+        for s in cpu.series:
+            record = by_key.get(_key(s.tags))
+            if record is None:
+                continue
+            seconds, rss = s.fields[CPU_SECONDS], s.fields[RSS_BYTES]
+            _add(record, "cpu_seconds", _span(seconds), sum)
+            _add(record, "peak_rss_bytes", _peak(rss), max)
+        gpu_group = (*group, catalogue.GPU)
+        gpu = store.read_buckets(
+            _GPU_PROCESS.name, [GPU_MEMORY, GPU_SM], start_ns, end_ns, 4, where, gpu_group
+        )
+        shares: dict[tuple[str, str], list[float]] = {}
+        for s in gpu.series:
+            record = by_key.get(_key(s.tags))
+            if record is None:
+                continue
+            _add(record, "peak_gpu_memory_bytes", _peak(s.fields[GPU_MEMORY]), max)
+            sm = s.fields[GPU_SM]
+            total = shares.setdefault(_key(s.tags), [0.0, 0])
+            for n, mean in zip(sm.count, sm.mean, strict=True):
+                if n and mean is not None:
+                    total[0] += n * mean
+                    total[1] += n
+        for key, (weighted, n) in shares.items():
+            if n:
+                by_key[key].resources["mean_gpu_utilization_percent"] = weighted / n
+
+
+def _span(f: Any) -> float | None:
+    """How much a cumulative field grew over the buckets (max - min), None without points."""
+    lows = [v for v in f.min if v is not None]
+    highs = [v for v in f.max if v is not None]
+    return max(highs) - min(lows) if lows and highs else None
+
+
+def _peak(f: Any) -> float | None:
+    highs = [v for v in f.max if v is not None]
+    return max(highs) if highs else None
+
+
+def _add(record: ExecutionRecord, name: str, value: float | None, combine: Any) -> None:
+    if value is None:
+        return
+    old = record.resources.get(name)
+    record.resources[name] = value if old is None else combine((old, value))
+
+
+@dataclass
+class ResourceCurve:
+    """One process's use over an execution: what, which process, when, how much."""
+
+    field: str
+    label: str
+    times_ns: list[int]
+    values: list[float]
+
+
+def read_resource_curves(
+    store: StoreReader, record: ExecutionRecord, max_points: int = 300
+) -> list[ResourceCurve]:
+    """CPU %, RSS, GPU memory and GPU share of each of ``record``'s processes over its
+    duration, bucketed (bucket means) to at most about ``max_points`` per curve."""
+    start_ns, end_ns = _window([record])
+    where = _where([record.environment], **{catalogue.EXECUTION_ID: [record.execution_id]})
+    curves = []
+    reads = (
+        (_PROCESS.name, (CPU_PERCENT, RSS_BYTES), _PER_PROCESS),
+        (_GPU_PROCESS.name, (GPU_MEMORY, GPU_SM), (*_PER_PROCESS, catalogue.GPU)),
+    )
+    for measurement, fields, group in reads:
+        b = store.read_buckets(
+            measurement, list(fields), start_ns, end_ns, max_points, where, group
+        )
+        for s in sorted(b.series, key=lambda s: sorted(s.tags.items())):
+            label = f"pid {s.tags.get(catalogue.PID, '?')} on {s.tags.get(catalogue.WORKER, '?')}"
+            if catalogue.GPU in s.tags:
+                label += f", GPU {s.tags[catalogue.GPU]}"
+            for name in fields:
+                f = s.fields[name]
+                keep = [i for i, n in enumerate(f.count) if n and f.mean[i] is not None]
+                if keep:
+                    times = [s.times[i] for i in keep]
+                    values = [float(f.mean[i]) for i in keep]  # type: ignore[arg-type]
+                    curves.append(ResourceCurve(f"{measurement}.{name}", label, times, values))
+    return curves
+
+
 def read_events(
     store: StoreReader, records: Sequence[ExecutionRecord], limit: int = 500
 ) -> list[catalogue.Point]:
@@ -292,15 +430,18 @@ def columns_of(records: Iterable[ExecutionRecord], mode: str = "last") -> list[s
     inputs: dict[str, None] = {}
     metrics: set[str] = set()
     lists: set[str] = set()
+    resources: set[str] = set()
     for r in records:
         inputs.update(dict.fromkeys(r.inputs))
         metrics.update(r.metrics)
         lists.update(r.list_metrics)
+        resources.update(r.resources)
     return [
         *METADATA_COLUMNS,
         *(f"input.{name}" for name in inputs),
         *(f"metric.{name}" for name in sorted(metrics)),
         *(f"list.{name}.{mode}" for name in sorted(lists)),
+        *(f"resource.{name}" for name in RESOURCE_COLUMNS if name in resources),
     ]
 
 
@@ -313,6 +454,8 @@ def column_label(column: str) -> str:
     if column.startswith("list."):
         name, mode = column[len("list.") :].rsplit(".", 1)
         return f"{name} ({mode})"
+    if column.startswith("resource.") and column[len("resource.") :] in RESOURCE_COLUMNS:
+        return RESOURCE_COLUMNS[column[len("resource.") :]]
     if column in ("start", "end"):
         return f"{column} (UTC)"
     return column
@@ -325,10 +468,13 @@ def check_column(column: str) -> str:
     )
     if column.startswith("list."):
         ok = "." in column[len("list.") :] and column.rsplit(".", 1)[1] in MODES
+    if column.startswith("resource."):
+        ok = column[len("resource.") :] in RESOURCE_COLUMNS
     if not ok or column.endswith("."):
         raise ValueError(
             f"unknown column {column!r}: use {', '.join(METADATA_COLUMNS)}, {ENVIRONMENT_COLUMN},"
-            f" input.NAME, metric.NAME or list.NAME.MODE (MODE: {', '.join(MODES)})"
+            f" input.NAME, metric.NAME, list.NAME.MODE (MODE: {', '.join(MODES)}) or"
+            f" resource.NAME (NAME: {', '.join(RESOURCE_COLUMNS)})"
         )
     return column
 
@@ -339,6 +485,8 @@ def cell(record: ExecutionRecord, column: str) -> Any:
         return record.inputs.get(column[len("input.") :])
     if column.startswith("metric."):
         return record.metrics.get(column[len("metric.") :])
+    if column.startswith("resource."):
+        return record.resources.get(column[len("resource.") :])
     if column.startswith("list."):
         name, mode = column[len("list.") :].rsplit(".", 1)
         lm = record.list_metrics.get(name)

@@ -39,7 +39,7 @@ from fleetgauge.catalogue import Point
 from fleetgauge.read import arguments, executions
 from fleetgauge.read.arguments import Names, StoreLike, TimeLike
 from fleetgauge.read.export import Layout, export_csv, export_file, layout, merged_points
-from fleetgauge.stores import default_store_url, open_store
+from fleetgauge.stores import StoreReader, default_store_url, open_store
 
 __all__ = [
     "get_metrics",
@@ -444,16 +444,36 @@ def get_execution(
 
     Keys: execution_id, pipeline, environment, worker (whose agent took its
     start), status (running, succeeded or failed), start and end (ISO 8601
-    UTC; end None while running), duration_s,
-    inputs (name -> value), metrics (last value of each simple metric) and
-    list_metrics (per name: steps, values, and their last, min, max and mean).
+    UTC; end None while running), duration_s, inputs (name -> value), metrics
+    (last value of each simple metric), list_metrics (per name: steps, values,
+    and their last, min, max and mean), resources (what its processes used:
+    peak_gpu_memory_bytes, mean_gpu_utilization_percent, peak_rss_bytes,
+    cpu_seconds; empty when none registered with an agent) and resource_curves
+    (per process and field: ``{"field": "process.cpu_percent", "process": "pid
+    41 on gpu-01", "times": [datetime, ...], "values": [...]}``, bucket means
+    over its duration).
     """
     if not isinstance(execution_id, str) or not execution_id:
         raise TypeError(f"execution_id must be a non-empty str, got {execution_id!r}")
     envs = arguments.names(environment, "environment")
     arguments.check_store(store)
-    found = arguments.with_store(store, lambda s: executions.read_execution(s, execution_id, envs))
-    return None if found is None else found.as_dict()
+
+    def read(s: StoreReader) -> dict[str, Any] | None:
+        found = executions.read_execution(s, execution_id, envs)
+        if found is None:
+            return None
+        curves = [
+            {
+                "field": c.field,
+                "process": c.label,
+                "times": [_utc(t) for t in c.times_ns],
+                "values": c.values,
+            }
+            for c in executions.read_resource_curves(s, found)
+        ]
+        return {**found.as_dict(), "resource_curves": curves}
+
+    return arguments.with_store(store, read)
 
 
 def list_executions(

@@ -108,8 +108,19 @@ def test_compare_draws_one_line_per_execution_per_list_metric(dash_duo, site: Si
     tick(dash_duo, [r.execution_id for r in chosen])
     dash_duo.find_element("#compare").click()
     wait_for_url(dash_duo, "run=")
-    charts = compare_graphs(dash_duo, 2)
-    assert set(charts) == {"accuracy", "loss"}
+    charts = compare_graphs(dash_duo, 6)
+    resources = {"CPU", "Resident memory", "GPU memory", "GPU share (SM time)"}
+    assert set(charts) == {"accuracy", "loss", *resources}
+    # what each one's process used, against the minutes since it started
+    for r in chosen:
+        label = f"{r.execution_id}: pid {r.pid} on trainer-01"
+        cpu = {t["name"]: t for t in charts["CPU"]["traces"]}[label]
+        assert set(cpu["y"]) == {100 * r.cores} and cpu["x"][0] == 0
+        assert max(cpu["x"]) == pytest.approx((r.end_ns - r.start_ns) / 60e9, abs=1)
+        rss = {t["name"]: t for t in charts["Resident memory"]["traces"]}[label]
+        assert rss["y"][-1] == pytest.approx(r.resources["peak_rss_bytes"] / 2**30, rel=0.05)
+        share = {t["name"]: t for t in charts["GPU share (SM time)"]["traces"]}
+        assert set(share[f"{label}, GPU 0"]["y"]) == {r.resources["mean_gpu_utilization_percent"]}
     for metric in ("accuracy", "loss"):
         traces = charts[metric]["traces"]
         lines = {t["name"]: t for t in traces if not t["name"].endswith(" events")}
@@ -147,7 +158,7 @@ def test_compare_draws_one_line_per_execution_per_list_metric(dash_duo, site: Si
     wait_for_url(dash_duo, "x=time")
     deadline = time.monotonic() + 20
     while True:
-        accuracy = compare_graphs(dash_duo, 2)["accuracy"]
+        accuracy = compare_graphs(dash_duo, 6)["accuracy"]
         best = next(t for t in accuracy["traces"] if t["name"] == g.runs[BEST].execution_id)
         if best["x"] != list(range(len(g.runs[BEST].accuracy))):
             break
