@@ -39,6 +39,7 @@ _READ_API = (
     "get_resource_metrics",
     "get_execution",
     "list_executions",
+    "get_deployment_usage",
     "iter_metrics",
     "iter_list_metrics",
     "iter_events",

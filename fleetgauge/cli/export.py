@@ -1,8 +1,10 @@
-"""``fleetgauge export``: raw rows (or one row per execution) from the store into CSV."""
+"""``fleetgauge export``: raw rows (or one row per execution, or per deployment's usage)
+from the store into CSV."""
 
 from __future__ import annotations
 
 import argparse
+import csv
 import sys
 import time
 
@@ -12,6 +14,7 @@ from fleetgauge.read.arguments import to_time_ns
 from fleetgauge.read.executions import (
     METADATA_COLUMNS,
     MODES,
+    RESOURCE_COLUMNS,
     check_column,
     columns_of,
     iter_executions_csv,
@@ -19,12 +22,21 @@ from fleetgauge.read.executions import (
 )
 from fleetgauge.read.export import (
     KINDS,
+    LINE_END,
     ProgressLine,
     atomic_text_file,
     export_csv,
     export_file,
     export_zip_file,
     layout,
+    neutralize,
+)
+from fleetgauge.read.usage import (
+    PRICE_NAMES,
+    USAGE_COLUMNS,
+    deployment_usage,
+    parse_prices,
+    read_prices_file,
 )
 from fleetgauge.stores import Store, open_store
 from fleetgauge.timeutil import NS_PER_S, format_time
@@ -32,6 +44,7 @@ from fleetgauge.timeutil import NS_PER_S, format_time
 NAME = "export"
 EXTRAS = ()
 EXECUTIONS = "executions"
+USAGE = "usage"
 LAYOUTS = ("wide", "per-measurement")
 
 
@@ -46,16 +59,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         " of rows; on a terminal a progress line shows the rows written so far. Text cells"
         " that a spreadsheet would run as a formula (=, +, -, @, tab, carriage return) are"
         " prefixed with a quote; numbers are written as they are. 'executions' writes one"
-        " row per execution started in the window instead (see --columns).",
+        " row per execution started in the window instead (see --columns); 'usage' one row"
+        " per deployment: its predictions, the CPU and GPU its processes used and, with"
+        " --price or --prices, the cost per 1,000 predictions.",
     )
     parser.add_argument(
         "kind",
-        choices=[*KINDS, EXECUTIONS],
+        choices=[*KINDS, EXECUTIONS, USAGE],
         help="resources: worker samples (CPU, memory, disk, network, GPU), one row per"
         " measurement and time; metrics: values recorded by deployed models and pipelines"
         " (list metrics too: their step is in the step column); events: named events with"
         " their metadata as JSON; executions: one row per execution (run of a pipeline)"
-        " started in the window, newest first",
+        " started in the window, newest first; usage: one row per deployment (predictions,"
+        " CPU seconds, GPU seconds, peak GPU memory, cost)",
     )
     add_store(parser)
     parser.add_argument(
@@ -104,7 +120,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--deployment",
         action="append",
         metavar="NAME",
-        help="metrics and events only: only this deployment (repeatable)",
+        help="metrics, events and usage only: only this deployment (repeatable)",
+    )
+    parser.add_argument(
+        "--price",
+        action="append",
+        default=[],
+        metavar="NAME=AMOUNT",
+        help="usage only: a price, NAME one of " + ", ".join(PRICE_NAMES) + " (repeatable;"
+        " for example --price gpu-hour=2.5 --price cpu-core-hour=0.04). A worker-hour price"
+        " is split over the worker's GPUs, or its cores on a CPU-only worker",
+    )
+    parser.add_argument(
+        "--prices",
+        metavar="FILE",
+        help="usage only: a TOML price table, [prices] with gpu_hour, cpu_core_hour or"
+        " worker_hour (a --price flag wins over the file)",
     )
     parser.add_argument(
         "--pipeline",
@@ -123,9 +154,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="COLS",
         help="executions only: comma-separated columns, in order: "
         + ", ".join(METADATA_COLUMNS)
-        + ", environment, input.NAME, metric.NAME (last value of a metric) and"
-        " list.NAME.MODE (a list metric's last, min, max or mean). Default: the metadata,"
-        " every input, every metric and every list metric reduced by --mode",
+        + ", environment, input.NAME, metric.NAME (last value of a metric),"
+        " list.NAME.MODE (a list metric's last, min, max or mean) and resource.NAME (what"
+        " its processes used: "
+        + ", ".join(RESOURCE_COLUMNS)
+        + "). Default: the metadata, every input, every metric, every list metric reduced"
+        " by --mode and the resources",
     )
     parser.add_argument(
         "--mode",
@@ -136,6 +170,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _export_filters(args: argparse.Namespace) -> dict[str, list[str]]:
+    if args.kind != USAGE and (args.price or args.prices):
+        raise ValueError("--price and --prices apply to 'export usage' only")
+    if args.kind == USAGE:
+        for flag in ("pipeline", "status", "columns", "worker", "measurement"):
+            if getattr(args, flag):
+                raise ValueError(f"--{flag} does not apply to 'export usage'")
+        if args.environment and len(args.environment) > 1:
+            raise ValueError("'export usage' takes one --environment")
+        return {}
     if args.kind != EXECUTIONS:
         for flag in ("pipeline", "status", "columns"):
             if getattr(args, flag):
@@ -174,6 +217,8 @@ def _export_rows(
 ) -> int:
     if args.kind == EXECUTIONS:
         return _export_executions(args, store, start, end)
+    if args.kind == USAGE:
+        return _export_usage(args, store, start, end)
     if args.layout == "per-measurement":
         export_zip_file(store, args.kind, start, end, args.out, where, only=args.measurement)
         return -1
@@ -208,6 +253,29 @@ def _export_executions(args: argparse.Namespace, store: Store, start: int, end: 
             for chunk in iter_executions_csv(records, columns):
                 out.write(chunk)
     return len(records)
+
+
+def _export_usage(args: argparse.Namespace, store: Store, start: int, end: int) -> int:
+    prices = parse_prices(args.price, read_prices_file(args.prices) if args.prices else None)
+    environment = args.environment[0] if args.environment else None
+    found = deployment_usage(store, start, end, args.deployment, prices, environment)
+
+    def write(out) -> None:  # noqa: ANN001 - a text file
+        writer = csv.writer(out, lineterminator=LINE_END)
+        writer.writerow(USAGE_COLUMNS)
+        for u in found:
+            row = u.as_dict()
+            writer.writerow(
+                "" if row[c] is None else row[c] if c != "deployment" else neutralize(row[c])
+                for c in USAGE_COLUMNS
+            )
+
+    if args.out == "-":
+        write(sys.stdout)
+    else:
+        with atomic_text_file(args.out) as out:
+            write(out)
+    return len(found)
 
 
 def run(args: argparse.Namespace) -> int:

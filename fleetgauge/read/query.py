@@ -36,7 +36,7 @@ from typing import Any, Literal, TextIO, overload
 
 from fleetgauge import catalogue
 from fleetgauge.catalogue import Point
-from fleetgauge.read import arguments, executions
+from fleetgauge.read import arguments, executions, usage
 from fleetgauge.read.arguments import Names, StoreLike, TimeLike
 from fleetgauge.read.export import Layout, export_csv, export_file, layout, merged_points
 from fleetgauge.stores import StoreReader, default_store_url, open_store
@@ -48,6 +48,7 @@ __all__ = [
     "get_resource_metrics",
     "get_execution",
     "list_executions",
+    "get_deployment_usage",
     "iter_metrics",
     "iter_list_metrics",
     "iter_events",
@@ -501,3 +502,48 @@ def list_executions(
         lambda s: executions.read_executions(s, *window, envs, pipelines, statuses, limit),
     )
     return [r.as_dict(with_values=False) for r in records]
+
+
+def get_deployment_usage(
+    deployment: Names = None,
+    start: TimeLike = None,
+    end: TimeLike = None,
+    *,
+    prices: usage.Prices | dict[str, float] | None = None,
+    environment: str | None = None,
+    store: StoreLike = None,
+) -> list[dict[str, Any]]:
+    """What deployments did and used in [start, end) (default: the last 24 hours), and
+    what it cost: one dict per deployment (None: every one), sorted by name.
+
+    Keys: deployment, predictions (values of its most-recorded metric),
+    predictions_per_second, cpu_seconds, gpu_seconds (GPU time split by SM share,
+    or by memory share while the GPU is idle), peak_gpu_memory_bytes,
+    gpu_memory_total_bytes (of the largest GPU it was on), cost and
+    cost_per_1000_predictions (None without ``prices``). ``prices``:
+    ``{"gpu_hour": 2.5, "cpu_core_hour": 0.04}`` or ``{"worker_hour": 12}``, or a
+    :class:`fleetgauge.read.usage.Prices`. The method is in :mod:`fleetgauge.read.usage`.
+    """
+    deployments = arguments.names(deployment, "deployment")
+    window = arguments.window(*_default_day(start, end), ("start", "end"))
+    if isinstance(prices, dict):
+        prices = usage.Prices(**prices)
+    if environment is not None and not isinstance(environment, str):
+        raise TypeError(f"environment must be a name, got {type(environment).__name__}")
+    arguments.check_store(store)
+    found = arguments.with_store(
+        store,
+        lambda s: usage.deployment_usage(s, *window, deployments, prices, environment),
+    )
+    return [u.as_dict() for u in found]
+
+
+def _default_day(start: TimeLike, end: TimeLike) -> tuple[TimeLike, TimeLike]:
+    """``start`` and ``end``, the last 24 hours when not given."""
+    if end is None:
+        end = datetime.now(UTC)
+    if start is None:
+        end_ns = arguments.to_time_ns(end, "end")
+        assert end_ns is not None
+        start = _utc(end_ns - 86400 * 10**9)
+    return start, end
