@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from fleetgauge.dashboard.thresholds import Thresholds
+from fleetgauge.read.usage import Prices
 from fleetgauge.stores import StoreReader, open_store
 
 __all__ = ["SiteConfig", "StorePool", "configure", "current", "DEFAULT_POINTS"]
@@ -36,6 +37,8 @@ class SiteConfig:
     insecure: bool = False
     allowed_hosts: tuple[str, ...] = ()
     """Names the site answers to beyond loopback names (and, off loopback, IP addresses)."""
+    prices: Prices = field(default_factory=Prices)
+    """What an hour of a GPU, a core or a worker costs: the Pipeline page's cost column."""
 
 
 class StorePool:

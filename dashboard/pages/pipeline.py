@@ -10,6 +10,7 @@ from fleetgauge.dashboard.data import listings
 from fleetgauge.dashboard.data import pipeline as data
 from fleetgauge.dashboard.site import current, points_for
 from fleetgauge.dashboard.state import RATE_LABELS, RATE_WINDOWS
+from fleetgauge.read import usage
 from fleetgauge.stores import StoreError
 from fleetgauge.timeutil import format_time_ms
 
@@ -82,6 +83,7 @@ def layout(**query: object) -> html.Div:
             dcc.Store(id="metric-url"),
             html.Div(id="summary", className="summary"),
             dcc.Graph(id="metric-graph", config={"displaylogo": False}, className="graph"),
+            html.Div(id="footprint", className="summary footprint"),
         ]
     )
 
@@ -109,6 +111,50 @@ def _summary_table(view: data.MetricView) -> html.Table:
             )
         )
     return html.Table([html.Thead(html.Tr([html.Th(h) for h in head])), html.Tbody(rows)])
+
+
+_GIB = 2**30
+
+
+def _footprint_table(found: list[usage.DeploymentUsage], priced: bool) -> list:
+    """Per deployment: predictions, what its processes used, and what it cost."""
+    if not found:
+        return []
+    head = ["deployment", "predictions", "per second", "CPU core-hours", "GPU-hours"]
+    head += ["peak GPU memory", "cost", "cost per 1,000 predictions"]
+    rows = []
+    for u in found:
+        memory = "-"
+        if u.peak_gpu_memory_bytes is not None:
+            memory = f"{u.peak_gpu_memory_bytes / _GIB:.1f} GiB"
+            if u.gpu_memory_total_bytes:
+                memory += f" of {u.gpu_memory_total_bytes / _GIB:.0f}"
+        cells = [
+            u.deployment,
+            f"{u.predictions:,}",
+            f"{u.predictions_per_second:.3g}",
+            f"{u.cpu_seconds / 3600:.3g}",
+            f"{u.gpu_seconds / 3600:.3g}",
+            memory,
+            "-" if u.cost is None else f"{u.cost:.4g}",
+            "-" if u.cost_per_1000_predictions is None else f"{u.cost_per_1000_predictions:.4g}",
+        ]
+        rows.append(html.Tr([html.Td(c) for c in cells], className="footprint-row"))
+    note = (
+        "Cost from the site's prices (--price, --prices)."
+        if priced
+        else "No prices given: start the dashboard with --price gpu-hour=AMOUNT (or"
+        " cpu-core-hour, worker-hour) or --prices FILE for the cost columns."
+    )
+    return [
+        html.H4("Footprint and cost in this range"),
+        html.Table([html.Thead(html.Tr([html.Th(h) for h in head])), html.Tbody(rows)]),
+        html.Div(
+            note + " GPU time of a shared GPU is split by SM share, an idle GPU's by the"
+            " memory held; resources are those of the processes registered for the deployment.",
+            className="note",
+        ),
+    ]
 
 
 def _options(values: list[str]) -> list[dict]:
@@ -140,6 +186,7 @@ def find_deployments(typed, selected, search):
 @callback(
     Output("metric-graph", "figure"),
     Output("summary", "children"),
+    Output("footprint", "children"),
     Output("deployments", "options"),
     Output("pipeline-workers", "options"),
     Output("pipeline", "options"),
@@ -164,7 +211,13 @@ def load(width, _refresh, _tick, search):
             )
             metric = state.metric or (names[0] if names else None)
             chosen = state.deployment or tuple(deployments[:DEFAULT_OVERLAY])
-            view = None
+            view, footprint = None, []
+            if chosen:
+                prices = site.config.prices
+                found = usage.deployment_usage(
+                    store, start_ns, end_ns, list(chosen), prices, state.env
+                )
+                footprint = _footprint_table(found, not prices.empty)
             if metric and chosen:
                 view = data.read_metric(
                     store,
@@ -180,7 +233,7 @@ def load(width, _refresh, _tick, search):
                 )
     except StoreError as e:
         components.report_store_error(e)
-        return (no_update,) * 8
+        return (no_update,) * 9
     components.clear_banner(
         state,
         components.unknown_names("environment", [state.env or ""], environments),
@@ -200,6 +253,7 @@ def load(width, _refresh, _tick, search):
     return (
         figure,
         summary,
+        footprint,
         components.capped_options(deployments, state.deployment),
         components.capped_options(workers, state.worker),
         _options(sorted({*pipelines, *([state.pipeline] if state.pipeline else [])})),

@@ -8,7 +8,7 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
-from fleetgauge.cli.common import add_store
+from fleetgauge.cli.common import add_prices, add_store, prices_of
 from fleetgauge.net import parse_allowed_hosts
 from fleetgauge.stores import open_store
 
@@ -146,6 +146,7 @@ def _add_dashboard_args(parser: argparse.ArgumentParser) -> None:
         help="open connections per worker; beyond, new ones wait to be accepted"
         " (default: %(default)s)",
     )
+    add_prices(parser, "the Pipeline page's cost per 1,000 predictions: ")
     parser.add_argument(
         "--debug",
         action="store_true",
@@ -173,6 +174,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--port {args.port} is not a TCP port (0 to 65535)")
     options = None if args.debug else _server_options(args)
     thresholds = load_thresholds(args.thresholds, args.threshold, args.over_share)
+    prices = prices_of(args)
     users = auth.load_users(args.auth_file)
     auth.check_bind(args.host, users, args.insecure)
     store = open_store(args.store, create=False)  # a wrong store fails now, not on a page
@@ -186,7 +188,9 @@ def run(args: argparse.Namespace) -> int:
     from fleetgauge.dashboard.site import SiteConfig
 
     hosts = parse_allowed_hosts(args.allowed_hosts or "")
-    site = SiteConfig(args.store, args.host, args.port, thresholds, users, args.insecure, hosts)
+    site = SiteConfig(
+        args.store, args.host, args.port, thresholds, users, args.insecure, hosts, prices
+    )
     serve(site, options)
     return 0
 

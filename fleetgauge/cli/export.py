@@ -9,7 +9,7 @@ import sys
 import time
 
 from fleetgauge import catalogue
-from fleetgauge.cli.common import add_store, fail
+from fleetgauge.cli.common import add_prices, add_store, fail, prices_of
 from fleetgauge.read.arguments import to_time_ns
 from fleetgauge.read.executions import (
     METADATA_COLUMNS,
@@ -31,13 +31,7 @@ from fleetgauge.read.export import (
     layout,
     neutralize,
 )
-from fleetgauge.read.usage import (
-    PRICE_NAMES,
-    USAGE_COLUMNS,
-    deployment_usage,
-    parse_prices,
-    read_prices_file,
-)
+from fleetgauge.read.usage import USAGE_COLUMNS, deployment_usage
 from fleetgauge.stores import Store, open_store
 from fleetgauge.timeutil import NS_PER_S, format_time
 
@@ -122,21 +116,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="NAME",
         help="metrics, events and usage only: only this deployment (repeatable)",
     )
-    parser.add_argument(
-        "--price",
-        action="append",
-        default=[],
-        metavar="NAME=AMOUNT",
-        help="usage only: a price, NAME one of " + ", ".join(PRICE_NAMES) + " (repeatable;"
-        " for example --price gpu-hour=2.5 --price cpu-core-hour=0.04). A worker-hour price"
-        " is split over the worker's GPUs, or its cores on a CPU-only worker",
-    )
-    parser.add_argument(
-        "--prices",
-        metavar="FILE",
-        help="usage only: a TOML price table, [prices] with gpu_hour, cpu_core_hour or"
-        " worker_hour (a --price flag wins over the file)",
-    )
+    add_prices(parser, "usage only: ")
     parser.add_argument(
         "--pipeline",
         action="append",
@@ -256,7 +236,7 @@ def _export_executions(args: argparse.Namespace, store: Store, start: int, end: 
 
 
 def _export_usage(args: argparse.Namespace, store: Store, start: int, end: int) -> int:
-    prices = parse_prices(args.price, read_prices_file(args.prices) if args.prices else None)
+    prices = prices_of(args)
     environment = args.environment[0] if args.environment else None
     found = deployment_usage(store, start, end, args.deployment, prices, environment)
 
