@@ -3,7 +3,10 @@
 Each resource names a measurement and field(s) of the catalogue (``fleetgauge.catalogue``);
 nothing here spells a stored name by hand, so a renamed field breaks at import.
 Thresholds come from defaults, a TOML file (``--thresholds``) and ``--threshold``
-flags, in that order of precedence (a flag wins).
+flags, in that order of precedence (a flag wins). ``gpu_idle`` is not a resource but
+the "allocated but idle" judgement: ``below`` (GPU utilisation %, default 5) and
+``share`` (of the time a process held memory on the GPU, default 0.5); in a file
+``[gpu_idle] below = 5  share = 0.5``, as a flag ``--threshold gpu_idle=5,0.5``.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ __all__ = [
     "Threshold",
     "Thresholds",
     "DEFAULT_OVER_SHARE",
+    "IdleThreshold",
+    "GPU_IDLE",
     "load_thresholds",
 ]
 
@@ -125,6 +130,18 @@ class Threshold:
 
 DEFAULT_OVER_SHARE = 0.25
 """A worker is over a level when it stayed above it for this share of its samples."""
+GPU_IDLE = "gpu_idle"
+
+
+@dataclass(frozen=True)
+class IdleThreshold:
+    """A GPU is "allocated but idle" when, for at least ``share`` of the time a process held
+    memory on it, its utilisation was under ``below`` percent."""
+
+    below: float = 5.0
+    share: float = 0.5
+
+
 _PERCENT_DEFAULT = Threshold(80.0, 95.0)
 
 
@@ -138,6 +155,7 @@ class Thresholds:
         }
     )
     over_share: float = DEFAULT_OVER_SHARE
+    gpu_idle: IdleThreshold = field(default_factory=IdleThreshold)
 
     def of(self, key: str) -> Threshold:
         """The threshold of one resource (no levels when none is set)."""
@@ -171,17 +189,34 @@ def _share(value: object, where: str) -> float:
     return share
 
 
-def _from_file(path: str) -> tuple[dict[str, Threshold], float | None]:
+def _idle(below: object, share: object, where: str) -> IdleThreshold:
+    b = _number(below, f"{where} below")
+    s = _number(share, f"{where} share")
+    if b is None or not b <= 100:
+        raise ValueError(f"{where}: below must be a utilisation from 0 to 100 %, got {below!r}")
+    if s is None or not 0 < s <= 1:
+        raise ValueError(f"{where}: share must be above 0 and at most 1, got {share!r}")
+    return IdleThreshold(b, s)
+
+
+def _from_file(path: str) -> tuple[dict[str, Threshold], float | None, IdleThreshold | None]:
     try:
         data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as e:
         raise ValueError(f"cannot read thresholds file {path}: {e.strerror or e}") from None
     except tomllib.TOMLDecodeError as e:
         raise ValueError(f"thresholds file {path} is not valid TOML: {e}") from None
-    levels, share = {}, None
+    levels, share, idle = {}, None, None
     for key, value in data.items():
         if key == "over_share":
             share = _share(value, path)
+            continue
+        if key == GPU_IDLE:
+            if not isinstance(value, dict) or set(value) - {"below", "share"}:
+                raise ValueError(f"{path}: [{GPU_IDLE}] must be a table with below and share")
+            default = IdleThreshold()
+            below, part = value.get("below", default.below), value.get("share", default.share)
+            idle = _idle(below, part, f"{path} [{GPU_IDLE}]")
             continue
         if key not in _BY_KEY:
             _unknown(key, path)
@@ -195,19 +230,25 @@ def _from_file(path: str) -> tuple[dict[str, Threshold], float | None]:
             _number(value.get("critical"), f"{path} [{key}] critical"),
         )
         levels[key] = _checked(key, t, path)
-    return levels, share
+    return levels, share, idle
 
 
 def _unknown(key: str, where: str) -> None:
     raise ValueError(
-        f"{where}: unknown resource {key!r} (known: {', '.join(_BY_KEY)}, and over_share)"
+        f"{where}: unknown resource {key!r} (known: {', '.join(_BY_KEY)}, and over_share"
+        f" and {GPU_IDLE})"
     )
 
 
-def _from_flag(text: str) -> tuple[str, Threshold]:
+def _from_flag(text: str) -> tuple[str, Threshold | IdleThreshold]:
     where = f"--threshold {text}"
     key, sep, levels = text.partition("=")
     key = key.strip()
+    if key == GPU_IDLE:
+        parts = [p.strip() for p in levels.split(",")]
+        if not sep or len(parts) != 2:
+            raise ValueError(f"{where}: expected gpu_idle=BELOW,SHARE such as gpu_idle=5,0.5")
+        return key, _idle(parts[0], parts[1], where)
     if not sep or key not in _BY_KEY:
         if sep:
             _unknown(key, where)
@@ -225,14 +266,18 @@ def load_thresholds(
     """Defaults, then the TOML file, then ``--threshold`` flags; ValueError names the culprit."""
     base = Thresholds()
     levels = dict(base.levels)
-    share = base.over_share
+    share, idle = base.over_share, base.gpu_idle
     if path:
-        file_levels, file_share = _from_file(path)
+        file_levels, file_share, file_idle = _from_file(path)
         levels.update(file_levels)
         share = file_share if file_share is not None else share
+        idle = file_idle or idle
     for text in flags:
         key, t = _from_flag(text)
-        levels[key] = t
+        if isinstance(t, IdleThreshold):
+            idle = t
+        else:
+            levels[key] = t
     if over_share is not None:
         share = _share(over_share, "--over-share")
-    return Thresholds(levels, share)
+    return Thresholds(levels, share, idle)

@@ -319,6 +319,15 @@ _THERMAL_HW = _gpu_metric("throttle_thermal_hardware")
 _THERMAL_SW = _gpu_metric("throttle_thermal_software")
 _POWER_CAP = _gpu_metric("throttle_power_cap")
 _GPUS = catalogue.GPUS_METRIC
+_UTILIZATION = _gpu_metric("utilization_percent")
+_GPU_PROCESSES = catalogue.GPU_PROCESSES_METRIC
+GPU_IDLE_WINDOW = "1h"
+GPU_IDLE_BELOW = 0.05
+GPU_IDLE_SHARE = 0.5
+"""A GPU is held but idle when a process held memory on it for the whole window and its
+utilisation was under GPU_IDLE_BELOW for at least GPU_IDLE_SHARE of it (the dashboard's
+default ``gpu_idle`` threshold too)."""
+_ON_GPU = f"on({', '.join(_GPU_LABELS)})"
 
 GPU_ALERTS = (
     Alert(
@@ -377,6 +386,22 @@ GPU_ALERTS = (
         f"The clocks of {_GPU_WHO} have been held down by its power limit for"
         f" {GPU_THROTTLED_FOR} (normal under a heavy load; a lowered limit slows jobs).",
         (_POWER_CAP,),
+        _GPU_LABELS,
+    ),
+    Alert(
+        "FleetgaugeGpuIdleButAllocated",
+        # the SHARE-quantile of its utilisation is under BELOW: it was under BELOW that often
+        f"quantile_over_time({GPU_IDLE_SHARE:g}, {_UTILIZATION}[{GPU_IDLE_WINDOW}])"
+        f" < {GPU_IDLE_BELOW:g}"
+        f" and {_ON_GPU} min_over_time({_GPU_PROCESSES}[{GPU_IDLE_WINDOW}]) > 0",
+        "0m",
+        WARNING,
+        f"{_GPU_WHO} is held but idle",
+        f"A process has held memory on {_GPU_WHO} for the last {GPU_IDLE_WINDOW}, while its"
+        f" utilisation was under {GPU_IDLE_BELOW:.0%} for at least {GPU_IDLE_SHARE:.0%} of"
+        " that time (that share of it at or under {{ $value | humanizePercentage }}): a job"
+        " holds the GPU without using it. See the Resources page's idle card for who.",
+        (_UTILIZATION, _GPU_PROCESSES),
         _GPU_LABELS,
     ),
     Alert(

@@ -6,7 +6,7 @@ import dash
 from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
 
 from fleetgauge.dashboard import components, figures
-from fleetgauge.dashboard.data import gpu_health
+from fleetgauge.dashboard.data import gpu_health, gpu_idle
 from fleetgauge.dashboard.data import resources as data
 from fleetgauge.dashboard.site import current, points_for
 from fleetgauge.dashboard.thresholds import Threshold
@@ -95,35 +95,65 @@ def _card(view: data.ResourceView, threshold: Threshold) -> html.Button:
 
 
 GPU_HEALTH = "gpu_health"
+GPU_IDLE = "gpu_idle"
+
+
+def _gpu_card(
+    key: str, title: str, level: str, main: str, first: tuple[str, str, str] | None, tip: str
+) -> html.Button:
+    """A card about GPUs: a headline, the first GPU named (prefix, which, what) and a click
+    that shows only the workers it is about."""
+    body = [html.Div(main, className="card-main")]
+    if first is not None:
+        prefix, which, what = first
+        body.append(
+            html.Div(
+                [
+                    prefix,
+                    html.Span(which, className="card-worker"),
+                    " ",
+                    html.Span(what, className="card-value"),
+                ],
+                className="card-worst",
+            )
+        )
+    return html.Button(
+        [html.Div(title, className="card-title"), *body],
+        id={"type": CARD, "resource": key},
+        className=f"card {level}",
+        title=tip if first is not None else "",
+        n_clicks=0,
+    )
+
+
+def _idle_card(idle: list[gpu_idle.IdleGpu], gpus: int, below: float) -> html.Button:
+    """GPUs a process holds memory on while they stay (nearly) unused, most idle first."""
+    if not idle:
+        main = f"no GPU held but idle (under {below:g} %)"
+        return _gpu_card(GPU_IDLE, "Idle but allocated GPUs", data.OK, main, None, "")
+    g = idle[0]
+    return _gpu_card(
+        GPU_IDLE,
+        "Idle but allocated GPUs",
+        data.WARNING,
+        f"{len(idle)} of {gpus} GPUs held but idle",
+        ("", f"{g.worker} (gpu {g.gpu})", g.summary),
+        "show only the workers with GPUs held but idle",
+    )
 
 
 def _gpu_health_card(troubles: list[gpu_health.GpuTrouble], gpus: int) -> html.Button:
-    """GPUs with XID or ECC errors or throttling in the range, worst first; a click shows
-    only their workers."""
-    if troubles:
-        worst = troubles[0]
-        level = {"critical": data.CRITICAL, "warning": data.WARNING}.get(worst.level, data.OK)
-        body = [
-            html.Div(f"{len(troubles)} of {gpus} GPUs with trouble", className="card-main"),
-            html.Div(
-                [
-                    "worst: ",
-                    html.Span(f"{worst.worker} (gpu {worst.gpu})", className="card-worker"),
-                    " ",
-                    html.Span(worst.summary, className="card-value"),
-                ],
-                className="card-worst",
-            ),
-        ]
-    else:
-        level = data.OK
-        body = [html.Div(f"all {gpus} GPUs healthy", className="card-main")]
-    return html.Button(
-        [html.Div("GPU health", className="card-title"), *body],
-        id={"type": CARD, "resource": GPU_HEALTH},
-        className=f"card {level}",
-        title="show only the workers whose GPUs had trouble" if troubles else "",
-        n_clicks=0,
+    """GPUs with XID or ECC errors or throttling in the range, worst first."""
+    if not troubles:
+        return _gpu_card(GPU_HEALTH, "GPU health", data.OK, f"all {gpus} GPUs healthy", None, "")
+    worst = troubles[0]
+    return _gpu_card(
+        GPU_HEALTH,
+        "GPU health",
+        {"critical": data.CRITICAL, "warning": data.WARNING}.get(worst.level, data.OK),
+        f"{len(troubles)} of {gpus} GPUs with trouble",
+        ("worst: ", f"{worst.worker} (gpu {worst.gpu})", worst.summary),
+        "show only the workers whose GPUs had trouble",
     )
 
 
@@ -180,6 +210,10 @@ def load(width, _refresh, _tick, search):
             heat = gpu_health.read_heat_intervals(
                 store, start_ns, end_ns, points_for(width), state.env, state.worker
             )
+            rule = thresholds.gpu_idle
+            idle, used_gpus = gpu_idle.read_idle_gpus(
+                store, start_ns, end_ns, rule.below, rule.share, state.env, state.worker
+            )
     except StoreError as e:
         components.report_store_error(e)
         return [], [], {}, no_update, no_update, no_update
@@ -188,9 +222,12 @@ def load(width, _refresh, _tick, search):
     cards = [_card(v, thresholds.of(v.resource.key)) for v in shown]
     if gpus:
         cards.append(_gpu_health_card(troubles, gpus))
+    if used_gpus:
+        cards.append(_idle_card(idle, used_gpus, thresholds.gpu_idle.below))
     graphs = [_graph(v, thresholds.of(v.resource.key), heat) for v in shown]
     over = {v.resource.key: [o.worker for o in v.over()] for v in views}
     over[GPU_HEALTH] = sorted({t.worker for t in troubles})
+    over[GPU_IDLE] = sorted({g.worker for g in idle})
     options = [{"label": w, "value": w} for w in sorted({*page.workers, *state.worker})]
     components.clear_banner(
         state,

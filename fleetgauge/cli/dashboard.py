@@ -80,7 +80,9 @@ def _add_dashboard_args(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="RESOURCE=WARN,CRIT",
         help="set one resource's levels, over the file (repeatable): cpu=70,90;"
-        " network=100e6,1e9 (bytes/s); an empty side turns that level off: disk=,98",
+        " network=100e6,1e9 (bytes/s); an empty side turns that level off: disk=,98."
+        " gpu_idle=BELOW,SHARE: a GPU a process holds memory on is 'allocated but idle' when"
+        " under BELOW %% utilisation for SHARE of that time (default gpu_idle=5,0.5)",
     )
     parser.add_argument(
         "--over-share",

@@ -134,7 +134,9 @@ def assert_clean_console(dash_duo) -> None:
 def test_cards_show_the_seeded_overuse(dash_duo, site: Site) -> None:
     open_page(dash_duo, site.url + "/?env=test")
     c = cards(dash_duo)
-    assert set(c) == {"CPU", "MEMORY", "GPU UTILISATION", "GPU MEMORY", "DISK", "NETWORK"}
+    resources = {"CPU", "MEMORY", "GPU UTILISATION", "GPU MEMORY", "DISK", "NETWORK"}
+    assert set(c) == resources | {"IDLE BUT ALLOCATED GPUS"}
+    assert "no GPU held but idle (under 5 %)" in c["IDLE BUT ALLOCATED GPUS"][0]  # none held
     text, cls = c["CPU"]
     assert "2 of 4 over 80 %" in text  # w3's one spike to 100 % is not sustained
     assert "worst: w1 97.0 %" in text and "critical" in cls

@@ -16,7 +16,7 @@ from dashboard_site import DashboardProcess
 from fleetgauge.dashboard.data.resources import sustained
 from fleetgauge.dashboard.figures import curve_xy
 from fleetgauge.dashboard.state import from_query, parse_search, to_search
-from fleetgauge.dashboard.thresholds import Threshold, load_thresholds
+from fleetgauge.dashboard.thresholds import IdleThreshold, Threshold, load_thresholds
 from fleetgauge.stores import open_store
 from fleetgauge.timeutil import parse_time
 
@@ -65,6 +65,24 @@ def test_thresholds_from_defaults_file_and_flags(tmp_path: Path) -> None:
             load_thresholds(None, [flag])
     with pytest.raises(ValueError, match="no such|cannot read"):
         load_thresholds(str(tmp_path / "missing.toml"))
+
+
+def test_the_gpu_idle_threshold_from_its_default_a_file_and_a_flag(tmp_path: Path) -> None:
+    assert load_thresholds().gpu_idle == IdleThreshold(5.0, 0.5)
+    f = tmp_path / "t.toml"
+    f.write_text("[gpu_idle]\nbelow = 2\nshare = 0.9\n")
+    assert load_thresholds(str(f)).gpu_idle == IdleThreshold(2.0, 0.9)
+    assert load_thresholds(str(f), ["gpu_idle=10,0.25"]).gpu_idle == IdleThreshold(10.0, 0.25)
+    for flag, error in (
+        ("gpu_idle=5", "gpu_idle=BELOW,SHARE"),
+        ("gpu_idle=5,2", "share must be above 0 and at most 1"),
+        ("gpu_idle=150,0.5", "below must be a utilisation from 0 to 100"),
+    ):
+        with pytest.raises(ValueError, match=error):
+            load_thresholds(None, [flag])
+    f.write_text("[gpu_idle]\nbellow = 2\n")
+    with pytest.raises(ValueError, match="must be a table with below and share"):
+        load_thresholds(str(f))
 
 
 def test_a_spike_or_a_short_visit_is_not_sustained_use() -> None:

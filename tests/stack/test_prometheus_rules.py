@@ -42,6 +42,7 @@ CATALOGUE_METRICS = {
     rules.UP,
     catalogue.GPUS_METRIC,
     catalogue.GPU_XID_METRIC,
+    catalogue.GPU_PROCESSES_METRIC,
     *(m.name for m in catalogue.AGENT_HEALTH),
     *(
         catalogue.prometheus_name(m, f)[0]
@@ -131,13 +132,15 @@ sys.modules["pynvml"] = FakeNvml([
     FakeGpu(uuid="GPU-busy", utilization_percent=99, memory_used=78 * GIB,
             clocks_event_reasons=pynvml.nvmlClocksEventReasonSwPowerCap,
             remapped_rows=(0, 0, 1, 0)),
-    FakeGpu(uuid="GPU-idle", utilization_percent=3, memory_used=2 * GIB),
+    FakeGpu(uuid="GPU-idle", utilization_percent=3, memory_used=2 * GIB,
+            compute_processes=[(4242, 2 * GIB)]),
 ], xid_file={xid_file!r})
 from fleetgauge.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 """The real agent, with NVML replaced by the fake the GPU collector tests use: GPU 0 busy, at
-its power cap, a row remap pending; an XID is injected by a line in ``xid_file``."""
+its power cap, a row remap pending; GPU 1 held by a process at 3 %; an XID is injected by a
+line in ``xid_file``."""
 
 
 @dataclass
@@ -262,6 +265,7 @@ def test_a_real_prometheus_raises_the_alerts_this_fleet_deserves(fleet: Fleet) -
         "FleetgaugeGpuThermalThrottling": set(),
         "FleetgaugeGpuPowerThrottling": {(healthy, "0")},
         "FleetgaugeGpuMissing": set(),
+        "FleetgaugeGpuIdleButAllocated": {(healthy, "1")},  # held at 3 %
     }  # CPU, memory and disk depend on the machine running the tests: only evaluated
     assert set(expected) | {
         "FleetgaugeCpuBusy",
