@@ -536,7 +536,7 @@ def compare_figure(metric: str, executions: Sequence[Any], events: Sequence[Any]
 
 
 RESOURCE_TITLES = {
-    "process.cpu_percent": ("CPU", "% of one core", 1.0),
+    "process.cpu_cores": ("CPU", "cores", 1.0),
     "process.rss_bytes": ("Resident memory", "GiB", 2.0**-30),
     "gpu_process.memory_used_bytes": ("GPU memory", "GiB", 2.0**-30),
     "gpu_process.sm_utilization_percent": ("GPU share (SM time)", "% of the GPU", 1.0),

@@ -337,7 +337,7 @@ PROCESS_MEASUREMENT = Measurement(
     " with its pid, command name, deployment, pipeline and execution (and container and"
     " pod when it runs in one).",
     (
-        _f("cpu_percent", PERCENT, "CPU time used over the sample interval, % of one core"),
+        _f("cpu_cores", CORES, "CPU in use over the sample interval, in cores"),
         _f("cpu_seconds", SECONDS, "CPU time used since the process started (user + system)"),
         _f("rss_bytes", BYTES, "Resident memory of the process"),
         _f("threads", COUNT, "Threads of the process"),

@@ -176,7 +176,7 @@ def process_points(r: Run, pid: int) -> list[Point]:
         t = r.start_ns + i * PROCESS_EVERY
         rss = GIB + (peak_rss - GIB) * i / samples
         fields = {
-            "cpu_percent": 100.0 * r.cores,
+            "cpu_cores": r.cores,
             "cpu_seconds": 5.0 + r.cores * i * PROCESS_EVERY / S,
             "rss_bytes": rss,
             "threads": 12.0,

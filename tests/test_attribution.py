@@ -132,7 +132,7 @@ def test_a_process_recording_through_the_sdk_is_sampled_with_its_deployment(
     assert tags[catalogue.PID] == str(child.pid)
     assert tags[catalogue.WORKER] and tags[catalogue.ENVIRONMENT] == "default"
     assert tags[catalogue.PROCESS] == command
-    measured_cpu = sum(p.fields["cpu_percent"] for p in points) / len(points)
+    measured_cpu = 100 * sum(p.fields["cpu_cores"] for p in points) / len(points)
     assert expected_cpu > 50, f"the child burned only {expected_cpu:.0f} % of a core"
     assert abs(measured_cpu - expected_cpu) <= 0.2 * expected_cpu, (measured_cpu, expected_cpu)
     stored_rss = stored[-1].fields["rss_bytes"]
@@ -307,11 +307,11 @@ def test_an_execution_has_the_resource_curves_of_its_process(
     assert 2.0 <= used["cpu_seconds"] <= 8.0, used  # eight epochs of 0.6 s of one core
     assert used["peak_rss_bytes"] > 150 * 2**20, used  # 160 MB held by the end
     curves = {c["field"]: c for c in run["resource_curves"]}
-    assert set(curves) == {"process.cpu_percent", "process.rss_bytes"}
+    assert set(curves) == {"process.cpu_cores", "process.rss_bytes"}
     rss = curves["process.rss_bytes"]["values"]
     assert len(rss) >= 4 and rss[-1] > rss[0] + 60 * 2**20, rss  # it grew while it trained
-    cpu = curves["process.cpu_percent"]["values"]
-    assert max(cpu) > 50, cpu
+    cpu = curves["process.cpu_cores"]["values"]
+    assert max(cpu) > 0.5, cpu  # cores
     start, end = parse_time(run["start"]), parse_time(run["end"])
     times = [int(t.timestamp() * S) for t in curves["process.rss_bytes"]["times"]]
     assert start - 2 * S <= times[0] and times[-1] <= end + S

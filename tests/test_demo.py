@@ -292,3 +292,32 @@ def test_demo_history_has_a_throttling_gpu_and_an_xid(tmp_path: Path) -> None:
     (xid,) = xids
     assert xid["other_tags"] == {"gpu": "0"} and xid["worker"] == second
     assert xid["metadata"]["xid"] == 48 and xid["source"] == "nvml"
+
+
+def test_demo_deployments_have_a_footprint_and_a_notebook_holds_an_idle_gpu(
+    tmp_path: Path,
+) -> None:
+    from fleetgauge.dashboard.data.gpu_idle import read_idle_gpus
+    from fleetgauge.read.query import get_deployment_usage
+
+    store = open_store(f"sqlite:///{tmp_path / 'demo.db'}")
+    end = datetime(2026, 1, 2, tzinfo=UTC)
+    start = end - timedelta(hours=6)
+    try:
+        demo.seed(store, int(end.timestamp()) * 10**9, hours=6, workers=4)
+        prices = {"gpu_hour": 2.5, "cpu_core_hour": 0.04}
+        usage = get_deployment_usage(None, start, end, prices=prices, store=store)
+        s = 10**9
+        idle, gpus = read_idle_gpus(
+            store, int(start.timestamp()) * s, int(end.timestamp()) * s, 5, 0.5
+        )
+    finally:
+        store.close()
+    assert [u["deployment"] for u in usage] == list(demo.DEPLOYMENTS)
+    for u in usage:  # each model process held its GPU for the six hours
+        assert 5.5 * 3600 < u["gpu_seconds"] <= 6 * 3600, u
+        assert u["cpu_seconds"] > 6 * 3600 and u["predictions"] > 1000, u
+        assert u["cost_per_1000_predictions"] > 0, u
+    assert gpus == 4
+    [notebook] = idle
+    assert notebook.worker == demo.worker_names(4)[3] and notebook.held_by == {"": 12 * 2**30}

@@ -104,7 +104,7 @@ RESOURCE_HEADER = [
     "tensor_active_percent",
     "dram_bandwidth_percent",
     "sm_utilization_percent",
-    "cpu_percent",
+    "cpu_cores",
     "cpu_seconds",
     "rss_bytes",
     "threads",

@@ -67,7 +67,7 @@ def seed(store: Store) -> None:
         for deployment, (pid, cores, busy, idle) in processes.items():
             context = {} if deployment is None else {catalogue.DEPLOYMENT: deployment}
             tags = _tags(pid=str(pid), process="python", **context)
-            cpu = {"cpu_percent": 100 * cores, "cpu_seconds": 1000 + cores * 10 * k}
+            cpu = {"cpu_cores": cores, "cpu_seconds": 1000 + cores * 10 * k}
             points.append(Point("process", tags, {**cpu, "rss_bytes": 2.0 * GIB}, t))
             sm, memory = busy if t < T0 + HOUR else idle
             gpu_fields = {"memory_used_bytes": float(memory), "sm_utilization_percent": float(sm)}

@@ -33,7 +33,7 @@ __all__ = ["ProcessRegistry", "ProcessCollector", "DEFAULT_MAX_PROCESSES"]
 DEFAULT_MAX_PROCESSES = 1024
 """Registered processes an agent keeps at most; a registration past it is refused (429)."""
 _START_SLACK_S = 1.0  # the claimed start time may differ by rounding, not by a process
-CPU_PERCENT, CPU_SECONDS, RSS_BYTES, THREADS = PROCESS_MEASUREMENT.field_names
+CPU_CORES, CPU_SECONDS, RSS_BYTES, THREADS = PROCESS_MEASUREMENT.field_names
 
 
 class _Registered:
@@ -141,7 +141,7 @@ class ProcessRegistry:
                 THREADS: float(stat.threads),
             }
             if elapsed > 0:
-                fields[CPU_PERCENT] = max(0.0, 100.0 * used / elapsed)
+                fields[CPU_CORES] = max(0.0, used / elapsed)
             r.cpu_ticks, r.at = stat.cpu_ticks, now
             out.append(({**r.tags, catalogue.PROCESS: stat.command}, fields))
         if gone:

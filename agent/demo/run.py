@@ -43,6 +43,8 @@ _URL_LINE = re.compile(r"fleetgauge dashboard on (http://\S+)")
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 STARTUP_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 10.0
+DEMO_PRICES = ("gpu-hour=2.5", "cpu-core-hour=0.04")
+"""Illustrative prices, so the Pipeline page shows a cost per 1,000 predictions."""
 T = TypeVar("T")
 
 
@@ -200,11 +202,16 @@ class _Demo:
             "--metrics-port", str(self.metrics_port),
             "--spool-dir", str(self.directory / "spool"),
         )  # fmt: skip
-        dashboard = self._spawn("dashboard", "--host", "127.0.0.1", "--port", str(s.port))
+        prices = [flag for price in DEMO_PRICES for flag in ("--price", price)]
+        dashboard = self._spawn("dashboard", "--host", "127.0.0.1", "--port", str(s.port), *prices)
         self.url = self._wait("the dashboard", lambda: _dashboard_url(dashboard.log_path))
         self._wait("the agent's push endpoint", lambda: _listening(self.push_port))
+        # (both simulated deployments record from this one process: their model processes
+        # are the simulated workers' to report, not this one's)
         self.client = MetricsClient(
-            url=f"http://127.0.0.1:{self.push_port}", pipeline=demo.PIPELINE
+            url=f"http://127.0.0.1:{self.push_port}",
+            pipeline=demo.PIPELINE,
+            register_process=False,
         )
         model = demo.SimulatedModel(self.client, history_hours=s.hours)
         self.model_thread = threading.Thread(

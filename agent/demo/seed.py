@@ -4,7 +4,9 @@
 scoring predictions through the SDK while ``fleetgauge demo`` runs. The values
 are made up but shaped like real ones (daily load waves, one worker that runs
 hot, one model whose score slowly drifts worse, a few training runs of a small
-hyper-parameter grid) so every card and chart has something to show. Every
+hyper-parameter grid, the model processes of each deployment as their agents would
+sample them, and on the fourth worker a notebook holding a GPU it does not use) so
+every card and chart has something to show. Every
 name says it is a demo: environment ``demo``, workers ``demo-gpu-node-NN``,
 events from source ``demo-model`` with ``"demo": true``, executions
 ``demo-train-...``.
@@ -53,8 +55,11 @@ DRIFTING = DEPLOYMENTS[1]
 SCORE = "score"
 SOURCE = "demo-model"
 RELOAD_EVERY_H = 6
-HOT, FULL_DISK = 0, 1
-"""Indexes of the worker that runs hot (CPU, memory, GPU) and of the one whose disk fills up."""
+HOT, FULL_DISK, IDLE_GPU = 0, 1, 3
+"""Indexes of the worker that runs hot (CPU, memory, GPU), of the one whose disk fills up
+and of the one whose GPU a notebook holds without using it."""
+MODEL_WORKERS = (1, HOT)
+"""Where each deployment's model process runs (an index into the workers, wrapped)."""
 
 
 def worker_names(workers: int) -> list[str]:
@@ -89,6 +94,8 @@ def _resources(worker: str, index: int, t: int, rng: random.Random) -> list[Poin
         memory = 0.30 + 0.35 * wave
         gpu = max(0.0, min(100.0, 20 + 60 * wave + rng.uniform(-8, 8)))
         gpu_memory = 0.7 * gpu
+        if index == IDLE_GPU:  # a notebook holds 12 GiB of it and leaves it idle
+            gpu, gpu_memory = rng.uniform(0.5, 2.5), 15.0
     disk = 88.0 + 4 * (t / S % DAY_S) / DAY_S if index == FULL_DISK else 40.0 + 5 * (index % 8)
     total = 64 * GIB
     return [
@@ -153,6 +160,52 @@ def _resources(worker: str, index: int, t: int, rng: random.Random) -> list[Poin
             t,
         ),
     ]
+
+
+def _processes(worker: str, index: int, workers: int, gpu: Point) -> list[Point]:
+    """The model processes on this worker (and the idle notebook), as the agent samples
+    registered processes: ``process`` points and their share of GPU 0."""
+    t, use = gpu.time_ns, gpu.fields
+    here = [d for d, w in zip(DEPLOYMENTS, MODEL_WORKERS, strict=True) if w % workers == index]
+    tags = {catalogue.ENVIRONMENT: ENVIRONMENT, catalogue.WORKER: worker, catalogue.GPU: "0"}
+    points = []
+    for k, deployment in enumerate(here):
+        pid = str(4100 + 10 * index + k)
+        cores = 1.5 + use["utilization_percent"] / 100  # busier GPU, busier feeder
+        process = {
+            **tags,
+            catalogue.PID: pid,
+            catalogue.PROCESS: "python",
+            catalogue.DEPLOYMENT: deployment,
+            catalogue.PIPELINE: PIPELINE,
+        }
+        del process[catalogue.GPU]
+        fields = {
+            "cpu_cores": cores,
+            "cpu_seconds": 2.0 * (t / S - 1_700_000_000),  # about two cores since 2023
+            "rss_bytes": (6 + cores) * GIB,
+            "threads": 24.0,
+        }
+        points.append(Point(catalogue.PROCESS_MEASUREMENT.name, process, fields, t))
+        share = {
+            "memory_used_bytes": use["memory_used_bytes"] / len(here),
+            "sm_utilization_percent": use["utilization_percent"] / len(here),
+        }
+        points.append(Point(catalogue.GPU_PROCESS.name, {**process, **tags}, share, t))
+    if index == IDLE_GPU:
+        notebook = {**tags, catalogue.PID: "5120", catalogue.PROCESS: "jupyter-kernel"}
+        held = {"memory_used_bytes": 12.0 * GIB, "sm_utilization_percent": 0.0}
+        points.append(Point(catalogue.GPU_PROCESS.name, notebook, held, t))
+    return points
+
+
+def _worker_sample(
+    worker: str, index: int, workers: int, t: int, rng: random.Random
+) -> list[Point]:
+    """What one demo worker's agent writes at ``t``: resources and its processes."""
+    points = _resources(worker, index, t, rng)
+    gpu = next(p for p in points if p.measurement == catalogue.GPU_MEASUREMENT.name)
+    return points + _processes(worker, index, workers, gpu)
 
 
 def _predictions(t: int, hours: float, interval_s: int, rng: random.Random) -> Iterator[Point]:
@@ -284,7 +337,7 @@ def seed(
     written = 0
     for t in range(start, end_ns, interval_s * S):
         for i, name in enumerate(names):
-            batch.extend(_resources(name, i, t, rng))
+            batch.extend(_worker_sample(name, i, workers, t, rng))
         age_h = (t - start) / (3600 * S)
         batch.extend(p for p in _predictions(t, age_h, interval_s, rng) if p.time_ns < end_ns)
         if len(batch) >= 5000:
@@ -374,8 +427,11 @@ class SimulatedWorkers:
         """Write a sample per worker every ``interval_s`` until ``stop`` is set."""
         while True:
             t = time.time_ns()
+            n = len(self.names)
             points = [
-                p for i, name in enumerate(self.names) for p in _resources(name, i, t, self.rng)
+                p
+                for i, name in enumerate(self.names)
+                for p in _worker_sample(name, i, n, t, self.rng)
             ]
             try:
                 self.store.write(points)

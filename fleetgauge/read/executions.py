@@ -72,7 +72,7 @@ VALUE = catalogue.PIPELINE_METRIC.get_field("value").name
 STEP = catalogue.LIST_METRIC.get_field("step").name
 _PROCESS = catalogue.PROCESS_MEASUREMENT
 _GPU_PROCESS = catalogue.GPU_PROCESS
-CPU_PERCENT, CPU_SECONDS, RSS_BYTES, _ = _PROCESS.field_names
+CPU_CORES, CPU_SECONDS, RSS_BYTES, _ = _PROCESS.field_names
 GPU_MEMORY, GPU_SM, _ = _GPU_PROCESS.field_names
 RESOURCE_COLUMNS = {
     "peak_gpu_memory_bytes": "peak GPU memory (bytes)",
@@ -384,7 +384,7 @@ def read_resource_curves(
     where = _where([record.environment], **{catalogue.EXECUTION_ID: [record.execution_id]})
     curves = []
     reads = (
-        (_PROCESS.name, (CPU_PERCENT, RSS_BYTES), _PER_PROCESS),
+        (_PROCESS.name, (CPU_CORES, RSS_BYTES), _PER_PROCESS),
         (_GPU_PROCESS.name, (GPU_MEMORY, GPU_SM), (*_PER_PROCESS, catalogue.GPU)),
     )
     for measurement, fields, group in reads:

@@ -450,7 +450,7 @@ def get_execution(
     and their last, min, max and mean), resources (what its processes used:
     peak_gpu_memory_bytes, mean_gpu_utilization_percent, peak_rss_bytes,
     cpu_seconds; empty when none registered with an agent) and resource_curves
-    (per process and field: ``{"field": "process.cpu_percent", "process": "pid
+    (per process and field: ``{"field": "process.cpu_cores", "process": "pid
     41 on gpu-01", "times": [datetime, ...], "values": [...]}``, bucket means
     over its duration).
     """
