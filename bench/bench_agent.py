@@ -21,8 +21,13 @@ window and reports it as percent of one core; memory is the peak RSS
 agent's figure includes writing every point to SQLite; node_exporter writes
 nothing.
 
-Targets: agent CPU <= 0.5x node_exporter's, agent peak RSS <= 60 MB (10^6 bytes); the
-ratio to Glances is reported without a target.
+A second agent, the same but for ``REGISTERED`` processes (sleeping children of the
+benchmark) registered with it through ``POST /v1/processes``, runs beside them: the
+difference of the two agents' CPU ratios to node_exporter is what sampling those
+processes costs (issue 23: at most ``PROCESS_DELTA_TARGET``).
+
+Targets: agent CPU <= 0.5x node_exporter's, agent peak RSS <= 60 MB (10^6 bytes), process
+sampling <= +0.05 of the ratio; the ratio to Glances is reported without a target.
 Run ``python -m bench.bench_agent`` from the repository root (or ``scripts/bench
 agent``); ``--seconds 10`` gives a quick run. The table is printed and written as
 markdown to ``bench/out/agent.md``; the exit status is 1 when a target is missed.
@@ -38,6 +43,7 @@ import gzip
 import http.client
 import importlib.metadata
 import importlib.util
+import json
 import os
 import shutil
 import signal
@@ -59,7 +65,7 @@ from bench import results
 from bench.agent_profile import free_port, profile_agent
 from bench.bench_store import OUT_DIR, REPO, machine, markdown_report, text_table
 from bench.results import Figure
-from fleetgauge import catalogue
+from fleetgauge import catalogue, protocol
 
 __all__ = ["main", "ProcessUsage", "usage_of"]
 
@@ -72,6 +78,8 @@ INSTALL_HINT = (
     " apt-get install -y --no-install-recommends prometheus-node-exporter`"
 )
 CPU_RATIO_TARGET = 0.5
+REGISTERED = 10
+PROCESS_DELTA_TARGET = 0.05
 RSS_TARGET_BYTES = 60 * 1000**2
 MB = 1000**2
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -298,11 +306,24 @@ class Result:
     sample_mean_ms: float
     glances: Subject | None = None
     glances_rows: int = 0
+    registered: Subject | None = None
+    """The twin agent sampling ``REGISTERED`` registered processes."""
 
     @property
     def ratio(self) -> float:
         node = self.node.cpu_percent
         return self.agent.cpu_percent / node if node else float("inf")
+
+    @property
+    def process_delta(self) -> float | None:
+        """How much the registered processes add to the agent's ratio to node_exporter."""
+        if self.registered is None or not self.node.cpu_percent:
+            return None
+        return self.registered.cpu_percent / self.node.cpu_percent - self.ratio
+
+    @property
+    def process_met(self) -> bool:
+        return self.process_delta is not None and self.process_delta <= PROCESS_DELTA_TARGET
 
     @property
     def glances_ratio(self) -> float | None:
@@ -312,7 +333,8 @@ class Result:
 
     @property
     def subjects(self) -> list[Subject]:
-        return [s for s in (self.agent, self.node, self.glances) if s is not None]
+        found = (self.agent, self.node, self.glances, self.registered)
+        return [s for s in found if s is not None]
 
     @property
     def agent_hwm(self) -> int:
@@ -330,7 +352,9 @@ class Result:
     @property
     def passed(self) -> bool:
         errors = self.agent.scrape_errors + self.node.scrape_errors
-        return self.cpu_met and self.rss_met and not errors and self.samples > 0
+        return (
+            self.cpu_met and self.rss_met and self.process_met and not errors and self.samples > 0
+        )
 
 
 def scrape_both(subjects: Sequence[Subject], until: float, interval: float) -> None:
@@ -346,37 +370,67 @@ def scrape_both(subjects: Sequence[Subject], until: float, interval: float) -> N
         time.sleep(max(0.0, tick - time.monotonic()))
 
 
-def run(seconds: float, warmup: float, interval: float, tmp: Path, scrape: str) -> Result:
-    """Start both, warm up, measure ``seconds`` of scraping both every ``interval``."""
-    node_port, agent_port = free_port(), free_port()
-    node_argv = [
-        shutil.which(NODE_EXPORTER) or NODE_EXPORTER,
-        f"--web.listen-address=127.0.0.1:{node_port}",
-    ]
-    agent_argv = [
+def _agent_argv(tmp: Path, name: str, interval: float) -> tuple[list[str], int, int]:
+    """An agent with every collector on a SQLite store of its own; its argv, /metrics and
+    push ports."""
+    metrics_port, push_port = free_port(), free_port()
+    argv = [
         sys.executable,
         "-m",
         "fleetgauge",
         "agent",
-        "--store",
-        f"sqlite:///{tmp / 'agent.db'}",
-        "--spool-dir",
-        str(tmp / "spool"),
-        "--metrics-port",
-        str(agent_port),
-        "--interval",
-        f"{interval:g}",
-        "--flush-interval",
-        f"{interval:g}",
-        "--worker",
-        WORKER,
-        "--environment",
-        "bench",
+        *("--store", f"sqlite:///{tmp / f'{name}.db'}"),
+        *("--spool-dir", str(tmp / f"{name}-spool")),
+        *("--metrics-port", str(metrics_port), "--push-port", str(push_port)),
+        *("--interval", f"{interval:g}", "--flush-interval", f"{interval:g}"),
+        *("--worker", f"{WORKER}-{name}", "--environment", "bench"),
     ]
+    return argv, metrics_port, push_port
+
+
+def _register(push_port: int, pids: Sequence[int]) -> None:
+    """Register ``pids`` with the agent on ``push_port``, one deployment each."""
+    body = json.dumps(
+        {
+            "processes": [
+                {"pid": pid, "deployment": f"bench-model-{i}"} for i, pid in enumerate(pids)
+            ]
+        }
+    ).encode()
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{push_port}{protocol.PUSH_PROCESSES_PATH}",
+        data=body,
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        registered = json.loads(answer.read())["registered"]
+    if registered != len(pids):
+        raise RuntimeError(f"the agent registered {registered} of {len(pids)} processes")
+
+
+def run(seconds: float, warmup: float, interval: float, tmp: Path, scrape: str) -> Result:
+    """Start them all, warm up, measure ``seconds`` of scraping them every ``interval``."""
+    node_port = free_port()
+    node_argv = [
+        shutil.which(NODE_EXPORTER) or NODE_EXPORTER,
+        f"--web.listen-address=127.0.0.1:{node_port}",
+    ]
+    agent_argv, agent_port, _ = _agent_argv(tmp, "agent", interval)
+    twin_argv, twin_port, twin_push = _agent_argv(tmp, "registered", interval)
     glances_csv = tmp / "glances.csv"
     with contextlib.ExitStack() as stack:
         node = stack.enter_context(launched("node_exporter", node_argv, node_port, tmp, scrape))
         agent = stack.enter_context(launched("agent", agent_argv, agent_port, tmp, scrape))
+        sleepers = [
+            subprocess.Popen(["sleep", "86400"], stdin=subprocess.DEVNULL)
+            for _ in range(REGISTERED)
+        ]
+        for p in sleepers:
+            stack.callback(p.wait)
+            stack.callback(p.kill)
+        name = f"agent, {REGISTERED} registered processes"
+        twin = stack.enter_context(launched(name, twin_argv, twin_port, tmp, scrape))
+        _register(twin_push, [p.pid for p in sleepers])
         subjects: tuple[Subject, ...] = (agent, node)
         if glances_available():
             glances_argv = [*GLANCES, "--quiet", "--export", "csv"]
@@ -386,6 +440,7 @@ def run(seconds: float, warmup: float, interval: float, tmp: Path, scrape: str) 
             subjects += (stack.enter_context(glances),)
         else:
             _progress(f"[agent] {GLANCES_HINT}: measuring without it")
+        subjects += (twin,)
         _progress(
             f"[agent] {', '.join(s.name for s in subjects)} up; warming up {warmup:g} s,"
             f" scraping every {interval:g} s"
@@ -407,7 +462,7 @@ def run(seconds: float, warmup: float, interval: float, tmp: Path, scrape: str) 
             s.end = usage_of(s.proc.pid)
             s.window_s = time.monotonic() - t0
         after = agent.scrape()
-        glances_rows = _has_rows(glances_csv) if len(subjects) > 2 else 0
+        glances_rows = _has_rows(glances_csv) if glances_available() else 0
 
     def delta(name: str) -> float:
         return metric_sum(after, name) - metric_sum(before, name)
@@ -416,8 +471,8 @@ def run(seconds: float, warmup: float, interval: float, tmp: Path, scrape: str) 
     samples, count = delta(catalogue.AGENT_SAMPLES.name), delta(duration + "_count")
     mean_ms = delta(duration + "_sum") / count * 1000 if count else 0.0
     written = delta(catalogue.AGENT_POINTS_WRITTEN.name)
-    glances = subjects[2] if len(subjects) > 2 else None
-    return Result(seconds, agent, node, samples, written, mean_ms, glances, glances_rows)
+    glances = next((s for s in subjects if s.name == "glances"), None)
+    return Result(seconds, agent, node, samples, written, mean_ms, glances, glances_rows, twin)
 
 
 def glances_available() -> bool:
@@ -477,6 +532,13 @@ def verdict_lines(r: Result) -> list[str]:
             f" {r.glances_rows} CSV rows"
             if r.glances_ratio is not None
             else f"Glances: not measured ({GLANCES_HINT})"
+        ),
+        (
+            f"process sampling ({REGISTERED} registered processes): the agent's ratio"
+            f" {r.ratio:.3f} -> {r.ratio + r.process_delta:.3f}, {r.process_delta:+.3f}"
+            f" (target <= +{PROCESS_DELTA_TARGET}): {met(r.process_met)}"
+            if r.process_delta is not None
+            else "process sampling: not measured"
         ),
         f"agent in the window: {r.samples:.0f} samples, {r.points_written:.0f} points written"
         f" to SQLite, mean sample (all collectors) {r.sample_mean_ms:.1f} ms",
@@ -556,6 +618,17 @@ def figures(r: Result) -> list[Figure]:
             r.cpu_met,
         )
     ]
+    if r.registered is not None and r.process_delta is not None:
+        rows.append(
+            Figure(
+                f"agent CPU, {REGISTERED} registered processes sampled",
+                f"{r.registered.cpu_percent:.2f} % of a core",
+                f"the same agent without them: {agent:.2f} %",
+                r.process_delta,
+                f"<= +{PROCESS_DELTA_TARGET} x node_exporter (ratio shown: the increase)",
+                r.process_met,
+            )
+        )
     if r.glances is not None:
         rows.append(
             Figure(
@@ -567,7 +640,9 @@ def figures(r: Result) -> list[Figure]:
                 None,
             )
         )
-    for s in r.subjects[1:]:
+    for s in (r.node, r.glances):
+        if s is None:
+            continue
         assert s.end is not None and r.agent.end is not None
         rows.append(
             Figure(

@@ -32,7 +32,7 @@ _boot_times: dict[str, float | None] = {}
 
 
 class ProcessStat(NamedTuple):
-    """One reading of ``/proc/PID/stat`` and ``statm``."""
+    """One reading of ``/proc/PID/stat``."""
 
     command: str
     """The command name (``comm``, at most 15 characters)."""
@@ -45,13 +45,14 @@ class ProcessStat(NamedTuple):
 
 
 def read_stat(pid: int, proc_root: str = "/proc") -> ProcessStat | None:
-    """``pid``'s stat, or None when no such process is visible (gone, another namespace)."""
-    base = os.path.join(proc_root, str(pid))
+    """``pid``'s stat, or None when no such process is visible (gone, another namespace).
+
+    One file, ``/proc/PID/stat``, holds all of it (its ``rss`` is the resident pages
+    that ``statm`` and ``status`` also show): a sample costs one open and one read.
+    """
     try:
-        with open(os.path.join(base, "stat"), "rb") as f:
+        with open(os.path.join(proc_root, str(pid), "stat"), "rb") as f:
             stat = f.read().decode(errors="replace")
-        with open(os.path.join(base, "statm"), "rb") as f:
-            statm = f.read().split()
     except OSError:
         return None
     # "pid (comm) state ppid ...": comm may hold spaces and parentheses, so split at the last ")"
@@ -63,7 +64,7 @@ def read_stat(pid: int, proc_root: str = "/proc") -> ProcessStat | None:
             int(rest[19]),
             int(rest[11]) + int(rest[12]),
             int(rest[17]),
-            int(statm[1]) * _PAGE_BYTES,
+            int(rest[21]) * _PAGE_BYTES,
         )
     except (IndexError, ValueError):
         return None
