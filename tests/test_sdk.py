@@ -466,3 +466,63 @@ def test_a_wrong_token_is_counted_as_rejected_and_never_logged(
     assert wrong.stats()["dropped"]["rejected"] == 1
     assert "401" in caplog.text
     assert "wrong-token" not in caplog.text and "right-token" not in caplog.text
+
+
+class _OlderAgent:
+    """An agent from before process registration, over real HTTP: it takes /v1/metrics
+    (answering 202) and answers 404 for /v1/processes, as an unknown path."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        self.paths: list[str] = []
+        seen = self.paths
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                seen.append(self.path)
+                if self.path == "/v1/metrics":
+                    status, answer = 202, {"accepted": len(json.loads(body)["metrics"])}
+                else:
+                    status, answer = 404, {"error": f"no endpoint at {self.path!r}"}
+                data = json.dumps(answer).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_an_agent_that_does_not_take_registrations_still_gets_every_value(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    older = _OlderAgent()
+    try:
+        client = MetricsClient(url=older.url, flush_interval=0.05)
+        with caplog.at_level(logging.WARNING, logger="fleetgauge.sdk"):
+            client.record_metric_value("score", 1, deployment="fraud-v2")
+            assert client.flush(10)
+            client.record_metric_value("score", 0, deployment="ranker-v1")  # a new context
+            assert client.flush(10)
+        stats = client.stats()
+        client.close()
+    finally:
+        older.close()
+    assert stats["sent"] == 2 and sum(stats["dropped"].values()) == 0, stats
+    # it asked before each new context, the values went all the same, and it said so once
+    assert older.paths == ["/v1/processes", "/v1/metrics", "/v1/processes", "/v1/metrics"]
+    warned = [r.getMessage() for r in caplog.records if "did not register" in r.getMessage()]
+    assert len(warned) == 1 and "HTTP 404" in warned[0], warned
