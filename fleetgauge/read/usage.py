@@ -343,12 +343,9 @@ def _cost(store, usage, start_ns, end_ns, prices: Prices, environment) -> None:
 def _worker_sizes(store, start_ns, end_ns, environment, workers):
     """GPUs and logical cores of each worker, as its agent reported them in the window."""
     where = _where(environment, **{catalogue.WORKER: workers})
-    gpus = {}
-    for w in workers:
-        one = _where(environment, **{catalogue.WORKER: [w]})
-        gpus[w] = len(
-            store.tag_values(catalogue.GPU, start_ns, end_ns, [catalogue.GPU_MEASUREMENT.name], one)
-        )
+    gpus: dict[str, int] = {}
+    for worker, _gpu in _gpu_totals(store, start_ns, end_ns, environment, workers):
+        gpus[worker] = gpus.get(worker, 0) + 1  # (one grouped read, not one per worker)
     b = store.read_buckets(
         catalogue.CPU.name, [_CORES], start_ns, end_ns, 1, where, (catalogue.WORKER,)
     )
