@@ -50,9 +50,12 @@ def read_stat(pid: int, proc_root: str = "/proc") -> ProcessStat | None:
     One file, ``/proc/PID/stat``, holds all of it (its ``rss`` is the resident pages
     that ``statm`` and ``status`` also show): a sample costs one open and one read.
     """
-    try:
-        with open(os.path.join(proc_root, str(pid), "stat"), "rb") as f:
-            stat = f.read().decode(errors="replace")
+    try:  # os.open and os.read: half the cost of a file object, for an agent sampling many
+        fd = os.open(f"{proc_root}/{pid}/stat", os.O_RDONLY)
+        try:
+            stat = os.read(fd, 4096).decode(errors="replace")
+        finally:
+            os.close(fd)
     except OSError:
         return None
     # "pid (comm) state ppid ...": comm may hold spaces and parentheses, so split at the last ")"

@@ -18,6 +18,7 @@ or tag is ever part of SQL text.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 import json
@@ -26,7 +27,7 @@ import re
 import sqlite3
 import struct
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -89,9 +90,14 @@ def _tags_text(tags: dict[str, str]) -> str:
     return json.dumps(dict(sorted(tags.items())), ensure_ascii=False, separators=(",", ":"))
 
 
+@functools.lru_cache(maxsize=64)
+def _pack(values: int) -> Callable[..., bytes]:
+    return struct.Struct(f"<{values}d").pack
+
+
 def pack_stats(stats: Sequence[tuple[int, float, float, float, float]]) -> bytes:
     """A ``tier.stats`` blob: (field id, count, sum, min, max) per field, float64 LE."""
-    return struct.pack(f"<{_STAT_COLUMNS * len(stats)}d", *itertools.chain.from_iterable(stats))
+    return _pack(_STAT_COLUMNS * len(stats))(*itertools.chain.from_iterable(stats))
 
 
 class SQLiteStore:
@@ -266,18 +272,32 @@ class SQLiteStore:
         self._maybe_apply_retention()
 
     def _write(self, points: Sequence[Point], staged: dict) -> None:
+        # The hot path of every agent flush: cached ids are looked up inline, and a
+        # tier row's sorted tags find its series id without building a dict.
+        series, fields = self._series_fast, self._fields
         rows = []
-        for p in points:
-            sid = self._series_id(p.measurement, p.tags)
-            for name, value in p.fields.items():
-                rows.append((sid, p.time_ns, self._field_id(name), value))
+        for measurement, tags, values, time_ns in points:
+            sid = series.get((measurement, tuple(tags.items())))
+            if sid is None:
+                sid = self._series_id(measurement, tags)
+            for name, value in values.items():
+                fid = fields.get(name)
+                if fid is None:
+                    fid = self._field_id(name)
+                rows.append((sid, time_ns, fid, value))
         self._db.executemany("INSERT OR REPLACE INTO sample VALUES (?, ?, ?, ?)", rows)
         tier_rows = []
         for r in self._tiers.rows(staged):
-            sid = self._series_id(r.measurement, dict(r.tags))
-            width = r.tier.width_ns // NS_PER_S
-            stats = pack_stats([(self._field_id(f), *agg) for f, agg in r.fields.items()])
-            tier_rows.append((width, sid, r.bucket_ns, r.generation, stats))
+            sid = series.get((r.measurement, r.tags))
+            if sid is None:
+                sid = self._series_id(r.measurement, dict(r.tags))
+            flat: list[float] = []
+            for name, agg in r.fields.items():
+                fid = fields.get(name)
+                flat.append(self._field_id(name) if fid is None else fid)
+                flat.extend(agg)
+            stats = _pack(len(flat))(*flat)
+            tier_rows.append((r.tier.width_ns // NS_PER_S, sid, r.bucket_ns, r.generation, stats))
         self._db.executemany(_INSERT_TIER, tier_rows)
 
     def _forget_uncommitted(self) -> None:
