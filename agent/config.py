@@ -50,6 +50,7 @@ class AgentConfig:
     interval: float = 10.0
     jitter: float = 0.0
     flush_interval: float = 10.0
+    process_flush_interval: float = 10.0
     batch_size: int = 5000
     spool_dir: str = field(default_factory=lambda: str(_data_dir() / "spool"))
     spool_max_bytes: int = 256 * 1024 * 1024
@@ -237,6 +238,15 @@ SETTINGS: tuple[Setting, ...] = (
         "flush_interval",
         _seconds,
         "seconds between writes to the store; a SIGKILL loses at most this much (default: 10)",
+        "SECONDS",
+    ),
+    Setting(
+        "process_flush_interval",
+        _seconds,
+        "seconds between writes of the registered processes' samples (the process"
+        " measurement): each process is a series of its own and a write costs per series, so"
+        " they are written in fewer, larger writes; never more often than flush_interval,"
+        " and a SIGKILL loses at most this much of them (default: 10)",
         "SECONDS",
     ),
     Setting("batch_size", _int, "points per store write (default: 5000)", "POINTS"),
@@ -464,6 +474,8 @@ def _check(c: AgentConfig) -> None:
         raise bad("jitter", "must be between 0 and 3600 seconds")
     if c.flush_interval < 0.1:
         raise bad("flush_interval", "must be at least 0.1 s")
+    if not 0.1 <= c.process_flush_interval <= 3600:
+        raise bad("process_flush_interval", "must be between 0.1 and 3600 seconds")
     if not 1 <= c.batch_size <= 1_000_000:
         raise bad("batch_size", "must be between 1 and 1000000")
     if c.spool_max_bytes < 1024 * 1024:

@@ -24,7 +24,9 @@ nothing.
 A second agent, the same but for ``REGISTERED`` processes (sleeping children of the
 benchmark) registered with it through ``POST /v1/processes``, runs beside them: the
 difference of the two agents' CPU ratios to node_exporter is what sampling those
-processes costs (issue 23: at most ``PROCESS_DELTA_TARGET``).
+processes costs (issue 23: at most ``PROCESS_DELTA_TARGET``). Both agents run with their
+default ``--process-flush-interval`` (10 s): process samples go to the store in one write
+per 10 s, the agent's other samples every ``--flush-interval`` (1 s here).
 
 Targets: agent CPU <= 0.5x node_exporter's, agent peak RSS <= 60 MB (10^6 bytes), process
 sampling <= +0.05 of the ratio; the ratio to Glances is reported without a target.

@@ -80,7 +80,7 @@ def test_a_process_recording_through_the_sdk_is_sampled_with_its_deployment(
     agent = AgentProcess(
         tmp_path,
         *("--store", url, "--interval", "1", "--flush-interval", "0.3"),
-        *("--collectors", "cpu,process"),
+        *("--process-flush-interval", "0.3", "--collectors", "cpu,process"),
     )
     with agent:
         child = subprocess.Popen(
@@ -141,6 +141,46 @@ def test_a_process_recording_through_the_sdk_is_sampled_with_its_deployment(
     assert stored[-1].fields["threads"] >= 3  # main, the SDK's sender, the burner
     assert stored[-1].fields["cpu_seconds"] >= cpu_before
     assert after_exit == [], "the agent kept sampling a process that exited"
+
+
+def cpu_times(url: str) -> set[int]:
+    store = open_store(url, create=False)
+    try:
+        return {p.time_ns for p in store.stream_points(catalogue.CPU.name, 0, 2**62)}
+    finally:
+        store.close()
+
+
+def test_process_samples_are_written_every_process_flush_interval_and_none_is_lost(
+    tmp_path: Path,
+) -> None:
+    """Other samples go out every flush interval; process samples wait for their own, longer
+    one, and a SIGTERM writes what waits: one process point for every sample taken."""
+    url = f"sqlite:///{tmp_path / 'fg.db'}"
+    agent = AgentProcess(
+        tmp_path,
+        *("--store", url, "--interval", "0.5", "--flush-interval", "0.3"),
+        *("--process-flush-interval", "4", "--collectors", "cpu,process"),
+    )
+    me = os.getpid()
+    with agent:
+        good = {"pid": me, "start_time": start_time(me), "deployment": "held"}
+        assert agent.post(PROCESSES, {"processes": [good]}) == (202, {"registered": 1})
+        first = wait_for(lambda: process_points(url, me), 15, "no process point written")
+        seen_at, cpu_seen = time.monotonic(), len(cpu_times(url))
+        time.sleep(1.5)  # well inside the 4 s: cpu samples are written, process ones wait
+        assert len(cpu_times(url)) >= cpu_seen + 2, "cpu samples stopped being written"
+        assert len(process_points(url, me)) == len(first), "written before 4 s had passed"
+        assert time.monotonic() - seen_at < 3.5
+        time.sleep(4)
+        assert len(process_points(url, me)) > len(first)
+        time.sleep(0.7)  # samples taken since the last write wait in the agent...
+        assert agent.stop()[0] == 0, agent.log()
+    # ...and the SIGTERM wrote them: one process point per sample, from the first on
+    held = sorted(p.time_ns for p in process_points(url, me))
+    assert all(p.tags[catalogue.DEPLOYMENT] == "held" for p in process_points(url, me))
+    assert held == sorted(t for t in cpu_times(url) if t >= held[0])
+    assert len(held) >= 15
 
 
 def test_a_registration_the_agent_cannot_check_is_refused_naming_the_item(tmp_path: Path) -> None:
@@ -292,7 +332,7 @@ def test_an_execution_has_the_resource_curves_of_its_process(
     agent = AgentProcess(
         tmp_path,
         *("--store", url, "--interval", "0.5", "--flush-interval", "0.3"),
-        *("--collectors", "process"),
+        *("--process-flush-interval", "0.3", "--collectors", "process"),
     )
     with agent:
         push = f"http://127.0.0.1:{agent.push_port}"
