@@ -19,7 +19,7 @@ from fleetgauge import catalogue
 from fleetgauge.dashboard.data.pipeline import MetricView
 from fleetgauge.dashboard.data.resources import Curve, ResourceView
 from fleetgauge.dashboard.thresholds import Threshold
-from fleetgauge.timeutil import NS_PER_S
+from fleetgauge.timeutil import NS_PER_S, format_duration
 
 __all__ = [
     "PALETTE",
@@ -30,6 +30,7 @@ __all__ = [
     "format_limit",
     "band_traces",
     "points_note",
+    "fleet_note",
     "metric_figure",
     "compare_figure",
     "text",
@@ -192,10 +193,29 @@ def _line(
     return trace
 
 
+def _width(step_ns: int) -> str:
+    step_s = step_ns / NS_PER_S
+    return f"{step_s / 60:g} min" if step_s >= 60 else f"{step_s:g} s"
+
+
+def fleet_note(view: ResourceView) -> str:
+    """What a fleet graph draws: how many workers the band covers, which are drawn and why."""
+    band = view.band
+    assert band is not None
+    n, shown = view.workers, len(view.curves)
+    kind = "mean" if view.resource.is_percent else "sum"
+    return (
+        f"all {n:,} workers: {kind}, p10-p90 and min-max per"
+        f" {format_duration(band.step_ns / NS_PER_S)};"
+        f" top {shown} of {n:,} by sustained {view.resource.title}"
+    )
+
+
 def points_note(view: ResourceView) -> str:
     """The "N of M points" line: what the graph draws and what it summarises."""
-    step_s = view.step_ns / NS_PER_S
-    width = f"{step_s / 60:g} min" if step_s >= 60 else f"{step_s:g} s"
+    if view.band is not None:
+        return fleet_note(view)
+    width = _width(view.step_ns)
     source = "raw samples" if view.level == "raw" else f"{view.level} rollups"
     if view.plotted == view.samples:
         return f"{view.plotted:,} of {view.samples:,} points (every sample)"
@@ -227,8 +247,8 @@ def resource_figure(view: ResourceView, threshold: Threshold, revision: str = ""
     """One graph: per-worker curves with bands, the aggregate curve, threshold lines."""
     r = view.resource
     digits = 1 if r.is_percent else 0
-    data: list[dict] = []
-    bucketed = view.level != "raw" or view.plotted != view.samples
+    data: list[dict] = [] if view.band is None else fleet_traces(view, digits)
+    bucketed = view.band is None and (view.level != "raw" or view.plotted != view.samples)
     for i, curve in enumerate(view.curves):
         colour = PALETTE[i % len(PALETTE)]
         if bucketed:
@@ -274,6 +294,31 @@ def resource_figure(view: ResourceView, threshold: Threshold, revision: str = ""
             "uirevision": revision or r.key,
         },
     }
+
+
+BAND_COLOUR = "#555555"
+
+
+def fleet_traces(view: ResourceView, digits: int) -> list[dict]:
+    """The fleet's band (min-max, then p10-p90 darker) and its aggregate line."""
+    band = view.band
+    assert band is not None
+    n = view.workers
+    kind = "mean" if view.resource.is_percent else "sum"
+    traces = []
+    for name, lo, hi, alpha in (
+        (f"min-max of {n:,} workers", band.low, band.high, 0.10),
+        (f"p10-p90 of {n:,} workers", band.p10, band.p90, 0.22),
+    ):
+        edges = Curve(name, band.times, band.aggregate, lo, hi, band.workers)
+        lower, upper = band_traces(edges, band.step_ns, BAND_COLOUR, digits, name)
+        upper["fillcolor"] = _translucent(BAND_COLOUR, alpha)
+        upper["showlegend"] = True
+        upper["name"] = text(name)
+        traces += [lower, upper]
+    aggregate = Curve(f"all {n:,} workers ({kind})", band.times, band.aggregate, [], [], [])
+    traces.append(_line(aggregate, band.step_ns, TOTAL_COLOUR, digits, 2.5, "dash"))
+    return traces
 
 
 HEAT_COLOUR = "rgba(214, 39, 40, 0.12)"

@@ -12,7 +12,8 @@ Keys: ``env`` (environment, absent for all), ``range`` (a quick range such as
 ``mode`` (how list metrics are reduced), ``col`` (repeated: chosen columns),
 ``run`` (repeated: executions compared) and ``x`` (``step`` or ``time``); the Pipeline
 metrics page adds ``window`` (the rolling window of a 0/1 metric's rate: ``auto``, ``1m``,
-``5m``, ``15m``, ``1h``, ``6h``, ``24h``).
+``5m``, ``15m``, ``1h``, ``6h``, ``24h``); the Resources page adds ``top`` (how many workers
+a fleet-size graph draws as their own curves, 1 to ``MAX_TOP``, default ``DEFAULT_TOP``).
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ RATE_WINDOWS: dict[str, int] = {
 """Rolling windows a 0/1 metric's rate can be drawn over; ``auto`` picks one for the range."""
 RATE_LABELS = {"auto": "auto", "1m": "1 min", "5m": "5 min", "15m": "15 min", "1h": "1 h"}
 RATE_LABELS |= {"6h": "6 h", "24h": "24 h"}
+DEFAULT_TOP, MAX_TOP = 10, 50
 X_AXES = ("step", "time")
 """What the comparison charts plot values against."""
 
@@ -92,6 +94,7 @@ class ViewState:
     run: tuple[str, ...] = ()
     x: str = "step"
     rate_window: str = "auto"  # the URL's ``window``
+    top: int = DEFAULT_TOP
     problems: tuple[str, ...] = field(default=(), compare=False)
 
     def window(self, now_ns: int) -> tuple[int, int]:
@@ -166,6 +169,14 @@ def from_query(query: Mapping[str, object]) -> ViewState:
     if window not in RATE_LABELS:
         problems.append(f"unknown rate window {window!r}: choosing one for the range")
         window = "auto"
+    top = _first(query.get("top")) or str(DEFAULT_TOP)
+    try:
+        top_n = int(top)
+        if not 1 <= top_n <= MAX_TOP:
+            raise ValueError
+    except ValueError:
+        problems.append(f"top {top!r} is not a number from 1 to {MAX_TOP}: drawing {DEFAULT_TOP}")
+        top_n = DEFAULT_TOP
     return ViewState(
         text["env"],
         rng,
@@ -182,6 +193,7 @@ def from_query(query: Mapping[str, object]) -> ViewState:
         lists["run"],
         x,
         window,
+        top_n,
         tuple(problems),
     )
 
@@ -218,4 +230,6 @@ def to_search(state: ViewState) -> str:
         pairs.append(("x", state.x))
     if state.rate_window != "auto":
         pairs.append(("window", state.rate_window))
+    if state.top != DEFAULT_TOP:
+        pairs.append(("top", str(state.top)))
     return "?" + urlencode(pairs) if pairs else ""

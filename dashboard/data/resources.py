@@ -15,6 +15,14 @@ interfaces):
 - verdicts judge each device on its own (one full disk is a full disk however
   empty the others are) and a worker takes its worst device.
 
+At fleet size (more than ``ALL_WORKERS_AT_MOST`` workers in the view) a graph of
+one curve per worker is unreadable and its reads grow with the fleet. Then every
+worker is read once at about ``FLEET_POINTS`` buckets (from the coarsest tier
+that serves the range): that read judges every worker for the cards, ranks them,
+and gives the fleet's band (per bucket: the aggregate, the 10th and 90th
+percentiles and the lowest and highest of the workers' values). Full curves are
+read for the top N workers only (``DEFAULT_TOP``, by the value the cards judge).
+
 A device's *sustained* value is the level it stayed at or above for the
 configured share of the range (with a share of 0.25: the upper quartile of its
 bucket means, buckets without a sample counting as 0); it is "over" a
@@ -43,6 +51,11 @@ from fleetgauge.stores import StoreReader
 from fleetgauge.stores.buckets import Buckets, BucketSeries
 
 __all__ = [
+    "ALL_WORKERS_AT_MOST",
+    "DEFAULT_TOP",
+    "FLEET_POINTS",
+    "FleetBand",
+    "fleet_band",
     "Curve",
     "Verdict",
     "ResourceView",
@@ -57,6 +70,12 @@ __all__ = [
 
 OK, WARNING, CRITICAL = "ok", "warning", "critical"
 T = TypeVar("T")
+ALL_WORKERS_AT_MOST = 12
+"""Up to this many workers in a view every one is drawn; past it, the fleet's band and the top N."""
+DEFAULT_TOP = 10
+"""Workers drawn as curves of their own at fleet size, unless the page asks for another N."""
+FLEET_POINTS = 120
+"""Buckets of the read that judges and ranks every worker and draws the fleet's band."""
 
 
 @dataclass
@@ -85,6 +104,53 @@ class Verdict:
     device: str | None
     value: float
     level: str
+    seen_ns: int = 0
+    """How long the worker was seen in the range: its buckets with a sample, times their width."""
+    peak: float = 0.0
+    """The highest bucket mean of its worst device (what a briefly seen worker did)."""
+
+
+@dataclass
+class FleetBand:
+    """Across workers, per bucket: their aggregate and the spread of their values.
+
+    ``aggregate`` is the mean of the workers' values for percentages and their sum for
+    rates; ``p10``/``p90`` the 10th and 90th percentiles (numpy's linear interpolation),
+    ``low``/``high`` the extremes; ``workers`` how many had a value in the bucket.
+    """
+
+    times: list[int]
+    aggregate: list[float]
+    p10: list[float]
+    p90: list[float]
+    low: list[float]
+    high: list[float]
+    workers: list[int]
+    step_ns: int
+
+
+def fleet_band(curves: Sequence[Curve], is_percent: bool, step_ns: int) -> FleetBand | None:
+    """The band of workers' curves (one per worker, bucket means as values)."""
+    curves = [c for c in curves if c.times]
+    if not curves:
+        return None
+    times = np.unique(np.concatenate([np.asarray(c.times, dtype=np.int64) for c in curves]))
+    values = np.full((len(curves), len(times)), np.nan)
+    for i, c in enumerate(curves):
+        values[i, np.searchsorted(times, c.times)] = c.mean
+    present = (~np.isnan(values)).sum(axis=0)  # at least one per bucket: times are the union
+    aggregate = np.nanmean(values, axis=0) if is_percent else np.nansum(values, axis=0)
+    p10, p90 = np.nanpercentile(values, [10, 90], axis=0)
+    return FleetBand(
+        times.tolist(),
+        aggregate.tolist(),
+        p10.tolist(),
+        p90.tolist(),
+        np.nanmin(values, axis=0).tolist(),
+        np.nanmax(values, axis=0).tolist(),
+        present.tolist(),
+        step_ns,
+    )
 
 
 @dataclass
@@ -99,10 +165,17 @@ class ResourceView:
     curves: list[Curve] = field(default_factory=list)
     total: Curve | None = None
     verdicts: list[Verdict] = field(default_factory=list)
+    band: FleetBand | None = None
+    """At fleet size: the band of every worker; ``curves`` then hold the top workers only."""
+
+    @property
+    def workers(self) -> int:
+        """Workers in the view (drawn or not)."""
+        return len(self.verdicts)
 
     @property
     def samples(self) -> int:
-        """Raw samples (per device) the view summarises: the M of "N of M points"."""
+        """Raw samples (per device) the drawn curves summarise: the M of "N of M points"."""
         return sum(c.samples for c in self.curves)
 
     @property
@@ -267,15 +340,62 @@ def read_resources(
     workers: Sequence[str] = (),
     level: str | None = None,
     resources: Sequence[Resource] = RESOURCES,
+    top: int | None = None,
 ) -> list[ResourceView]:
     """One view per resource, in display order.
 
     Each measurement is read once for all the resources it serves (and the
     container limits once for CPU and memory); on a store that answers reads
-    at once (InfluxDB) the measurements are read at the same time.
+    at once (InfluxDB) the measurements are read at the same time. With ``top``
+    (fleet size: see the module docstring) every worker is read at
+    ``FLEET_POINTS`` buckets, and at ``max_points`` only the ``top`` workers of
+    each resource.
     """
     where = resource_filter(environment, workers)
     plan = _reads(resources)
+    if top is None:
+        answers = _read_plan(store, plan, start_ns, end_ns, max_points, where, level)
+        limits = answers.get(catalogue.CONTAINER.name)
+        return [_view(r, answers[r.measurement.name], limits, thresholds) for r in resources]
+    coarse = _read_plan(store, plan, start_ns, end_ns, min(max_points, FLEET_POINTS), where, None)
+    limits = coarse.get(catalogue.CONTAINER.name)
+    views = [_view(r, coarse[r.measurement.name], limits, thresholds) for r in resources]
+    drawn = {v.resource.key: [x.worker for x in v.verdicts[:top]] for v in views}
+    wanted: dict[str, set[str]] = defaultdict(set)  # measurement -> workers any resource draws
+    for r in resources:
+        wanted[r.measurement.name].update(drawn[r.key])
+        if r.container_field:
+            wanted[catalogue.CONTAINER.name].update(drawn[r.key])
+    detail_plan = [rd for rd in plan if wanted[rd.measurement]]
+    detail: dict[str, Buckets] = {}
+    for rd in detail_plan:  # one read per measurement, for its own workers
+        chosen = resource_filter(environment, sorted(wanted[rd.measurement]))
+        detail |= _read_plan(store, [rd], start_ns, end_ns, max_points, chosen, level)
+    detail_limits = detail.get(catalogue.CONTAINER.name)
+    for v in views:
+        r = v.resource
+        v.band = fleet_band(v.curves, r.is_percent, v.step_ns)
+        v.total = None
+        if r.measurement.name not in detail:
+            v.curves = []
+            continue
+        fine = _view(r, detail[r.measurement.name], detail_limits, thresholds)
+        by_name = {c.name: c for c in fine.curves}
+        v.curves = [by_name[w] for w in drawn[r.key] if w in by_name]
+        v.step_ns, v.level = fine.step_ns, fine.level
+    return views
+
+
+def _read_plan(
+    store: StoreReader,
+    plan: Sequence[_Read],
+    start_ns: int,
+    end_ns: int,
+    max_points: int,
+    where: dict[str, list[str]] | None,
+    level: str | None,
+) -> dict[str, Buckets]:
+    """The answers of ``plan``'s reads by measurement, at once where the store allows."""
 
     def read(rd: _Read) -> Buckets:
         return store.read_buckets(
@@ -287,9 +407,7 @@ def read_resources(
             buckets = list(pool.map(read, plan))
     else:
         buckets = [read(rd) for rd in plan]
-    answers = {rd.measurement: b for rd, b in zip(plan, buckets, strict=True)}
-    limits = answers.get(catalogue.CONTAINER.name)
-    return [_view(r, answers[r.measurement.name], limits, thresholds) for r in resources]
+    return {rd.measurement: b for rd, b in zip(plan, buckets, strict=True)}
 
 
 @dataclass
@@ -309,22 +427,24 @@ def read_resources_page(
     thresholds: Thresholds,
     environment: str | None = None,
     workers: Sequence[str] = (),
+    top: int = DEFAULT_TOP,
 ) -> ResourcesPage:
     """The views of every resource, the workers to offer and the environments of the range.
 
-    Unfiltered views already name every worker; only a worker filter needs the
-    workers listed. On a store that answers reads at once the listings run
+    The workers of the range are listed first: more than ``ALL_WORKERS_AT_MOST`` in
+    the view (the chosen ones, or all) make it a fleet view that draws the ``top``
+    workers. On a store that answers reads at once the environments are listed
     beside the views' reads.
     """
     with ThreadPoolExecutor(2) as pool:
         beside = pool.submit if store.concurrent_reads else _done
         environments = beside(list_environments, store, start_ns, end_ns)
-        listed = beside(list_workers, store, start_ns, end_ns, environment) if workers else None
+        offered = list_workers(store, start_ns, end_ns, environment)
+        in_view = len(workers) if workers else len(offered)
+        fleet = top if in_view > ALL_WORKERS_AT_MOST else None
         views = read_resources(
-            store, start_ns, end_ns, max_points, thresholds, environment, workers
+            store, start_ns, end_ns, max_points, thresholds, environment, workers, top=fleet
         )
-        named = sorted({c.name for v in views for c in v.curves})
-        offered = listed.result() if listed is not None else named
         return ResourcesPage(views, offered, environments.result())
 
 
@@ -361,11 +481,15 @@ def _view(r: Resource, b: Buckets, limits: Buckets | None, thresholds: Threshold
         curve = combine(worker, [c for _, c in parts], r.is_percent, weighted=True)
         curve.note = parts[0][1].note
         view.curves.append(curve)
-        value, device = max(
-            ((sustained(c.mean, thresholds.over_share, _slots(c, b)), d) for d, c in parts),
-            key=lambda vd: vd[0],
+        value, peak, device = max(
+            (
+                (sustained(c.mean, thresholds.over_share, _slots(c, b)), max(c.mean), d)
+                for d, c in parts
+            ),
+            key=lambda vpd: vpd[:2],
         )
-        view.verdicts.append(Verdict(worker, device, value, _judge(value, threshold)))
+        seen = min(b.end_ns - b.start_ns, len(curve.times) * b.step_ns)
+        view.verdicts.append(Verdict(worker, device, value, _judge(value, threshold), seen, peak))
     view.verdicts.sort(key=lambda v: (-v.value, v.worker))
     if view.curves:
         name = "all selected (mean)" if r.is_percent else "all selected (sum)"

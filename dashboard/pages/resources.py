@@ -9,8 +9,10 @@ from fleetgauge.dashboard import components, figures
 from fleetgauge.dashboard.data import gpu_health, gpu_idle
 from fleetgauge.dashboard.data import resources as data
 from fleetgauge.dashboard.site import current, points_for
+from fleetgauge.dashboard.state import MAX_TOP
 from fleetgauge.dashboard.thresholds import Threshold
 from fleetgauge.stores import StoreError
+from fleetgauge.timeutil import NS_PER_S, format_duration
 
 dash.register_page(__name__, path="/", name="Resources", title="fleetgauge · resources", order=0)
 
@@ -18,10 +20,11 @@ PAGE = "resources"
 WIDTH, REFRESH, TICK = components.page_ids(PAGE)
 components.register_page_controls(PAGE)
 
-__all__ = ["layout", "load", "zoom_to_url", "workers_to_url"]
+__all__ = ["layout", "load", "zoom_to_url", "workers_to_url", "top_to_url"]
 
 CARD = "card"
 GRAPH = "graph"
+TOP = "resources-top"
 
 
 def layout(**query: object) -> html.Div:
@@ -45,6 +48,25 @@ def layout(**query: object) -> html.Div:
                         ],
                         className="control workers",
                     ),
+                    html.Label(
+                        [
+                            "Top workers",
+                            dcc.Input(
+                                id=TOP,
+                                type="number",
+                                min=1,
+                                max=MAX_TOP,
+                                step=1,
+                                value=state.top,
+                                debounce=True,
+                                className="top-input",
+                            ),
+                        ],
+                        className="control top",
+                        title=f"past {data.ALL_WORKERS_AT_MOST} workers the graphs draw the"
+                        " fleet's band and this many workers, those with the highest sustained"
+                        " value",
+                    ),
                     components.download_link(PAGE),
                     components.download_link(PAGE, "CSV per measurement (zip)", "-zip"),
                 ],
@@ -57,7 +79,22 @@ def layout(**query: object) -> html.Div:
     )
 
 
-def _card(view: data.ResourceView, threshold: Threshold) -> html.Button:
+def _what(worst: data.Verdict, view: data.ResourceView, share: float) -> list:
+    """The value a card shows, named: sustained, or for a worker seen for less than the share
+    of the range that makes a sustained value, how long it was seen and its peak."""
+    unit = view.resource.unit
+    span = view.end_ns - view.start_ns
+    if worst.seen_ns < share * span:
+        seen = format_duration(worst.seen_ns / NS_PER_S)
+        return [
+            html.Span(figures.format_value(worst.peak, unit), className="card-value"),
+            f" peak, seen {seen} of {format_duration(span / NS_PER_S)}",
+        ]
+    value = figures.format_value(worst.value, unit)
+    return [html.Span(value, className="card-value"), " sustained"]
+
+
+def _card(view: data.ResourceView, threshold: Threshold, share: float) -> html.Button:
     r = view.resource
     over = view.over()
     level = max((v.level for v in over), key=_rank, default=data.OK)
@@ -68,20 +105,14 @@ def _card(view: data.ResourceView, threshold: Threshold) -> html.Button:
         worst = view.verdicts[0]
         where = f" ({worst.device})" if worst.device else ""
         limit = "" if threshold.warning is None else figures.format_limit(threshold.warning, r.unit)
-        count = (
-            f"{len(over)} of {len(view.verdicts)} over {limit}"
-            if limit
-            else f"{len(view.verdicts)} workers, no threshold set"
-        )
+        n = len(view.verdicts)
+        workers = f"{n} worker" if n == 1 else f"{n:,} workers"
+        count = f"{len(over)} of {n:,} over {limit}" if limit else f"{workers}, no threshold set"
         body = [
             html.Div(count, className="card-main"),
             html.Div(
-                [
-                    "worst: ",
-                    html.Span(worst.worker + where, className="card-worker"),
-                    " ",
-                    html.Span(figures.format_value(worst.value, r.unit), className="card-value"),
-                ],
+                ["worst: ", html.Span(worst.worker + where, className="card-worker"), " "]
+                + _what(worst, view, share),
                 className="card-worst",
             ),
         ]
@@ -202,7 +233,14 @@ def load(width, _refresh, _tick, search):
     try:
         with site.pool.store() as store:
             page = data.read_resources_page(
-                store, start_ns, end_ns, points_for(width), thresholds, state.env, state.worker
+                store,
+                start_ns,
+                end_ns,
+                points_for(width),
+                thresholds,
+                state.env,
+                state.worker,
+                state.top,
             )
             troubles, gpus = gpu_health.read_gpu_health(
                 store, start_ns, end_ns, state.env, state.worker
@@ -219,7 +257,7 @@ def load(width, _refresh, _tick, search):
         return [], [], {}, no_update, no_update, no_update
     views = page.views
     shown = [v for v in views if v.curves or not v.resource.optional]
-    cards = [_card(v, thresholds.of(v.resource.key)) for v in shown]
+    cards = [_card(v, thresholds.of(v.resource.key), thresholds.over_share) for v in shown]
     if gpus:
         cards.append(_gpu_health_card(troubles, gpus))
     if used_gpus:
@@ -256,6 +294,20 @@ def zoom_to_url(_relayouts, search):
     it, at the finer resolution it allows, and a reload or a shared link shows it too."""
     new = components.zoom_search(ctx.triggered[0]["value"] if ctx.triggered else None, search)
     return no_update if new is None or new == search else new
+
+
+@callback(
+    Output(components.LOCATION, "search", allow_duplicate=True),
+    Input(TOP, "value"),
+    components.SEARCH,
+    prevent_initial_call=True,
+)
+def top_to_url(top, search):
+    """How many workers a fleet graph draws, into the URL."""
+    state = components.view_of(search)
+    if not isinstance(top, int | float) or not 1 <= top <= MAX_TOP or int(top) == state.top:
+        return no_update
+    return components.search_of(state.with_(top=int(top)))
 
 
 @callback(

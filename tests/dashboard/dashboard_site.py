@@ -18,6 +18,7 @@ The seed is small and exact so a test can say what the user must see:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -25,6 +26,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -197,3 +199,19 @@ def fetch(url: str) -> tuple[int, dict[str, str], str]:
 
 def no_traceback(text: str) -> bool:
     return not re.search(r"Traceback \(most recent call last\)", text)
+
+
+@contextlib.contextmanager
+def dashboard_over(store: Store, points: list[Point], log_path: Path) -> Iterator[str]:
+    """Write ``points``, close ``store`` and serve a dashboard over it; yields the site's URL.
+
+    On the way out the dashboard must stop cleanly with no traceback in its log.
+    """
+    store.write(points)
+    url = store.url
+    store.close()
+    process = DashboardProcess(url, log_path)
+    process.wait_ready()
+    yield process.url
+    assert process.stop() == 0, process.log()
+    assert no_traceback(process.log()), process.log()

@@ -27,6 +27,7 @@ from dashboard_site import (
     DashboardProcess,
     S,
     Seed,
+    dashboard_over,
     fetch,
     no_traceback,
     seed,
@@ -705,13 +706,8 @@ def gpu_site(
     }
     metadata = '{"gpu": 0, "xid": 79, "meaning": "GPU has fallen off the bus"}'
     points.append(Point(catalogue.EVENT.name, xid_tags, {"metadata": metadata}, end - 10 * MINUTE))
-    store.write(points)
-    url = store.url
-    store.close()
-    process = DashboardProcess(url, tmp / "dashboard.log")
-    process.wait_ready()
-    yield process.url
-    assert process.stop() == 0, process.log()
+    with dashboard_over(store, points, tmp / "dashboard.log") as url:
+        yield url
 
 
 def test_the_gpu_health_card_names_the_worst_gpu_and_filters_to_the_troubled(
