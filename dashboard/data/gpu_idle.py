@@ -79,13 +79,26 @@ def read_idle_gpus(
         deployment = s.tags.get(catalogue.DEPLOYMENT, "")
         most = max(v for v in f.max if v is not None)
         holders[key][deployment] = max(holders[key].get(deployment, 0.0), most)
-    use = store.read_buckets(
+    every = store.read_buckets(  # one bucket: which GPUs reported, cheap at fleet size
+        catalogue.GPU_MEASUREMENT.name,
+        [_UTILIZATION],
+        start_ns,
+        end_ns,
+        1,
+        where,
+        (catalogue.WORKER, catalogue.GPU),
+    )
+    gpus = len(every.series)
+    if not held_at:
+        return [], gpus
+    holding = sorted({worker for worker, _ in held_at})
+    use = store.read_buckets(  # in full only where a process held a GPU
         catalogue.GPU_MEASUREMENT.name,
         [_UTILIZATION],
         start_ns,
         end_ns,
         BUCKETS,
-        where,
+        resource_filter(environment, holding),
         (catalogue.WORKER, catalogue.GPU),
     )
     found = []
@@ -104,4 +117,4 @@ def read_idle_gpus(
         if measured and idle / measured >= share:
             found.append(IdleGpu(key[0], key[1], idle / measured, holders[key]))
     found.sort(key=lambda g: (-g.idle_share, g.worker, g.gpu))
-    return found, len(use.series)
+    return found, gpus

@@ -45,10 +45,12 @@ from typing import Any, TypeVar
 import numpy as np
 
 from fleetgauge import catalogue
+from fleetgauge.catalogue import TIERS
 from fleetgauge.dashboard.data.listings import RESOURCE_NAMES, list_environments
 from fleetgauge.dashboard.thresholds import RESOURCES, Resource, Threshold, Thresholds
 from fleetgauge.stores import StoreReader
 from fleetgauge.stores.buckets import Buckets, BucketSeries
+from fleetgauge.stores.planning import plan_read
 
 __all__ = [
     "ALL_WORKERS_AT_MOST",
@@ -75,7 +77,10 @@ ALL_WORKERS_AT_MOST = 12
 DEFAULT_TOP = 10
 """Workers drawn as curves of their own at fleet size, unless the page asks for another N."""
 FLEET_POINTS = 120
-"""Buckets of the read that judges and ranks every worker and draws the fleet's band."""
+"""At most this many buckets in the read that judges and ranks every worker and draws the
+fleet's band."""
+FLEET_MIN_BUCKETS = 24
+"""...and, from the coarsest rollup tier that gives at least this many (a day: 1 h buckets)."""
 
 
 @dataclass
@@ -357,7 +362,8 @@ def read_resources(
         answers = _read_plan(store, plan, start_ns, end_ns, max_points, where, level)
         limits = answers.get(catalogue.CONTAINER.name)
         return [_view(r, answers[r.measurement.name], limits, thresholds) for r in resources]
-    coarse = _read_plan(store, plan, start_ns, end_ns, min(max_points, FLEET_POINTS), where, None)
+    points, tier = fleet_read(start_ns, end_ns, min(max_points, FLEET_POINTS))
+    coarse = _read_plan(store, plan, start_ns, end_ns, points, where, tier)
     limits = coarse.get(catalogue.CONTAINER.name)
     views = [_view(r, coarse[r.measurement.name], limits, thresholds) for r in resources]
     drawn = {v.resource.key: [x.worker for x in v.verdicts[:top]] for v in views}
@@ -384,6 +390,23 @@ def read_resources(
         v.curves = [by_name[w] for w in drawn[r.key] if w in by_name]
         v.step_ns, v.level = fine.step_ns, fine.level
     return views
+
+
+def fleet_read(start_ns: int, end_ns: int, most: int) -> tuple[int, str | None]:
+    """Buckets and level of the read of every worker: one bucket per row of the coarsest
+    tier that has ``FLEET_MIN_BUCKETS`` in the range (its rows are what the read costs),
+    else at most ``most`` buckets as planned."""
+    for tier in sorted(TIERS, key=lambda t: t.width_ns, reverse=True):
+        rows = (end_ns - start_ns) // tier.width_ns
+        if rows < FLEET_MIN_BUCKETS:
+            continue
+        if rows + 1 > most:
+            break
+        planned = plan_read(start_ns, end_ns, rows + 1)  # +1: the range snaps outward
+        if planned.step_ns == tier.width_ns:
+            return rows + 1, tier.name
+        break
+    return most, None
 
 
 def _read_plan(
