@@ -352,31 +352,61 @@ def read_resources(
     Each measurement is read once for all the resources it serves (and the
     container limits once for CPU and memory); on a store that answers reads
     at once (InfluxDB) the measurements are read at the same time. With ``top``
-    (fleet size: see the module docstring) every worker is read at
+    (fleet size: see the module docstring) every worker is read at about
     ``FLEET_POINTS`` buckets, and at ``max_points`` only the ``top`` workers of
     each resource.
     """
     where = resource_filter(environment, workers)
-    plan = _reads(resources)
     if top is None:
-        answers = _read_plan(store, plan, start_ns, end_ns, max_points, where, level)
+        reads = [(rd, where) for rd in _reads(resources)]
+        answers = _read_all(store, reads, start_ns, end_ns, max_points, level)
         limits = answers.get(catalogue.CONTAINER.name)
         return [_view(r, answers[r.measurement.name], limits, thresholds) for r in resources]
+    views = _coarse_views(store, start_ns, end_ns, max_points, thresholds, where, resources)
+    return _fleet_views(store, views, max_points, thresholds, environment, level, top)
+
+
+def _coarse_views(
+    store: StoreReader,
+    start_ns: int,
+    end_ns: int,
+    max_points: int,
+    thresholds: Thresholds,
+    where: dict[str, list[str]] | None,
+    resources: Sequence[Resource],
+) -> list[ResourceView]:
+    """Every worker's view at the buckets of :func:`fleet_read`: verdicts and coarse curves."""
     points, tier = fleet_read(start_ns, end_ns, min(max_points, FLEET_POINTS))
-    coarse = _read_plan(store, plan, start_ns, end_ns, points, where, tier)
+    reads = [(rd, where) for rd in _reads(resources)]
+    coarse = _read_all(store, reads, start_ns, end_ns, points, tier)
     limits = coarse.get(catalogue.CONTAINER.name)
-    views = [_view(r, coarse[r.measurement.name], limits, thresholds) for r in resources]
+    return [_view(r, coarse[r.measurement.name], limits, thresholds) for r in resources]
+
+
+def _fleet_views(
+    store: StoreReader,
+    views: list[ResourceView],
+    max_points: int,
+    thresholds: Thresholds,
+    environment: str | None,
+    level: str | None,
+    top: int,
+) -> list[ResourceView]:
+    """Coarse views made fleet views: their band, and full curves of their ``top`` workers."""
+    resources = [v.resource for v in views]
     drawn = {v.resource.key: [x.worker for x in v.verdicts[:top]] for v in views}
     wanted: dict[str, set[str]] = defaultdict(set)  # measurement -> workers any resource draws
     for r in resources:
         wanted[r.measurement.name].update(drawn[r.key])
         if r.container_field:
             wanted[catalogue.CONTAINER.name].update(drawn[r.key])
-    detail_plan = [rd for rd in plan if wanted[rd.measurement]]
-    detail: dict[str, Buckets] = {}
-    for rd in detail_plan:  # one read per measurement, for its own workers
-        chosen = resource_filter(environment, sorted(wanted[rd.measurement]))
-        detail |= _read_plan(store, [rd], start_ns, end_ns, max_points, chosen, level)
+    reads = [  # one read per measurement, for its own workers
+        (rd, resource_filter(environment, sorted(wanted[rd.measurement])))
+        for rd in _reads(resources)
+        if wanted[rd.measurement]
+    ]
+    start_ns, end_ns = views[0].start_ns, views[0].end_ns
+    detail = _read_all(store, reads, start_ns, end_ns, max_points, level)
     detail_limits = detail.get(catalogue.CONTAINER.name)
     for v in views:
         r = v.resource
@@ -388,7 +418,7 @@ def read_resources(
         fine = _view(r, detail[r.measurement.name], detail_limits, thresholds)
         by_name = {c.name: c for c in fine.curves}
         v.curves = [by_name[w] for w in drawn[r.key] if w in by_name]
-        v.step_ns, v.level = fine.step_ns, fine.level
+        v.step_ns, v.level = fine.step_ns, fine.level  # the band keeps its own step
     return views
 
 
@@ -409,28 +439,29 @@ def fleet_read(start_ns: int, end_ns: int, most: int) -> tuple[int, str | None]:
     return most, None
 
 
-def _read_plan(
+def _read_all(
     store: StoreReader,
-    plan: Sequence[_Read],
+    reads: Sequence[tuple[_Read, dict[str, list[str]] | None]],
     start_ns: int,
     end_ns: int,
     max_points: int,
-    where: dict[str, list[str]] | None,
     level: str | None,
 ) -> dict[str, Buckets]:
-    """The answers of ``plan``'s reads by measurement, at once where the store allows."""
+    """The answers of ``reads`` (each with its filter) by measurement, at once where the
+    store allows."""
 
-    def read(rd: _Read) -> Buckets:
+    def read(item: tuple[_Read, dict[str, list[str]] | None]) -> Buckets:
+        rd, where = item
         return store.read_buckets(
             rd.measurement, rd.fields, start_ns, end_ns, max_points, where, rd.group_by, level
         )
 
-    if store.concurrent_reads and len(plan) > 1:
-        with ThreadPoolExecutor(len(plan)) as pool:
-            buckets = list(pool.map(read, plan))
+    if store.concurrent_reads and len(reads) > 1:
+        with ThreadPoolExecutor(len(reads)) as pool:
+            buckets = list(pool.map(read, reads))
     else:
-        buckets = [read(rd) for rd in plan]
-    return {rd.measurement: b for rd, b in zip(plan, buckets, strict=True)}
+        buckets = [read(item) for item in reads]
+    return {rd.measurement: b for (rd, _), b in zip(reads, buckets, strict=True)}
 
 
 @dataclass
@@ -454,20 +485,26 @@ def read_resources_page(
 ) -> ResourcesPage:
     """The views of every resource, the workers to offer and the environments of the range.
 
-    The workers of the range are listed first: more than ``ALL_WORKERS_AT_MOST`` in
-    the view (the chosen ones, or all) make it a fleet view that draws the ``top``
-    workers. On a store that answers reads at once the environments are listed
-    beside the views' reads.
+    Every worker in the view is read coarsely first (:func:`fleet_read`): up to
+    ``ALL_WORKERS_AT_MOST`` of them, every curve is then read in full as before;
+    past it, the views become fleet views of the ``top`` workers. Unfiltered views
+    name every worker already; only a worker filter needs the workers listed. On a
+    store that answers reads at once the listings run beside the views' reads.
     """
     with ThreadPoolExecutor(2) as pool:
         beside = pool.submit if store.concurrent_reads else _done
         environments = beside(list_environments, store, start_ns, end_ns)
-        offered = list_workers(store, start_ns, end_ns, environment)
-        in_view = len(workers) if workers else len(offered)
-        fleet = top if in_view > ALL_WORKERS_AT_MOST else None
-        views = read_resources(
-            store, start_ns, end_ns, max_points, thresholds, environment, workers, top=fleet
-        )
+        listed = beside(list_workers, store, start_ns, end_ns, environment) if workers else None
+        where = resource_filter(environment, workers)
+        coarse = _coarse_views(store, start_ns, end_ns, max_points, thresholds, where, RESOURCES)
+        named = sorted({v.worker for view in coarse for v in view.verdicts})
+        if len(named) > ALL_WORKERS_AT_MOST:
+            views = _fleet_views(store, coarse, max_points, thresholds, environment, None, top)
+        else:
+            views = read_resources(
+                store, start_ns, end_ns, max_points, thresholds, environment, workers
+            )
+        offered = listed.result() if listed is not None else named
         return ResourcesPage(views, offered, environments.result())
 
 
