@@ -113,6 +113,12 @@ class Verdict:
     """How long the worker was seen in the range: its buckets with a sample, times their width."""
     peak: float = 0.0
     """The highest bucket mean of its worst device (what a briefly seen worker did)."""
+    mean: float = 0.0
+    """Its curve's mean over the buckets it was seen in (samples weigh)."""
+    latest: float = 0.0
+    """Its curve's last bucket mean."""
+    last_ns: int = 0
+    """The end of its last bucket with a sample: when it was last seen, to a bucket."""
 
 
 @dataclass
@@ -549,7 +555,17 @@ def _view(r: Resource, b: Buckets, limits: Buckets | None, thresholds: Threshold
             key=lambda vpd: vpd[:2],
         )
         seen = min(b.end_ns - b.start_ns, len(curve.times) * b.step_ns)
-        view.verdicts.append(Verdict(worker, device, value, _judge(value, threshold), seen, peak))
+        weights = sum(curve.count)
+        mean = (
+            sum(m * n for m, n in zip(curve.mean, curve.count, strict=True)) / weights
+            if weights
+            else statistics.fmean(curve.mean)
+        )
+        last = min(b.end_ns, curve.times[-1] + b.step_ns)
+        level = _judge(value, threshold)
+        view.verdicts.append(
+            Verdict(worker, device, value, level, seen, peak, mean, curve.mean[-1], last)
+        )
     view.verdicts.sort(key=lambda v: (-v.value, v.worker))
     if view.curves:
         name = "all selected (mean)" if r.is_percent else "all selected (sum)"

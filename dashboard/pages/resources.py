@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import dash
-from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
+from dash import ALL, Input, Output, State, callback, ctx, dash_table, dcc, html, no_update
 
 from fleetgauge.dashboard import components, figures
 from fleetgauge.dashboard.data import gpu_health, gpu_idle
 from fleetgauge.dashboard.data import resources as data
 from fleetgauge.dashboard.site import current, points_for
 from fleetgauge.dashboard.state import MAX_TOP
-from fleetgauge.dashboard.thresholds import Threshold
+from fleetgauge.dashboard.thresholds import Threshold, Thresholds
 from fleetgauge.stores import StoreError
-from fleetgauge.timeutil import NS_PER_S, format_duration
+from fleetgauge.timeutil import NS_PER_S, format_duration, format_time
 
 dash.register_page(__name__, path="/", name="Resources", title="fleetgauge · resources", order=0)
 
@@ -20,11 +20,13 @@ PAGE = "resources"
 WIDTH, REFRESH, TICK = components.page_ids(PAGE)
 components.register_page_controls(PAGE)
 
-__all__ = ["layout", "load", "zoom_to_url", "workers_to_url", "top_to_url"]
+__all__ = ["layout", "load", "zoom_to_url", "workers_to_url", "top_to_url", "row_to_url"]
 
 CARD = "card"
 GRAPH = "graph"
 TOP = "resources-top"
+TABLE = "worker-table"
+TABLE_PAGE = 15
 
 
 def layout(**query: object) -> html.Div:
@@ -74,6 +76,33 @@ def layout(**query: object) -> html.Div:
             ),
             dcc.Loading(html.Div(id="cards", className="cards"), type="dot"),
             dcc.Store(id="over"),
+            html.Details(
+                [
+                    html.Summary("Workers: latest, mean and sustained value of each"),
+                    dash_table.DataTable(
+                        id=TABLE,
+                        columns=[],
+                        data=[],
+                        sort_action="native",
+                        sort_mode="single",
+                        filter_action="native",
+                        page_action="native",
+                        page_size=TABLE_PAGE,
+                        style_table={"overflowX": "auto"},
+                        style_cell={
+                            "fontFamily": "inherit",
+                            "fontSize": "13px",
+                            "padding": "4px 8px",
+                        },
+                        style_header={"fontWeight": "600"},
+                        merge_duplicate_headers=True,
+                        tooltip_delay=300,
+                    ),
+                ],
+                open=True,
+                className="worker-table",
+                title="click a row to show only that worker; sort and filter by any column",
+            ),
             html.Div(id="graphs"),
         ]
     )
@@ -212,6 +241,65 @@ def _graph(
     )
 
 
+_LEVEL_COLOURS = {data.WARNING: "#fff3cd", data.CRITICAL: "#f8d7da"}
+
+
+def _scale(view: data.ResourceView) -> tuple[float, str]:
+    """What a table cell shows a value in: percentages as they are, rates in MB/s."""
+    return (1.0, "%") if view.resource.is_percent else (1e6, "MB/s")
+
+
+def worker_table(
+    views: list[data.ResourceView], thresholds: Thresholds
+) -> tuple[list[dict], list[dict], list[dict]]:
+    """Rows, columns and over-use colouring of the worker table: one row per worker with,
+    per resource, its latest, mean and sustained value, and when it was last seen."""
+    rows: dict[str, dict] = {}
+    newest = max((v.last_ns for view in views for v in view.verdicts), default=0)
+    step = max((view.step_ns for view in views if view.verdicts), default=0)
+    columns = [
+        {"name": ["", "worker"], "id": "worker"},
+        {"name": ["", "last seen (UTC)"], "id": "last_seen"},
+        {"name": ["", "state"], "id": "state"},
+    ]
+    styles = []
+    for view in views:
+        r = view.resource
+        if not view.verdicts:
+            continue
+        per, unit = _scale(view)
+        title = f"{r.title} ({unit})"
+        for what in ("latest", "mean", "sustained"):
+            columns.append({"name": [title, what], "id": f"{r.key}_{what}", "type": "numeric"})
+        t = thresholds.of(r.key)
+        for level, limit in ((data.WARNING, t.warning), (data.CRITICAL, t.critical)):
+            if limit is not None:
+                styles.append(
+                    {
+                        "if": {
+                            "filter_query": f"{{{r.key}_sustained}} >= {limit / per:g}",
+                            "column_id": f"{r.key}_sustained",
+                        },
+                        "backgroundColor": _LEVEL_COLOURS[level],
+                    }
+                )
+        for v in view.verdicts:
+            row = rows.setdefault(v.worker, {"id": v.worker, "worker": v.worker, "last": 0})
+            row["last"] = max(row["last"], v.last_ns)
+            row[f"{r.key}_latest"] = round(v.latest / per, 2)
+            row[f"{r.key}_mean"] = round(v.mean / per, 2)
+            row[f"{r.key}_sustained"] = round(v.value / per, 2)
+    out = []
+    for worker in sorted(rows):
+        row = rows[worker]
+        last = row.pop("last")
+        row["last_seen"] = format_time(last - last % NS_PER_S)[:19].replace("T", " ")
+        row["state"] = "stale" if last < newest - step else "reporting"
+        out.append(row)
+    styles.append({"if": {"filter_query": '{state} = "stale"'}, "color": "#8a939b"})
+    return out, columns, styles
+
+
 @callback(
     Output("cards", "children"),
     Output("graphs", "children"),
@@ -219,6 +307,9 @@ def _graph(
     Output("workers", "options"),
     Output(f"{PAGE}-download", "href"),
     Output(f"{PAGE}-download-zip", "href"),
+    Output(TABLE, "data"),
+    Output(TABLE, "columns"),
+    Output(TABLE, "style_data_conditional"),
     Input(WIDTH, "data"),
     Input(REFRESH, "n_clicks"),
     Input(TICK, "n_intervals"),
@@ -254,7 +345,7 @@ def load(width, _refresh, _tick, search):
             )
     except StoreError as e:
         components.report_store_error(e)
-        return [], [], {}, no_update, no_update, no_update
+        return [], [], {}, no_update, no_update, no_update, [], no_update, no_update
     views = page.views
     shown = [v for v in views if v.curves or not v.resource.optional]
     cards = [_card(v, thresholds.of(v.resource.key), thresholds.over_share) for v in shown]
@@ -273,6 +364,7 @@ def load(width, _refresh, _tick, search):
         components.unknown_names("worker", state.worker, page.workers),
     )
     components.set_environments(page.environments, state.env)
+    rows, columns, styles = worker_table(shown, thresholds)
     return (
         cards,
         graphs,
@@ -280,6 +372,9 @@ def load(width, _refresh, _tick, search):
         options,
         components.download_href("resources", state, start_ns, end_ns, worker=state.worker),
         components.download_href("resources", state, start_ns, end_ns, "zip", worker=state.worker),
+        rows,
+        columns,
+        styles,
     )
 
 
@@ -294,6 +389,21 @@ def zoom_to_url(_relayouts, search):
     it, at the finer resolution it allows, and a reload or a shared link shows it too."""
     new = components.zoom_search(ctx.triggered[0]["value"] if ctx.triggered else None, search)
     return no_update if new is None or new == search else new
+
+
+@callback(
+    Output(components.LOCATION, "search", allow_duplicate=True),
+    Input(TABLE, "active_cell"),
+    components.SEARCH,
+    prevent_initial_call=True,
+)
+def row_to_url(cell, search):
+    """A click on a worker's row shows only that worker."""
+    worker = (cell or {}).get("row_id")
+    state = components.view_of(search)
+    if not worker or state.worker == (worker,):
+        return no_update
+    return components.search_of(state.with_(worker=(worker,)))
 
 
 @callback(

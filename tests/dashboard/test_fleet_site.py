@@ -89,3 +89,32 @@ def test_a_fleet_graph_draws_the_band_and_the_top_workers(dash_duo, fleet_url: s
         time.sleep(0.3)
     assert "top 3 of 40" in cpu_graph(dash_duo)["title"]
     assert_clean_console(dash_duo)
+
+
+def table_workers(dash_duo) -> list[str]:
+    cells = dash_duo.driver.find_elements(
+        By.CSS_SELECTOR, '#worker-table td[data-dash-column="worker"]'
+    )
+    return [c.text for c in cells]
+
+
+def test_the_worker_table_sorts_and_a_row_click_selects_the_worker(dash_duo, fleet_url) -> None:
+    open_page(dash_duo, fleet_url + "/?env=fleet&range=1h")
+    cpu_graph(dash_duo)
+    dash_duo.wait_for_element('#worker-table td[data-dash-column="worker"]', timeout=20)
+    assert table_workers(dash_duo) == WORKERS[:15]  # by name, 15 a page
+    assert "/ 3" in dash_duo.driver.find_element(By.CSS_SELECTOR, "#worker-table .page-number").text
+    sort = '#worker-table th[data-dash-column="cpu_sustained"] .column-header--sort'
+    for _ in range(2):  # ascending, then descending
+        dash_duo.driver.find_element(By.CSS_SELECTOR, sort).click()
+    deadline = time.monotonic() + 10
+    while table_workers(dash_duo)[:3] != ["node-07", "node-19", "node-33"]:
+        assert time.monotonic() < deadline, table_workers(dash_duo)
+        time.sleep(0.2)
+    rows = dash_duo.driver.find_elements(By.CSS_SELECTOR, "#worker-table tr")
+    (row,) = [r.text for r in rows if "node-19" in r.text]
+    assert "reporting" in row and "94" in row
+    cell = '#worker-table td[data-dash-column="cpu_sustained"]'
+    dash_duo.driver.find_elements(By.CSS_SELECTOR, cell)[1].click()
+    assert "worker=node-19" in wait_for_url(dash_duo, "worker=")
+    assert_clean_console(dash_duo)
