@@ -221,6 +221,7 @@ class Agent:
         self._held.extend(points)
         now = time.monotonic()
         wait = max(self.config.process_flush_interval, self.config.flush_interval)
+        wait -= self.config.interval / 2  # a sample a hair early does not wait a whole interval
         if now - self._held_since >= wait or len(self._held) >= self.config.batch_size:
             self._release_held(now)
 
