@@ -555,12 +555,7 @@ def _view(r: Resource, b: Buckets, limits: Buckets | None, thresholds: Threshold
             key=lambda vpd: vpd[:2],
         )
         seen = min(b.end_ns - b.start_ns, len(curve.times) * b.step_ns)
-        weights = sum(curve.count)
-        mean = (
-            sum(m * n for m, n in zip(curve.mean, curve.count, strict=True)) / weights
-            if weights
-            else statistics.fmean(curve.mean)
-        )
+        mean = float(np.average(curve.mean, weights=curve.count))  # kept buckets have samples
         last = min(b.end_ns, curve.times[-1] + b.step_ns)
         level = _judge(value, threshold)
         view.verdicts.append(
