@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import dash
 from dash import ALL, Input, Output, State, callback, ctx, dash_table, dcc, html, no_update
 
@@ -322,7 +324,12 @@ def load(width, _refresh, _tick, search):
     site = current()
     thresholds = site.config.thresholds
     try:
-        with site.pool.store() as store:
+        with site.pool.store() as store, ThreadPoolExecutor(1) as pool:
+            # the GPU reads are small: on a store that answers at once they run beside the views
+            beside = pool.submit if store.concurrent_reads else data.done
+            gpu = beside(
+                _gpu_reads, store, start_ns, end_ns, points_for(width), state, thresholds.gpu_idle
+            )
             page = data.read_resources_page(
                 store,
                 start_ns,
@@ -333,16 +340,7 @@ def load(width, _refresh, _tick, search):
                 state.worker,
                 state.top,
             )
-            troubles, gpus = gpu_health.read_gpu_health(
-                store, start_ns, end_ns, state.env, state.worker
-            )
-            heat = gpu_health.read_heat_intervals(
-                store, start_ns, end_ns, points_for(width), state.env, state.worker
-            )
-            rule = thresholds.gpu_idle
-            idle, used_gpus = gpu_idle.read_idle_gpus(
-                store, start_ns, end_ns, rule.below, rule.share, state.env, state.worker
-            )
+            (troubles, gpus), heat, (idle, used_gpus) = gpu.result()
     except StoreError as e:
         components.report_store_error(e)
         return [], [], {}, no_update, no_update, no_update, [], no_update, no_update
@@ -378,6 +376,16 @@ def load(width, _refresh, _tick, search):
     )
 
 
+def _gpu_reads(store, start_ns, end_ns, points, state, rule):
+    """GPU health (troubles, GPUs), heat intervals, and idle GPUs (idle, used GPUs)."""
+    health = gpu_health.read_gpu_health(store, start_ns, end_ns, state.env, state.worker)
+    heat = gpu_health.read_heat_intervals(store, start_ns, end_ns, points, state.env, state.worker)
+    idle = gpu_idle.read_idle_gpus(
+        store, start_ns, end_ns, rule.below, rule.share, state.env, state.worker
+    )
+    return health, heat, idle
+
+
 @callback(
     Output(components.LOCATION, "search", allow_duplicate=True),
     Input({"type": GRAPH, "resource": ALL}, "relayoutData"),
@@ -387,8 +395,13 @@ def load(width, _refresh, _tick, search):
 def zoom_to_url(_relayouts, search):
     """A zoom of any graph becomes the view's custom range: every graph is read again for
     it, at the finer resolution it allows, and a reload or a shared link shows it too."""
-    new = components.zoom_search(ctx.triggered[0]["value"] if ctx.triggered else None, search)
-    return no_update if new is None or new == search else new
+    # Graphs resizing (autosize) at the same moment arrive in the same call: any of the
+    # triggers may be the zoom, not only the first.
+    for trigger in ctx.triggered:
+        new = components.zoom_search(trigger["value"], search)
+        if new is not None:
+            return no_update if new == search else new
+    return no_update
 
 
 @callback(

@@ -71,7 +71,9 @@ def test_the_site_runs_on_gunicorn_workers_and_half_sent_requests_do_not_hold_th
     site: DashboardProcess,
 ) -> None:
     master = psutil.Process(site.proc.pid)
-    workers = master.children()
+    deadline = time.monotonic() + 20  # the site answers once one worker is up; wait for both
+    while len(workers := master.children()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert len(workers) == 2, site.log()
     assert "development server" not in site.log()
     fds_idle, threads_idle = _usage(master)

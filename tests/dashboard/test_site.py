@@ -93,6 +93,19 @@ def graphs(dash_duo, count: int) -> dict[str, dict]:
         time.sleep(0.2)
 
 
+def settled(dash_duo, quiet_s: float = 0.5) -> None:
+    """Wait until no callback has run for ``quiet_s``: the graphs' own first resize
+    (``autosize``, just after they draw) has happened and cannot overwrite what comes next."""
+    deadline = time.monotonic() + 15
+    quiet_since = time.monotonic()
+    while time.monotonic() - quiet_since < quiet_s:
+        if dash_duo.redux_state_is_loading:
+            quiet_since = time.monotonic()
+        if time.monotonic() > deadline:
+            raise AssertionError("callbacks still running after 15 s")
+        time.sleep(0.05)
+
+
 def axis_ns(value: object) -> int:
     """A plotly date-axis bound (ms since the epoch or UTC date text) in ns."""
     if isinstance(value, int | float):
@@ -496,6 +509,7 @@ def test_a_zoom_on_the_resources_page_is_in_the_url_and_survives_a_reload(
 ) -> None:
     open_page(dash_duo, site.url + "/?env=test&range=6h")
     graphs(dash_duo, 6)
+    settled(dash_duo)  # a zoom in the instant the graphs first resize is overwritten by it
     start_ms = (site.seed.end_ns - 40 * MINUTE) // 1_000_000
     end_ms = (site.seed.end_ns - 10 * MINUTE) // 1_000_000
     dash_duo.driver.execute_script(
