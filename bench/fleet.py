@@ -194,10 +194,20 @@ def _stats_blobs(fids: Sequence[int], stats: dict[str, tuple[np.ndarray, ...]]) 
     return [data[i : i + size] for i in range(0, len(data), size)]
 
 
-def load_sqlite(store: object, series: Iterator[Series]) -> int:
+def _raw(s: Series, raw_from_ns: int | None) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The times and columns of ``s`` kept as raw rows: from ``raw_from_ns`` on (all if None)."""
+    if raw_from_ns is None:
+        return s.times, list(s.columns.values())
+    keep = s.times >= raw_from_ns
+    return s.times[keep], [c[keep] for c in s.columns.values()]
+
+
+def load_sqlite(store: object, series: Iterator[Series], raw_from_ns: int | None = None) -> int:
     """Insert the rows ``SQLiteStore.write`` would, one transaction per series; returns points.
 
-    Rows go in primary-key order. Durability is off and the page cache large
+    With ``raw_from_ns`` the raw rows before it are left out (their tiers are written): a
+    month-long view reads the tiers only, and a month of raw rows would take most of the
+    load. Rows go in primary-key order. Durability is off and the page cache large
     while loading, then restored: a benchmark's data can be rebuilt, a user's cannot.
     """
     db = store._db  # type: ignore[attr-defined]
@@ -210,13 +220,14 @@ def load_sqlite(store: object, series: Iterator[Series]) -> int:
             with db:
                 sid = store._series_id(s.measurement, s.tags)  # type: ignore[attr-defined]
                 fids = [store._field_id(name) for name in s.columns]  # type: ignore[attr-defined]
-                n, k = len(s.times), len(fids)
-                values = np.column_stack(list(s.columns.values())).ravel().tolist()
+                times, columns = _raw(s, raw_from_ns)
+                n, k = len(times), len(fids)
+                values = np.column_stack(columns).ravel().tolist()
                 db.executemany(
                     "INSERT OR REPLACE INTO sample VALUES (?, ?, ?, ?)",
                     zip(
                         itertools.repeat(sid),
-                        np.repeat(s.times, k).tolist(),
+                        np.repeat(times, k).tolist(),
                         fids * n,
                         values,
                         strict=False,  # repeat() is endless
@@ -265,15 +276,21 @@ def _tier_lines(s: Series) -> Iterator[str]:
 
 
 def load_influxdb(
-    base_url: str, database: str, series: Iterator[Series], chunk_lines: int = 20_000
+    base_url: str,
+    database: str,
+    series: Iterator[Series],
+    chunk_lines: int = 20_000,
+    raw_from_ns: int | None = None,
 ) -> int:
-    """POST the line protocol ``InfluxDBStore.write`` would, to InfluxDB 1.x ``/write``."""
+    """POST the line protocol ``InfluxDBStore.write`` would, to InfluxDB 1.x ``/write``
+    (raw lines from ``raw_from_ns`` on, as :func:`load_sqlite`)."""
     url = f"{base_url.rstrip('/')}/write?db={database}&precision=ns"
     loaded = 0
     for s in series:
         head = _head(Point(s.measurement, s.tags, {}, 0))
-        cols = [c.tolist() for c in s.columns.values()]
-        lines = [*_lines(head, list(s.columns), s.times.tolist(), cols), *_tier_lines(s)]
+        times, columns = _raw(s, raw_from_ns)
+        cols = [c.tolist() for c in columns]
+        lines = [*_lines(head, list(s.columns), times.tolist(), cols), *_tier_lines(s)]
         for i in range(0, len(lines), chunk_lines):
             body = "\n".join(lines[i : i + chunk_lines]).encode()
             request = urllib.request.Request(url, data=body, method="POST")

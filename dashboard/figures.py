@@ -207,7 +207,11 @@ def fleet_note(view: ResourceView) -> str:
     return (
         f"all {n:,} workers: {kind}, p10-p90 and min-max per"
         f" {format_duration(band.step_ns / NS_PER_S)};"
-        f" top {shown} of {n:,} by sustained {view.resource.title}"
+        + (
+            f" top {shown} of {n:,} by sustained {view.resource.title}"
+            if shown < n
+            else f" each of the {n:,} drawn"
+        )
     )
 
 

@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from urllib.parse import parse_qs, urlencode
 
+from fleetgauge.dashboard.data import resources
 from fleetgauge.read.executions import MODES
 from fleetgauge.timeutil import NS_PER_S, format_time, parse_time
 
@@ -70,7 +71,7 @@ RATE_WINDOWS: dict[str, int] = {
 """Rolling windows a 0/1 metric's rate can be drawn over; ``auto`` picks one for the range."""
 RATE_LABELS = {"auto": "auto", "1m": "1 min", "5m": "5 min", "15m": "15 min", "1h": "1 h"}
 RATE_LABELS |= {"6h": "6 h", "24h": "24 h"}
-DEFAULT_TOP, MAX_TOP = 10, 50
+DEFAULT_TOP, MAX_TOP = resources.DEFAULT_TOP, resources.MOST_DRAWN
 X_AXES = ("step", "time")
 """What the comparison charts plot values against."""
 

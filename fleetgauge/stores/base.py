@@ -107,12 +107,15 @@ class StoreReader(Protocol):
         where: Where | None = None,
         group_by: Sequence[str] = (),
         level: str | None = None,
+        spread: bool = True,
     ) -> Buckets:
         """Count, mean, min and max per bucket of each field, one curve per group-by tags.
 
         The plan comes from :func:`~fleetgauge.stores.planning.plan_read`; ``level``
         forces the source (``"raw"`` or a tier name whose width divides the planned
         step) so a tier answer can be compared with a raw scan of the same buckets.
+        Without ``spread`` a store may leave the minimum and maximum unread and give the
+        mean in their place (a reader that ranks or averages: half the columns to send).
         """
 
     def stream_points(

@@ -325,8 +325,10 @@ class InfluxDBStore:
         where: Where | None = None,
         group_by: Sequence[str] = (),
         level: str | None = None,
+        spread: bool = True,
     ) -> Buckets:
-        """Bucketed statistics: ``GROUP BY time`` on raw points, tier points re-bucketed here."""
+        """Bucketed statistics: ``GROUP BY time`` on raw points, tier points re-bucketed here
+        (without ``spread``, their count and sum only: the mean stands for min and max)."""
         plan, result = start_read(measurement, fields, start_ns, end_ns, max_points, level)
         level = result.level
         filters = _where(where)
@@ -336,7 +338,9 @@ class InfluxDBStore:
             rows = self._raw_bucket_rows(measurement, fields, plan, filters, group_by)
         else:
             tier = next(t for t in TIERS if t.name == level)
-            result.series = self._tier_series(measurement, tier, fields, plan, filters, group_by)
+            result.series = self._tier_series(
+                measurement, tier, fields, plan, filters, group_by, spread
+            )
             return result
         result.series = bucket_series_from_rows(rows, fields)
         return result
@@ -356,7 +360,7 @@ class InfluxDBStore:
         return self._bucket_rows(statement, fields)
 
     def _tier_series(
-        self, measurement, tier, fields, plan, filters, group_by
+        self, measurement, tier, fields, plan, filters, group_by, spread=True
     ) -> list[BucketSeries]:
         """Tier points read as they are, made numpy columns and re-bucketed here.
 
@@ -369,7 +373,8 @@ class InfluxDBStore:
         """
         import numpy as np
 
-        columns = [tier_field(f, agg) for f in fields for agg in TIER_AGGREGATES]
+        aggregates = TIER_AGGREGATES if spread else TIER_AGGREGATES[:2]  # count, sum
+        columns = [tier_field(f, agg) for f in fields for agg in aggregates]
         group = ", ".join(influxql_ident(k) for k in dict.fromkeys(group_by))
         statements = [
             f"SELECT {', '.join(influxql_ident(c) for c in columns)}"
@@ -391,10 +396,14 @@ class InfluxDBStore:
             # microseconds are exact in a float64; the generation (ns) is dropped, as flooring would
             times = rows[:, 0].astype(np.int64) * 1000
             times = start + (times - start) // step * step
-            per_field = {
-                f: merge_arrays(times, *(rows[:, 1 + i * 4 + j] for j in range(4)))
-                for i, f in enumerate(fields)
-            }
+            width = len(aggregates)
+            per_field = {}
+            for i, f in enumerate(fields):
+                stats = [rows[:, 1 + i * width + j] for j in range(width)]
+                if not spread:  # a mean (sum / count) in place of min and max
+                    mean = stats[1] / np.where(stats[0] > 0, stats[0], 1)
+                    stats += [mean, mean]
+                per_field[f] = merge_arrays(times, *stats)
             curve = series_from_columns(dict(key), fields, per_field)
             if curve is not None:
                 series.append(curve)

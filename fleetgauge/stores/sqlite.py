@@ -377,8 +377,11 @@ class SQLiteStore:
         where: Where | None = None,
         group_by: Sequence[str] = (),
         level: str | None = None,
+        spread: bool = True,
     ) -> Buckets:
-        """Bucketed statistics: raw samples grouped by SQLite, or tier rows merged by numpy."""
+        """Bucketed statistics: raw samples grouped by SQLite, or tier rows merged by numpy.
+
+        ``spread`` is ignored: a tier row's blob holds all four statistics, read at once."""
         plan, result = start_read(measurement, fields, start_ns, end_ns, max_points, level)
         level = result.level
         matched = self._matching([measurement], where, bool(group_by))  # and the field names

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from fleetgauge import catalogue
 from fleetgauge.catalogue import Point
 from fleetgauge.dashboard.data.resources import read_resources, read_resources_page
+from fleetgauge.dashboard.figures import points_note
 from fleetgauge.dashboard.thresholds import Thresholds, resource
 from fleetgauge.stores import Store
 
@@ -147,3 +148,16 @@ def test_up_to_twelve_workers_every_one_is_drawn_past_it_the_band_and_the_top(
         assert cpu.band is not None and cpu.total is None
         assert [c.name for c in cpu.curves] == ["w12", "w11", "w10"]  # the busiest three
         assert cpu.band.workers[0] == workers
+
+
+def test_a_selection_past_twelve_workers_is_drawn_whole_beside_its_band(fleet_store: dict) -> None:
+    store = fleet_store["sqlite"]
+    write_fleet(store, "selected", [(0, 360, [float(i)]) for i in range(20)])
+    chosen = [f"w{i:02d}" for i in range(2, 17)]  # 15 of the 20
+    page = read_resources_page(
+        store, START, START + HOUR, 400, Thresholds(), "selected", chosen, top=3
+    )
+    cpu = page.views[0]
+    assert cpu.workers == 15 and cpu.band is not None and cpu.band.workers[0] == 15
+    assert sorted(c.name for c in cpu.curves) == sorted(chosen)  # every selected one, not 3
+    assert "each of the 15 drawn" in points_note(cpu)
