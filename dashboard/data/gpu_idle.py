@@ -87,6 +87,7 @@ def read_idle_gpus(
         1,
         where,
         (catalogue.WORKER, catalogue.GPU),
+        spread=False,  # only whether each GPU has a count
     )
     gpus = len(every.series)
     if not held_at:

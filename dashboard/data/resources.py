@@ -441,18 +441,22 @@ def _fleet_views(
 
 
 def fleet_read(start_ns: int, end_ns: int, most: int) -> tuple[int, str | None]:
-    """Buckets and level of the read of every worker: one bucket per row of the coarsest
-    tier that has ``FLEET_MIN_BUCKETS`` in the range (its rows are what the read costs),
-    else at most ``most`` buckets as planned."""
+    """Buckets and level of the read of every worker: from the coarsest tier that has
+    ``FLEET_MIN_BUCKETS`` rows in the range (its rows are what the read costs; a bucket per
+    row, or per two when the range is off the tier's boundaries), else at most ``most``
+    buckets as planned."""
     for tier in sorted(TIERS, key=lambda t: t.width_ns, reverse=True):
         rows = (end_ns - start_ns) // tier.width_ns
         if rows < FLEET_MIN_BUCKETS:
             continue
         if rows + 1 > most:
             break
-        planned = plan_read(start_ns, end_ns, rows + 1)  # +1: the range snaps outward
-        if planned.step_ns == tier.width_ns:
-            return rows + 1, tier.name
+        for points in (rows + 1, rows):  # +1: a range between rows snaps outward to one more
+            plan = plan_read(start_ns, end_ns, points)
+            buckets = (plan.end_ns - plan.start_ns) // plan.step_ns
+            # this tier's rows (each bucket one or, off its boundaries, two of them)
+            if plan.step_ns % tier.width_ns == 0 and buckets >= FLEET_MIN_BUCKETS:
+                return points, tier.name
         break
     return most, None
 

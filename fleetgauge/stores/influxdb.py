@@ -73,6 +73,7 @@ _MSGPACK = "application/x-msgpack"
 # arrays as tuples: decoded ~40 % faster than lists, and answers are only read
 _UNPACK: dict[str, Any] = {"raw": False, "strict_map_key": False, "use_list": False}
 _READ_SLICES = 2  # concurrent queries for one long tier read
+_FINEST_TIER_NS = min(t.width_ns for t in TIERS)  # raw reads of finer steps bucket here
 _CONNECTIONS = 16  # kept open per store: reads of several measurements at once, each sliced
 _MIN_SLICE_STEPS = 200  # shorter reads are one query
 _TIER_INT_FIELDS = {
@@ -334,6 +335,9 @@ class InfluxDBStore:
         filters = _where(where)
         if filters is None or not fields:
             return result
+        if level == RAW and plan.step_ns < _FINEST_TIER_NS:
+            result.series = self._raw_series(measurement, fields, plan, filters, group_by)
+            return result
         if level == RAW:
             rows = self._raw_bucket_rows(measurement, fields, plan, filters, group_by)
         else:
@@ -344,6 +348,41 @@ class InfluxDBStore:
             return result
         result.series = bucket_series_from_rows(rows, fields)
         return result
+
+    def _raw_series(self, measurement, fields, plan, filters, group_by) -> list[BucketSeries]:
+        """Raw points read as they are and bucketed here: steps under the finest tier's width.
+
+        Then a bucket holds at most that width's samples, and influxd's ``GROUP BY time``
+        costs about 15 µs a point on two cores, several times reading the points and
+        bucketing them with numpy (an hour of 10 workers at 10 s: 55 ms against 6).
+        """
+        import numpy as np
+
+        group = ", ".join(influxql_ident(k) for k in dict.fromkeys(group_by))
+        statement = (
+            f"SELECT {', '.join(influxql_ident(f) for f in fields)}"
+            f" FROM {influxql_ident(measurement)}"
+            f" WHERE time >= {plan.start_ns} AND time < {plan.end_ns}{filters}"
+            + (f" GROUP BY {group}" if group else "")
+        )
+        answer = self._tier_rows(statement, ["time", *fields])
+        start, step = plan.start_ns, plan.step_ns
+        series = []
+        for key in sorted(answer):
+            blocks = answer[key]
+            rows = blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
+            times = rows[:, 0].astype(np.int64) * 1000  # microseconds: exact in a float64
+            times = start + (times - start) // step * step
+            per_field = {}
+            for i, f in enumerate(fields):
+                values = rows[:, 1 + i]
+                seen = ~np.isnan(values)  # NaN: a point without this field
+                counts, sums = seen.astype(np.float64), np.where(seen, values, 0.0)
+                per_field[f] = merge_arrays(times, counts, sums, values, values)
+            curve = series_from_columns(dict(key), fields, per_field)
+            if curve is not None:
+                series.append(curve)
+        return series
 
     def _raw_bucket_rows(self, measurement, fields, plan, filters, group_by) -> Iterator[tuple]:
         selects = [
