@@ -21,7 +21,8 @@ InfluxDB 2.x, not through the front's Python relay) it
    ``/_dash-update-component`` what dash-renderer posts for the page's ``load``
    callback (the one writing ``cards.children``): charts 1000 px wide, the URL
    ``?range=custom&start=..&end=..`` over the whole data. It checks a 200 with
-   a curve per worker in every graph, and times it: median of 5 after one
+   a curve per drawn worker in every graph (every worker up to 12; past that the top 10
+   and the fleet's band), and times it: median of 5 after one
    warm-up (the warm-up, the first call a fresh server answers, is shown too).
    Sizes: the whole response, and the graphs' ``figure`` props as Dash
    serialises them (``plotly.io.json.to_json_plotly``);
@@ -119,7 +120,7 @@ TARGET_FIGURE_BYTES = 2_000_000
 CARDS_OUTPUT = "cards.children"
 UPDATE_PATH = "/_dash-update-component"
 POINTS_PER_SAMPLE = len(_resources("w", 0, 0, random.Random(0)))
-_URL_LINE = re.compile(r"fleetgauge dashboard on (http://\S+?)/?$")
+_URL_LINE = re.compile(r"fleetgauge dashboard on (http://[^\s/]+)")
 _TOTAL_PREFIX = "all "  # the aggregate: "all selected (mean)", "all 256 workers (mean)"
 
 
@@ -167,9 +168,13 @@ def load_fleet(store: Store, name: str, start_ns: int, days: int, workers: int) 
 
 # --- the dashboard as the browser sees it --------------------------------------
 @contextmanager
-def dashboard_server(store_url: str, log_path: Path, timeout: float = 60.0) -> Iterator[str]:
-    """``python -m agent dashboard --store URL --port 0`` as a child; yields its base URL."""
+def dashboard_server(
+    store_url: str, log_path: Path, timeout: float = 60.0, extra: Sequence[str] = ()
+) -> Iterator[str]:
+    """``fleetgauge dashboard --store URL --port 0 [extra...]`` as a child; yields its base
+    URL."""
     command = [sys.executable, "-m", "fleetgauge", "dashboard", "--store", store_url, "--port", "0"]
+    command += extra
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             command, cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log
@@ -208,19 +213,23 @@ def _outputs(output: str) -> list[dict[str, str]]:
 
 
 def callback_payload(
-    dependencies: Sequence[dict[str, Any]], values: dict[str, Any], trigger: str
+    dependencies: Sequence[dict[str, Any]],
+    values: dict[str, Any],
+    trigger: str,
+    output: str = CARDS_OUTPUT,
 ) -> dict[str, Any]:
-    """The body dash-renderer posts for the callback that writes ``cards.children``.
+    """The body dash-renderer posts for the callback that writes ``output`` (``id.property``:
+    by default the resources page's ``cards.children``).
 
     ``values`` maps ``id.property`` to the value the browser holds; ``trigger``
     is the ``id.property`` that changed (the chart width, on a first load).
     """
     for dep in dependencies:
         outputs = _outputs(dep["output"])
-        if any(f"{o['id']}.{o['property']}" == CARDS_OUTPUT for o in outputs):
+        if any(f"{o['id']}.{o['property']}" == output for o in outputs):
             break
     else:
-        raise RuntimeError(f"no callback in /_dash-dependencies writes {CARDS_OUTPUT}")
+        raise RuntimeError(f"no callback in /_dash-dependencies writes {output}")
 
     def filled(specs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         return [{**s, "value": values.get(f"{s['id']}.{s['property']}")} for s in specs]

@@ -23,14 +23,19 @@ v2 write front) it measures, each beside a reference taken in the same run:
    memory must stay flat: the export peaks within 5 MiB of one of a tenth of the rows (the
    readers buffer a bounded chunk per series, full well before a tenth of a million rows).
 
-Run ``python -m bench.bench_fleet`` (``--days 1 --workers 4`` for a quick run). The
-table is printed and written to ``bench/out/fleet.md``; the rows go to the suite's table.
+Run ``python -m bench.bench_fleet`` (``--days 1 --workers 4`` for a quick run). With
+``--dashboard-only`` only steps 2 and 4 run: ``scripts/bench --scale`` measures the page that
+way at 256 workers x 1 day, 32 workers x 30 days (``--raw-days 1``: raw rows of the last day
+only, every tier over the whole month, which is all a month's view reads) and 1,000
+workers x 1 hour (``--hours 1``). The table is printed and written to
+``bench/out/fleet.md``; the rows go to the suite's table.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import signal
 import statistics
 import subprocess
@@ -109,7 +114,7 @@ def sqlite_backend(tmp: Path) -> Iterator[Backend]:
             "sqlite",
             store,
             store.url,
-            lambda series: fleet.load_sqlite(store, series),
+            lambda series, **kw: fleet.load_sqlite(store, series, **kw),
             scratch,
             export_reference=["sqlite", str(tmp / "fleet.db")],
         )
@@ -136,7 +141,7 @@ def influxdb_backend(tmp: Path) -> Iterator[Backend]:
             store,
             # Readers that never write (dashboard, export) skip the relay, as on InfluxDB 2.x.
             f"influxdb+{server.url}/fleet?org=bench&timeout=60",
-            lambda series: fleet.load_influxdb(server.url, "fleet", series),
+            lambda series, **kw: fleet.load_influxdb(server.url, "fleet", series, **kw),
             scratch,
             settle=lambda: wait_idle(server._proc.pid),
             export_reference=["influxdb", server.url, "fleet"],
@@ -212,7 +217,7 @@ def dashboard_figures(
     finally:
         reader.close()
     raw_ms = statistics.median(result.raw_ms)
-    what = f"{workers} workers x {days:g} days"
+    what = f"{workers} workers x {span(days)}"
     _progress(f"[{b.name}] dashboard: cold {result.cold_ms:,.0f} ms, runs {_runs(result.http_ms)}")
     return [
         Figure(
@@ -232,6 +237,13 @@ def dashboard_figures(
             result.small,
         ),
     ]
+
+
+def span(days: float) -> str:
+    """A range as the figures name it: "7 days", "1 day", "1 h"."""
+    if days < 1:
+        return f"{days * 24:g} h"
+    return f"{days:g} day" + ("s" if days != 1 else "")
 
 
 def reference_export(b: Backend, start_ns: int, end_ns: int, out: Path) -> ExportRun:
@@ -293,27 +305,32 @@ def export_figures(
 
 
 def run_backend(name: str, args: argparse.Namespace, tmp: Path) -> tuple[list[Figure], list[str]]:
-    start_ns = data_start_ns(int(args.days))
+    start_ns = data_start_ns(max(1, math.ceil(args.days)))
     end_ns = start_ns + int(args.days * DAY_NS)
+    raw_from = None if args.raw_days is None else end_ns - int(args.raw_days * DAY_NS)
     with _BACKENDS[name](tmp) as b:
         figures, notes = [], []
-        _progress(f"[{name}] store.write of {WRITE_HOURS} h of the fleet, then the bulk loader")
-        figure, note = write_figure(b, start_ns, args.workers)
-        figures.append(figure)
-        notes.append(note)
+        if not args.dashboard_only:
+            _progress(f"[{name}] store.write of {WRITE_HOURS} h of the fleet, then bulk loader")
+            figure, note = write_figure(b, start_ns, args.workers)
+            figures.append(figure)
+            notes.append(note)
         t0 = time.perf_counter()
-        loaded = b.bulk(fleet.fleet(start_ns, args.days, args.workers))
+        loaded = b.bulk(fleet.fleet(start_ns, args.days, args.workers), raw_from_ns=raw_from)
         load_s = time.perf_counter() - t0
-        notes.append(f"{name} load: {loaded:,} points with the bulk loader in {load_s:.0f} s")
+        kept = "" if raw_from is None else f" (raw rows of the last {args.raw_days:g} days)"
+        notes.append(f"{name} load: {loaded:,} points{kept} with the bulk loader in {load_s:.0f} s")
         _progress(notes[-1])
         if b.settle is not None:
             notes.append(f"{name}: {b.settle()}")
-        expected = args.workers * int(args.days * DAY_NS // fleet.EVERY_NS) * len(CPU.fields)
-        figures.append(read_figure(b, start_ns, end_ns, expected))
+        if not args.dashboard_only:
+            expected = args.workers * int(args.days * DAY_NS // fleet.EVERY_NS) * len(CPU.fields)
+            figures.append(read_figure(b, start_ns, end_ns, expected))
         figures += dashboard_figures(b, start_ns, end_ns, args.workers, args.days, tmp)
-        export, note = export_figures(b, start_ns, args.export_rows, args.workers, tmp)
-        figures += export
-        notes.append(note)
+        if not args.dashboard_only:
+            export, note = export_figures(b, start_ns, args.export_rows, args.workers, tmp)
+            figures += export
+            notes.append(note)
     return figures, notes
 
 
@@ -322,6 +339,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         prog="python -m bench.bench_fleet", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("--days", type=_positive, default=7, help="days of data (default 7)")
+    parser.add_argument(
+        "--hours", type=_positive, help="hours of data instead of --days (at most 23)"
+    )
+    parser.add_argument(
+        "--raw-days",
+        type=_positive,
+        help="load raw rows of the last RAW_DAYS days only (tiers: every day); default: all",
+    )
+    parser.add_argument(
+        "--dashboard-only",
+        action="store_true",
+        help="load, then measure the dashboard only (no write, read or export figures)",
+    )
     parser.add_argument("--workers", type=int, default=32, help="workers (default 32)")
     parser.add_argument(
         "--export-rows", type=int, default=1_000_000, help="rows to export (default 1000000)"
@@ -329,7 +359,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--backend", choices=(*BACKENDS, "all"), default="all", help="store(s) (default all)"
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.hours is not None:
+        if args.hours >= 24:
+            parser.error("--hours must be under 24; use --days")
+        args.days = args.hours / 24
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -350,9 +385,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(text_table(results.HEADERS, rows))
     print()
     print("\n".join(notes))
+    size = f"--hours {args.hours}" if args.hours is not None else f"--days {args.days:g}"
     command = (
-        f"python -m bench.bench_fleet --days {args.days:g} --workers {args.workers}"
+        f"python -m bench.bench_fleet {size} --workers {args.workers}"
         f" --export-rows {args.export_rows} --backend {args.backend}"
+        + (f" --raw-days {args.raw_days}" if args.raw_days is not None else "")
+        + (" --dashboard-only" if args.dashboard_only else "")
     )
     title = "Fleet benchmark: store, dashboard, export"
     report = markdown_report(title, command, "", results.HEADERS, rows, notes, machine())

@@ -14,6 +14,12 @@ Runs, each as a child process with the parameters below, and in this order:
 - ``bench_gpu``: the GPU collector's own CPU per sample of 8 GPUs on the fake NVML (the
   comparison with ``nvidia-smi`` needs a real GPU).
 
+``scripts/bench --scale`` (``python -m bench.suite --scale``, about 35 minutes) runs the
+fleet-scale group instead, written to ``bench/RESULTS-scale.md``: the dashboard alone
+(``bench_fleet --dashboard-only``) at 256 workers x 1 day, 32 workers x 30 days and 1,000
+workers x 1 hour on each store, and ``bench_users``: 20 users polling the three pages of
+the production server against the development server.
+
 Each child saves its rows (``bench/out/NAME.figures.json``); the suite prints them as one
 table (figure, value, reference measured in the same run, ratio, target, pass/fail) and
 writes it with the machine's description and each child's wall time to
@@ -37,7 +43,6 @@ from bench.bench_store import REPO, machine
 
 __all__ = ["main", "PLAN"]
 
-RESULTS_PATH = REPO / "bench" / "RESULTS.md"
 PLAN: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("sdk", ("--rounds", "100")),
     ("import", ("--runs", "10")),
@@ -45,6 +50,16 @@ PLAN: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("push", ("--values", "300000")),
     ("fleet", ("--days", "7", "--workers", "32", "--export-rows", "1000000")),
     ("gpu", ("--samples", "500")),
+)
+SCALE: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("fleet", ("--days", "1", "--workers", "256", "--dashboard-only")),
+    ("fleet", ("--days", "30", "--workers", "32", "--raw-days", "1", "--dashboard-only")),
+    ("fleet", ("--hours", "1", "--workers", "1000", "--dashboard-only")),
+    ("users", ()),
+)
+SCALE_QUICK: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("fleet", ("--hours", "1", "--workers", "20", "--dashboard-only")),
+    ("users", ("--users", "3", "--seconds", "8", "--every", "4", "--workers", "4")),
 )
 QUICK: dict[str, tuple[str, ...]] = {
     "sdk": ("--rounds", "10"),
@@ -60,12 +75,14 @@ def _progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def run_plan(quick: bool) -> tuple[list[results.Figure], list[tuple[str, str, float, int]]]:
-    """Run every benchmark; (all figures, per benchmark: name, command, seconds, exit status)."""
+def run_plan(
+    plan: Sequence[tuple[str, Sequence[str]]],
+) -> tuple[list[results.Figure], list[tuple[str, str, float, int]]]:
+    """Run each benchmark of ``plan`` with its arguments; (all figures, per benchmark: name,
+    command, seconds, exit status)."""
     figures: list[results.Figure] = []
     runs = []
-    for name, args in PLAN:
-        args = QUICK[name] if quick else args
+    for name, args in plan:
         results.path_of(name).unlink(missing_ok=True)  # no stale rows from an earlier run
         command = [sys.executable, "-m", f"bench.bench_{name}", *args]
         shown = f"python -m bench.bench_{name} {' '.join(args)}"
@@ -128,14 +145,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="tiny sizes (a minute or so): checks the benchmarks run, figures mean nothing;"
         " writes bench/out/RESULTS-quick.md instead of bench/RESULTS.md",
     )
+    parser.add_argument(
+        "--scale",
+        action="store_true",
+        help="the fleet-scale group instead (about 35 minutes): writes bench/RESULTS-scale.md"
+        " (with --quick: bench/out/RESULTS-scale-quick.md)",
+    )
     args = parser.parse_args(argv)
+    if args.scale:
+        plan = SCALE_QUICK if args.quick else SCALE
+    else:
+        plan = tuple((name, QUICK[name] if args.quick else a) for name, a in PLAN)
     t0 = time.perf_counter()
-    figures, runs = run_plan(args.quick)
+    figures, runs = run_plan(plan)
     total = time.perf_counter() - t0
-    command = "scripts/bench" + (" --quick" if args.quick else "")
+    flags = (" --scale" if args.scale else "") + (" --quick" if args.quick else "")
+    command = "scripts/bench" + flags
     print()
     print(results.text(figures))
-    path = REPO / "bench" / "out" / "RESULTS-quick.md" if args.quick else RESULTS_PATH
+    name = "RESULTS" + ("-scale" if args.scale else "")
+    if args.quick:
+        path = REPO / "bench" / "out" / f"{name}-quick.md"
+    else:
+        path = REPO / "bench" / f"{name}.md"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(markdown(figures, runs, command, total))
     print(f"\n{total / 60:.1f} minutes; written to {path.relative_to(REPO)}")
