@@ -63,9 +63,6 @@ from bench.bench_store import (
     compare,
     data_start_ns,
     influx_and_front,
-    machine,
-    markdown_report,
-    text_table,
     timed,
     wait_idle,
 )
@@ -381,10 +378,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         figures += got
         notes += said
         results.save("fleet", figures)  # what is done so far survives a later failure
-    rows = results.rows(figures)
-    print(text_table(results.HEADERS, rows))
-    print()
-    print("\n".join(notes))
     size = f"--hours {args.hours}" if args.hours is not None else f"--days {args.days:g}"
     command = (
         f"python -m bench.bench_fleet {size} --workers {args.workers}"
@@ -393,10 +386,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         + (" --dashboard-only" if args.dashboard_only else "")
     )
     title = "Fleet benchmark: store, dashboard, export"
-    report = markdown_report(title, command, "", results.HEADERS, rows, notes, machine())
-    REPORT_PATH.write_text(report)
-    print(f"\nwritten to {REPORT_PATH.relative_to(REPO)}")
-    return 0 if all(f.passed is not False for f in figures) else 1
+    return results.report(REPORT_PATH, title, command, figures, notes)
 
 
 if __name__ == "__main__":

@@ -47,17 +47,13 @@ from bench.bench_dashboard import UPDATE_PATH, WIDTH_PX, callback_payload, dashb
 from bench.bench_store import (
     BACKENDS,
     OUT_DIR,
-    REPO,
     _positive,
     _progress,
     _terminate,
     influxdb_store,
-    machine,
-    markdown_report,
-    text_table,
 )
 from bench.results import Figure
-from fleetgauge.stores import Store, open_store
+from fleetgauge.stores import open_store
 
 __all__ = ["main", "PAGES"]
 
@@ -161,8 +157,8 @@ def run_load(base_url: str, server: str, users: int, every_s: float, seconds: fl
 
 
 @contextlib.contextmanager
-def seeded_store(backend: str, tmp: Path, workers: int) -> Iterator[tuple[Store, str]]:
-    """The demo's day of history in a fresh store; yields it and the URL readers use."""
+def seeded_store(backend: str, tmp: Path, workers: int) -> Iterator[str]:
+    """The demo's day of history in a fresh store; yields the URL readers use."""
     from fleetgauge.agent.demo.seed import seed
 
     with contextlib.ExitStack() as stack:
@@ -178,12 +174,12 @@ def seeded_store(backend: str, tmp: Path, workers: int) -> Iterator[tuple[Store,
         if hasattr(store, "settle"):
             store.settle()
         _progress(f"[{backend}] seeded {points:,} points in {time.perf_counter() - t0:.0f} s")
-        yield store, read_url
+        yield read_url
 
 
 def measure(args: argparse.Namespace, tmp: Path) -> list[Load]:
     loads = []
-    with seeded_store(args.backend, tmp, args.workers) as (_, read_url):
+    with seeded_store(args.backend, tmp, args.workers) as read_url:
         servers = (("production (gunicorn)", ()), ("development (--debug)", ("--debug",)))
         for server, extra in servers:
             log = tmp / f"dashboard-{len(loads)}.log"
@@ -262,8 +258,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         loads = measure(args, Path(tmp))
     figures = figures_of(loads, args)
     results.save("users", figures)
-    rows = results.rows(figures)
-    print(text_table(results.HEADERS, rows))
     notes = []
     for load in loads:
         per_page = ", ".join(
@@ -273,16 +267,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         notes.append(f"{load.server}: {load.polls} polls; {per_page}")
         notes += [f"{load.server} error: {e}" for e in sorted(set(load.errors))[:10]]
-    print("\n".join(notes))
     command = (
         f"python -m bench.bench_users --users {args.users} --every {args.every:g}"
         f" --seconds {args.seconds:g} --workers {args.workers} --backend {args.backend}"
     )
     title = "Dashboard under many users: production server against the development server"
-    report = markdown_report(title, command, "", results.HEADERS, rows, notes, machine())
-    REPORT_PATH.write_text(report)
-    print(f"\nwritten to {REPORT_PATH.relative_to(REPO)}")
-    return 0 if all(f.passed is not False for f in figures) else 1
+    return results.report(REPORT_PATH, title, command, figures, notes)
 
 
 if __name__ == "__main__":

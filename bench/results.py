@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from bench.bench_store import OUT_DIR, markdown_table, text_table
+from bench.bench_store import OUT_DIR, REPO, machine, markdown_report, markdown_table, text_table
 
-__all__ = ["Figure", "save", "load", "rows", "HEADERS"]
+__all__ = ["Figure", "save", "load", "rows", "report", "HEADERS"]
 
 HEADERS = ("figure", "value", "reference (same run)", "ratio", "target", "result")
 
@@ -76,3 +76,17 @@ def text(figures: Sequence[Figure]) -> str:
 
 def markdown(figures: Sequence[Figure]) -> list[str]:
     return markdown_table(HEADERS, rows(figures))
+
+
+def report(
+    path: Path, title: str, command: str, figures: Sequence[Figure], notes: Sequence[str]
+) -> int:
+    """Print the figures' table and the notes, write both (with the machine) as markdown to
+    ``path``; the exit status: 0 when no target was missed, 1 otherwise."""
+    table = rows(figures)
+    print(text_table(HEADERS, table))
+    print()
+    print("\n".join(notes))
+    path.write_text(markdown_report(title, command, "", HEADERS, table, list(notes), machine()))
+    print(f"\nwritten to {path.relative_to(REPO)}")
+    return 0 if all(f.passed is not False for f in figures) else 1

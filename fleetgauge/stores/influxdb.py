@@ -365,14 +365,9 @@ class InfluxDBStore:
             f" WHERE time >= {plan.start_ns} AND time < {plan.end_ns}{filters}"
             + (f" GROUP BY {group}" if group else "")
         )
-        answer = self._tier_rows(statement, ["time", *fields])
-        start, step = plan.start_ns, plan.step_ns
+        answers = [self._rows_by_group(statement, ["time", *fields])]
         series = []
-        for key in sorted(answer):
-            blocks = answer[key]
-            rows = blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
-            times = rows[:, 0].astype(np.int64) * 1000  # microseconds: exact in a float64
-            times = start + (times - start) // step * step
+        for key, times, rows in _floored_groups(answers, plan.start_ns, plan.step_ns):
             per_field = {}
             for i, f in enumerate(fields):
                 values = rows[:, 1 + i]
@@ -423,18 +418,14 @@ class InfluxDBStore:
         ]
         wanted = ["time", *columns]
         if len(statements) == 1:
-            answers = [self._tier_rows(statements[0], wanted)]
+            answers = [self._rows_by_group(statements[0], wanted)]
         else:
             with ThreadPoolExecutor(len(statements)) as pool:
-                answers = list(pool.map(self._tier_rows, statements, [wanted] * len(statements)))
-        start, step = plan.start_ns, plan.step_ns
+                wanteds = [wanted] * len(statements)
+                answers = list(pool.map(self._rows_by_group, statements, wanteds))
         series = []
-        for key in sorted(set().union(*answers)):
-            blocks = [block for answer in answers for block in answer.get(key, [])]
-            rows = blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
-            # microseconds are exact in a float64; the generation (ns) is dropped, as flooring would
-            times = rows[:, 0].astype(np.int64) * 1000
-            times = start + (times - start) // step * step
+        # the generation (ns) is dropped by the microsecond times, as flooring would drop it
+        for key, times, rows in _floored_groups(answers, plan.start_ns, plan.step_ns):
             width = len(aggregates)
             per_field = {}
             for i, f in enumerate(fields):
@@ -448,7 +439,7 @@ class InfluxDBStore:
                 series.append(curve)
         return series
 
-    def _tier_rows(self, statement: str, wanted: list[str]) -> dict[tuple, list[Any]]:
+    def _rows_by_group(self, statement: str, wanted: list[str]) -> dict[tuple, list[Any]]:
         """Group key -> blocks of rows (float64 arrays, columns as ``wanted``) in time order.
 
         Times come in microseconds: exact in a float64, so each block is made in C.
@@ -557,6 +548,20 @@ def _points(measurement: str, series: dict, field_types: dict[str, type]) -> Ite
                 tags[decode_name(column)] = decode_name(value)
         if fields:
             yield Point(measurement, tags, fields, row[0])
+
+
+def _floored_groups(
+    answers: Sequence[dict[tuple, list[Any]]], start_ns: int, step_ns: int
+) -> Iterator[tuple[tuple, Any, Any]]:
+    """Per group key, in order: (key, bucket start of each row, the rows), the blocks of
+    every answer (consecutive time slices of one read) stacked in time order."""
+    import numpy as np
+
+    for key in sorted(set().union(*answers)):
+        blocks = [block for answer in answers for block in answer.get(key, [])]
+        rows = blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
+        times = rows[:, 0].astype(np.int64) * 1000  # microseconds: exact in a float64
+        yield key, start_ns + (times - start_ns) // step_ns * step_ns, rows
 
 
 def _slices(start_ns: int, end_ns: int, step_ns: int) -> list[tuple[int, int]]:
