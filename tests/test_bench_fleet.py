@@ -157,3 +157,44 @@ def test_a_read_without_spread_gives_the_same_counts_and_means(
                         assert fb.min == fa.min and fb.max == fa.max
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_grid_read_holds_the_counts_and_sums_of_the_curves_read(
+    backend: str,
+    request,  # noqa: ANN001
+    tmp_path: Path,
+) -> None:
+    """``read_grid`` (judging a fleet) and ``read_buckets`` (drawing it) answer the same
+    buckets: from a tier and from raw points, with a filter and with device tags."""
+    import numpy as np
+
+    from fleetgauge.stores.buckets import grid_from_buckets
+
+    series = list(fleet.fleet(START_NS, HOURS / 24, WORKERS))
+    store = make_store(backend, request, tmp_path / "store")
+    end = START_NS + HOURS * 3600 * 10**9
+    try:
+        _bulk(backend, store, series, request)
+        for m in fleet.FLEET_MEASUREMENTS:
+            fields = fleet.fields_of(m)
+            group_by = ("worker", *m.device_tags)
+            for where, points, level in [
+                (None, 18, "10m"),
+                ({"worker": [fleet.worker_name(1), fleet.worker_name(2)]}, 3, "1h"),
+                (None, 200, "raw"),
+            ]:
+                args = (m.name, fields, START_NS, end, points, where, group_by, level)
+                grid, curves = store.read_grid(*args), store.read_buckets(*args)
+                want = grid_from_buckets(curves, fields)
+                assert grid.keys == want.keys and len(grid.keys) == len(curves.series) > 0
+                assert (grid.step_ns, grid.level) == (curves.step_ns, level)
+                assert grid.times.tolist() == list(
+                    range(curves.start_ns, curves.end_ns, curves.step_ns)
+                )
+                for f in fields:
+                    assert np.array_equal(grid.count[f], want.count[f]), (m.name, f, level)
+                    np.testing.assert_allclose(grid.total[f], want.total[f], rtol=1e-12)
+                    assert grid.count[f].sum() == sum(sum(s.fields[f].count) for s in curves.series)
+    finally:
+        store.close()

@@ -18,10 +18,13 @@ interfaces):
 At fleet size (more than ``ALL_WORKERS_AT_MOST`` workers in the view) a graph of
 one curve per worker is unreadable and its reads grow with the fleet. Then every
 worker is read once at about ``FLEET_POINTS`` buckets (from the coarsest tier
-that serves the range): that read judges every worker for the cards, ranks them,
-and gives the fleet's band (per bucket: the aggregate, the 10th and 90th
-percentiles and the lowest and highest of the workers' values). Full curves are
-read for the top N workers only (``DEFAULT_TOP``, by the value the cards judge).
+that serves the range), as a grid: counts and sums in a matrix of groups by
+buckets, judged in array operations with no curve built per worker. That read
+judges every worker for the cards, ranks them, and gives the fleet's band (per
+bucket: the aggregate, the 10th and 90th percentiles and the lowest and highest
+of the workers' values). Full curves are read for the top N workers only
+(``DEFAULT_TOP``, by the value the cards judge), at half the chart's points or
+more when a coarser tier then serves them.
 
 A device's *sustained* value is the level it stayed at or above for the
 configured share of the range (with a share of 0.25: the upper quartile of its
@@ -50,7 +53,7 @@ from fleetgauge.catalogue import TIERS
 from fleetgauge.dashboard.data.listings import RESOURCE_NAMES, list_environments
 from fleetgauge.dashboard.thresholds import RESOURCES, Resource, Threshold, Thresholds
 from fleetgauge.stores import StoreReader
-from fleetgauge.stores.buckets import Buckets, BucketSeries
+from fleetgauge.stores.buckets import Buckets, BucketSeries, Grid
 from fleetgauge.stores.planning import plan_read
 
 __all__ = [
@@ -86,6 +89,11 @@ FLEET_POINTS = 120
 fleet's band."""
 FLEET_MIN_BUCKETS = 24
 """...and, from the coarsest rollup tier that gives at least this many (a day: 1 h buckets)."""
+FLEET_FEWEST_BUCKETS = 6
+"""...or down to this many, from a coarser tier, when the fleet is too large for that read."""
+FLEET_CELLS = 30_000
+"""At most this many buckets (workers x buckets) a measurement in the read of every worker:
+its rows are what SQLite steps through and influxd encodes (about 1 µs each)."""
 
 
 @dataclass
@@ -154,8 +162,19 @@ def fleet_band(curves: Sequence[Curve], is_percent: bool, step_ns: int) -> Fleet
     values = np.full((len(curves), len(times)), np.nan)
     for i, c in enumerate(curves):
         values[i, np.searchsorted(times, c.times)] = c.mean
+    return _band(times, values, is_percent, step_ns)
+
+
+def _band(times: Any, values: Any, is_percent: bool, step_ns: int) -> FleetBand | None:
+    """The band of a workers x buckets matrix of values (NaN: no value); buckets without
+    any worker are left out."""
     missing = np.isnan(values)
-    present = len(curves) - missing.sum(axis=0)  # at least one per bucket: times are the union
+    held = ~missing.all(axis=0)
+    if not held.all():
+        times, values, missing = times[held], values[:, held], missing[:, held]
+    if not len(times):
+        return None
+    present = len(values) - missing.sum(axis=0)
     if missing.any():
         aggregate = np.nanmean(values, axis=0) if is_percent else np.nansum(values, axis=0)
         p10, p90 = np.nanpercentile(values, [10, 90], axis=0)
@@ -311,7 +330,7 @@ def combine(name: str, curves: Sequence[Curve], is_percent: bool, weighted: bool
     )
 
 
-def _slots(curve: Curve, b: Buckets) -> int:
+def _slots(curve: Curve, b: Buckets | Grid) -> int:
     """How many values the curve would have had over the whole range.
 
     One per bucket, or one per sampling interval when the buckets are finer
@@ -392,14 +411,34 @@ def _coarse_views(
     thresholds: Thresholds,
     where: dict[str, list[str]] | None,
     resources: Sequence[Resource],
+    enough: int = 0,
 ) -> list[ResourceView]:
-    """Every worker's view at the buckets of :func:`fleet_read`: verdicts and coarse curves."""
-    points, tier = fleet_read(start_ns, end_ns, min(max_points, FLEET_POINTS))
+    """Every worker's verdicts and the fleet's band, at the buckets of :func:`fleet_read`.
+
+    A short range is first read at its coarsest tier's ``FLEET_FEWEST_BUCKETS`` or more
+    (an hour: 6 of 10 min), which counts the workers. That read stands when the fleet has
+    at most ``enough`` workers (the page then reads each in full) or when the finer read
+    would pass ``FLEET_CELLS`` (1,000 workers x 60 one-minute buckets: the band is drawn
+    per 10 min, as its note says); otherwise the finer read replaces it.
+    """
+    most = min(max_points, FLEET_POINTS)
     reads = [(rd, where) for rd in _reads(resources)]
-    coarse = _read_all(store, reads, start_ns, end_ns, points, tier, spread=False)
-    limits = coarse.get(catalogue.CONTAINER.name)
-    # no aggregate: the fleet's band, or the full read below fleet size, replaces it
-    return [_view(r, coarse[r.measurement.name], limits, thresholds, False) for r in resources]
+
+    def judged(points: int, tier: str | None) -> list[ResourceView]:
+        grids = _read_all(store, reads, start_ns, end_ns, points, tier, grid=True)
+        limits = grids.get(catalogue.CONTAINER.name)
+        return [_grid_view(r, grids[r.measurement.name], limits, thresholds) for r in resources]
+
+    finer = fleet_read(start_ns, end_ns, most)
+    census = fleet_read(start_ns, end_ns, most, FLEET_FEWEST_BUCKETS)
+    if census == finer:
+        return judged(*finer)
+    views = judged(*census)
+    workers = max((v.workers for v in views), default=0)
+    plan = plan_read(start_ns, end_ns, finer[0])
+    if enough < workers and workers * plan.buckets <= FLEET_CELLS:
+        return judged(*finer)
+    return views
 
 
 def _fleet_views(
@@ -425,29 +464,37 @@ def _fleet_views(
         if wanted[rd.measurement]
     ]
     start_ns, end_ns = views[0].start_ns, views[0].end_ns
+    if level is None:
+        max_points, level = fleet_read(start_ns, end_ns, max_points, max(1, max_points // 2))
     detail = _read_all(store, reads, start_ns, end_ns, max_points, level)
     detail_limits = detail.get(catalogue.CONTAINER.name)
     for v in views:
         r = v.resource
-        v.band = fleet_band(v.curves, r.is_percent, v.step_ns)
         if r.measurement.name not in detail:
             v.curves = []
             continue
-        fine = _view(r, detail[r.measurement.name], detail_limits, thresholds)
+        fine = _view(r, detail[r.measurement.name], detail_limits, thresholds, False)
         by_name = {c.name: c for c in fine.curves}
         v.curves = [by_name[w] for w in drawn[r.key] if w in by_name]
         v.step_ns, v.level = fine.step_ns, fine.level  # the band keeps its own step
     return views
 
 
-def fleet_read(start_ns: int, end_ns: int, most: int) -> tuple[int, str | None]:
-    """Buckets and level of the read of every worker: from the coarsest tier that has
-    ``FLEET_MIN_BUCKETS`` rows in the range (its rows are what the read costs; a bucket per
-    row, or per two when the range is off the tier's boundaries), else at most ``most``
-    buckets as planned."""
+def fleet_read(
+    start_ns: int, end_ns: int, most: int, fewest: int = FLEET_MIN_BUCKETS
+) -> tuple[int, str | None]:
+    """Buckets and level of a read of many workers: from the coarsest tier that has
+    ``fewest`` rows in the range (its rows are what the read costs; a bucket per row, or
+    per two when the range is off the tier's boundaries), else at most ``most`` buckets as
+    planned.
+
+    The read of every worker asks for ``FLEET_MIN_BUCKETS``; the full curves of the
+    workers drawn at fleet size for half the chart's points (30 days on a 1,000 px
+    chart: 720 rows of the 1 h tier a worker rather than 4,320 of the 10 min one).
+    """
     for tier in sorted(TIERS, key=lambda t: t.width_ns, reverse=True):
         rows = (end_ns - start_ns) // tier.width_ns
-        if rows < FLEET_MIN_BUCKETS:
+        if rows < fewest:
             continue
         if rows + 1 > most:
             break
@@ -455,7 +502,7 @@ def fleet_read(start_ns: int, end_ns: int, most: int) -> tuple[int, str | None]:
             plan = plan_read(start_ns, end_ns, points)
             buckets = (plan.end_ns - plan.start_ns) // plan.step_ns
             # this tier's rows (each bucket one or, off its boundaries, two of them)
-            if plan.step_ns % tier.width_ns == 0 and buckets >= FLEET_MIN_BUCKETS:
+            if plan.step_ns % tier.width_ns == 0 and buckets >= fewest:
                 return points, tier.name
         break
     return most, None
@@ -468,23 +515,16 @@ def _read_all(
     end_ns: int,
     max_points: int,
     level: str | None,
-    spread: bool = True,
-) -> dict[str, Buckets]:
+    grid: bool = False,
+) -> dict[str, Any]:
     """The answers of ``reads`` (each with its filter) by measurement, at once where the
-    store allows; without ``spread`` (judging and ranking only) bucket means suffice."""
+    store allows: ``Buckets``, or with ``grid`` (judging and ranking) a ``Grid`` each."""
 
-    def read(item: tuple[_Read, dict[str, list[str]] | None]) -> Buckets:
+    def read(item: tuple[_Read, dict[str, list[str]] | None]) -> Any:
         rd, where = item
-        return store.read_buckets(
-            rd.measurement,
-            rd.fields,
-            start_ns,
-            end_ns,
-            max_points,
-            where,
-            rd.group_by,
-            level,
-            spread,
+        method = store.read_grid if grid else store.read_buckets
+        return method(
+            rd.measurement, rd.fields, start_ns, end_ns, max_points, where, rd.group_by, level
         )
 
     if store.concurrent_reads and len(reads) > 1:
@@ -528,7 +568,9 @@ def read_resources_page(
         environments = beside(list_environments, store, start_ns, end_ns)
         listed = beside(list_workers, store, start_ns, end_ns, environment) if workers else None
         where = resource_filter(environment, workers)
-        coarse = _coarse_views(store, start_ns, end_ns, max_points, thresholds, where, RESOURCES)
+        coarse = _coarse_views(
+            store, start_ns, end_ns, max_points, thresholds, where, RESOURCES, ALL_WORKERS_AT_MOST
+        )
         named = sorted({v.worker for view in coarse for v in view.verdicts})
         if len(named) > ALL_WORKERS_AT_MOST:
             drawn = min(MOST_DRAWN, max(top, len(workers)))  # a selection is drawn whole
@@ -596,6 +638,95 @@ def _view(
     if total and view.curves:
         name = "all selected (mean)" if r.is_percent else "all selected (sum)"
         view.total = combine(name, view.curves, r.is_percent, weighted=False)
+    return view
+
+
+def _device_grid(g: Grid, fields: Sequence[str]) -> tuple[Any, Any]:
+    """Per row and bucket of a grid: the device's value (its fields' means added; NaN
+    where it has none) and its count (the most samples of any field), as ``_device_curve``."""
+    counts = [g.count[f] for f in fields]
+    means = [g.total[f] / np.where(c > 0, c, 1.0) for f, c in zip(fields, counts, strict=True)]
+    if len(fields) == 1:
+        return np.where(counts[0] > 0, means[0], np.nan), counts[0]
+    value = sum(np.where(c > 0, m, 0.0) for c, m in zip(counts, means, strict=True))
+    count = np.maximum.reduce(counts)
+    return np.where(count > 0, value, np.nan), count
+
+
+def _grid_view(r: Resource, g: Grid, limits: Grid | None, thresholds: Thresholds) -> ResourceView:
+    """Verdicts of every worker and the fleet's band from a grid, in array operations.
+
+    The verdicts are those :func:`_view` gives from the same buckets as curves; no curve
+    is built, and the band stands for the aggregate.
+    """
+    view = ResourceView(r, g.start_ns, g.end_ns, g.step_ns, g.level)
+    value, count = _device_grid(g, r.fields)
+    tags = [dict(k) for k in g.keys]
+    workers = [t.get(catalogue.WORKER) for t in tags]
+    labels = [_device_label(r, t) for t in tags]
+    if r.container_field and limits is not None:  # a limit replaces the worker's devices
+        lvalue, lcount = _device_grid(limits, [r.container_field])
+        ours = lcount.any(axis=1)
+        limited = [dict(k)[catalogue.WORKER] for k, o in zip(limits.keys, ours, strict=True) if o]
+        kept = [i for i, w in enumerate(workers) if w not in set(limited)]
+        value = np.vstack([value[kept], lvalue[ours]])
+        count = np.vstack([count[kept], lcount[ours]])
+        workers = [workers[i] for i in kept] + limited
+        labels = [labels[i] for i in kept] + ["container limit"] * len(limited)
+    present = count > 0
+    # rows of a worker with a value, by worker (devices in key order, as _view takes them)
+    valued = present.any(axis=1).tolist()
+    rows = sorted(
+        (i for i, w in enumerate(workers) if w is not None and valued[i]),
+        key=workers.__getitem__,
+    )
+    if not rows:
+        return view
+    value, count, present = value[rows], count[rows], present[rows]
+    workers, labels = [workers[i] for i in rows], [labels[i] for i in rows]
+    width, step = value.shape[1], g.step_ns
+
+    # each device: its sustained value (the k-th highest of its bucket values) and its peak
+    seen = present.sum(axis=1)
+    slots = np.full(len(rows), max(1, (g.end_ns - g.start_ns) // step))
+    first, last = present.argmax(axis=1), width - 1 - present[:, ::-1].argmax(axis=1)
+    for i in np.flatnonzero(last - first != seen - 1):  # gaps: counted as _slots counts them
+        slots[i] = _slots(Curve("", g.times[present[i]].tolist(), [], [], [], []), g)
+    k = np.maximum(1, np.ceil(thresholds.over_share * np.maximum(slots, seen))).astype(np.int64)
+    ranked = -np.sort(np.where(present, -value, np.inf), axis=1)  # highest first, absent last
+    kth = np.take_along_axis(ranked, (np.minimum(k, width) - 1)[:, None], axis=1)[:, 0]
+    sustained_value, peak = np.where(k <= seen, kth, 0.0), ranked[:, 0]
+
+    # each worker: its devices combined (mean weighted by samples, or sum) and its worst
+    starts = [i for i in range(len(rows)) if i == 0 or workers[i] != workers[i - 1]]
+    weight = np.add.reduceat(count, starts, axis=0)
+    if r.is_percent:
+        summed = np.add.reduceat(np.where(present, value * count, 0.0), starts, axis=0)
+        curve = summed / np.where(weight > 0, weight, 1.0)
+    else:
+        curve = np.add.reduceat(np.where(present, value, 0.0), starts, axis=0)
+    held = weight > 0
+    group = np.repeat(np.arange(len(starts)), np.diff([*starts, len(rows)]))
+    worst = np.lexsort((np.arange(len(rows)), -peak, -sustained_value, group))[starts]
+    buckets = held.sum(axis=1)
+    means = (np.where(held, curve, 0.0) * weight).sum(axis=1) / weight.sum(axis=1)
+    final = width - 1 - held[:, ::-1].argmax(axis=1)
+    latest = curve[np.arange(len(starts)), final]
+    ends = np.minimum(g.end_ns, g.times[final] + step)
+    threshold, span = thresholds.of(r.key), g.end_ns - g.start_ns
+    for w, row, n, mean, now, end in zip(
+        starts, worst.tolist(), buckets.tolist(), means.tolist(), latest.tolist(),
+        ends.tolist(), strict=True,
+    ):  # fmt: skip
+        v = float(sustained_value[row])
+        view.verdicts.append(
+            Verdict(
+                workers[w], labels[row], v, _judge(v, threshold), min(span, n * step),
+                float(peak[row]), mean, now, int(end),
+            )
+        )  # fmt: skip
+    view.verdicts.sort(key=lambda v: (-v.value, v.worker))
+    view.band = _band(g.times, np.where(held, curve, np.nan), r.is_percent, step)
     return view
 
 

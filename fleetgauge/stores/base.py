@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Protocol
 
 from fleetgauge.catalogue import Point
-from fleetgauge.stores.buckets import Buckets
+from fleetgauge.stores.buckets import Buckets, Grid
 
 __all__ = [
     "Store",
@@ -117,6 +117,21 @@ class StoreReader(Protocol):
         Without ``spread`` a store may leave the minimum and maximum unread and give the
         mean in their place (a reader that ranks or averages: half the columns to send).
         """
+
+    def read_grid(
+        self,
+        measurement: str,
+        fields: Sequence[str],
+        start_ns: int,
+        end_ns: int,
+        max_points: int,
+        where: Where | None = None,
+        group_by: Sequence[str] = (),
+        level: str | None = None,
+    ) -> Grid:
+        """The buckets of :meth:`read_buckets` as matrices of counts and sums (a row per
+        group, a column per bucket): what judging and ranking a fleet needs, read without
+        building a curve per group."""
 
     def stream_points(
         self,

@@ -1,5 +1,8 @@
 """Answers of bucketed reads, and how partial buckets merge into them.
 
+Two shapes: ``Buckets`` (a curve per group, for drawing) and ``Grid`` (a matrix of every
+group by every bucket, for judging, ranking and banding a fleet in a few array operations).
+
 A bucket holds count, mean, min and max of each field. Both backends build
 their answers here: rows of (group, field, bucket, count, sum, min, max) from a
 SQL ``GROUP BY``, or numpy columns of tier rows, whose repeated buckets
@@ -20,6 +23,9 @@ __all__ = [
     "merge_arrays",
     "series_from_columns",
     "Columns",
+    "Grid",
+    "fill_grid",
+    "grid_from_buckets",
 ]
 
 
@@ -187,3 +193,91 @@ def series_from_columns(
             list(fhi),
         )
     return BucketSeries(tags, list(times), out)
+
+
+@dataclass
+class Grid:
+    """Answer of a read of many curves as matrices: a row per group, a column per bucket.
+
+    ``count[f]`` and ``total[f]`` (float64, rows x buckets) hold how many samples of
+    field ``f`` fell in each bucket of each group and their sum; a bucket without any
+    has count 0 (and total 0). ``times`` are the starts of every bucket of the range,
+    in order; ``keys`` the group-by tags of the rows, sorted, as ``Buckets`` orders its
+    curves. Groups without any sample in the range have no row.
+    """
+
+    measurement: str
+    level: str
+    step_ns: int
+    start_ns: int
+    end_ns: int
+    keys: list[tuple[tuple[str, str], ...]]
+    times: Any
+    count: dict[str, Any]
+    total: dict[str, Any]
+
+
+def fill_grid(
+    empty: Buckets,
+    keys: Sequence[tuple[tuple[str, str], ...]],
+    rows: Any,
+    times: Any,
+    stats: dict[str, tuple[Any, Any]],
+) -> Grid:
+    """A grid from flat columns of (partial) buckets, merged by ``np.bincount``.
+
+    ``keys`` are sorted; ``rows`` (int64) says the key of each entry, ``times`` (int64)
+    its time (floored here to the step of ``empty``, the plan's answer), and
+    ``stats[f]`` its count and sum of field ``f`` (NaN where an entry lacks the field).
+    Generations of a tier row, tier rows narrower than the step and several series of
+    one group all add up in their cell.
+    """
+    import numpy as np
+
+    start, step = empty.start_ns, empty.step_ns
+    width = max(1, (empty.end_ns - start) // step)
+    cells = len(keys) * width
+    at = np.asarray(rows, dtype=np.int64) * width + (np.asarray(times, np.int64) - start) // step
+    count, total = {}, {}
+    for f, (counts, sums) in stats.items():
+        counts = np.nan_to_num(np.asarray(counts, np.float64), nan=0.0)
+        sums = np.where(counts > 0, np.asarray(sums, np.float64), 0.0)
+        count[f] = np.bincount(at, counts, cells).reshape(len(keys), width)
+        total[f] = np.bincount(at, sums, cells).reshape(len(keys), width)
+    seen = np.zeros(len(keys), dtype=bool)
+    for c in count.values():
+        seen |= c.any(axis=1)
+    if not seen.all():
+        keys = [k for k, s in zip(keys, seen.tolist(), strict=True) if s]
+        count = {f: c[seen] for f, c in count.items()}
+        total = {f: t[seen] for f, t in total.items()}
+    times = start + np.arange(width, dtype=np.int64) * step
+    return Grid(
+        empty.measurement, empty.level, step, start, empty.end_ns, list(keys), times, count, total
+    )
+
+
+def grid_from_buckets(b: Buckets, fields: Sequence[str]) -> Grid:
+    """The grid of an answer already read as curves (a store without a grid read of its
+    own, or a raw read, whose buckets the store has made already)."""
+    import numpy as np
+
+    keys = [tuple(s.tags.items()) for s in b.series]
+    order = sorted(range(len(keys)), key=keys.__getitem__)
+    none = np.zeros(0, dtype=np.int64)  # so that no curve at all concatenates too
+    rows, times = [none], [none]
+    stats: dict[str, tuple[list, list]] = {f: ([none], [none]) for f in fields}
+    for i, s in enumerate(b.series[j] for j in order):
+        rows.append(np.full(len(s.times), i, dtype=np.int64))
+        times.append(np.asarray(s.times, dtype=np.int64))
+        for f in fields:
+            fb = s.fields[f]
+            counts = np.asarray(fb.count, dtype=np.float64)
+            means = np.array(fb.mean, dtype=np.float64)  # None: NaN
+            stats[f][0].append(counts)
+            stats[f][1].append(np.where(counts > 0, means, 0.0) * counts)
+    empty = Buckets(b.measurement, b.level, b.step_ns, b.start_ns, b.end_ns, [])
+    joined = {f: (np.concatenate(c), np.concatenate(t)) for f, (c, t) in stats.items()}
+    return fill_grid(
+        empty, [keys[j] for j in order], np.concatenate(rows), np.concatenate(times), joined
+    )

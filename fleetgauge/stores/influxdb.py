@@ -48,7 +48,10 @@ from fleetgauge.stores.base import StoreError, StoreRejected, StoreUnavailable, 
 from fleetgauge.stores.buckets import (
     Buckets,
     BucketSeries,
+    Grid,
     bucket_series_from_rows,
+    fill_grid,
+    grid_from_buckets,
     merge_arrays,
     series_from_columns,
 )
@@ -349,6 +352,40 @@ class InfluxDBStore:
         result.series = bucket_series_from_rows(rows, fields)
         return result
 
+    def read_grid(
+        self,
+        measurement: str,
+        fields: Sequence[str],
+        start_ns: int,
+        end_ns: int,
+        max_points: int,
+        where: Where | None = None,
+        group_by: Sequence[str] = (),
+        level: str | None = None,
+    ) -> Grid:
+        """Count and sum of the tier points of every group, summed into the grid by numpy
+        (no curve built per group); a raw read is bucketed as in ``read_buckets``."""
+        import numpy as np
+
+        plan, empty = start_read(measurement, fields, start_ns, end_ns, max_points, level)
+        filters = _where(where)
+        if empty.level == RAW or filters is None or not fields:
+            b = self.read_buckets(
+                measurement, fields, start_ns, end_ns, max_points, where, group_by, level, False
+            )
+            return grid_from_buckets(b, fields)
+        tier = next(t for t in TIERS if t.name == empty.level)
+        answers = self._tier_answers(measurement, tier, fields, plan, filters, group_by, False)
+        keys = sorted(set().union(*answers))
+        if not keys:
+            return fill_grid(empty, [], [], [], {f: ([], []) for f in fields})
+        blocks = [[b for a in answers for b in a.get(key, [])] for key in keys]
+        rows = np.repeat(np.arange(len(keys)), [sum(map(len, of_key)) for of_key in blocks])
+        table = np.concatenate([b for of_key in blocks for b in of_key])
+        times = table[:, 0].astype(np.int64) * 1000  # microseconds: exact in a float64
+        columns = {f: (table[:, 1 + 2 * i], table[:, 2 + 2 * i]) for i, f in enumerate(fields)}
+        return fill_grid(empty, keys, rows, times, columns)
+
     def _raw_series(self, measurement, fields, plan, filters, group_by) -> list[BucketSeries]:
         """Raw points read as they are and bucketed here: steps under the finest tier's width.
 
@@ -408,21 +445,7 @@ class InfluxDBStore:
         import numpy as np
 
         aggregates = TIER_AGGREGATES if spread else TIER_AGGREGATES[:2]  # count, sum
-        columns = [tier_field(f, agg) for f in fields for agg in aggregates]
-        group = ", ".join(influxql_ident(k) for k in dict.fromkeys(group_by))
-        statements = [
-            f"SELECT {', '.join(influxql_ident(c) for c in columns)}"
-            f" FROM {influxql_ident(tier_measurement(measurement, tier))}"
-            f" WHERE time >= {a} AND time < {b}{filters}" + (f" GROUP BY {group}" if group else "")
-            for a, b in _slices(plan.start_ns, plan.end_ns, plan.step_ns)
-        ]
-        wanted = ["time", *columns]
-        if len(statements) == 1:
-            answers = [self._rows_by_group(statements[0], wanted)]
-        else:
-            with ThreadPoolExecutor(len(statements)) as pool:
-                wanteds = [wanted] * len(statements)
-                answers = list(pool.map(self._rows_by_group, statements, wanteds))
+        answers = self._tier_answers(measurement, tier, fields, plan, filters, group_by, spread)
         series = []
         # the generation (ns) is dropped by the microsecond times, as flooring would drop it
         for key, times, rows in _floored_groups(answers, plan.start_ns, plan.step_ns):
@@ -438,6 +461,26 @@ class InfluxDBStore:
             if curve is not None:
                 series.append(curve)
         return series
+
+    def _tier_answers(
+        self, measurement, tier, fields, plan, filters, group_by, spread
+    ) -> list[dict[tuple, list[Any]]]:
+        """The tier points of a read, per time slice: group key -> blocks of rows (time,
+        then count, sum and, with ``spread``, min and max of each field)."""
+        aggregates = TIER_AGGREGATES if spread else TIER_AGGREGATES[:2]  # count, sum
+        columns = [tier_field(f, agg) for f in fields for agg in aggregates]
+        group = ", ".join(influxql_ident(k) for k in dict.fromkeys(group_by))
+        statements = [
+            f"SELECT {', '.join(influxql_ident(c) for c in columns)}"
+            f" FROM {influxql_ident(tier_measurement(measurement, tier))}"
+            f" WHERE time >= {a} AND time < {b}{filters}" + (f" GROUP BY {group}" if group else "")
+            for a, b in _slices(plan.start_ns, plan.end_ns, plan.step_ns)
+        ]
+        wanted = ["time", *columns]
+        if len(statements) == 1:
+            return [self._rows_by_group(statements[0], wanted)]
+        with ThreadPoolExecutor(len(statements)) as pool:
+            return list(pool.map(self._rows_by_group, statements, [wanted] * len(statements)))
 
     def _rows_by_group(self, statement: str, wanted: list[str]) -> dict[tuple, list[Any]]:
         """Group key -> blocks of rows (float64 arrays, columns as ``wanted``) in time order.

@@ -36,7 +36,9 @@ from fleetgauge.stores.base import StoreRejected, StoreUnavailable, Where
 from fleetgauge.stores.buckets import (
     Buckets,
     BucketSeries,
-    bucket_series_from_rows,
+    Grid,
+    fill_grid,
+    grid_from_buckets,
     merge_arrays,
     series_from_columns,
 )
@@ -396,9 +398,98 @@ class SQLiteStore:
         if level != RAW:
             result.series = self._tier_series(level, plan, sids, fields, keys)
         else:
-            rows = self._bucket_rows(plan, sids, fids, keys)
-            result.series = bucket_series_from_rows(rows, fields)
+            result.series = self._raw_series(plan, sids, fields, keys)
         return result
+
+    def _raw_series(self, plan, sids, fields, keys) -> list[BucketSeries]:
+        """Curves from raw samples bucketed by SQLite: its rows made numpy columns, sorted
+        by group, field and bucket, and each run merged by :func:`merge_arrays` (several
+        series of one group in one bucket)."""
+        import numpy as np
+
+        fids = {f: self._fields[f] for f in fields if f in self._fields}
+        found = list(self._bucket_rows(plan, sids, list(fids.values())))
+        if not found:
+            return []
+        table = np.array(found, dtype=np.float64)  # ids and bucket numbers: exact
+        del found
+        order = sorted(set(keys.values()))
+        index = {key: i for i, key in enumerate(order)}
+        group = np.fromiter(
+            (index[keys[sid]] for sid in table[:, 0].astype(np.int64).tolist()),
+            np.int64,
+            len(table),
+        )
+        field, bucket = table[:, 1].astype(np.int64), table[:, 2].astype(np.int64)
+        by = np.lexsort((bucket, field, group))
+        group, field, bucket, table = group[by], field[by], bucket[by], table[by]
+        cuts = np.flatnonzero(np.diff(group)) + 1
+        start, step = plan.start_ns, plan.step_ns
+        series = []
+        for g0, g1 in zip([0, *cuts.tolist()], [*cuts.tolist(), len(group)], strict=True):
+            columns = {}
+            for f, fid in fids.items():
+                a, b = np.searchsorted(field[g0:g1], [fid, fid + 1]) + g0
+                if b > a:
+                    times = start + bucket[a:b] * step
+                    columns[f] = merge_arrays(times, *(table[a:b, j] for j in range(3, 7)))
+            curve = series_from_columns(dict(order[group[g0]]), fields, columns)
+            if curve is not None:
+                series.append(curve)
+        return series
+
+    def read_grid(
+        self,
+        measurement: str,
+        fields: Sequence[str],
+        start_ns: int,
+        end_ns: int,
+        max_points: int,
+        where: Where | None = None,
+        group_by: Sequence[str] = (),
+        level: str | None = None,
+    ) -> Grid:
+        """Tier rows of every selected series in one scan per few hundred series, summed
+        into the grid by numpy; a raw read is bucketed by SQLite as in ``read_buckets``."""
+        import numpy as np
+
+        plan, empty = start_read(measurement, fields, start_ns, end_ns, max_points, level)
+        if empty.level == RAW:
+            b = self.read_buckets(
+                measurement, fields, start_ns, end_ns, max_points, where, group_by, RAW
+            )
+            return grid_from_buckets(b, fields)
+        matched = self._matching([measurement], where, bool(group_by))
+        fids = {f: self._fields[f] for f in fields if f in self._fields}
+        key_of = {sid: tuple((k, t[k]) for k in group_by if k in t) for sid, t in matched.items()}
+        keys = sorted(set(key_of.values()))
+        index = {key: i for i, key in enumerate(keys)}
+        row_of = {sid: index[key] for sid, key in key_of.items()}
+        sql = (
+            "SELECT series_id, bucket, stats FROM tier"
+            " WHERE tier = ? AND series_id IN ({}) AND bucket >= ? AND bucket < ?"
+        )
+        width_s = self._tier_index[empty.level].width_ns // NS_PER_S
+        found: list[tuple] = []
+        sids = list(row_of) if fids else []
+        for i in range(0, len(sids), _MAX_PARAMS):
+            chunk = sids[i : i + _MAX_PARAMS]
+            query = sql.format(",".join("?" * len(chunk)))
+            found += self._db.execute(query, (width_s, *chunk, plan.start_ns, plan.end_ns))
+        if not found:
+            return fill_grid(empty, [], [], [], {f: ([], []) for f in fields})
+        series, buckets, blobs = zip(*found, strict=True)
+        del found
+        stats = np.frombuffer(b"".join(blobs), dtype="<f8").reshape(-1, _STAT_COLUMNS)
+        per_row = np.fromiter(map(len, blobs), np.int64, len(blobs)) // _STAT_BYTES
+        rows = np.repeat(np.fromiter(map(row_of.__getitem__, series), np.int64), per_row)
+        times = np.repeat(np.fromiter(buckets, np.int64, len(buckets)), per_row)
+        ids = stats[:, 0]  # an entry per tier row and field: count and sum of its field only
+        columns = {}
+        for f in fields:
+            of_f = ids == fids.get(f, -1)
+            columns[f] = (np.where(of_f, stats[:, 1], 0.0), np.where(of_f, stats[:, 2], 0.0))
+        return fill_grid(empty, keys, rows, times, columns)
 
     def _tier_series(self, level, plan, sids, fields, keys) -> list[BucketSeries]:
         """Curves from tier rows: one range scan per series, decoded and merged by numpy.
@@ -447,21 +538,20 @@ class SQLiteStore:
                 series.append(curve)
         return series
 
-    def _bucket_rows(self, plan, sids, fids, keys) -> Iterator[tuple]:
-        """Raw samples bucketed by SQLite: (key, field, bucket start, count, sum, min, max)."""
+    def _bucket_rows(self, plan, sids, fids) -> Iterator[tuple]:
+        """Raw samples bucketed by SQLite: (series, field, bucket number, count, sum, min,
+        max)."""
         sql = (
             "SELECT series_id, field_id, (time - ?) / ?, count(*), sum(value), min(value),"
             " max(value) FROM sample WHERE series_id IN ({}) AND field_id IN ({})"
             " AND time >= ? AND time < ? GROUP BY series_id, field_id, 3"
         )
         fid_marks = ",".join("?" * len(fids))
-        names, start, step = self._field_names, plan.start_ns, plan.step_ns
+        start, step = plan.start_ns, plan.step_ns
         for i in range(0, len(sids), _MAX_PARAMS):
             chunk = sids[i : i + _MAX_PARAMS]
             query = sql.format(",".join("?" * len(chunk)), fid_marks)
-            params = (start, step, *chunk, *fids, start, plan.end_ns)
-            for sid, fid, b, count, total, lo, hi in self._db.execute(query, params):
-                yield keys[sid], names[fid], start + b * step, count, total, lo, hi
+            yield from self._db.execute(query, (start, step, *chunk, *fids, start, plan.end_ns))
 
     def stream_points(
         self,

@@ -161,3 +161,123 @@ def test_a_selection_past_twelve_workers_is_drawn_whole_beside_its_band(fleet_st
     assert cpu.workers == 15 and cpu.band is not None and cpu.band.workers[0] == 15
     assert sorted(c.name for c in cpu.curves) == sorted(chosen)  # every selected one, not 3
     assert "each of the 15 drawn" in points_note(cpu)
+
+
+# one worker: a CPU pattern, a container limit or none, its disks and interfaces (each a
+# value pattern), and the 10 s slots it reports in (first, length)
+devices_strategy = st.lists(
+    st.tuples(
+        st.lists(st.floats(0, 100, allow_nan=False, width=32), min_size=1, max_size=4),
+        st.booleans(),
+        st.lists(st.floats(0, 100, width=32), min_size=1, max_size=3),
+        st.lists(st.booleans(), min_size=1, max_size=3),  # per interface: sends transmit too
+        st.integers(0, 350),
+        st.integers(1, 360),
+        st.integers(0, 3),  # silent every n-th minute (0: never)
+    ),
+    min_size=1,
+    max_size=6,
+)
+
+
+def slots_of(worker: tuple) -> list[int]:
+    """The 10 s slots a worker of ``devices_strategy`` reports in."""
+    first, length, silent = worker[4:]
+    slots = range(first, min(360, first + length))
+    return [t for t in slots if not silent or (t // 6) % (silent + 1) != silent]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "influxdb"])
+@settings(
+    max_examples=10,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(fleet=devices_strategy, share=st.sampled_from([0.05, 0.25, 0.5]))
+def test_judging_every_worker_from_the_grid_agrees_with_judging_its_curves(
+    backend: str, fleet_store: dict, fleet: list, share: float
+) -> None:
+    """The read of every worker (a grid of counts and sums, judged in array operations)
+    gives each worker the verdict the curves of the same buckets give: devices, container
+    limits, interfaces whose transmit is missing, workers seen for part of the range or with
+    silent minutes."""
+    from fleetgauge.dashboard.data import resources as data
+
+    store = fleet_store[backend]
+    env = f"grid-{next(_environments)}"
+    points = []
+    for i, (cpu, limited, disks, interfaces, *_) in enumerate(fleet):
+        tags = {catalogue.ENVIRONMENT: env, catalogue.WORKER: f"w{i}"}
+        for slot in slots_of(fleet[i]):
+            t = START + slot * 10 * S
+            v = cpu[slot % len(cpu)]
+            points.append(Point(catalogue.CPU.name, tags, {"usage_percent": v}, t))
+            if limited and slot % 3:
+                points.append(Point(catalogue.CONTAINER.name, tags, {"cpu_used_percent": v / 2}, t))
+            for d, used in enumerate(disks):
+                disk = {**tags, catalogue.MOUNT: f"/d{d}"}
+                points.append(
+                    Point(catalogue.DISK.name, disk, {"used_percent": used + slot % 7}, t)
+                )
+            for n, both in enumerate(interfaces):
+                net = {**tags, catalogue.INTERFACE: f"eth{n}"}
+                sent = {RX: v * 100 + n} | ({TX: float(slot)} if both or slot % 2 else {})
+                points.append(Point(catalogue.NETWORK.name, net, sent, t))
+    store.write(points)
+    thresholds = Thresholds(over_share=share)
+    resources = [CPU, resource("memory"), resource("disk"), NETWORK]
+    where = data.resource_filter(env)
+    reads = [(rd, where) for rd in data._reads(resources)]
+    points_, tier = data.fleet_read(START, START + HOUR, data.FLEET_POINTS)
+    grids = data._read_all(store, reads, START, START + HOUR, points_, tier, grid=True)
+    curves = data._read_all(store, reads, START, START + HOUR, points_, tier)
+    for r in resources:
+        name = r.measurement.name
+        got = data._grid_view(r, grids[name], grids.get(catalogue.CONTAINER.name), thresholds)
+        want = data._view(r, curves[name], curves.get(catalogue.CONTAINER.name), thresholds)
+        assert [v.worker for v in got.verdicts] == [v.worker for v in want.verdicts], r.key
+        for a, b in zip(got.verdicts, want.verdicts, strict=True):
+            assert (a.device, a.level, a.seen_ns, a.last_ns) == (
+                b.device, b.level, b.seen_ns, b.last_ns
+            ), r.key  # fmt: skip
+            np.testing.assert_allclose(
+                [a.value, a.peak, a.mean, a.latest], [b.value, b.peak, b.mean, b.latest], 1e-9
+            )
+        if want.curves:
+            band = data.fleet_band(want.curves, r.is_percent, want.step_ns)
+            assert got.band is not None and band is not None
+            assert (got.band.times, got.band.workers) == (band.times, band.workers)
+            np.testing.assert_allclose(got.band.aggregate, band.aggregate, 1e-9)
+    limited = {  # a limit sent: every slot but each third
+        f"w{i}" for i, w in enumerate(fleet) if w[1] and any(t % 3 for t in slots_of(w))
+    }
+    cpu_devices = {v.worker: v.device for v in data._grid_view(
+        CPU, grids["cpu"], grids.get(catalogue.CONTAINER.name), thresholds
+    ).verdicts}  # fmt: skip
+    assert {w for w, d in cpu_devices.items() if d == "container limit"} == limited
+
+
+def test_a_fleet_too_large_for_minute_buckets_is_judged_and_banded_per_ten_minutes(
+    fleet_store: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past ``FLEET_CELLS`` (workers x buckets a measurement) an hour's read of every worker
+    stays on the 10 min tier it counted the workers with, and the graph's note says so."""
+    from fleetgauge.dashboard.data import resources as data
+
+    store = fleet_store["sqlite"]
+    write_fleet(store, "cells", [(0, 360, [float(i), float(i) + 1]) for i in range(13)])
+    pages = {}
+    for cells in (13 * 60, 13 * 60 - 1):  # 13 workers x 60 one-minute buckets, and one less
+        monkeypatch.setattr(data, "FLEET_CELLS", cells)
+        pages[cells] = read_resources_page(store, START, START + HOUR, 400, Thresholds(), "cells")
+    fine, coarse = (pages[c].views[0] for c in (13 * 60, 13 * 60 - 1))
+    assert fine.band is not None and fine.band.step_ns == 60 * S and len(fine.band.times) == 60
+    assert coarse.band is not None and coarse.band.step_ns == 600 * S
+    assert len(coarse.band.times) == 6 and "per 10 min" in points_note(coarse)
+    # the same workers judged the same (a flat pattern: any bucket width gives its mean)
+    assert [(v.worker, v.mean) for v in coarse.verdicts] == [
+        (v.worker, v.mean) for v in fine.verdicts
+    ]
+    assert coarse.verdicts[0].worker == "w12" and coarse.curves[0].name == "w12"
+    assert [c.name for c in coarse.curves] == [c.name for c in fine.curves]  # top 10, in full
+    assert coarse.curves[0].times == fine.curves[0].times
