@@ -50,7 +50,7 @@ import numpy as np
 
 from fleetgauge import catalogue
 from fleetgauge.catalogue import TIERS
-from fleetgauge.dashboard.data.listings import RESOURCE_NAMES, list_environments
+from fleetgauge.dashboard.data.listings import RESOURCE_FIELDS, RESOURCE_NAMES, list_environments
 from fleetgauge.dashboard.thresholds import RESOURCES, Resource, Threshold, Thresholds
 from fleetgauge.stores import StoreReader
 from fleetgauge.stores.buckets import Buckets, BucketSeries, Grid
@@ -751,6 +751,7 @@ def list_workers(
     store: StoreReader, start_ns: int, end_ns: int, environment: str | None = None
 ) -> list[str]:
     """Workers that sent any resource sample in [start, end), sorted."""
+    where = resource_filter(environment)
     return store.tag_values(
-        catalogue.WORKER, start_ns, end_ns, RESOURCE_NAMES, resource_filter(environment)
+        catalogue.WORKER, start_ns, end_ns, RESOURCE_NAMES, where, RESOURCE_FIELDS
     )

@@ -94,8 +94,13 @@ class StoreReader(Protocol):
         end_ns: int,
         measurements: Sequence[str],
         where: Where | None = None,
+        fields: Mapping[str, Sequence[str]] | None = None,
     ) -> list[str]:
-        """Sorted values of tag ``key`` on points of ``measurements`` in [start, end)."""
+        """Sorted values of tag ``key`` on points of ``measurements`` in [start, end).
+
+        ``fields`` may name, per measurement, the fields whose points are enough to count
+        (what a reader draws): a store that pays per field counted (InfluxDB) counts only
+        those; one that finds any point at once (SQLite) may count every field."""
 
     def read_buckets(
         self,

@@ -26,7 +26,7 @@ import itertools
 import json
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -284,12 +284,15 @@ class InfluxDBStore:
         end_ns: int,
         measurements: Sequence[str],
         where: Where | None = None,
+        fields: Mapping[str, Sequence[str]] | None = None,
     ) -> list[str]:
         """Values of ``key`` on points in [start, end), tiers covering the inner whole buckets.
 
         A tier point is counted by its ``<field>_count`` columns only: ``count(*)``
         over a tier reads all four aggregates of every field, four times the
-        work (about 0.5 s over a fleet's week of tiers).
+        work (about 0.5 s over a fleet's week of tiers). With ``fields``, only those of
+        a measurement are counted: influxd's work is per series and field counted
+        (environments of 1,000 workers over an hour: 60 fields take about 180 ms).
         """
         filters = _where(where)
         if filters is None or not measurements:
@@ -302,7 +305,8 @@ class InfluxDBStore:
         statements = []
         for tier, a, b, names in segments:
             for name in names:
-                source, columns = name, MEASUREMENTS[name].field_names
+                source = name
+                columns = tuple((fields or {}).get(name) or MEASUREMENTS[name].field_names)
                 if tier is not None:
                     source = tier_measurement(name, tier)
                     columns = tuple(tier_field(f, "count") for f in columns)

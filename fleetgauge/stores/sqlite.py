@@ -346,8 +346,10 @@ class SQLiteStore:
         end_ns: int,
         measurements: Sequence[str],
         where: Where | None = None,
+        fields: Mapping[str, Sequence[str]] | None = None,
     ) -> list[str]:
-        """Values of ``key`` on series that have at least one sample in [start, end)."""
+        """Values of ``key`` on series that have at least one sample in [start, end): one
+        index probe a series finds any field's, so ``fields`` is not needed here."""
         if not measurements:
             return []
         sql, params, rest = self._series_filter(measurements, where)

@@ -144,6 +144,22 @@ def test_tag_values_only_lists_what_has_points_in_the_range(store: Store) -> Non
     assert prod == ["edge-end", "edge-start", "middle"]
     assert store.tag_values("environment", T0, T0 + day, ["cpu"]) == ["dev", "prod"]
     assert store.tag_values("worker", T0, T0 + day, ["memory"]) == []
+    # the fields a reader draws: a point holding one is listed, within a partial minute too
+    drawn = {"cpu": ["usage_percent"], "memory": ["used_percent"]}
+    got = store.tag_values("worker", T0 + 10 * S, T0 + day, ["cpu", "memory"], None, drawn)
+    assert got == ["dev-box", "edge-end", "edge-start", "middle"]
+
+
+def test_tag_values_of_drawn_fields_leave_other_fields_uncounted_on_influxdb(
+    store: Store,
+) -> None:
+    """InfluxDB counts only the fields named (its work is per series and field); SQLite,
+    whose probe finds any field's sample at once, may list the point either way."""
+    store.write([Point("cpu", {"environment": "e", "worker": "w"}, {"load1": 1.0}, T0)])
+    end = T0 + 3600 * S
+    assert store.tag_values("worker", T0, end, ["cpu"]) == ["w"]
+    drawn = store.tag_values("worker", T0, end, ["cpu"], None, {"cpu": ["usage_percent"]})
+    assert drawn == ([] if "influxdb" in store.url else ["w"])
 
 
 def test_tag_values_for_pipeline_metrics(store: Store) -> None:
