@@ -44,7 +44,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 
@@ -62,7 +62,9 @@ __all__ = [
     "MOST_DRAWN",
     "FLEET_POINTS",
     "FleetBand",
+    "FleetRead",
     "fleet_band",
+    "fleet_read",
     "Curve",
     "Verdict",
     "ResourceView",
@@ -400,7 +402,9 @@ def read_resources(
         limits = answers.get(catalogue.CONTAINER.name)
         return [_view(r, answers[r.measurement.name], limits, thresholds) for r in resources]
     views = _coarse_views(store, start_ns, end_ns, max_points, thresholds, where, resources)
-    return _fleet_views(store, views, max_points, thresholds, environment, level, top)
+    return _fleet_views(
+        store, views, start_ns, end_ns, max_points, thresholds, environment, level, top
+    )
 
 
 def _coarse_views(
@@ -424,33 +428,37 @@ def _coarse_views(
     most = min(max_points, FLEET_POINTS)
     reads = [(rd, where) for rd in _reads(resources)]
 
-    def judged(points: int, tier: str | None) -> list[ResourceView]:
-        grids = _read_all(store, reads, start_ns, end_ns, points, tier, grid=True)
+    def judged(read: FleetRead) -> list[ResourceView]:
+        a, b = read.start_ns, read.end_ns
+        grids = _read_all(store, reads, a, b, read.points, read.level, grid=True)
         limits = grids.get(catalogue.CONTAINER.name)
         return [_grid_view(r, grids[r.measurement.name], limits, thresholds) for r in resources]
 
     finer = fleet_read(start_ns, end_ns, most)
     census = fleet_read(start_ns, end_ns, most, FLEET_FEWEST_BUCKETS)
-    if census == finer:
-        return judged(*finer)
-    views = judged(*census)
-    workers = max((v.workers for v in views), default=0)
-    plan = plan_read(start_ns, end_ns, finer[0])
-    if enough < workers and workers * plan.buckets <= FLEET_CELLS:
-        return judged(*finer)
+    if census == finer or census.level is None:
+        return judged(finer)
+    views = judged(census)
+    workers = len({v.worker for view in views for v in view.verdicts})  # as the page counts
+    buckets = plan_read(finer.start_ns, finer.end_ns, finer.points).buckets
+    if enough < workers and workers * buckets <= FLEET_CELLS:
+        return judged(finer)
     return views
 
 
 def _fleet_views(
     store: StoreReader,
     views: list[ResourceView],
+    start_ns: int,
+    end_ns: int,
     max_points: int,
     thresholds: Thresholds,
     environment: str | None,
     level: str | None,
     top: int,
 ) -> list[ResourceView]:
-    """Coarse views made fleet views: their band, and full curves of their ``top`` workers."""
+    """Coarse views made fleet views: their band, and full curves of their ``top`` workers
+    over the range asked for (the coarse read may have widened it to its buckets)."""
     resources = [v.resource for v in views]
     drawn = {v.resource.key: [x.worker for x in v.verdicts[:top]] for v in views}
     wanted: dict[str, set[str]] = defaultdict(set)  # measurement -> workers any resource draws
@@ -463,9 +471,10 @@ def _fleet_views(
         for rd in _reads(resources)
         if wanted[rd.measurement]
     ]
-    start_ns, end_ns = views[0].start_ns, views[0].end_ns
     if level is None:
-        max_points, level = fleet_read(start_ns, end_ns, max_points, max(1, max_points // 2))
+        drawn_read = fleet_read(start_ns, end_ns, max_points, max(1, max_points // 2))
+        start_ns, end_ns = drawn_read.start_ns, drawn_read.end_ns
+        max_points, level = drawn_read.points, drawn_read.level
     detail = _read_all(store, reads, start_ns, end_ns, max_points, level)
     detail_limits = detail.get(catalogue.CONTAINER.name)
     for v in views:
@@ -477,35 +486,40 @@ def _fleet_views(
         by_name = {c.name: c for c in fine.curves}
         v.curves = [by_name[w] for w in drawn[r.key] if w in by_name]
         v.step_ns, v.level = fine.step_ns, fine.level  # the band keeps its own step
+        v.start_ns, v.end_ns = fine.start_ns, fine.end_ns  # the chart's range
     return views
 
 
-def fleet_read(
-    start_ns: int, end_ns: int, most: int, fewest: int = FLEET_MIN_BUCKETS
-) -> tuple[int, str | None]:
-    """Buckets and level of a read of many workers: from the coarsest tier that has
-    ``fewest`` rows in the range (its rows are what the read costs; a bucket per row, or
-    per two when the range is off the tier's boundaries), else at most ``most`` buckets as
-    planned.
+class FleetRead(NamedTuple):
+    """A read of many workers: its buckets and level, and the range it reads."""
 
-    The read of every worker asks for ``FLEET_MIN_BUCKETS``; the full curves of the
-    workers drawn at fleet size for half the chart's points (30 days on a 1,000 px
-    chart: 720 rows of the 1 h tier a worker rather than 4,320 of the 10 min one).
+    points: int
+    level: str | None
+    start_ns: int
+    end_ns: int
+
+
+def fleet_read(start_ns: int, end_ns: int, most: int, fewest: int = FLEET_MIN_BUCKETS) -> FleetRead:
+    """A read of many workers from the coarsest tier with ``fewest`` to ``most`` rows over
+    the range widened to that tier's boundaries (a bucket per row: its rows are what the
+    read costs, and the plan of any step would widen the range to its buckets as well),
+    else ``most`` buckets as planned over the range itself.
+
+    The read of every worker asks for ``FLEET_MIN_BUCKETS`` (or ``FLEET_FEWEST_BUCKETS``
+    to count the workers); the full curves of the workers drawn at fleet size for half the
+    chart's points (30 days on a 1,000 px chart: 720 rows of the 1 h tier a worker rather
+    than 4,320 of the 10 min one).
     """
     for tier in sorted(TIERS, key=lambda t: t.width_ns, reverse=True):
-        rows = (end_ns - start_ns) // tier.width_ns
+        width = tier.width_ns
+        start, end = start_ns - start_ns % width, -(-end_ns // width) * width
+        rows = (end - start) // width
         if rows < fewest:
             continue
-        if rows + 1 > most:
-            break
-        for points in (rows + 1, rows):  # +1: a range between rows snaps outward to one more
-            plan = plan_read(start_ns, end_ns, points)
-            buckets = (plan.end_ns - plan.start_ns) // plan.step_ns
-            # this tier's rows (each bucket one or, off its boundaries, two of them)
-            if plan.step_ns % tier.width_ns == 0 and buckets >= fewest:
-                return points, tier.name
+        if rows <= most:
+            return FleetRead(rows, tier.name, start, end)
         break
-    return most, None
+    return FleetRead(most, None, start_ns, end_ns)
 
 
 def _read_all(
@@ -574,7 +588,9 @@ def read_resources_page(
         named = sorted({v.worker for view in coarse for v in view.verdicts})
         if len(named) > ALL_WORKERS_AT_MOST:
             drawn = min(MOST_DRAWN, max(top, len(workers)))  # a selection is drawn whole
-            views = _fleet_views(store, coarse, max_points, thresholds, environment, None, drawn)
+            views = _fleet_views(
+                store, coarse, start_ns, end_ns, max_points, thresholds, environment, None, drawn
+            )
         else:
             views = read_resources(
                 store, start_ns, end_ns, max_points, thresholds, environment, workers
@@ -668,7 +684,8 @@ def _grid_view(r: Resource, g: Grid, limits: Grid | None, thresholds: Thresholds
         lvalue, lcount = _device_grid(limits, [r.container_field])
         ours = lcount.any(axis=1)
         limited = [dict(k)[catalogue.WORKER] for k, o in zip(limits.keys, ours, strict=True) if o]
-        kept = [i for i, w in enumerate(workers) if w not in set(limited)]
+        replaced = set(limited)
+        kept = [i for i, w in enumerate(workers) if w not in replaced]
         value = np.vstack([value[kept], lvalue[ours]])
         count = np.vstack([count[kept], lcount[ours]])
         workers = [workers[i] for i in kept] + limited

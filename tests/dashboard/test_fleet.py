@@ -228,9 +228,11 @@ def test_judging_every_worker_from_the_grid_agrees_with_judging_its_curves(
     resources = [CPU, resource("memory"), resource("disk"), NETWORK]
     where = data.resource_filter(env)
     reads = [(rd, where) for rd in data._reads(resources)]
-    points_, tier = data.fleet_read(START, START + HOUR, data.FLEET_POINTS)
-    grids = data._read_all(store, reads, START, START + HOUR, points_, tier, grid=True)
-    curves = data._read_all(store, reads, START, START + HOUR, points_, tier)
+    read = data.fleet_read(START + 7 * S, START + HOUR + 7 * S, data.FLEET_POINTS)  # off 1 min
+    assert (read.points, read.level, read.start_ns) == (61, "1m", START)
+    args = (read.start_ns, read.end_ns, read.points, read.level)
+    grids = data._read_all(store, reads, *args, grid=True)
+    curves = data._read_all(store, reads, *args)
     for r in resources:
         name = r.measurement.name
         got = data._grid_view(r, grids[name], grids.get(catalogue.CONTAINER.name), thresholds)
@@ -257,23 +259,28 @@ def test_judging_every_worker_from_the_grid_agrees_with_judging_its_curves(
     assert {w for w, d in cpu_devices.items() if d == "container limit"} == limited
 
 
+@pytest.mark.parametrize("offset", [0, 187])  # a range on the tiers' boundaries, and off them
 def test_a_fleet_too_large_for_minute_buckets_is_judged_and_banded_per_ten_minutes(
-    fleet_store: dict, monkeypatch: pytest.MonkeyPatch
+    fleet_store: dict, monkeypatch: pytest.MonkeyPatch, offset: int
 ) -> None:
     """Past ``FLEET_CELLS`` (workers x buckets a measurement) an hour's read of every worker
     stays on the 10 min tier it counted the workers with, and the graph's note says so."""
     from fleetgauge.dashboard.data import resources as data
 
     store = fleet_store["sqlite"]
-    write_fleet(store, "cells", [(0, 360, [float(i), float(i) + 1]) for i in range(13)])
+    env = f"cells-{offset}"
+    write_fleet(store, env, [(0, 360, [float(i), float(i) + 1]) for i in range(13)])
+    start, minutes = START + offset * S, 60 + (offset > 0)  # off the minute: one more bucket
     pages = {}
-    for cells in (13 * 60, 13 * 60 - 1):  # 13 workers x 60 one-minute buckets, and one less
+    for cells in (13 * minutes, 13 * minutes - 1):  # 13 workers x its minute buckets, one less
         monkeypatch.setattr(data, "FLEET_CELLS", cells)
-        pages[cells] = read_resources_page(store, START, START + HOUR, 400, Thresholds(), "cells")
-    fine, coarse = (pages[c].views[0] for c in (13 * 60, 13 * 60 - 1))
-    assert fine.band is not None and fine.band.step_ns == 60 * S and len(fine.band.times) == 60
+        pages[cells] = read_resources_page(store, start, start + HOUR, 400, Thresholds(), env)
+    fine, coarse = (pages[c].views[0] for c in (13 * minutes, 13 * minutes - 1))
+    assert fine.band is not None and fine.band.step_ns == 60 * S
+    assert len(fine.band.times) == 60 - offset // 60  # minutes with data (the first hour's)
     assert coarse.band is not None and coarse.band.step_ns == 600 * S
     assert len(coarse.band.times) == 6 and "per 10 min" in points_note(coarse)
+    assert coarse.band.times[0] == START  # the 10 min bucket the range starts in
     # the same workers judged the same (a flat pattern: any bucket width gives its mean)
     assert [(v.worker, v.mean) for v in coarse.verdicts] == [
         (v.worker, v.mean) for v in fine.verdicts
@@ -281,3 +288,4 @@ def test_a_fleet_too_large_for_minute_buckets_is_judged_and_banded_per_ten_minut
     assert coarse.verdicts[0].worker == "w12" and coarse.curves[0].name == "w12"
     assert [c.name for c in coarse.curves] == [c.name for c in fine.curves]  # top 10, in full
     assert coarse.curves[0].times == fine.curves[0].times
+    assert (coarse.start_ns, coarse.end_ns) == (fine.start_ns, fine.end_ns)  # the chart's range
