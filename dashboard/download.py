@@ -18,6 +18,7 @@ import flask
 from fleetgauge import catalogue
 from fleetgauge.dashboard.site import current
 from fleetgauge.read import executions as ex
+from fleetgauge.read import filters
 from fleetgauge.read.arguments import to_time_ns
 from fleetgauge.read.export import KINDS, iter_csv, iter_zip
 from fleetgauge.stores import StoreError, StoreReader
@@ -34,9 +35,19 @@ FILTERS = {
 }
 """Query parameters of a download and the tags they filter on (each repeatable)."""
 EXECUTIONS = "executions"
-EXECUTION_PARAMS = ("start", "end", "environment", "pipeline", "status", "column", "mode")
+EXECUTION_PARAMS = (
+    "start",
+    "end",
+    "environment",
+    "pipeline",
+    "status",
+    "column",
+    "mode",
+    "filter",
+)
 """Query parameters of ``/download/executions.csv``: ``column`` (repeatable, in order) as
-``fleetgauge export executions --columns`` names them; ``mode`` reduces list metrics."""
+``fleetgauge export executions --columns`` names them; ``mode`` reduces list metrics;
+``filter`` is ``--filter``'s grammar."""
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -73,10 +84,11 @@ def _executions_csv(args, store: StoreReader, start_ns: int, end_ns: int) -> Ite
     """One row per execution started in the window, the chosen columns (or every one)."""
     columns = [ex.check_column(c) for c in args.getlist("column")]
     mode = args.get("mode", "last")
-    records = ex.read_executions(
+    records = filters.read_matching(
         store,
         start_ns,
         end_ns,
+        args.get("filter"),
         args.getlist("environment") or None,
         args.getlist("pipeline") or None,
         args.getlist("status") or None,

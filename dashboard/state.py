@@ -9,7 +9,8 @@ Keys: ``env`` (environment, absent for all), ``range`` (a quick range such as
 ``24h``, or ``custom`` with ``start`` and ``end`` in ISO 8601 UTC), ``refresh``
 (``off``, ``10s``, ``1m``), and per page ``worker`` (repeated), ``deployment``
 (repeated), ``pipeline`` and ``metric``; the Executions page adds ``status``,
-``mode`` (how list metrics are reduced), ``col`` (repeated: chosen columns),
+``mode`` (how list metrics are reduced), ``filter`` (the filter box: the grammar of
+:mod:`fleetgauge.read.filters`), ``col`` (repeated: chosen columns),
 ``run`` (repeated: executions compared) and ``x`` (``step`` or ``time``); the Pipeline
 metrics page adds ``window`` (the rolling window of a 0/1 metric's rate: ``auto``, ``1m``,
 ``5m``, ``15m``, ``1h``, ``6h``, ``24h``); the Resources page adds ``top`` (how many workers
@@ -59,7 +60,7 @@ REFRESH_MS: dict[str, int | None] = {"off": None, "10s": 10_000, "1m": 60_000}
 REFRESH_LABELS = {"off": "off", "10s": "10 s", "1m": "1 min"}
 
 _LIST_KEYS = ("worker", "deployment", "col", "run")
-_TEXT_KEYS = ("env", "pipeline", "metric", "status")
+_TEXT_KEYS = ("env", "pipeline", "metric", "status", "filter")
 RATE_WINDOWS: dict[str, int] = {
     "1m": 60 * NS_PER_S,
     "5m": 5 * 60 * NS_PER_S,
@@ -96,6 +97,7 @@ class ViewState:
     x: str = "step"
     rate_window: str = "auto"  # the URL's ``window``
     top: int = DEFAULT_TOP
+    filter: str | None = None
     problems: tuple[str, ...] = field(default=(), compare=False)
 
     def window(self, now_ns: int) -> tuple[int, int]:
@@ -195,6 +197,7 @@ def from_query(query: Mapping[str, object]) -> ViewState:
         x,
         window,
         top_n,
+        text["filter"],
         tuple(problems),
     )
 
@@ -225,6 +228,8 @@ def to_search(state: ViewState) -> str:
         pairs.append(("status", state.status))
     if state.mode != "last":
         pairs.append(("mode", state.mode))
+    if state.filter:
+        pairs.append(("filter", state.filter))
     pairs += [("col", c) for c in state.col]
     pairs += [("run", r) for r in state.run]
     if state.x != "step":

@@ -11,8 +11,8 @@ Recording (``record_metric_value``, ``record_list_metric_values``,
 ``log_event``, ``start_execution``, ``finish_execution``, ``MetricsClient``,
 ``configure``, ``flush``) sends to the local agent and never blocks or raises;
 reading (``get_*`` and their ``iter_*`` twins, ``get_execution``,
-``list_executions``) reads a store directly; it is imported on first use, so a
-model process that only records never loads it. The agent and the dashboard are
+``list_executions``, ``search_executions``) reads a store directly; it is imported on
+first use, so a model process that only records never loads it. The agent and the dashboard are
 ``fleetgauge.agent`` and ``fleetgauge.dashboard``, with the extras ``agent`` and
 ``dashboard``.
 """
@@ -28,6 +28,8 @@ from fleetgauge.sdk import (  # noqa: E402
     log_event,
     record_list_metric_values,
     record_metric_value,
+    remove_execution_tags,
+    set_execution_tags,
     start_execution,
     stats,
 )
@@ -38,7 +40,10 @@ _READ_API = (
     "get_events",
     "get_resource_metrics",
     "get_execution",
+    "get_execution_input",
+    "get_execution_output",
     "list_executions",
+    "search_executions",
     "get_deployment_usage",
     "iter_metrics",
     "iter_list_metrics",
@@ -53,6 +58,8 @@ __all__ = [
     "log_event",
     "start_execution",
     "finish_execution",
+    "set_execution_tags",
+    "remove_execution_tags",
     "Execution",
     "MetricsClient",
     "configure",

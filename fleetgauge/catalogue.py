@@ -398,13 +398,27 @@ EXECUTION = Measurement(
 EXECUTION_END = Measurement(
     "execution_end",
     Family.EXECUTION,
-    "An execution ended, and how.",
-    (_f("status", "", "How it ended: succeeded or failed", str),),
+    "An execution ended, and how, with what it produced.",
+    (
+        _f("status", "", "How it ended: succeeded or failed", str),
+        _f("outputs", "", "JSON object of output names to values (model_path=..., ...)", str),
+    ),
+    tiered=False,
+)
+EXECUTION_TAG = Measurement(
+    "execution_tag",
+    Family.EXECUTION,
+    "Tags set on (or removed from) an execution; the latest write of a tag wins.",
+    (_f("tags", "", "JSON object of tag names to text, or null for a tag removed", str),),
     tiered=False,
 )
 RUNNING, SUCCEEDED, FAILED = "running", "succeeded", "failed"
 EXECUTION_STATUSES = (RUNNING, SUCCEEDED, FAILED)
 """An execution is running from its start record until an end record says how it ended."""
+UNKNOWN = "unknown"
+SHOWN_STATUSES = (*EXECUTION_STATUSES, UNKNOWN)
+"""What a reader may see: ``unknown`` is an execution whose start was never recorded, known
+only by values (or an end) recorded with its id."""
 END_STATUSES = (SUCCEEDED, FAILED)
 
 RESOURCE_MEASUREMENTS: tuple[Measurement, ...] = (
@@ -422,7 +436,15 @@ RESOURCE_MEASUREMENTS: tuple[Measurement, ...] = (
 )
 MEASUREMENTS: dict[str, Measurement] = {
     m.name: m
-    for m in (*RESOURCE_MEASUREMENTS, PIPELINE_METRIC, LIST_METRIC, EVENT, EXECUTION, EXECUTION_END)
+    for m in (
+        *RESOURCE_MEASUREMENTS,
+        PIPELINE_METRIC,
+        LIST_METRIC,
+        EVENT,
+        EXECUTION,
+        EXECUTION_END,
+        EXECUTION_TAG,
+    )
 }
 
 

@@ -59,6 +59,10 @@ __all__ = [
     "item_time_ns",
     "new_execution_id",
     "inputs_json",
+    "outputs_json",
+    "execution_tags_json",
+    "MAX_EXECUTION_TAGS",
+    "MAX_TAG_VALUE_LENGTH",
 ]
 
 PUSH_URL_ENV = "FLEETGAUGE_PUSH_URL"
@@ -76,8 +80,10 @@ PUSH_METRIC_KEYS = ("metric", "value", DEPLOYMENT, PIPELINE, EXECUTION_ID, "step
 PUSH_EVENT_KEYS = (EVENT_NAME, EVENT_SOURCE, "time", "metadata", DEPLOYMENT, PIPELINE, EXECUTION_ID)
 """Every key a pushed event item may have; any other key is refused."""
 PUSH_EXECUTIONS_PATH = "/v1/executions"
-"""``POST {"executions": [item, ...]}``: an execution started (status running) or ended."""
-PUSH_EXECUTION_KEYS = (EXECUTION_ID, PIPELINE, "status", "time", "inputs")
+"""``POST {"executions": [item, ...]}``: an execution started (status running, with its
+``inputs``) or ended (succeeded or failed, with its ``outputs``); any of them may carry
+``tags``, and an item with ``tags`` and no status changes the tags of an execution."""
+PUSH_EXECUTION_KEYS = (EXECUTION_ID, PIPELINE, "status", "time", "inputs", "outputs", "tags")
 """Every key a pushed execution item may have; any other key is refused."""
 PUSH_PROCESSES_PATH = "/v1/processes"
 """``POST {"processes": [item, ...]}``: a process tells its agent what it works for, so
@@ -179,7 +185,11 @@ def _rfc3339(text: str) -> int:
 
 # --- executions -----------------------------------------------------------------------
 MAX_INPUTS = 64
-"""Most inputs (name -> value) one execution may declare."""
+"""Most inputs (name -> value) one execution may declare; its outputs likewise."""
+MAX_EXECUTION_TAGS = 64
+"""Most tags one write may set or remove on an execution."""
+MAX_TAG_VALUE_LENGTH = 256
+"""Longest text of one execution tag."""
 
 
 def new_execution_id(time_ns: int) -> str:
@@ -201,16 +211,52 @@ def inputs_json(inputs: object) -> str:
     other number types become plain numbers); at most :data:`MAX_INPUTS` of
     them and :data:`MAX_INPUTS_BYTES` of JSON.
     """
-    if not isinstance(inputs, Mapping):
-        raise InvalidPoint(f"inputs must be an object of names to values, got {_type(inputs)}")
-    if len(inputs) > MAX_INPUTS:
-        raise InvalidPoint(f"{len(inputs)} inputs, the limit is {MAX_INPUTS}")
+    return _values_json(inputs, "input")
+
+
+def outputs_json(outputs: object) -> str:
+    """An execution's outputs as compact JSON, by the rules of :func:`inputs_json`."""
+    return _values_json(outputs, "output")
+
+
+def execution_tags_json(tags: object, removing: bool = True) -> str:
+    """Tags of an execution as compact JSON: names to text, or null for a tag removed
+    (when ``removing``); InvalidPoint naming the tag at fault.
+
+    At most :data:`MAX_EXECUTION_TAGS` of them, each text at most
+    :data:`MAX_TAG_VALUE_LENGTH` characters.
+    """
+    if not isinstance(tags, Mapping):
+        raise InvalidPoint(f"tags must be an object of names to text, got {_type(tags)}")
+    if not tags:
+        raise InvalidPoint("tags must name at least one tag")
+    if len(tags) > MAX_EXECUTION_TAGS:
+        raise InvalidPoint(f"{len(tags)} tags, the limit is {MAX_EXECUTION_TAGS}")
+    for name, value in tags.items():
+        validate_name("tag name", name)
+        if value is None and removing:
+            continue
+        if not isinstance(value, str):
+            raise InvalidPoint(f"tag {name!r} must be text, got {_type(value)}{_sample(value)}")
+        validate_name(f"tag {name!r}", value)
+        if len(value) > MAX_TAG_VALUE_LENGTH:
+            raise InvalidPoint(
+                f"tag {name!r} is {len(value)} characters long (limit {MAX_TAG_VALUE_LENGTH})"
+            )
+    return orjson.dumps(dict(tags)).decode()
+
+
+def _values_json(values: object, kind: str) -> str:
+    if not isinstance(values, Mapping):
+        raise InvalidPoint(f"{kind}s must be an object of names to values, got {_type(values)}")
+    if len(values) > MAX_INPUTS:
+        raise InvalidPoint(f"{len(values)} {kind}s, the limit is {MAX_INPUTS}")
     clean: dict[str, object] = {}
-    for name, value in inputs.items():
-        validate_name("input name", name)
+    for name, value in values.items():
+        validate_name(f"{kind} name", name)
         if value is None or isinstance(value, bool | str):
             if isinstance(value, str):
-                validate_name(f"input {name!r}", value)
+                validate_name(f"{kind} {name!r}", value)
             clean[name] = value
         elif isinstance(value, numbers.Integral) and abs(int(value)) < 2**53:
             clean[name] = int(value)
@@ -220,13 +266,13 @@ def inputs_json(inputs: object) -> str:
             clean[name] = bool(value)
         else:
             raise InvalidPoint(
-                f"input {name!r} must be text, a finite number, true/false or null,"
+                f"{kind} {name!r} must be text, a finite number, true/false or null,"
                 f" got {_type(value)}{_sample(value)}"
             )
     text = orjson.dumps(clean).decode()
     if len(text.encode()) > MAX_INPUTS_BYTES:
         raise InvalidPoint(
-            f"inputs are {len(text.encode())} bytes as JSON (limit {MAX_INPUTS_BYTES})"
+            f"{kind}s are {len(text.encode())} bytes as JSON (limit {MAX_INPUTS_BYTES})"
         )
     return text
 

@@ -8,6 +8,10 @@ on the inputs, so the best execution is known: lr 0.001, batch 64. The run at
 lr 0.01, batch 128 fails after four epochs. One execution (lr 0.0001, batch 32)
 gets its id made up by the SDK; the others are named ``grid-lr<lr>-bs<bs>``.
 
+Each starts tagged ``sweep=lr-batch``, is tagged ``stage=checkpointed`` at its
+checkpoint, and ends with outputs ``model_path`` and ``epochs_run``; after the
+grid, the best run is tagged ``best=yes`` and loses its ``stage`` tag.
+
 Each execution's training process is also in the store as the agent writes a
 registered process (``process`` and ``gpu_process`` points every 10 s over the
 execution): it uses batch/32 cores (1, 2 or 4), its resident memory grows from
@@ -68,6 +72,8 @@ class Run:
     """What its process used, as ``get_execution(...)["resources"]`` should give it."""
     cores: float = 0.0
     pid: int = 0
+    outputs: dict[str, object] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -98,6 +104,7 @@ def record_grid(client: MetricsClient, first_start_ns: int) -> Grid:
                 inputs={"learning_rate": lr, "batch_size": batch, "optimizer": "adam"},
                 execution_id=given,
                 time=start / S,
+                tags={"sweep": "lr-batch"},
             )
             epochs = FAILED_AFTER if (lr, batch) == FAILED else EPOCHS
             r = Run(run.execution_id, lr, batch, start, start + (epochs + 1) * MINUTE, "")
@@ -114,15 +121,22 @@ def record_grid(client: MetricsClient, first_start_ns: int) -> Grid:
                     run.log_event(
                         "checkpoint_saved", metadata={"epoch": epoch}, time=r.checkpoint_ns / S
                     )
+                    run.set_tags(stage="checkpointed")
             if (lr, batch) == FAILED:
                 r.status = "failed"
             else:
                 r.status = "succeeded"
                 r.test_accuracy = round(r.accuracy[-1] + 0.01, 6)
                 run.record_metric_value("test_accuracy", r.test_accuracy, time=r.end_ns / S)
-            run.finish(r.status, time=r.end_ns / S)
+            r.outputs = {"model_path": f"/models/{run.execution_id}.pt", "epochs_run": epochs}
+            r.tags = {"sweep": "lr-batch", "stage": "checkpointed"}
+            run.finish(r.status, time=r.end_ns / S, outputs=r.outputs)
             runs[(lr, batch)] = r
-    return Grid(runs)
+    grid = Grid(runs)
+    client.set_execution_tags(grid.best.execution_id, {"best": "yes"}, PIPELINE)
+    client.remove_execution_tags(grid.best.execution_id, "stage", PIPELINE)
+    grid.best.tags = {"sweep": "lr-batch", "best": "yes"}
+    return grid
 
 
 def seed_grid(store_url: str, workdir: Path, first_start_ns: int) -> Grid:

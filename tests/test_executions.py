@@ -16,6 +16,7 @@ import time
 
 import pytest
 from agent_process import AgentProcess
+from conftest import make_store
 from executions_grid import (
     CHECKPOINT_EPOCH,
     ENVIRONMENT,
@@ -28,7 +29,13 @@ from executions_grid import (
     S,
 )
 
-from fleetgauge.read.query import get_events, get_execution, list_executions
+from fleetgauge.read.query import (
+    get_events,
+    get_execution,
+    get_execution_input,
+    get_execution_output,
+    list_executions,
+)
 from fleetgauge.sdk import MetricsClient
 from fleetgauge.stores import open_store
 from fleetgauge.timeutil import format_time, format_time_ns
@@ -55,6 +62,7 @@ def test_list_executions_gives_back_the_grid(grid) -> None:
         assert e["start"] == format_time(r.start_ns) and e["end"] == format_time(r.end_ns)
         assert e["duration_s"] == pytest.approx((r.end_ns - r.start_ns) / S)
         assert e["inputs"] == {"learning_rate": r.lr, "batch_size": r.batch, "optimizer": "adam"}
+        assert (e["outputs"], e["tags"]) == (r.outputs, r.tags)
         acc = e["list_metrics"]["accuracy"]
         assert (acc["last"], acc["min"], acc["max"]) == (
             r.accuracy[-1],
@@ -106,6 +114,18 @@ def test_get_execution_has_every_value(grid) -> None:
     ]
 
 
+def test_one_input_or_output_by_name(grid) -> None:
+    url, g = grid
+    best = g.best
+    assert get_execution_input(best.execution_id, "batch_size", store=url) == best.batch
+    path = get_execution_output(best.execution_id, "model_path", store=url)
+    assert path == f"/models/{best.execution_id}.pt"
+    with pytest.raises(KeyError, match="has no output 'weights' \\(outputs: 'model_path'"):
+        get_execution_output(best.execution_id, "weights", store=url)
+    with pytest.raises(LookupError, match="no execution 'nope' was recorded"):
+        get_execution_input("nope", "batch_size", store=url)
+
+
 def _export(url: str, g: Grid, *extra: str) -> subprocess.CompletedProcess:
     start, end = window(g)
     return subprocess.run(
@@ -135,6 +155,11 @@ def test_export_executions_matches_the_seed(grid, tmp_path) -> None:
         "input.learning_rate",
         "input.batch_size",
         "input.optimizer",
+        "output.model_path",
+        "output.epochs_run",
+        "tag.best",
+        "tag.stage",
+        "tag.sweep",
         "metric.test_accuracy",
         "list.accuracy.last",
         "list.loss.last",
@@ -154,6 +179,13 @@ def test_export_executions_matches_the_seed(grid, tmp_path) -> None:
         assert float(row["input.learning_rate"]) == r.lr and int(row["input.batch_size"]) == r.batch
         assert float(row["list.accuracy.last"]) == r.accuracy[-1]
         assert float(row["list.loss.last"]) == r.loss[-1]
+        assert (row["output.model_path"], row["output.epochs_run"]) == (
+            f"/models/{r.execution_id}.pt",
+            str(r.outputs["epochs_run"]),
+        )
+        assert {k: row[f"tag.{k}"] for k in ("best", "stage", "sweep")} == {
+            k: r.tags.get(k, "") for k in ("best", "stage", "sweep")
+        }
         assert row["metric.test_accuracy"] == (
             "" if r.test_accuracy is None else str(r.test_accuracy)
         )
@@ -220,6 +252,25 @@ def test_the_push_endpoint_checks_execution_items(tmp_path) -> None:
                 "inputs are given when the execution starts",
             ),
             ({"pipeline": "t", "status": "running", "epochs": 3}, "epochs", "unknown field"),
+            (
+                {"pipeline": "t", "status": "running", "outputs": {"path": "/m"}},
+                "outputs",
+                "outputs are given when the execution ends",
+            ),
+            (
+                {"pipeline": "t", "status": "failed", "execution_id": "x", "outputs": {"m": {}}},
+                "outputs",
+                "output 'm' must be text, a finite number",
+            ),
+            ({"pipeline": "t", "execution_id": "x"}, "status", "or left out by an item that"),
+            ({"pipeline": "t", "tags": {"stage": "a"}}, "execution_id", "is required"),
+            ({"pipeline": "t", "execution_id": "x", "tags": {"n": 3}}, "tags", "must be text"),
+            ({"pipeline": "t", "execution_id": "x", "tags": {}}, "tags", "at least one tag"),
+            (
+                {"pipeline": "t", "execution_id": "x", "tags": {"n": "v" * 300}},
+                "tags",
+                "300 characters long (limit 256)",
+            ),
         ]
         for item, field, message in bad:
             status, answer = agent.post(EXECUTIONS, {"executions": [item]})
@@ -231,13 +282,18 @@ def test_the_push_endpoint_checks_execution_items(tmp_path) -> None:
         assert status == 202 and answer["accepted"] == 1
         (made_up,) = answer["execution_ids"]
         end = {"pipeline": "train", "status": "succeeded", "execution_id": made_up, "time": t + 5}
-        assert agent.post(EXECUTIONS, {"executions": [end]}) == (
+        end["outputs"], end["tags"] = {"path": "/m/1.pt", "score": 0.5}, {"stage": "done"}
+        relabel = {"pipeline": "train", "execution_id": made_up, "time": t + 6}
+        relabel["tags"] = {"stage": None, "k": "v"}
+        assert agent.post(EXECUTIONS, {"executions": [end, relabel]}) == (
             202,
-            {"accepted": 1, "execution_ids": [made_up]},
+            {"accepted": 2, "execution_ids": [made_up, made_up]},
         )
         assert agent.stop()[0] == 0
     e = get_execution(made_up, store=url)
     assert (e["status"], e["inputs"], e["environment"]) == ("succeeded", {"lr": 0.1}, "lab")
+    assert e["outputs"] == {"path": "/m/1.pt", "score": 0.5}
+    assert e["tags"] == {"k": "v"}  # set at the end, removed a second later
     assert e["duration_s"] == pytest.approx(5, abs=1e-3)
     s = open_store(url, create=False)
     try:
@@ -272,3 +328,66 @@ def test_sdk_execution_context_marks_a_crash_failed(tmp_path) -> None:
     good = get_execution(ok.execution_id, store=url)
     assert (good["status"], good["metrics"]) == ("succeeded", {"test_accuracy": 0.8})
     assert len(list_executions(store=url)) == 2
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "influxdb"])
+def test_values_of_an_execution_never_started_make_it_appear(backend, request, tmp_path) -> None:
+    store = make_store(backend, request, tmp_path)
+    url = store.url
+    store.close()
+    agent = AgentProcess(tmp_path, "--store", url, "--interval", "60", "--collectors", "cpu")
+    now = time.time()
+    with agent:
+        client = MetricsClient(url=f"http://127.0.0.1:{agent.push_port}", flush_interval=0.05)
+        for step in range(3):  # values only: the start was never recorded
+            client.record_list_metric_values(
+                "loss",
+                1 / (step + 1),
+                step=step,
+                pipeline="train",
+                execution_id="orphan-1",
+                time=now - 300 + 60 * step,
+            )
+        client.log_event(
+            "checkpoint_saved", pipeline="train", execution_id="orphan-1", time=now - 30
+        )
+        client.record_metric_value(
+            "accuracy", 0.7, pipeline="train", execution_id="orphan-2", time=now - 100
+        )
+        client.finish_execution("orphan-2", "failed", pipeline="train", time=now - 50)
+        old = client.start_execution("train", execution_id="started-long-ago", time=now - 3 * 86400)
+        old.record_metric_value("accuracy", 0.5, time=now - 200)  # a value today, its start not
+        assert client.flush(10), client.stats()
+        client.close()
+        assert agent.stop()[0] == 0
+    day = {"start": format_time(int((now - 86400) * S)), "end": format_time(int((now + 60) * S))}
+    found = {e["execution_id"]: e for e in list_executions(store=url, **day)}
+    assert set(found) == {"orphan-1", "orphan-2"}
+    first = found["orphan-1"]
+    assert (first["status"], first["pipeline"], first["end"]) == (
+        "unknown",
+        "train",
+        format_time(int((now - 30) * S)),
+    )
+    assert first["start"] == format_time(int((now - 300) * S))
+    assert first["duration_s"] == pytest.approx(270, abs=1e-3)
+    assert first["list_metrics"]["loss"]["last"] == pytest.approx(1 / 3)
+    second = found["orphan-2"]  # its end says more: failed, ended then
+    assert (second["status"], second["metrics"]) == ("failed", {"accuracy": 0.7})
+    assert second["duration_s"] == pytest.approx(50, abs=1e-3)
+    assert [e["execution_id"] for e in list_executions(status="unknown", store=url, **day)] == [
+        "orphan-1"
+    ]
+    assert get_execution("orphan-1", store=url)["status"] == "unknown"
+    assert get_execution("started-long-ago", store=url)["status"] == "running"
+    assert get_execution("never-seen", store=url) is None
+    done = subprocess.run(
+        [sys.executable, "-m", "fleetgauge", "export", "executions", "--store", url]
+        + ["--start", day["start"], "--end", day["end"], "--status", "unknown"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    rows = list(csv.DictReader(io.StringIO(done.stdout)))
+    assert [(r["execution_id"], r["status"]) for r in rows] == [("orphan-1", "unknown")]

@@ -31,7 +31,7 @@ from fleetgauge.catalogue import Point
 from fleetgauge.timeutil import MAX_NS, NS_PER_S
 from fleetgauge.validation import InvalidPoint, validate_name
 
-__all__ = ["PushError", "PushParser", "ProcessClaim"]
+__all__ = ["PushError", "PushParser", "ProcessClaim", "ExecutionPoints"]
 
 _TIE_WINDOW_NS = 1_000_000
 _EXACT = 2**53  # an integer value below this converts to float exactly
@@ -65,6 +65,14 @@ class PushError(Exception):
         if self.reason is not None:
             body["reason"] = self.reason
         return body
+
+
+class ExecutionPoints(list[Point]):
+    """The points of a ``/v1/executions`` body, and the execution id of each item in order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.execution_ids: list[str] = []
 
 
 class ProcessClaim(NamedTuple):
@@ -213,12 +221,20 @@ class PushParser:
         """Points for a ``/v1/executions`` body; PushError for the first bad item.
 
         An item with status ``running`` starts an execution (its id is made up
-        when not given; the answer lists the ids); ``succeeded`` or ``failed``
-        ends one, which needs its ``execution_id``.
+        when not given; the answer lists the ids) with its ``inputs``;
+        ``succeeded`` or ``failed`` ends one, which needs its ``execution_id``,
+        with its ``outputs``. Any of them may carry ``tags`` (names to text);
+        an item with ``tags`` and no status only changes the tags (null
+        removes one). Tags are a point of their own, after the start or end.
         """
         items = _items(doc, "executions")
+        points = ExecutionPoints()
         with self._lock:
-            return [self._execution(i, item, now_ns) for i, item in enumerate(items)]
+            for i, item in enumerate(items):
+                found = self._execution(i, item, now_ns)
+                points.extend(found)
+                points.execution_ids.append(found[0].tags[catalogue.EXECUTION_ID])
+        return points
 
     def processes(self, doc: object) -> list[ProcessClaim]:
         """The items of a ``/v1/processes`` body, checked; PushError for the first bad one.
@@ -249,15 +265,22 @@ class PushParser:
             found.append(ProcessClaim(i, pid, None if started is None else float(started), context))
         return found
 
-    def _execution(self, i: int, item: object, now_ns: int) -> Point:
+    def _execution(self, i: int, item: object, now_ns: int) -> list[Point]:
         if type(item) is not dict:
             raise _bad(i, None, f"must be a JSON object, got {_kind(item)}")
         if not _EXECUTION_KEYS.issuperset(item):
             raise _unknown(i, item, _EXECUTION_KEYS)
-        status = item.get("status")
-        if status not in catalogue.EXECUTION_STATUSES:
+        status, given_tags = item.get("status"), item.get("tags")
+        if status not in catalogue.EXECUTION_STATUSES and not (
+            status is None and given_tags is not None
+        ):
             known = ", ".join(catalogue.EXECUTION_STATUSES)
-            raise _bad(i, "status", f"must be one of {known}, got {status!r}")
+            raise _bad(
+                i,
+                "status",
+                f"must be one of {known} (or left out by an item that only sets 'tags'),"
+                f" got {status!r}",
+            )
         t = _time(i, item.get("time"), now_ns)
         tags = {
             **self.stamp,
@@ -267,15 +290,32 @@ class PushParser:
         if given is None and status == catalogue.RUNNING:
             given = protocol.new_execution_id(t)
         tags[catalogue.EXECUTION_ID] = _name(i, catalogue.EXECUTION_ID, given)
-        if status != catalogue.RUNNING:
-            if item.get("inputs") is not None:
-                raise _bad(i, "inputs", "inputs are given when the execution starts (running)")
-            return Point(catalogue.EXECUTION_END.name, tags, {"status": status}, t)
+        for key, allowed in (("inputs", catalogue.RUNNING), ("outputs", None)):
+            if item.get(key) is not None and (status == catalogue.RUNNING) != (allowed is not None):
+                when = "starts (running)" if allowed else "ends (succeeded or failed)"
+                raise _bad(i, key, f"{key} are given when the execution {when}")
+        points = []
+        if status == catalogue.RUNNING:
+            inputs = self._json(i, "inputs", protocol.inputs_json, item.get("inputs") or {})
+            points.append(Point(catalogue.EXECUTION.name, tags, {"inputs": inputs}, t))
+        elif status is not None:
+            fields = {"status": status}
+            if item.get("outputs") is not None:
+                fields["outputs"] = self._json(i, "outputs", protocol.outputs_json, item["outputs"])
+            points.append(Point(catalogue.EXECUTION_END.name, tags, fields, t))
+        if given_tags is not None:
+            text = self._json(i, "tags", protocol.execution_tags_json, given_tags)
+            key = (catalogue.EXECUTION_TAG.name, *sorted(tags.items()))
+            t = self._unique(key, t)  # two writes in one instant both stay
+            points.append(Point(catalogue.EXECUTION_TAG.name, tags, {"tags": text}, t))
+        return points
+
+    @staticmethod
+    def _json(i: int, key: str, encode: Any, value: object) -> str:
         try:
-            inputs = protocol.inputs_json({} if item.get("inputs") is None else item["inputs"])
+            return str(encode(value))
         except InvalidPoint as e:
-            raise _bad(i, "inputs", str(e)) from None
-        return Point(catalogue.EXECUTION.name, tags, {"inputs": inputs}, t)
+            raise _bad(i, key, str(e)) from None
 
     def _metric(self, i: int, item: object, now_ns: int) -> Point:
         if type(item) is not dict:

@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from fleetgauge import catalogue, protocol
+from fleetgauge import protocol
 from fleetgauge.agent.connections import (
     DEFAULT_LIMITS,
     ConnectionWatch,
@@ -279,6 +279,7 @@ class PushServer:
         if key is not None and (seen := self._seen.get(key)) is not None:
             return {**seen, "duplicate": True}
         points = parse(_json(body), self._clock())
+        execution_ids = getattr(points, "execution_ids", None)
         refused = 0
         if self.series_limit is not None and points:
             points, refused = self.series_limit.admit(points)
@@ -297,11 +298,12 @@ class PushServer:
             if self.series is not None:
                 self.health.push_unexposed.inc(self.series.record(points))
             self.health.push_accepted.inc(len(points))
-        answer: dict[str, Any] = {"accepted": len(points)}
+        items = len(points) if execution_ids is None else len(execution_ids)
+        answer: dict[str, Any] = {"accepted": items}
         if refused:
             answer["refused"] = {"series_limit": refused}
-        if parse == self.parser.executions:
-            answer["execution_ids"] = [p.tags[catalogue.EXECUTION_ID] for p in points]
+        if execution_ids is not None:
+            answer["execution_ids"] = execution_ids
         if key is not None:
             self._seen.put(key, answer)
         return answer

@@ -13,6 +13,7 @@ from typing import NamedTuple
 from fleetgauge import catalogue
 from fleetgauge.dashboard.data.listings import list_environments
 from fleetgauge.read import executions as ex
+from fleetgauge.read import filters
 from fleetgauge.stores import StoreReader
 
 __all__ = ["ExecutionsView", "read_executions_view", "MAX_COMPARED"]
@@ -42,8 +43,11 @@ def read_executions_view(
     status: str | None,
     compared: Sequence[str],
     limit: int,
+    where: str | None = None,
 ) -> ExecutionsView:
-    """Executions started in [start, end) (the newest ``limit``), options, compared runs."""
+    """Executions started in [start, end) that pass the filter ``where`` (the newest
+    ``limit``), options, compared runs; FilterError before any read for a bad filter."""
+    test = filters.compile_filter(where) if where and where.strip() else None
     env = [environment] if environment else None
     where = {catalogue.ENVIRONMENT: env} if env else None
     pipelines = store.tag_values(
@@ -56,8 +60,10 @@ def read_executions_view(
         env,
         [pipeline] if pipeline else None,
         [status] if status else None,
-        limit,
+        None if test else limit,
     )
+    if test is not None:
+        records = [r for r in records if test(r)][:limit]
     runs = [r for r in records if r.execution_id in compared]
     events = ex.read_events(store, runs) if runs else []
     curves = {r.execution_id: ex.read_resource_curves(store, r) for r in runs[:MAX_COMPARED]}

@@ -3,7 +3,10 @@
 The table lists the executions (newest first) with the columns the user picks
 among metadata, inputs, simple metrics (last value) and list metrics reduced by
 the chosen mode; it sorts by any column (click a header) and filters by
-pipeline and status. Ticking rows and pressing Compare puts those executions
+pipeline, status and a filter (:mod:`fleetgauge.read.filters`, the grammar of
+``search_executions`` and ``fleetgauge export executions --filter``; one that
+does not parse is shown with a caret under the spot). Ticking rows and pressing
+Compare puts those executions
 in the URL (``run=``) and draws, for every list metric, one chart with a line
 per execution against step (or wall time), with their events as markers.
 """
@@ -18,6 +21,7 @@ from fleetgauge.dashboard import components, figures
 from fleetgauge.dashboard.data import executions as data
 from fleetgauge.dashboard.site import current
 from fleetgauge.read import executions as ex
+from fleetgauge.read.filters import FilterError
 from fleetgauge.stores import StoreError
 from fleetgauge.timeutil import format_duration
 
@@ -40,7 +44,7 @@ _NUMERIC = (int, float)
 def layout(**query: object) -> html.Div:
     """The page for the view in the URL; the table and charts arrive through :func:`load`."""
     state = components.view_of_query(query)
-    statuses = [{"label": s, "value": s} for s in catalogue.EXECUTION_STATUSES]
+    statuses = [{"label": s, "value": s} for s in catalogue.SHOWN_STATUSES]
     return html.Div(
         [
             components.controls(state, PAGE),
@@ -56,6 +60,20 @@ def layout(**query: object) -> html.Div:
                     ),
                     components.dropdown(
                         "exec-status", "Status", statuses, state.status, False, "any"
+                    ),
+                    html.Div(
+                        [
+                            html.Span("Filter", className="control-title"),
+                            dcc.Input(
+                                id="exec-filter",
+                                type="text",
+                                value=state.filter or "",
+                                debounce=True,  # on Enter or leaving the box
+                                placeholder="input.batch_size = 128 and metric.accuracy > 0.9",
+                                spellCheck=False,
+                            ),
+                        ],
+                        className="control filter",
                     ),
                     html.Div(
                         [
@@ -86,6 +104,7 @@ def layout(**query: object) -> html.Div:
                 ],
                 className="controls columns",
             ),
+            html.Pre(id="exec-filter-error", className="filter-error"),
             html.Div(id="exec-count", className="note"),
             dash_table.DataTable(
                 id=TABLE,
@@ -207,6 +226,7 @@ def sort_rows(sort_by, rows, selected):
     Output("exec-columns", "options"),
     Output("compare-charts", "children"),
     Output(f"{PAGE}-download", "href"),
+    Output("exec-filter-error", "children"),
     Input(WIDTH, "data"),
     Input(REFRESH, "n_clicks"),
     Input(TICK, "n_intervals"),
@@ -228,10 +248,14 @@ def load(_width, _refresh, _tick, search, sort_by):
                 state.status,
                 state.run,
                 MAX_ROWS,
+                state.filter,
             )
+    except FilterError as e:
+        note = "No executions shown: the filter does not parse (see above)."
+        return [], [], [], note, no_update, no_update, [], no_update, str(e)
     except StoreError as e:
         components.report_store_error(e)
-        return (no_update,) * 8
+        return (no_update,) * 9
     components.clear_banner(
         state, components.unknown_names("environment", [state.env or ""], view.environments)
     )
@@ -242,6 +266,8 @@ def load(_width, _refresh, _tick, search, sort_by):
     rows = components.sorted_rows(rows, sort_by)
     shown = len(view.records)
     note = f"{shown} execution{'s' * (shown != 1)} started in this range, newest first"
+    if state.filter:
+        note = note.replace(" started", " passing the filter started", 1)
     if shown == MAX_ROWS:
         note += f" (the newest {MAX_ROWS}: narrow the range to see older ones)"
     pipelines = sorted({*view.pipelines, *([state.pipeline] if state.pipeline else [])})
@@ -259,6 +285,7 @@ def load(_width, _refresh, _tick, search, sort_by):
         options,
         charts,
         _download_href(state, start_ns, end_ns, columns),
+        "",
     )
 
 
@@ -319,6 +346,8 @@ def _download_href(state, start_ns: int, end_ns: int, columns: list[str]) -> str
         filters["pipeline"] = [state.pipeline]
     if state.status:
         filters["status"] = [state.status]
+    if state.filter:
+        filters["filter"] = [state.filter]
     return components.download_href("executions", state, start_ns, end_ns, **filters)
 
 
@@ -329,10 +358,11 @@ def _download_href(state, start_ns: int, end_ns: int, columns: list[str]) -> str
     Input("exec-mode", "value"),
     Input("exec-columns", "value"),
     Input("exec-x", "value"),
+    Input("exec-filter", "value"),
     components.SEARCH,
     prevent_initial_call=True,
 )
-def selection_to_url(pipeline, status, mode, columns, x, search):
+def selection_to_url(pipeline, status, mode, columns, x, where, search):
     """The filters, mode, columns and x axis into the URL."""
     state = components.view_of(search)
     mode = mode or "last"
@@ -345,6 +375,7 @@ def selection_to_url(pipeline, status, mode, columns, x, search):
         mode=mode,
         col=tuple(dict.fromkeys(chosen)),
         x=x or "step",
+        filter=(where or "").strip() or None,
     )
     if new == state:
         return no_update

@@ -18,7 +18,6 @@ from fleetgauge.read.executions import (
     check_column,
     columns_of,
     iter_executions_csv,
-    read_executions,
 )
 from fleetgauge.read.export import (
     KINDS,
@@ -31,6 +30,7 @@ from fleetgauge.read.export import (
     layout,
     neutralize,
 )
+from fleetgauge.read.filters import parse_filter, read_matching
 from fleetgauge.read.usage import USAGE_COLUMNS, deployment_usage
 from fleetgauge.stores import Store, open_store
 from fleetgauge.timeutil import NS_PER_S, format_time
@@ -126,7 +126,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--status",
         action="append",
-        choices=catalogue.EXECUTION_STATUSES,
+        choices=catalogue.SHOWN_STATUSES,
         help="executions only: only executions in this state (repeatable)",
     )
     parser.add_argument(
@@ -134,12 +134,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="COLS",
         help="executions only: comma-separated columns, in order: "
         + ", ".join(METADATA_COLUMNS)
-        + ", environment, input.NAME, metric.NAME (last value of a metric),"
+        + ", environment, input.NAME, output.NAME, tag.NAME, metric.NAME (last value of a"
+        " metric),"
         " list.NAME.MODE (a list metric's last, min, max or mean) and resource.NAME (what"
         " its processes used: "
         + ", ".join(RESOURCE_COLUMNS)
-        + "). Default: the metadata, every input, every metric, every list metric reduced"
+        + "). Default: the metadata, every input, output and tag, every metric, every list"
+        " metric reduced"
         " by --mode and the resources",
+    )
+    parser.add_argument(
+        "--filter",
+        metavar="FILTER",
+        help="executions only: only executions that pass FILTER, for example"
+        " 'input.batch_size = 128 and metric.accuracy > 0.9': comparisons (= != < <= > >="
+        ", in (...), not in (...), like, ilike) of a column with a value, joined by 'and' and"
+        " 'or' with parentheses; text in quotes",
     )
     parser.add_argument(
         "--mode",
@@ -153,14 +163,14 @@ def _export_filters(args: argparse.Namespace) -> dict[str, list[str]]:
     if args.kind != USAGE and (args.price or args.prices):
         raise ValueError("--price and --prices apply to 'export usage' only")
     if args.kind == USAGE:
-        for flag in ("pipeline", "status", "columns", "worker", "measurement"):
+        for flag in ("pipeline", "status", "columns", "worker", "measurement", "filter"):
             if getattr(args, flag):
                 raise ValueError(f"--{flag} does not apply to 'export usage'")
         if args.environment and len(args.environment) > 1:
             raise ValueError("'export usage' takes one --environment")
         return {}
     if args.kind != EXECUTIONS:
-        for flag in ("pipeline", "status", "columns"):
+        for flag in ("pipeline", "status", "columns", "filter"):
             if getattr(args, flag):
                 raise ValueError(f"--{flag} applies to 'export executions' only")
         if args.measurement:
@@ -171,6 +181,8 @@ def _export_filters(args: argparse.Namespace) -> dict[str, list[str]]:
         raise ValueError(
             "--worker, --deployment, --measurement and --layout do not apply to 'export executions'"
         )
+    if args.filter is not None:
+        parse_filter(args.filter)  # a bad filter fails before the store is opened
     where = {}
     if args.environment:
         where["environment"] = args.environment
@@ -223,7 +235,9 @@ def _export_executions(args: argparse.Namespace, store: Store, start: int, end: 
         columns = [check_column(c.strip()) for c in args.columns.split(",") if c.strip()]
         if not columns:
             raise ValueError("--columns names no column")
-    records = read_executions(store, start, end, args.environment, args.pipeline, args.status)
+    records = read_matching(
+        store, start, end, args.filter, args.environment, args.pipeline, args.status
+    )
     columns = columns or columns_of(records, args.mode)
     if args.out == "-":
         for chunk in iter_executions_csv(records, columns):

@@ -1,14 +1,19 @@
 """Executions read back: what each run of a pipeline was given, how it ended, how it did.
 
-An execution is written as two kinds of records (``catalogue.EXECUTION`` when it
-starts, with its inputs, and ``catalogue.EXECUTION_END`` when it ends, with its
-status) plus whatever values and events were recorded with its
-``execution_id``. This module joins them, for the query SDK
-(``fleetgauge.read.query.get_execution`` / ``list_executions``), ``fleetgauge export
-executions`` and the dashboard's Executions page:
+An execution is written as records of three kinds (``catalogue.EXECUTION`` when it
+starts, with its inputs, ``catalogue.EXECUTION_END`` when it ends, with its
+status and outputs, and ``catalogue.EXECUTION_TAG`` whenever its tags change)
+plus whatever values and events were recorded with its ``execution_id``. This
+module joins them, for the query SDK (``fleetgauge.read.query.get_execution`` /
+``list_executions``), ``fleetgauge export executions`` and the dashboard's
+Executions page:
 
 - the executions *started* in a window (newest first), optionally of some
   pipelines or statuses; one still without an end record is ``running``;
+- *implicit* executions: an id that values, events or an end record carry but no
+  start record does is an execution of status ``unknown`` (or the end record's), from
+  its first record to its last (or its end record); listed when that first record
+  falls in the window;
 - per execution, the last value of each simple (pipeline) metric and, per list
   metric, its values by step: the last (highest step), min, max and mean. A
   step recorded twice keeps the later value, as a re-run epoch would;
@@ -18,8 +23,10 @@ executions`` and the dashboard's Executions page:
   GPU, peak RSS of any one of its processes, and the CPU seconds all of them
   used while they worked for it; and, for one execution, those curves over
   its duration (:func:`read_resource_curves`);
-- the table columns: metadata, ``input.NAME``, ``metric.NAME``,
-  ``list.NAME.MODE`` and ``resource.NAME``, and the CSV of chosen columns (same
+- its tags: every tag write folded in time order (the latest write of a tag
+  wins; a null removes it);
+- the table columns: metadata, ``input.NAME``, ``output.NAME``, ``tag.NAME``,
+  ``metric.NAME``, ``list.NAME.MODE`` and ``resource.NAME``, and the CSV of chosen columns (same
   writer rules as every export: formula cells neutralised, numbers as numbers, CRLF).
 
 Values and events are matched on the execution id alone (with the
@@ -68,6 +75,8 @@ ENVIRONMENT_COLUMN = "environment"
 _ID_CHUNK = 200  # ids per store filter, so an InfluxQL statement stays small
 INPUTS = catalogue.EXECUTION.get_field("inputs").name
 STATUS = catalogue.EXECUTION_END.get_field("status").name
+OUTPUTS = catalogue.EXECUTION_END.get_field("outputs").name
+TAGS = catalogue.EXECUTION_TAG.get_field("tags").name
 VALUE = catalogue.PIPELINE_METRIC.get_field("value").name
 STEP = catalogue.LIST_METRIC.get_field("step").name
 _PROCESS = catalogue.PROCESS_MEASUREMENT
@@ -125,6 +134,8 @@ class ExecutionRecord:
     list_metrics: dict[str, ListMetric] = field(default_factory=dict)
     resources: dict[str, float] = field(default_factory=dict)
     """What its processes used (keys of ``RESOURCE_COLUMNS``; none when none registered)."""
+    outputs: dict[str, Any] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
 
     @property
     def duration_s(self) -> float | None:
@@ -150,6 +161,8 @@ class ExecutionRecord:
             "end": None if self.end_ns is None else format_time(self.end_ns),
             "duration_s": self.duration_s,
             "inputs": dict(self.inputs),
+            "outputs": dict(self.outputs),
+            "tags": dict(self.tags),
             "metrics": dict(self.metrics),
             "list_metrics": lists,
             "resources": dict(self.resources),
@@ -192,14 +205,23 @@ def read_executions(
     gives the status.
     """
     if status is not None:
-        unknown = [s for s in status if s not in catalogue.EXECUTION_STATUSES]
+        unknown = [s for s in status if s not in catalogue.SHOWN_STATUSES]
         if unknown:
-            known = ", ".join(catalogue.EXECUTION_STATUSES)
+            known = ", ".join(catalogue.SHOWN_STATUSES)
             raise ValueError(f"unknown status {unknown[0]!r} (known: {known})")
     found: dict[tuple[str, str], ExecutionRecord] = {}
     where = _where(environment, **{catalogue.PIPELINE: pipeline})
     for p in store.stream_points(catalogue.EXECUTION.name, start_ns, end_ns, where):
         found[_key(p.tags)] = _record(p)
+    carried = store.tag_values(
+        catalogue.EXECUTION_ID, start_ns, end_ns, IMPLICIT_SOURCES, where, _ONE_FIELD
+    )
+    started_here = {execution_id for _, execution_id in found}
+    implicit = _implicit(store, [i for i in carried if i not in started_here], environment)
+    for key, record in implicit.items():
+        if start_ns <= record.start_ns < end_ns and key not in found:
+            if pipeline is None or record.pipeline in pipeline:
+                found[key] = record
     records = _finish(store, found, start_ns, environment)
     if status is not None:
         records = [r for r in records if r.status in status]
@@ -216,11 +238,14 @@ def read_execution(
     store: StoreReader, execution_id: str, environment: Sequence[str] | None = None
 ) -> ExecutionRecord | None:
     """The execution called ``execution_id`` (the latest started, if several environments
-    have one), with its metrics; None when no start was recorded."""
+    have one), with its metrics; an implicit one (status ``unknown``) when only its values
+    were recorded; None when nothing carries that id."""
     found: dict[tuple[str, str], ExecutionRecord] = {}
     where = _where(environment, **{catalogue.EXECUTION_ID: [execution_id]})
     for p in store.stream_points(catalogue.EXECUTION.name, EARLIEST_NS, LATEST_NS, where):
         found[_key(p.tags)] = _record(p)
+    if not found:
+        found = _implicit(store, [execution_id], environment)
     records = _finish(store, found, EARLIEST_NS, environment)
     if not records:
         return None
@@ -230,19 +255,65 @@ def read_execution(
     return latest
 
 
-def _record(p: catalogue.Point) -> ExecutionRecord:
+def _json_object(text: object) -> dict[str, Any]:
+    """A JSON object field ({} when empty or not an object: what was stored is never trusted)."""
     try:
-        inputs = json.loads(str(p.fields.get(INPUTS) or "{}"))
+        found = json.loads(str(text or "{}"))
     except ValueError:
-        inputs = {}
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def _record(p: catalogue.Point) -> ExecutionRecord:
     return ExecutionRecord(
         p.tags[catalogue.EXECUTION_ID],
         p.tags[catalogue.PIPELINE],
         p.tags[catalogue.ENVIRONMENT],
         p.time_ns,
-        inputs if isinstance(inputs, dict) else {},
+        _json_object(p.fields.get(INPUTS)),
         p.tags.get(catalogue.WORKER, ""),
     )
+
+
+IMPLICIT_SOURCES = (
+    catalogue.PIPELINE_METRIC.name,
+    catalogue.LIST_METRIC.name,
+    catalogue.EVENT.name,
+    catalogue.EXECUTION_END.name,
+)
+"""What makes an execution whose start was never recorded appear."""
+_ONE_FIELD = {m: [catalogue.measurement(m).fields[0].name] for m in IMPLICIT_SOURCES}
+"""A point of each is found by its first field (InfluxDB's work is per field counted)."""
+
+
+def _implicit(
+    store: StoreReader, ids: Sequence[str], environment: Sequence[str] | None
+) -> dict[tuple[str, str], ExecutionRecord]:
+    """Executions of ``ids`` known only by their values: status ``unknown``, from the first
+    record carrying the id to the last. An id started anywhere (in that environment) is not
+    one; a later end record gives its status and end (see :func:`_finish`)."""
+    if not ids:
+        return {}
+    started: set[tuple[str, str]] = set()
+    spans: dict[tuple[str, str], ExecutionRecord] = {}
+    for chunk in _chunks(sorted(set(ids))):
+        where = _where(environment, **{catalogue.EXECUTION_ID: chunk})
+        for p in store.stream_points(catalogue.EXECUTION.name, EARLIEST_NS, LATEST_NS, where):
+            started.add(_key(p.tags))
+        for measurement in IMPLICIT_SOURCES:
+            for p in store.stream_points(measurement, EARLIEST_NS, LATEST_NS, where):
+                key = _key(p.tags)
+                record = spans.get(key)
+                if record is None:
+                    pipeline = p.tags.get(catalogue.PIPELINE, "")
+                    worker = p.tags.get(catalogue.WORKER, "")
+                    record = spans[key] = ExecutionRecord(
+                        key[1], pipeline, key[0], p.time_ns, {}, worker, catalogue.UNKNOWN
+                    )
+                    record.end_ns = p.time_ns
+                record.start_ns = min(record.start_ns, p.time_ns)
+                record.end_ns = max(record.end_ns or p.time_ns, p.time_ns)
+    return {key: r for key, r in spans.items() if key not in started}
 
 
 def _finish(
@@ -251,7 +322,8 @@ def _finish(
     since_ns: int,
     environment: Sequence[str] | None,
 ) -> list[ExecutionRecord]:
-    """Statuses and ends from the end records written since the earliest start."""
+    """Statuses, ends and outputs from the end records written since the earliest start,
+    and tags from every tag record of their ids."""
     if not found:
         return []
     since = min([since_ns, *(r.start_ns for r in found.values())])
@@ -262,6 +334,20 @@ def _finish(
             record = found.get(_key(p.tags))
             if record is not None and p.time_ns >= record.start_ns:
                 record.status, record.end_ns = str(p.fields.get(STATUS)), p.time_ns
+                record.outputs = _json_object(p.fields.get(OUTPUTS))
+        tag_writes = store.stream_points(
+            catalogue.EXECUTION_TAG.name, EARLIEST_NS, LATEST_NS, where
+        )
+        for p in sorted(tag_writes, key=lambda p: p.time_ns):
+            record = found.get(_key(p.tags))
+            if record is not None:
+                for name, value in _json_object(p.fields.get(TAGS)).items():
+                    if value is None:
+                        record.tags.pop(name, None)
+                    else:
+                        record.tags[name] = str(value)
+    for record in found.values():
+        record.tags = dict(sorted(record.tags.items()))
     return list(found.values())
 
 
@@ -428,17 +514,23 @@ def columns_of(records: Iterable[ExecutionRecord], mode: str = "last") -> list[s
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r} (known: {', '.join(MODES)})")
     inputs: dict[str, None] = {}
+    outputs: dict[str, None] = {}
+    tags: set[str] = set()
     metrics: set[str] = set()
     lists: set[str] = set()
     resources: set[str] = set()
     for r in records:
         inputs.update(dict.fromkeys(r.inputs))
+        outputs.update(dict.fromkeys(r.outputs))
+        tags.update(r.tags)
         metrics.update(r.metrics)
         lists.update(r.list_metrics)
         resources.update(r.resources)
     return [
         *METADATA_COLUMNS,
         *(f"input.{name}" for name in inputs),
+        *(f"output.{name}" for name in outputs),
+        *(f"tag.{name}" for name in sorted(tags)),
         *(f"metric.{name}" for name in sorted(metrics)),
         *(f"list.{name}.{mode}" for name in sorted(lists)),
         *(f"resource.{name}" for name in RESOURCE_COLUMNS if name in resources),
@@ -449,6 +541,10 @@ def column_label(column: str) -> str:
     """What a table header shows: ``learning_rate``, ``score (last value)``, ``accuracy (max)``."""
     if column.startswith("input."):
         return column[len("input.") :]
+    if column.startswith("output."):
+        return f"{column[len('output.') :]} (output)"
+    if column.startswith("tag."):
+        return f"tag {column[len('tag.') :]}"
     if column.startswith("metric."):
         return f"{column[len('metric.') :]} (last value)"
     if column.startswith("list."):
@@ -464,7 +560,7 @@ def column_label(column: str) -> str:
 def check_column(column: str) -> str:
     """``column`` when it names a column of some execution; ValueError saying the forms."""
     ok = column in (*METADATA_COLUMNS, ENVIRONMENT_COLUMN) or column.startswith(
-        ("input.", "metric.")
+        ("input.", "output.", "tag.", "metric.")
     )
     if column.startswith("list."):
         ok = "." in column[len("list.") :] and column.rsplit(".", 1)[1] in MODES
@@ -473,7 +569,8 @@ def check_column(column: str) -> str:
     if not ok or column.endswith("."):
         raise ValueError(
             f"unknown column {column!r}: use {', '.join(METADATA_COLUMNS)}, {ENVIRONMENT_COLUMN},"
-            f" input.NAME, metric.NAME, list.NAME.MODE (MODE: {', '.join(MODES)}) or"
+            f" input.NAME, output.NAME, tag.NAME, metric.NAME, list.NAME.MODE"
+            f" (MODE: {', '.join(MODES)}) or"
             f" resource.NAME (NAME: {', '.join(RESOURCE_COLUMNS)})"
         )
     return column
@@ -483,6 +580,10 @@ def cell(record: ExecutionRecord, column: str) -> Any:
     """The value of ``column`` for ``record`` (None when it has none)."""
     if column.startswith("input."):
         return record.inputs.get(column[len("input.") :])
+    if column.startswith("output."):
+        return record.outputs.get(column[len("output.") :])
+    if column.startswith("tag."):
+        return record.tags.get(column[len("tag.") :])
     if column.startswith("metric."):
         return record.metrics.get(column[len("metric.") :])
     if column.startswith("resource."):

@@ -47,7 +47,10 @@ __all__ = [
     "get_events",
     "get_resource_metrics",
     "get_execution",
+    "get_execution_input",
+    "get_execution_output",
     "list_executions",
+    "search_executions",
     "get_deployment_usage",
     "iter_metrics",
     "iter_list_metrics",
@@ -445,7 +448,8 @@ def get_execution(
 
     Keys: execution_id, pipeline, environment, worker (whose agent took its
     start), status (running, succeeded or failed), start and end (ISO 8601
-    UTC; end None while running), duration_s, inputs (name -> value), metrics
+    UTC; end None while running), duration_s, inputs and outputs (name ->
+    value), tags (name -> text), metrics
     (last value of each simple metric), list_metrics (per name: steps, values,
     and their last, min, max and mean), resources (what its processes used:
     peak_gpu_memory_bytes, mean_gpu_utilization_percent, peak_rss_bytes,
@@ -477,6 +481,40 @@ def get_execution(
     return arguments.with_store(store, read)
 
 
+def get_execution_input(
+    execution_id: str, name: str, *, environment: Names = None, store: StoreLike = None
+) -> Any:
+    """The value of input ``name`` of execution ``execution_id``; KeyError naming the
+    execution's inputs when it has none of that name, LookupError when no such execution."""
+    return _execution_value(execution_id, name, "inputs", environment, store)
+
+
+def get_execution_output(
+    execution_id: str, name: str, *, environment: Names = None, store: StoreLike = None
+) -> Any:
+    """The value of output ``name`` of execution ``execution_id`` (given when it ended);
+    KeyError naming its outputs when it has none of that name, LookupError when no such
+    execution."""
+    return _execution_value(execution_id, name, "outputs", environment, store)
+
+
+def _execution_value(
+    execution_id: str, name: str, kind: str, environment: Names, store: StoreLike
+) -> Any:
+    if not isinstance(execution_id, str) or not execution_id:
+        raise TypeError(f"execution_id must be a non-empty str, got {execution_id!r}")
+    envs = arguments.names(environment, "environment")
+    arguments.check_store(store)
+    found = arguments.with_store(store, lambda s: executions.read_execution(s, execution_id, envs))
+    if found is None:
+        raise LookupError(f"no execution {execution_id!r} was recorded")
+    values = getattr(found, kind)
+    if name not in values:
+        known = ", ".join(map(repr, values)) or "none"
+        raise KeyError(f"execution {execution_id!r} has no {kind[:-1]} {name!r} ({kind}: {known})")
+    return values[name]
+
+
 def list_executions(
     pipeline: Names = None,
     start: TimeLike = None,
@@ -492,6 +530,42 @@ def list_executions(
     ``pipeline``, ``status`` and ``environment`` filter; ``limit`` keeps the
     newest ones. List metrics carry their last, min, max and mean (not every value).
     """
+    return search_executions(
+        None,
+        pipeline,
+        start,
+        end,
+        status=status,
+        environment=environment,
+        limit=limit,
+        store=store,
+    )
+
+
+def search_executions(
+    filter: str | None = None,
+    pipeline: Names = None,
+    start: TimeLike = None,
+    end: TimeLike = None,
+    *,
+    status: Names = None,
+    environment: Names = None,
+    limit: int | None = None,
+    store: StoreLike = None,
+) -> list[dict[str, Any]]:
+    """Executions started in [start, end) that pass ``filter``, newest first, as dicts (see
+    :func:`list_executions`).
+
+    ``filter`` is the grammar of :mod:`fleetgauge.read.filters`, for example
+    ``'input.batch_size = 128 and metric.accuracy > 0.9'`` or ``'tag.stage = "tuned" or
+    list.loss.min < 0.1'``; a filter that does not parse raises
+    :class:`~fleetgauge.read.filters.FilterError` (a ValueError) naming the column where
+    it fails, before anything is read. ``limit`` keeps the newest that pass.
+    """
+    from fleetgauge.read import filters
+
+    if filter is not None:
+        filters.parse_filter(filter)  # a bad filter fails before the store is opened
     window = arguments.window(start, end, ("start", "end"))
     pipelines = arguments.names(pipeline, "pipeline")
     statuses = arguments.names(status, "status")
@@ -499,7 +573,7 @@ def list_executions(
     arguments.check_store(store)
     records = arguments.with_store(
         store,
-        lambda s: executions.read_executions(s, *window, envs, pipelines, statuses, limit),
+        lambda s: filters.read_matching(s, *window, filter, envs, pipelines, statuses, limit),
     )
     return [r.as_dict(with_values=False) for r in records]
 

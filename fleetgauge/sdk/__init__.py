@@ -37,6 +37,8 @@ __all__ = [
     "log_event",
     "start_execution",
     "finish_execution",
+    "set_execution_tags",
+    "remove_execution_tags",
     "flush",
     "stats",
     "DEFAULT_PUSH_URL",
@@ -92,16 +94,38 @@ def start_execution(
     inputs: Mapping[str, Any] | None = None,
     execution_id: str | None = None,
     time: Any = None,
+    tags: Mapping[str, str] | None = None,
 ) -> Execution:
     """Start an execution on the default client (see :meth:`MetricsClient.start_execution`)."""
-    return (_default or get_client()).start_execution(pipeline, inputs, execution_id, time)
+    return (_default or get_client()).start_execution(pipeline, inputs, execution_id, time, tags)
 
 
 def finish_execution(
-    execution_id: str, status: str = SUCCEEDED, pipeline: str | None = None, time: Any = None
+    execution_id: str,
+    status: str = SUCCEEDED,
+    pipeline: str | None = None,
+    time: Any = None,
+    outputs: Mapping[str, Any] | None = None,
 ) -> None:
     """End an execution on the default client (see :meth:`MetricsClient.finish_execution`)."""
-    (_default or get_client()).finish_execution(execution_id, status, pipeline, time)
+    (_default or get_client()).finish_execution(execution_id, status, pipeline, time, outputs)
+
+
+def set_execution_tags(
+    execution_id: str,
+    tags: Mapping[str, str | None],
+    pipeline: str | None = None,
+    time: Any = None,
+) -> None:
+    """Set tags on an execution (see :meth:`MetricsClient.set_execution_tags`)."""
+    (_default or get_client()).set_execution_tags(execution_id, tags, pipeline, time)
+
+
+def remove_execution_tags(
+    execution_id: str, names: Any, pipeline: str | None = None, time: Any = None
+) -> None:
+    """Remove tags from an execution (see :meth:`MetricsClient.remove_execution_tags`)."""
+    (_default or get_client()).remove_execution_tags(execution_id, names, pipeline, time)
 
 
 def flush(timeout: float | None = FLUSH_TIMEOUT) -> bool:

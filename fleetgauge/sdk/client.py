@@ -76,6 +76,14 @@ def _defaults(
     return defaults
 
 
+def _encoded(encode: Any, value: object) -> str | InvalidPoint:
+    """``encode(value)``, or the problem, which the sender reports and counts as invalid."""
+    try:
+        return str(encode(value))
+    except InvalidPoint as e:
+        return e
+
+
 class MetricsClient:
     """Records metric values and events in the calling thread; a daemon thread sends them.
 
@@ -201,25 +209,26 @@ class MetricsClient:
         inputs: Mapping[str, Any] | None = None,
         execution_id: str | None = None,
         time: Any = None,
+        tags: Mapping[str, str] | None = None,
     ) -> Execution:
         """Record that an execution of ``pipeline`` starts now with ``inputs``; returns it.
 
         ``execution_id`` is made up (``20261122T101500-3fa2c1d0``) when not given;
-        ``pipeline`` defaults to the client's. Record its values through the
-        returned :class:`Execution` (they carry its id and pipeline) and end it
-        with :meth:`Execution.finish`, or use it as a context manager: it ends
-        ``succeeded``, or ``failed`` when the block raises. Never raises: bad
-        inputs are dropped as ``invalid`` (the values recorded still count).
+        ``pipeline`` defaults to the client's; ``tags`` (names to text) label it
+        and can be changed later (:meth:`set_execution_tags`). Record its values
+        through the returned :class:`Execution` (they carry its id and pipeline)
+        and end it with :meth:`Execution.finish`, or use it as a context
+        manager: it ends ``succeeded``, or ``failed`` when the block raises.
+        Never raises: bad inputs are dropped as ``invalid`` (the values
+        recorded still count).
         """
         t_ns = _time_ns()
         if execution_id is None:
             execution_id = protocol.new_execution_id(t_ns)
         pipeline = pipeline if pipeline is not None else self._defaults.get(catalogue.PIPELINE)
-        try:
-            data: str | InvalidPoint = protocol.inputs_json({} if inputs is None else inputs)
-        except InvalidPoint as e:
-            data = e
-        self._record_execution(t_ns, execution_id, pipeline, catalogue.RUNNING, data, time)
+        data = _encoded(protocol.inputs_json, {} if inputs is None else inputs)
+        labels = None if tags is None else _encoded(protocol.execution_tags_json, tags)
+        self._record_execution(t_ns, execution_id, pipeline, catalogue.RUNNING, data, time, labels)
         return Execution(self, execution_id, pipeline)
 
     def finish_execution(
@@ -228,16 +237,40 @@ class MetricsClient:
         status: str = catalogue.SUCCEEDED,
         pipeline: str | None = None,
         time: Any = None,
+        outputs: Mapping[str, Any] | None = None,
     ) -> None:
-        """Record that execution ``execution_id`` ended now, ``succeeded`` or ``failed``.
+        """Record that execution ``execution_id`` ended now, ``succeeded`` or ``failed``,
+        with its ``outputs`` (names to text, numbers, true/false or null, as inputs).
 
         For an execution started elsewhere (another process); one started here
         ends with :meth:`Execution.finish`. Never raises.
         """
-        problem = None
+        problem: str | InvalidPoint | None = None
+        if outputs is not None:
+            problem = _encoded(protocol.outputs_json, outputs)
         if status not in catalogue.END_STATUSES:
             problem = InvalidPoint(f"an execution ends succeeded or failed, not {status!r}")
-        self._record_execution(_time_ns(), execution_id, pipeline, status, problem, time)
+        self._record_execution(_time_ns(), execution_id, pipeline, status, problem, time, None)
+
+    def set_execution_tags(
+        self,
+        execution_id: str,
+        tags: Mapping[str, str | None],
+        pipeline: str | None = None,
+        time: Any = None,
+    ) -> None:
+        """Set ``tags`` (names to text; None removes a tag) on an execution, during or
+        after it; the latest write of a tag wins and earlier ones stay in the store.
+        ``pipeline`` defaults to the client's. Never raises."""
+        data = _encoded(protocol.execution_tags_json, tags)
+        self._record_execution(_time_ns(), execution_id, pipeline, None, None, time, data)
+
+    def remove_execution_tags(
+        self, execution_id: str, names: Any, pipeline: str | None = None, time: Any = None
+    ) -> None:
+        """Remove the tags called ``names`` (a name or a list of them) from an execution."""
+        names = [names] if isinstance(names, str) else list(names)
+        self.set_execution_tags(execution_id, dict.fromkeys(names), pipeline, time)
 
     def _record_execution(self, *entry: Any) -> None:
         queue = self._queue
@@ -311,12 +344,26 @@ class Execution:
         """:meth:`MetricsClient.log_event` for this execution."""
         self.client.log_event(name, source, metadata, **{**self._context, **context})
 
-    def finish(self, status: str = catalogue.SUCCEEDED, time: Any = None) -> None:
-        """Record that this execution ended now (``succeeded`` or ``failed``); once only."""
+    def set_tags(self, tags: Mapping[str, str | None] | None = None, **more: str | None) -> None:
+        """Set tags on this execution (``run.set_tags(stage="tuned")``); None removes one."""
+        self.client.set_execution_tags(self.execution_id, {**(tags or {}), **more}, self.pipeline)
+
+    def remove_tags(self, *names: str) -> None:
+        """Remove the tags called ``names`` from this execution."""
+        self.client.remove_execution_tags(self.execution_id, names, self.pipeline)
+
+    def finish(
+        self,
+        status: str = catalogue.SUCCEEDED,
+        time: Any = None,
+        outputs: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Record that this execution ended now (``succeeded`` or ``failed``) with its
+        ``outputs`` (``{"model_path": "/models/7.pt"}``); once only."""
         if self.status != catalogue.RUNNING:
             return
         self.status = status
-        self.client.finish_execution(self.execution_id, status, self.pipeline, time)
+        self.client.finish_execution(self.execution_id, status, self.pipeline, time, outputs)
 
     def __enter__(self) -> Execution:
         return self

@@ -173,23 +173,28 @@ class ItemBuilder:
         return item
 
     def execution(self, entry: tuple[Any, ...]) -> dict[str, Any]:
-        """The item of an ``EXECUTION`` entry (a start with its inputs, or an end)."""
-        _, t_ns, execution_id, pipeline, status, inputs, t = entry
+        """The item of an ``EXECUTION`` entry: a start with its inputs, an end with its
+        outputs, or (status None) a change of tags; any of them with tags."""
+        _, t_ns, execution_id, pipeline, status, values, t, tags = entry
         pipeline = pipeline if pipeline is not None else self.defaults.get(catalogue.PIPELINE)
         if pipeline is None:
             raise InvalidPoint(
                 "an execution needs a pipeline (pass pipeline=... or set FLEETGAUGE_PIPELINE)"
             )
-        if isinstance(inputs, InvalidPoint):
-            raise inputs
+        for problem in (values, tags):
+            if isinstance(problem, InvalidPoint):
+                raise problem
         item = {
             catalogue.EXECUTION_ID: self.name(catalogue.EXECUTION_ID, execution_id),
             catalogue.PIPELINE: self.name(catalogue.PIPELINE, pipeline),
-            "status": status,
             "time": (t_ns if t is None else time_ns(t)) / NS_PER_S,
         }
-        if inputs is not None:
-            item["inputs"] = orjson.Fragment(inputs)
+        if status is not None:
+            item["status"] = status
+        if values is not None:
+            item["inputs" if status == catalogue.RUNNING else "outputs"] = orjson.Fragment(values)
+        if tags is not None:
+            item["tags"] = orjson.Fragment(tags)
         return item
 
     def tags(self, tags: object) -> dict[str, str]:

@@ -331,7 +331,8 @@ class Sender:
         """Have the process registered before the batch when its context is new (or due)."""
         context: dict[str, str] = {}
         last = metrics[-1] if metrics else None
-        if executions and executions[-1].get("status") == catalogue.RUNNING:
+        executions = [e for e in executions if "status" in e]  # not changes of tags
+        if executions and executions[-1]["status"] == catalogue.RUNNING:
             last = executions[-1]  # an execution starting: the process works for it now
         if last is not None:
             context = {k: last[k] for k in protocol.PUSH_CONTEXT if last.get(k) is not None}

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import pytest
 from dashboard_site import DashboardProcess, fetch, no_traceback
 from executions_grid import BEST, CHECKPOINT_EPOCH, FAILED, Grid
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from test_site import GRAPHS_JS, settle, wait_for_url
 
@@ -248,3 +249,53 @@ def test_a_sort_on_durations_is_by_their_length_not_their_text() -> None:
     assert [r["duration_s"] for r in order] == ["2 h", "10 min", "9 min", "50 µs", None]
     order = sorted_rows(rows, [{"column_id": "duration_s", "direction": "asc"}])
     assert [r["duration_s"] for r in order] == ["50 µs", "9 min", "10 min", "2 h", None]
+
+
+def type_filter(dash_duo, text: str) -> None:
+    """Type ``text`` into the filter box and press Enter (again if the page redrew the box
+    meanwhile: every change of the URL draws the page anew)."""
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            box = dash_duo.find_element("#exec-filter")
+            box.clear()
+            box.send_keys(text + "\n")
+            return
+        except StaleElementReferenceException:
+            assert time.monotonic() < deadline, "the filter box kept being redrawn"
+            time.sleep(0.2)
+
+
+def test_the_filter_box_narrows_the_table_the_url_and_the_csv(dash_duo, site: Site) -> None:
+    g = site.grid
+    dash_duo.driver.get(site.url + "/executions")
+    table_rows(dash_duo, 9)
+    type_filter(dash_duo, "input.batch_size = 64 and list.accuracy.last > 0.8")
+    wait_for_url(dash_duo, "filter=")
+    expected = sorted(
+        (r.execution_id for r in g.runs.values() if r.batch == 64 and r.accuracy[-1] > 0.8),
+        reverse=True,
+    )
+    assert len(expected) == 2  # lr 0.01 and 0.001; 0.0001 tops out lower
+    rows = table_rows(dash_duo, 2)
+    assert sorted((r["execution_id"] for r in rows), reverse=True) == expected
+    assert "2 executions passing the filter" in dash_duo.find_element("#exec-count").text
+    status, _, text = fetch(dash_duo.find_element("#executions-download").get_attribute("href"))
+    assert status == 200
+    assert sorted(row["execution_id"] for row in csv.DictReader(io.StringIO(text))) == sorted(
+        expected
+    )
+    # the URL alone gives the same view; a tag filter works the same way
+    dash_duo.driver.get(site.url + "/executions?filter=tag.best+%3D+%22yes%22")
+    assert [r["execution_id"] for r in table_rows(dash_duo, 1)] == [g.best.execution_id]
+    # a filter that does not parse: the error, with a caret under the spot, and no rows
+    dash_duo.wait_for_element_by_css_selector("#exec-filter")
+    assert dash_duo.find_element("#exec-filter").get_attribute("value") == 'tag.best = "yes"'
+    type_filter(dash_duo, "input.batch_size >> 64")
+    dash_duo.wait_for_contains_text("#exec-filter-error", "bad filter at column 19", timeout=20)
+    error = dash_duo.find_element("#exec-filter-error").text.splitlines()
+    assert error[1].strip() == "input.batch_size >> 64"
+    assert error[2].index("^") - error[1].index("i") == 18
+    assert table_rows(dash_duo, 0) == []
+    assert "the filter does not parse" in dash_duo.find_element("#exec-count").text
+    assert dash_duo.get_logs() == []
