@@ -32,6 +32,8 @@ FILTERS = {
     "deployment": catalogue.DEPLOYMENT,
     "pipeline": catalogue.PIPELINE,
     "metric": catalogue.METRIC,
+    "execution_id": catalogue.EXECUTION_ID,
+    "level": catalogue.LEVEL,
 }
 """Query parameters of a download and the tags they filter on (each repeatable)."""
 EXECUTIONS = "executions"

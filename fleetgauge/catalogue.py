@@ -46,6 +46,7 @@ class Family(StrEnum):
     LIST = "list"
     EVENT = "event"
     EXECUTION = "execution"
+    LOG = "log"
 
 
 class Point(NamedTuple):
@@ -136,6 +137,8 @@ METRIC = "metric"
 EXECUTION_ID = "execution_id"
 EVENT_NAME = "name"
 EVENT_SOURCE = "source"
+LEVEL = "level"
+LOGGER = "logger"
 
 REQUIRED_TAGS: dict[Family, tuple[str, ...]] = {
     Family.RESOURCE: (ENVIRONMENT, WORKER),
@@ -143,6 +146,7 @@ REQUIRED_TAGS: dict[Family, tuple[str, ...]] = {
     Family.LIST: (ENVIRONMENT, METRIC),
     Family.EVENT: (ENVIRONMENT, EVENT_NAME),
     Family.EXECUTION: (ENVIRONMENT, PIPELINE, EXECUTION_ID),
+    Family.LOG: (ENVIRONMENT, LEVEL),
 }
 
 RESERVED_TAG_KEYS = frozenset({"time", "_measurement", "_field", "_start", "_stop"})
@@ -155,6 +159,10 @@ ATTRIBUTION_TAGS = (PROCESS, DEPLOYMENT, PIPELINE, EXECUTION_ID, CONTAINER_ID, P
 command name, the deployment, pipeline and execution it registered for, its container."""
 EVENT_TAGS = (ENVIRONMENT, WORKER, EVENT_NAME, EVENT_SOURCE, DEPLOYMENT, PIPELINE, EXECUTION_ID)
 """Tags of an event, in the order exports show them."""
+LOG_TAGS = (ENVIRONMENT, WORKER, PIPELINE, DEPLOYMENT, EXECUTION_ID, LEVEL, LOGGER)
+"""Tags of a log line, in the order exports show them."""
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+"""Levels of a log line, lowest first (Python's ``logging`` names; others map to these)."""
 
 # --- fields -----------------------------------------------------------------
 PERCENT, BYTES, BYTES_PER_SECOND = "percent", "bytes", "bytes_per_second"
@@ -405,6 +413,16 @@ EXECUTION_END = Measurement(
     ),
     tiered=False,
 )
+LOG = Measurement(
+    "log",
+    Family.LOG,
+    "A log line of an execution or deployment (logging records, captured output).",
+    (
+        _f("message", "", "The line, at most 16 KiB of UTF-8", str),
+        _f("cut_bytes", BYTES, "Bytes cut from an over-long message (absent when whole)", int),
+    ),
+    tiered=False,
+)
 EXECUTION_TAG = Measurement(
     "execution_tag",
     Family.EXECUTION,
@@ -444,6 +462,7 @@ MEASUREMENTS: dict[str, Measurement] = {
         EXECUTION,
         EXECUTION_END,
         EXECUTION_TAG,
+        LOG,
     )
 }
 

@@ -3,7 +3,8 @@
 Both sides import their paths, limits and item rules from here, so a limit is
 never defined twice. A request is ``POST PATH`` with a JSON body
 ``{KEY: [item, ...]}`` (``/v1/metrics`` with ``metrics``, ``/v1/events`` with
-``events``, ``/v1/executions`` with ``executions``) and an optional
+``events``, ``/v1/executions`` with ``executions``, ``/v1/logs`` with ``logs``) and an
+optional
 ``Idempotency-Key`` header; item keys are listed below. An item's ``time`` is
 epoch seconds (a JSON number) or RFC 3339 text with an offset, read by
 :func:`item_time_ns` on both sides.
@@ -24,6 +25,8 @@ from fleetgauge.catalogue import (
     EVENT_NAME,
     EVENT_SOURCE,
     EXECUTION_ID,
+    LOG_LEVELS,
+    LOGGER,
     METRIC,
     PIPELINE,
     RESERVED_TAG_KEYS,
@@ -42,6 +45,11 @@ __all__ = [
     "PUSH_METRIC_KEYS",
     "PUSH_EVENT_KEYS",
     "PUSH_EXECUTION_KEYS",
+    "PUSH_LOGS_PATH",
+    "PUSH_LOG_KEYS",
+    "MAX_LOG_MESSAGE_BYTES",
+    "cut_message",
+    "log_level",
     "PUSH_PROCESSES_PATH",
     "PUSH_PROCESS_KEYS",
     "MAX_PUSH_PROCESSES",
@@ -85,6 +93,25 @@ PUSH_EXECUTIONS_PATH = "/v1/executions"
 ``tags``, and an item with ``tags`` and no status changes the tags of an execution."""
 PUSH_EXECUTION_KEYS = (EXECUTION_ID, PIPELINE, "status", "time", "inputs", "outputs", "tags")
 """Every key a pushed execution item may have; any other key is refused."""
+PUSH_LOGS_PATH = "/v1/logs"
+"""``POST {"logs": [item, ...]}``: log lines of an execution or a deployment."""
+PUSH_LOG_KEYS = (
+    "message",
+    "level",
+    LOGGER,
+    "time",
+    "cut_bytes",
+    DEPLOYMENT,
+    PIPELINE,
+    EXECUTION_ID,
+)
+"""Keys of a log item: ``message`` (required), ``level`` (DEBUG, INFO, WARNING, ERROR or
+CRITICAL; default INFO), ``logger`` (its name; default ``root``), ``time``, ``cut_bytes``
+(bytes the client already cut from the message) and the context (a deployment, a pipeline
+or an execution_id is required)."""
+MAX_LOG_MESSAGE_BYTES = 16 * 1024
+"""A longer message is cut to this many bytes of UTF-8 (at a character boundary) and the
+bytes cut are counted in the line's ``cut_bytes``: never refused."""
 PUSH_PROCESSES_PATH = "/v1/processes"
 """``POST {"processes": [item, ...]}``: a process tells its agent what it works for, so
 that the agent samples its CPU, memory and GPU use under that deployment, pipeline and
@@ -275,6 +302,40 @@ def _values_json(values: object, kind: str) -> str:
             f"{kind}s are {len(text.encode())} bytes as JSON (limit {MAX_INPUTS_BYTES})"
         )
     return text
+
+
+_LEVEL_NAMES = {"WARN": "WARNING", "FATAL": "CRITICAL", "ERR": "ERROR", "TRACE": "DEBUG"}
+
+
+def log_level(value: object) -> str:
+    """A log item's level as one of ``catalogue.LOG_LEVELS`` (any case; WARN, FATAL, ERR
+    and TRACE are read as WARNING, CRITICAL, ERROR and DEBUG); InvalidPoint otherwise."""
+    if value is None:
+        return "INFO"
+    if isinstance(value, str):
+        name = value.strip().upper()
+        name = _LEVEL_NAMES.get(name, name)
+        if name in LOG_LEVELS:
+            return name
+    raise InvalidPoint(f"level must be one of {', '.join(LOG_LEVELS)}, got {_sample(value)[1:]}")
+
+
+def cut_message(text: str) -> tuple[str, int]:
+    """``text`` as a log line keeps it: valid UTF-8 (a lone surrogate or a NUL becomes
+    U+FFFD), cut to :data:`MAX_LOG_MESSAGE_BYTES` at a character boundary; and how many
+    bytes were cut (0 when it fits)."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\ufffd")
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        data = text.encode("utf-8", "replace")
+        text = data.decode("utf-8")
+    if len(data) <= MAX_LOG_MESSAGE_BYTES:
+        return text, 0
+    kept = data[:MAX_LOG_MESSAGE_BYTES].decode("utf-8", "ignore")
+    return kept, len(data) - len(kept.encode("utf-8"))
 
 
 def _shortest(value: numbers.Real) -> float:

@@ -39,6 +39,7 @@ _METRIC_KEYS = frozenset(protocol.PUSH_METRIC_KEYS)
 _EVENT_KEYS = frozenset(protocol.PUSH_EVENT_KEYS)
 _EXECUTION_KEYS = frozenset(protocol.PUSH_EXECUTION_KEYS)
 _PROCESS_KEYS = frozenset(protocol.PUSH_PROCESS_KEYS)
+_LOG_KEYS = frozenset(protocol.PUSH_LOG_KEYS)
 _MAX_CACHED = 50_000
 
 
@@ -235,6 +236,63 @@ class PushParser:
                 points.extend(found)
                 points.execution_ids.append(found[0].tags[catalogue.EXECUTION_ID])
         return points
+
+    def logs(self, doc: object, now_ns: int) -> list[Point]:
+        """Points for a ``/v1/logs`` body; PushError for the first bad item. A message
+        longer than 16 KiB is cut and the bytes cut counted in ``cut_bytes``, not refused."""
+        items = _items(doc, "logs")
+        with self._lock:
+            return [self._log(i, item, now_ns) for i, item in enumerate(items)]
+
+    def _log(self, i: int, item: object, now_ns: int) -> Point:
+        if type(item) is not dict:
+            raise _bad(i, None, f"must be a JSON object, got {_kind(item)}")
+        if not _LOG_KEYS.issuperset(item):
+            raise _unknown(i, item, _LOG_KEYS)
+        message = item.get("message")
+        if type(message) is not str:
+            raise _bad(i, "message", f"must be text, got {_kind(message)}")
+        get = item.get
+        key = (
+            "log",
+            get("level"),
+            get(catalogue.LOGGER),
+            *(get(k) for k in protocol.PUSH_CONTEXT),
+        )
+        try:
+            tags = self._tags.get(key)
+        except TypeError:  # an unhashable value somewhere: the checks below name it
+            tags = None
+        if tags is None:
+            try:
+                level = protocol.log_level(get("level"))
+            except InvalidPoint as e:
+                raise _bad(i, "level", str(e)) from None
+            logger = get(catalogue.LOGGER)
+            tags = {
+                **self.stamp,
+                catalogue.LEVEL: level,
+                catalogue.LOGGER: "root" if logger is None else _name(i, catalogue.LOGGER, logger),
+            }
+            self._context(i, item, tags)
+            if not any(k in tags for k in protocol.PUSH_CONTEXT):
+                raise _bad(
+                    i,
+                    catalogue.EXECUTION_ID,
+                    "a log line needs an 'execution_id', a 'pipeline' or a 'deployment'",
+                )
+            tags = self._remember(key, tags)
+        text, cut = protocol.cut_message(message)
+        before = get("cut_bytes")
+        if before is not None:
+            if type(before) is not int or not 0 <= before < protocol.MAX_STEP:
+                raise _bad(i, "cut_bytes", f"must be a count of bytes, got {before!r}")
+            cut += before
+        fields: dict[str, Any] = {"message": text}
+        if cut:
+            fields["cut_bytes"] = cut
+        t = self._unique(key, _time(i, get("time"), now_ns))
+        return Point(catalogue.LOG.name, tags, fields, t)
 
     def processes(self, doc: object) -> list[ProcessClaim]:
         """The items of a ``/v1/processes`` body, checked; PushError for the first bad one.

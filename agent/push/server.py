@@ -192,6 +192,8 @@ class PushServer:
                 parse = self.parser.events
             elif path == protocol.PUSH_EXECUTIONS_PATH:
                 parse = self.parser.executions
+            elif path == protocol.PUSH_LOGS_PATH:
+                parse = self.parser.logs
             elif path == protocol.PUSH_PROCESSES_PATH and self.processes is not None:
                 parse = self._register
             else:
@@ -199,6 +201,7 @@ class PushServer:
                     protocol.PUSH_METRICS_PATH,
                     protocol.PUSH_EVENTS_PATH,
                     protocol.PUSH_EXECUTIONS_PATH,
+                    protocol.PUSH_LOGS_PATH,
                 )
                 raise PushError(
                     404,

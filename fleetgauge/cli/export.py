@@ -31,6 +31,7 @@ from fleetgauge.read.export import (
     neutralize,
 )
 from fleetgauge.read.filters import parse_filter, read_matching
+from fleetgauge.read.logs import levels_from
 from fleetgauge.read.usage import USAGE_COLUMNS, deployment_usage
 from fleetgauge.stores import Store, open_store
 from fleetgauge.timeutil import NS_PER_S, format_time
@@ -63,7 +64,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="resources: worker samples (CPU, memory, disk, network, GPU), one row per"
         " measurement and time; metrics: values recorded by deployed models and pipelines"
         " (list metrics too: their step is in the step column); events: named events with"
-        " their metadata as JSON; executions: one row per execution (run of a pipeline)"
+        " their metadata as JSON; logs: log lines of executions and deployments (level,"
+        " logger, message); executions: one row per execution (run of a pipeline)"
         " started in the window, newest first; usage: one row per deployment (predictions,"
         " CPU seconds, GPU seconds, peak GPU memory, cost)",
     )
@@ -114,14 +116,25 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--deployment",
         action="append",
         metavar="NAME",
-        help="metrics, events and usage only: only this deployment (repeatable)",
+        help="metrics, events, logs and usage only: only this deployment (repeatable)",
+    )
+    parser.add_argument(
+        "--execution-id",
+        action="append",
+        metavar="ID",
+        help="metrics, events and logs only: only rows of this execution (repeatable)",
+    )
+    parser.add_argument(
+        "--level",
+        choices=catalogue.LOG_LEVELS,
+        help="logs only: only lines of this level and graver",
     )
     add_prices(parser, "usage only: ")
     parser.add_argument(
         "--pipeline",
         action="append",
         metavar="NAME",
-        help="executions only: only executions of this pipeline (repeatable)",
+        help="executions and logs only: only executions (log lines) of this pipeline (repeatable)",
     )
     parser.add_argument(
         "--status",
@@ -166,13 +179,21 @@ def _export_filters(args: argparse.Namespace) -> dict[str, list[str]]:
         for flag in ("pipeline", "status", "columns", "worker", "measurement", "filter"):
             if getattr(args, flag):
                 raise ValueError(f"--{flag} does not apply to 'export usage'")
+        if args.execution_id or args.level:
+            raise ValueError("--execution-id and --level do not apply to 'export usage'")
         if args.environment and len(args.environment) > 1:
             raise ValueError("'export usage' takes one --environment")
         return {}
     if args.kind != EXECUTIONS:
-        for flag in ("pipeline", "status", "columns", "filter"):
+        for flag in ("status", "columns", "filter"):
             if getattr(args, flag):
                 raise ValueError(f"--{flag} applies to 'export executions' only")
+        if args.pipeline and args.kind != "logs":
+            raise ValueError("--pipeline applies to 'export executions' and 'export logs' only")
+        if args.level and args.kind != "logs":
+            raise ValueError("--level applies to 'export logs' only")
+        if args.execution_id and args.kind == "resources":
+            raise ValueError("--execution-id applies to 'export metrics', 'events' and 'logs'")
         if args.measurement:
             layout(args.kind, args.measurement)  # an unknown name: one line naming the known
         if args.layout == "per-measurement" and args.out == "-":
@@ -181,6 +202,8 @@ def _export_filters(args: argparse.Namespace) -> dict[str, list[str]]:
         raise ValueError(
             "--worker, --deployment, --measurement and --layout do not apply to 'export executions'"
         )
+    elif args.execution_id or args.level:
+        raise ValueError("--execution-id and --level do not apply to 'export executions'")
     if args.filter is not None:
         parse_filter(args.filter)  # a bad filter fails before the store is opened
     where = {}
@@ -194,6 +217,12 @@ def _export_filters(args: argparse.Namespace) -> dict[str, list[str]]:
         if args.kind == "resources":
             raise ValueError("--deployment applies to 'export metrics' and 'export events' only")
         where["deployment"] = args.deployment
+    if args.execution_id:
+        where["execution_id"] = args.execution_id
+    if args.kind == "logs" and args.pipeline:
+        where["pipeline"] = args.pipeline
+    if args.level:
+        where["level"] = levels_from(args.level) or []
     return where
 
 

@@ -10,7 +10,7 @@ Executions page:
 
 - the executions *started* in a window (newest first), optionally of some
   pipelines or statuses; one still without an end record is ``running``;
-- *implicit* executions: an id that values, events or an end record carry but no
+- *implicit* executions: an id that values, events, log lines or an end record carry but no
   start record does is an execution of status ``unknown`` (or the end record's), from
   its first record to its last (or its end record); listed when that first record
   falls in the window;
@@ -280,6 +280,7 @@ IMPLICIT_SOURCES = (
     catalogue.LIST_METRIC.name,
     catalogue.EVENT.name,
     catalogue.EXECUTION_END.name,
+    catalogue.LOG.name,
 )
 """What makes an execution whose start was never recorded appear."""
 _ONE_FIELD = {m: [catalogue.measurement(m).fields[0].name] for m in IMPLICIT_SOURCES}

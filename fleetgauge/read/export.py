@@ -60,6 +60,7 @@ KINDS: dict[str, tuple[Measurement, ...]] = {
     "resources": catalogue.RESOURCE_MEASUREMENTS,
     "metrics": (catalogue.PIPELINE_METRIC, catalogue.LIST_METRIC),
     "events": (catalogue.EVENT,),
+    "logs": (catalogue.LOG,),
 }
 """What ``fleetgauge export KIND`` exports: the measurements behind each kind."""
 
@@ -154,6 +155,8 @@ def _tag_columns(measurements: Sequence[Measurement]) -> tuple[str, ...]:
         return catalogue.PIPELINE_TAGS
     if family is Family.EVENT:
         return catalogue.EVENT_TAGS
+    if family is Family.LOG:
+        return catalogue.LOG_TAGS
     tags: list[str] = []
     for m in measurements:
         tags.extend(t for t in m.required_tags if t not in tags)

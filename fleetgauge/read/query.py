@@ -51,6 +51,7 @@ __all__ = [
     "get_execution_output",
     "list_executions",
     "search_executions",
+    "get_execution_logs",
     "get_deployment_usage",
     "iter_metrics",
     "iter_list_metrics",
@@ -576,6 +577,53 @@ def search_executions(
         lambda s: filters.read_matching(s, *window, filter, envs, pipelines, statuses, limit),
     )
     return [r.as_dict(with_values=False) for r in records]
+
+
+def get_execution_logs(
+    pipeline: str | None,
+    execution_id: str,
+    start: TimeLike = None,
+    end: TimeLike = None,
+    limit: int = 1000,
+    level: str | None = None,
+    *,
+    order: str = "newest",
+    search: str | None = None,
+    environment: Names = None,
+    store: StoreLike = None,
+) -> list[dict[str, Any]]:
+    """The log lines of execution ``execution_id`` (of ``pipeline``; None: any) in [start,
+    end) (default: all of them): the ``limit`` newest, newest first, or with
+    ``order="oldest"`` the oldest first; ``level`` keeps that level and graver (DEBUG,
+    INFO, WARNING, ERROR, CRITICAL); ``search`` keeps messages holding that text (any case).
+
+    Each line: time (ISO 8601 UTC), level, logger, message, cut_bytes (bytes cut from an
+    over-long message, else 0), worker, pipeline, deployment, execution_id.
+    """
+    from fleetgauge.read import logs
+
+    if not isinstance(execution_id, str) or not execution_id:
+        raise TypeError(f"execution_id must be a non-empty str, got {execution_id!r}")
+    pipelines = arguments.names(pipeline, "pipeline")
+    window = arguments.window(start, end, ("start", "end"))
+    envs = arguments.names(environment, "environment")
+    logs.levels_from(level)  # a bad level fails before the store is opened
+    arguments.check_store(store)
+    lines = arguments.with_store(
+        store,
+        lambda s: logs.read_logs(
+            s,
+            *window,
+            execution_id=execution_id,
+            pipeline=pipelines,
+            environment=envs,
+            level=level,
+            search=search,
+            limit=limit,
+            order=order,
+        ),
+    )
+    return [line.as_dict() for line in lines]
 
 
 def get_deployment_usage(

@@ -25,6 +25,7 @@ from typing import Any
 from fleetgauge.catalogue import SUCCEEDED
 from fleetgauge.protocol import DEFAULT_PUSH_URL
 from fleetgauge.sdk.client import FLUSH_TIMEOUT, Execution, MetricsClient
+from fleetgauge.sdk.logs import LogHandler
 from fleetgauge.sdk.sender import DROP_REASONS
 
 __all__ = [
@@ -39,6 +40,8 @@ __all__ = [
     "finish_execution",
     "set_execution_tags",
     "remove_execution_tags",
+    "record_log",
+    "LogHandler",
     "flush",
     "stats",
     "DEFAULT_PUSH_URL",
@@ -95,9 +98,13 @@ def start_execution(
     execution_id: str | None = None,
     time: Any = None,
     tags: Mapping[str, str] | None = None,
+    capture_logs: bool = False,
+    capture_output: bool = False,
 ) -> Execution:
     """Start an execution on the default client (see :meth:`MetricsClient.start_execution`)."""
-    return (_default or get_client()).start_execution(pipeline, inputs, execution_id, time, tags)
+    return (_default or get_client()).start_execution(
+        pipeline, inputs, execution_id, time, tags, capture_logs, capture_output
+    )
 
 
 def finish_execution(
@@ -126,6 +133,11 @@ def remove_execution_tags(
 ) -> None:
     """Remove tags from an execution (see :meth:`MetricsClient.remove_execution_tags`)."""
     (_default or get_client()).remove_execution_tags(execution_id, names, pipeline, time)
+
+
+def record_log(message: str, level: str = "INFO", logger: str = "root", **context: Any) -> None:
+    """Record a log line on the default client (see :meth:`MetricsClient.record_log`)."""
+    (_default or get_client()).record_log(message, level, logger, **context)
 
 
 def flush(timeout: float | None = FLUSH_TIMEOUT) -> bool:

@@ -24,6 +24,7 @@ from fleetgauge.sdk.items import (
     EVENT,
     EXECUTION,
     LIST,
+    LOG,
     METRIC,
     ItemBuilder,
     as_values,
@@ -203,6 +204,21 @@ class MetricsClient:
         else:
             self._sender.overflow([entry])
 
+    def record_log(
+        self, message: str, level: str = "INFO", logger: str = "root", **context: Any
+    ) -> None:
+        """Record one log line now: ``level`` DEBUG, INFO, WARNING, ERROR or CRITICAL,
+        ``logger`` the name it came from. ``context``: ``deployment``, ``pipeline``,
+        ``execution_id`` (one is needed), ``time``. A message over 16 KiB is cut (the
+        bytes cut are counted with it). Never blocks, never raises; see
+        :class:`fleetgauge.LogHandler` to send ``logging`` records."""
+        queue = self._queue
+        entry = (LOG, _time_ns(), message, level, logger, context or None)
+        if len(queue) < self._sender.room:
+            queue.append(entry)
+        else:
+            self._sender.overflow([entry])
+
     def start_execution(
         self,
         pipeline: str | None = None,
@@ -210,6 +226,8 @@ class MetricsClient:
         execution_id: str | None = None,
         time: Any = None,
         tags: Mapping[str, str] | None = None,
+        capture_logs: bool = False,
+        capture_output: bool = False,
     ) -> Execution:
         """Record that an execution of ``pipeline`` starts now with ``inputs``; returns it.
 
@@ -219,6 +237,9 @@ class MetricsClient:
         through the returned :class:`Execution` (they carry its id and pipeline)
         and end it with :meth:`Execution.finish`, or use it as a context
         manager: it ends ``succeeded``, or ``failed`` when the block raises.
+        ``capture_logs`` sends the records reaching the root logger (those its
+        level lets through) as the execution's log lines until it ends;
+        ``capture_output`` the lines written to ``sys.stdout`` and ``sys.stderr``.
         Never raises: bad inputs are dropped as ``invalid`` (the values
         recorded still count).
         """
@@ -229,7 +250,10 @@ class MetricsClient:
         data = _encoded(protocol.inputs_json, {} if inputs is None else inputs)
         labels = None if tags is None else _encoded(protocol.execution_tags_json, tags)
         self._record_execution(t_ns, execution_id, pipeline, catalogue.RUNNING, data, time, labels)
-        return Execution(self, execution_id, pipeline)
+        run = Execution(self, execution_id, pipeline)
+        if capture_logs or capture_output:
+            run.capture(capture_logs, capture_output)
+        return run
 
     def finish_execution(
         self,
@@ -315,6 +339,8 @@ class Execution:
     def __init__(self, client: MetricsClient, execution_id: str, pipeline: str | None) -> None:
         self.client, self.execution_id, self.pipeline = client, execution_id, pipeline
         self.status = catalogue.RUNNING
+        self._handler: Any = None
+        self._output: Any = None
         self._context: dict[str, Any] = {catalogue.EXECUTION_ID: execution_id}
         if pipeline is not None:
             self._context[catalogue.PIPELINE] = pipeline
@@ -344,6 +370,30 @@ class Execution:
         """:meth:`MetricsClient.log_event` for this execution."""
         self.client.log_event(name, source, metadata, **{**self._context, **context})
 
+    def capture(self, logs: bool = True, output: bool = False) -> None:
+        """Send the root logger's records (``logs``) and the lines of ``sys.stdout`` and
+        ``sys.stderr`` (``output``) as this execution's log lines until it finishes."""
+        from fleetgauge.sdk.logs import LogHandler, OutputCapture
+
+        if logs and self._handler is None:
+            self._handler = LogHandler(self.client, **self._context)
+            logging.getLogger().addHandler(self._handler)
+        if output and self._output is None:
+            self._output = OutputCapture(self.client, **self._context)
+            self._output.start()
+
+    def record_log(self, message: str, level: str = "INFO", logger: str = "root") -> None:
+        """:meth:`MetricsClient.record_log` for this execution."""
+        self.client.record_log(message, level, logger, **self._context)
+
+    def _release(self) -> None:
+        if self._handler is not None:
+            logging.getLogger().removeHandler(self._handler)
+            self._handler = None
+        if self._output is not None:
+            self._output.stop()
+            self._output = None
+
     def set_tags(self, tags: Mapping[str, str | None] | None = None, **more: str | None) -> None:
         """Set tags on this execution (``run.set_tags(stage="tuned")``); None removes one."""
         self.client.set_execution_tags(self.execution_id, {**(tags or {}), **more}, self.pipeline)
@@ -362,6 +412,7 @@ class Execution:
         ``outputs`` (``{"model_path": "/models/7.pt"}``); once only."""
         if self.status != catalogue.RUNNING:
             return
+        self._release()  # its last lines are queued before its end
         self.status = status
         self.client.finish_execution(self.execution_id, status, self.pipeline, time, outputs)
 

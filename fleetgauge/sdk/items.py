@@ -27,6 +27,9 @@ __all__ = [
     "EVENT",
     "MARK",
     "EXECUTION",
+    "LOG",
+    "MAX_LOG_LINES",
+    "LogLimit",
     "ItemBuilder",
     "number",
     "time_ns",
@@ -34,8 +37,18 @@ __all__ = [
     "metadata_json",
 ]
 
-METRIC, LIST, EVENT, MARK, EXECUTION = 0, 1, 2, 3, 4
+METRIC, LIST, EVENT, MARK, EXECUTION, LOG = 0, 1, 2, 3, 4, 5
 """Kinds of queued entries: the first element of every tuple in a client's queue."""
+MAX_LOG_LINES = 100_000
+"""Log lines one client sends per execution; later ones are dropped as ``log_limit`` and,
+when the execution ends, one line says how many."""
+_LOG_CONTEXT = frozenset({*protocol.PUSH_CONTEXT, "time"})
+
+
+class LogLimit(Exception):
+    """A log line over its execution's :data:`MAX_LOG_LINES`."""
+
+
 _MAX_CACHED = 10_000
 _METRIC_CONTEXT = frozenset({*protocol.PUSH_CONTEXT, "time", "tags"})
 _EVENT_CONTEXT = frozenset({*protocol.PUSH_CONTEXT, "time"})
@@ -136,6 +149,10 @@ class ItemBuilder:
     def __init__(self, defaults: Mapping[str, str], tags: object) -> None:
         self._good_names: set[str] = set()
         self._next_step: dict[tuple[Any, ...], int] = {}
+        self._log_lines: dict[str, int] = {}  # per execution id: lines taken
+        self._log_dropped: dict[str, int] = {}  # per execution id: lines over the limit
+        self.notices: list[dict[str, Any]] = []
+        """Log items the builder adds itself (lines dropped), sent with the next batch."""
         self.defaults = dict(defaults)
         self.default_tags: dict[str, str] = {}
         self.default_tags = self.tags(tags)
@@ -196,6 +213,54 @@ class ItemBuilder:
         if tags is not None:
             item["tags"] = orjson.Fragment(tags)
         return item
+
+    def log(self, entry: tuple[Any, ...]) -> dict[str, Any]:
+        """The item of a ``LOG`` entry; LogLimit past its execution's bound."""
+        _, t_ns, message, level, logger, context = entry
+        fields, _, t = self._context(context, _LOG_CONTEXT)
+        if not any(k in fields for k in protocol.PUSH_CONTEXT):
+            raise InvalidPoint(
+                "a log line needs an execution_id, a pipeline or a deployment"
+                " (start_execution(..., capture_logs=True) gives them)"
+            )
+        execution_id = fields.get(catalogue.EXECUTION_ID)
+        if execution_id is not None:
+            taken = self._log_lines.get(execution_id, 0)
+            if taken >= MAX_LOG_LINES:
+                self._log_dropped[execution_id] = self._log_dropped.get(execution_id, 0) + 1
+                raise LogLimit(execution_id)
+            if len(self._log_lines) >= _MAX_CACHED and execution_id not in self._log_lines:
+                self._log_lines.clear()
+            self._log_lines[execution_id] = taken + 1
+        if not isinstance(message, str):
+            message = str(message)
+        text, cut = protocol.cut_message(message)
+        item = {
+            **fields,
+            "message": text,
+            "level": level,
+            catalogue.LOGGER: self.name(catalogue.LOGGER, logger),
+            "time": (t_ns if t is None else t) / NS_PER_S,
+        }
+        if cut:
+            item["cut_bytes"] = cut
+        return item
+
+    def execution_ended(self, execution_id: str, pipeline: str | None) -> None:
+        """Forget the log count of an execution that ended; a notice if lines were dropped."""
+        self._log_lines.pop(execution_id, None)
+        dropped = self._log_dropped.pop(execution_id, 0)
+        if dropped:
+            notice = {
+                catalogue.EXECUTION_ID: execution_id,
+                "message": f"fleetgauge: {dropped} log lines of this execution were dropped"
+                f" (the limit is {MAX_LOG_LINES} per execution)",
+                "level": "WARNING",
+                catalogue.LOGGER: "fleetgauge",
+            }
+            if pipeline is not None:
+                notice[catalogue.PIPELINE] = pipeline
+            self.notices.append(notice)
 
     def tags(self, tags: object) -> dict[str, str]:
         """A call's extra tags over the defaults; InvalidPoint naming a bad or reserved one."""

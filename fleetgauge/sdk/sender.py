@@ -42,14 +42,20 @@ from typing import Any, NamedTuple
 import orjson
 
 from fleetgauge import catalogue, procinfo, protocol
-from fleetgauge.sdk.items import EVENT, EXECUTION, LIST, MARK, METRIC, ItemBuilder
+from fleetgauge.sdk.items import EVENT, EXECUTION, LIST, LOG, MARK, METRIC, ItemBuilder, LogLimit
 from fleetgauge.sdk.transport import AgentUnreachable, Connection, Target
 
 __all__ = ["Sender", "DROP_REASONS"]
 
 log = logging.getLogger("fleetgauge.sdk")
 
-_KINDS = {METRIC: "metric value", LIST: "list metric value", EVENT: "event", EXECUTION: "execution"}
+_KINDS = {
+    METRIC: "metric value",
+    LIST: "list metric value",
+    EVENT: "event",
+    EXECUTION: "execution",
+    LOG: "log line",
+}
 _MAX_WARNED = 200  # distinct warnings a sender keeps track of (then one more, then quiet)
 
 DROP_REASONS = (
@@ -59,6 +65,7 @@ DROP_REASONS = (
     "closed",
     "misconfigured",
     "series_limit",
+    "log_limit",
     "undelivered_at_close",
     "undelivered_at_exit",
 )
@@ -289,6 +296,7 @@ class Sender:
         metrics: list[dict[str, Any]] = []
         events: list[dict[str, Any]] = []
         executions: list[dict[str, Any]] = []
+        logs: list[dict[str, Any]] = []
         taken = 0
         for _ in range(n):
             try:
@@ -301,16 +309,25 @@ class Sender:
                 break
             taken += 1
             try:
-                if entry[0] == EVENT:
+                if entry[0] == LOG:
+                    logs.append(builder.log(entry))
+                elif entry[0] == EVENT:
                     events.append(builder.event(entry))
                 elif entry[0] == EXECUTION:
-                    executions.append(builder.execution(entry))
+                    executions.append(item := builder.execution(entry))
+                    if item.get("status") in catalogue.END_STATUSES:
+                        builder.execution_ended(entry[2], item[catalogue.PIPELINE])
                 else:
                     metrics.append(builder.metric(entry))
+            except LogLimit:
+                self.counts["log_limit"] += 1
             except Exception as e:  # InvalidPoint, or garbage failing in its own way
                 self.counts["invalid"] += 1
                 self._report_invalid(entry, e)
         self.counts["taken"] += taken
+        if builder.notices:
+            logs += builder.notices
+            builder.notices = []
         if self._register_process:
             self._note_context(metrics, executions)
         self._pending.extend(
@@ -319,10 +336,12 @@ class Sender:
                 (protocol.PUSH_EXECUTIONS_PATH, "executions", executions),
                 (protocol.PUSH_METRICS_PATH, "metrics", metrics),
                 (protocol.PUSH_EVENTS_PATH, "events", events),
+                (protocol.PUSH_LOGS_PATH, "logs", logs),
             )
             if items
         )
-        self.room = self.max_queue - in_flight - len(metrics) - len(events) - len(executions)
+        held = len(metrics) + len(events) + len(executions) + len(logs)
+        self.room = self.max_queue - in_flight - held
         return True
 
     def _note_context(
