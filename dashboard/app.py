@@ -57,6 +57,7 @@ def _nav_id(module: str) -> str:
 
 def _shell() -> html.Div:
     pages = sorted(dash.page_registry.values(), key=lambda p: p.get("order") or 0)
+    pages = [p for p in pages if p.get("nav", True)]  # not one execution's page
     return html.Div(
         [
             html.Header(
@@ -89,7 +90,7 @@ def create_app(config: SiteConfig) -> Dash:
         on_error=_on_error,
     )
     app.layout = _shell
-    _register_nav([p["module"] for p in dash.page_registry.values()])
+    _register_nav([p["module"] for p in dash.page_registry.values() if p.get("nav", True)])
     download.install(app.server)
     answers.install(app.server)
     hosts = f"--allowed-hosts or {auth.ALLOWED_HOSTS_ENV}"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from dash import (
     Input,
@@ -46,6 +46,7 @@ __all__ = [
     "download_link",
     "dropdown",
     "download_href",
+    "execution_href",
     "page_ids",
     "register_page_controls",
     "view_of",
@@ -209,6 +210,11 @@ def _time_input(id_: str, time_ns: int) -> dcc.Input:
         debounce=True,
         style={"width": "175px"},
     )
+
+
+def execution_href(execution_id: str) -> str:
+    """The link of one execution's page (``/executions/<id>``), under the site's prefix."""
+    return get_relative_path("/executions/" + quote(execution_id, safe=""))
 
 
 def download_link(page: str, label: str = "Download CSV", suffix: str = "") -> html.A:

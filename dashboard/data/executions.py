@@ -16,7 +16,7 @@ from fleetgauge.read import executions as ex
 from fleetgauge.read import filters
 from fleetgauge.stores import StoreReader
 
-__all__ = ["ExecutionsView", "read_executions_view", "MAX_COMPARED"]
+__all__ = ["ExecutionsView", "read_executions_view", "RunView", "read_run_view", "MAX_COMPARED"]
 
 MAX_COMPARED = 20
 """Compared executions whose resource curves are read (one bucketed read each)."""
@@ -69,3 +69,20 @@ def read_executions_view(
     curves = {r.execution_id: ex.read_resource_curves(store, r) for r in runs[:MAX_COMPARED]}
     environments = list_environments(store, start_ns, end_ns)
     return ExecutionsView(environments, pipelines, records, runs, events, curves)
+
+
+class RunView(NamedTuple):
+    """What one execution's page shows (its log lines are read on their own)."""
+
+    record: ex.ExecutionRecord
+    events: list[catalogue.Point]
+    curves: list[ex.ResourceCurve]
+
+
+def read_run_view(store: StoreReader, execution_id: str, environment: str | None) -> RunView | None:
+    """The execution ``execution_id`` with its events and resource curves; None when nothing
+    was recorded under that id."""
+    record = ex.read_execution(store, execution_id, [environment] if environment else None)
+    if record is None:
+        return None
+    return RunView(record, ex.read_events(store, [record]), ex.read_resource_curves(store, record))

@@ -13,6 +13,8 @@ per execution against step (or wall time), with their events as markers.
 
 from __future__ import annotations
 
+import re
+
 import dash
 from dash import Input, Output, State, callback, dash_table, dcc, html, no_update
 
@@ -112,6 +114,7 @@ def layout(**query: object) -> html.Div:
                 data=[],
                 row_selectable="multi",
                 selected_rows=[],
+                markdown_options={"link_target": "_self"},  # the id opens its page here
                 sort_action="custom",  # on the values: durations are shown as text
                 sort_mode="single",
                 sort_by=[],
@@ -178,6 +181,15 @@ def _table_value(column: str, value: object) -> object:
     return str(value)
 
 
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~])")
+
+
+def _link(execution_id: str) -> str:
+    """A markdown link to the execution's page (the id shown as it is, whatever it holds)."""
+    shown = _MARKDOWN.sub(r"\\\1", execution_id)
+    return f"[{shown}]({components.execution_href(execution_id)})"
+
+
 def _table(records: list[ex.ExecutionRecord], columns: list[str]) -> tuple[list[dict], list[dict]]:
     rows = []
     for r in records:
@@ -187,11 +199,18 @@ def _table(records: list[ex.ExecutionRecord], columns: list[str]) -> tuple[list[
             if c == "duration_s" and row[c] is not None:
                 row[c + components.SORT_KEY] = row[c]
                 row[c] = format_duration(row[c])
+            elif c == "execution_id":
+                row[c + components.SORT_KEY] = r.execution_id
+                row[c] = _link(r.execution_id)
         rows.append(row)
     specs = []
     for c in columns:
         if c == "duration_s":
             specs.append({"name": ex.column_label(c), "id": c, "type": "text"})
+            continue
+        if c == "execution_id":
+            name = ex.column_label(c)
+            specs.append({"name": name, "id": c, "type": "text", "presentation": "markdown"})
             continue
         cells = [row[c] for row in rows if row[c] is not None]
         numeric = bool(cells) and all(isinstance(v, _NUMERIC) for v in cells)
@@ -298,17 +317,34 @@ def _compare_charts(compared, events, x: str, wanted) -> list:
         ]
     order = {execution_id: i for i, execution_id in enumerate(wanted)}
     compared = sorted(compared, key=lambda r: order.get(r.execution_id, len(order)))
+    links = html.Div(
+        [
+            html.Span("Open an execution's page: ", className="control-title"),
+            *(
+                html.A(
+                    r.execution_id,
+                    href=components.execution_href(r.execution_id),
+                    className="run-link",
+                )
+                for r in compared
+            ),
+        ],
+        className="note compare-links",
+    )
     metrics = sorted({name for r in compared for name in r.list_metrics})
     if not metrics:
-        return [html.Div("These executions recorded no list metrics.", className="note")]
+        return [links, html.Div("These executions recorded no list metrics.", className="note")]
     return [
-        dcc.Graph(
-            id={"type": "compare-graph", "metric": name},
-            figure=figures.compare_figure(name, compared, events, x),
-            config={"displaylogo": False},
-            className="graph",
-        )
-        for name in metrics
+        links,
+        *(
+            dcc.Graph(
+                id={"type": "compare-graph", "metric": name},
+                figure=figures.compare_figure(name, compared, events, x),
+                config={"displaylogo": False},
+                className="graph",
+            )
+            for name in metrics
+        ),
     ]
 
 
