@@ -633,3 +633,78 @@ def resource_compare_figure(
             "height": 320,
         },
     }
+
+
+def parallel_figure(
+    executions: Sequence[Any], axes: Sequence[str], metric: str | None, cell: Any
+) -> Figure:
+    """A parallel-coordinates chart: one axis per column of ``axes`` (inputs), the last
+    for ``metric`` (the line colour too), one line per execution.
+
+    ``cell(record, column)`` gives a value. Text columns become axes of their distinct
+    values (ticks named); an execution without a value of a column sits below the
+    axis's lowest tick, at "(none)". ``meta.ids`` holds the execution ids in line order,
+    so a brushed range can be turned back into executions.
+    """
+    columns = [*axes, *([metric] if metric else [])]
+    dimensions = []
+    for column in columns:
+        values = [cell(r, column) for r in executions]
+        numeric = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+        label = text(column.split(".", 1)[1] if column.startswith("input.") else column)
+        if len(numeric) == len([v for v in values if v is not None]) and numeric:
+            low, high = min(numeric), max(numeric)
+            missing = low - (high - low or 1) * 0.1
+            has_missing = len(numeric) < len(values)
+            dimension: dict[str, Any] = {
+                "label": label,
+                "values": [missing if v is None else float(v) for v in values],
+                "range": [missing if has_missing else low, high],
+            }
+            if has_missing:
+                ticks = [missing, low, high]
+                dimension["tickvals"] = ticks
+                dimension["ticktext"] = ["(none)", f"{low:.4g}", f"{high:.4g}"]
+        else:
+            shown = [
+                "(none)" if v is None else str(v).lower() if isinstance(v, bool) else str(v)
+                for v in values
+            ]
+            names = sorted(set(shown), key=lambda s: (s != "(none)", s))
+            index = {name: i for i, name in enumerate(names)}
+            dimension = {
+                "label": label,
+                "values": [index[s] for s in shown],
+                "tickvals": list(range(len(names))),
+                "ticktext": [text(n) for n in names],
+                "range": [0, max(len(names) - 1, 1)],
+            }
+        dimensions.append(dimension)
+    line: dict[str, Any] = {"color": PALETTE[0]}
+    if metric and dimensions:
+        line = {
+            "color": dimensions[-1]["values"],
+            "colorscale": "Viridis",
+            "showscale": True,
+            "colorbar": {"title": {"text": text(metric)}},
+        }
+    count = len(executions)
+    return {
+        "data": [
+            {
+                "type": "parcoords",
+                "dimensions": dimensions,
+                "line": line,
+                "meta": {"ids": [r.execution_id for r in executions], "columns": columns},
+            }
+        ],
+        "layout": {
+            "title": {
+                "text": f"Inputs against {text(metric or 'nothing chosen')}<br><sup>{count}"
+                " executions of the table; drag along an axis to keep a range</sup>",
+                "x": 0.01,
+            },
+            "margin": {"l": 80, "r": 80, "t": 90, "b": 30},
+            "height": 420,
+        },
+    }

@@ -11,7 +11,9 @@ Keys: ``env`` (environment, absent for all), ``range`` (a quick range such as
 (repeated), ``pipeline`` and ``metric``; the Executions page adds ``status``,
 ``mode`` (how list metrics are reduced), ``filter`` (the filter box: the grammar of
 :mod:`fleetgauge.read.filters`), ``col`` (repeated: chosen columns),
-``run`` (repeated: executions compared) and ``x`` (``step`` or ``time``); the Pipeline
+``run`` (repeated: executions compared), ``x`` (``step`` or ``time``), ``axis``
+(repeated: the inputs of the parallel-coordinates chart) and ``by`` (its metric column);
+the Pipeline
 metrics page adds ``window`` (the rolling window of a 0/1 metric's rate: ``auto``, ``1m``,
 ``5m``, ``15m``, ``1h``, ``6h``, ``24h``); the Resources page adds ``top`` (how many workers
 a fleet-size graph draws as their own curves, 1 to ``MAX_TOP``, default ``DEFAULT_TOP``).
@@ -59,8 +61,8 @@ REFRESH_MS: dict[str, int | None] = {"off": None, "10s": 10_000, "1m": 60_000}
 """Auto-refresh choices and their period in milliseconds."""
 REFRESH_LABELS = {"off": "off", "10s": "10 s", "1m": "1 min"}
 
-_LIST_KEYS = ("worker", "deployment", "col", "run")
-_TEXT_KEYS = ("env", "pipeline", "metric", "status", "filter")
+_LIST_KEYS = ("worker", "deployment", "col", "run", "axis")
+_TEXT_KEYS = ("env", "pipeline", "metric", "status", "filter", "by")
 RATE_WINDOWS: dict[str, int] = {
     "1m": 60 * NS_PER_S,
     "5m": 5 * 60 * NS_PER_S,
@@ -98,6 +100,8 @@ class ViewState:
     rate_window: str = "auto"  # the URL's ``window``
     top: int = DEFAULT_TOP
     filter: str | None = None
+    axis: tuple[str, ...] = ()
+    by: str | None = None
     problems: tuple[str, ...] = field(default=(), compare=False)
 
     def window(self, now_ns: int) -> tuple[int, int]:
@@ -198,6 +202,8 @@ def from_query(query: Mapping[str, object]) -> ViewState:
         window,
         top_n,
         text["filter"],
+        lists["axis"],
+        text["by"],
         tuple(problems),
     )
 
@@ -230,6 +236,9 @@ def to_search(state: ViewState) -> str:
         pairs.append(("mode", state.mode))
     if state.filter:
         pairs.append(("filter", state.filter))
+    pairs += [("axis", a) for a in state.axis]
+    if state.by:
+        pairs.append(("by", state.by))
     pairs += [("col", c) for c in state.col]
     pairs += [("run", r) for r in state.run]
     if state.x != "step":

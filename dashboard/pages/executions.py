@@ -9,6 +9,10 @@ does not parse is shown with a caret under the spot). Ticking rows and pressing
 Compare puts those executions
 in the URL (``run=``) and draws, for every list metric, one chart with a line
 per execution against step (or wall time), with their events as markers.
+
+A parallel-coordinates chart draws the table's executions: an axis per chosen
+input and one for the chosen metric (``axis=`` and ``by=`` in the URL); dragging
+along an axis keeps only the executions within the ranges in the table.
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ __all__ = ["layout", "load", "selection_to_url", "compare_to_url", "MAX_ROWS"]
 
 MAX_ROWS = 1000
 """Executions listed at most: the newest ones in the range."""
+MAX_AXES = 8
+"""Input axes of the parallel-coordinates chart when none are chosen."""
 TABLE = "executions-table"
 _NUMERIC = (int, float)
 
@@ -148,6 +154,33 @@ def layout(**query: object) -> html.Div:
                 className="controls compare",
             ),
             html.Div(id="compare-charts"),
+            html.Div(
+                [
+                    components.dropdown(
+                        "exec-axes",
+                        "Parallel coordinates of",
+                        [{"label": ex.column_label(c), "value": c} for c in state.axis],
+                        list(state.axis),
+                        True,
+                        f"the first {MAX_AXES} inputs",
+                    ),
+                    components.dropdown(
+                        "exec-by",
+                        "against",
+                        [{"label": ex.column_label(state.by), "value": state.by}]
+                        if state.by
+                        else [],
+                        state.by,
+                        False,
+                        "the first metric",
+                    ),
+                ],
+                className="controls parallel",
+            ),
+            dcc.Graph(id="exec-parallel", config={"displaylogo": False}, className="graph"),
+            html.Div(id="exec-brush-note", className="note"),
+            dcc.Store(id="exec-rows"),
+            dcc.Store(id="exec-brush", data={}),
         ]
     )
 
@@ -246,6 +279,12 @@ def sort_rows(sort_by, rows, selected):
     Output("compare-charts", "children"),
     Output(f"{PAGE}-download", "href"),
     Output("exec-filter-error", "children"),
+    Output("exec-parallel", "figure"),
+    Output("exec-axes", "options"),
+    Output("exec-by", "options"),
+    Output("exec-rows", "data"),
+    Output("exec-brush", "data"),
+    Output("exec-brush-note", "children"),
     Input(WIDTH, "data"),
     Input(REFRESH, "n_clicks"),
     Input(TICK, "n_intervals"),
@@ -271,10 +310,12 @@ def load(_width, _refresh, _tick, search, sort_by):
             )
     except FilterError as e:
         note = "No executions shown: the filter does not parse (see above)."
-        return [], [], [], note, no_update, no_update, [], no_update, str(e)
+        empty = figures.parallel_figure([], [], None, ex.cell)
+        lost = ([], [], [], note, no_update, no_update, [], no_update, str(e))
+        return (*lost, empty, no_update, no_update, [], {}, "")
     except StoreError as e:
         components.report_store_error(e)
-        return (no_update,) * 9
+        return (no_update,) * 15
     components.clear_banner(
         state, components.unknown_names("environment", [state.env or ""], view.environments)
     )
@@ -305,7 +346,102 @@ def load(_width, _refresh, _tick, search, sort_by):
         charts,
         _download_href(state, start_ns, end_ns, columns),
         "",
+        *_parallel(view.records, available, state),
+        rows,
+        {},
+        "",
     )
+
+
+def _parallel(records, available: list[str], state) -> tuple[dict, list[dict], list[dict]]:
+    """The parallel-coordinates figure and the options of its two dropdowns."""
+    inputs = [c for c in available if c.startswith("input.")]
+    metrics = [c for c in available if c.startswith(("metric.", "list.", "resource."))]
+    metrics += [c for c in ("duration_s",) if c in available]
+    axes = [c for c in state.axis if c in inputs] or inputs[:MAX_AXES]
+    by = state.by if state.by in metrics else (metrics[0] if metrics else None)
+    figure = figures.parallel_figure(records, axes, by, ex.cell)
+    return (
+        figure,
+        [{"label": ex.column_label(c), "value": c} for c in inputs],
+        [{"label": ex.column_label(c), "value": c} for c in metrics],
+    )
+
+
+_RANGE_KEY = re.compile(r"dimensions\[(\d+)\]\.constraintrange")
+
+
+def _ranges(value: object) -> list[list[float]] | None:
+    """The ranges of one ``constraintrange`` change (None: cleared): plotly sends one value
+    per trace, a range ``[lo, hi]`` or a list of ranges."""
+    if isinstance(value, list) and len(value) == 1 and isinstance(value[0], list | type(None)):
+        value = value[0]  # the one trace's value
+    if not value:
+        return None
+    if isinstance(value[0], int | float):
+        value = [value]
+    return [[float(lo), float(hi)] for lo, hi in value]
+
+
+def _kept(figure: dict, brush: dict[str, list]) -> set[str] | None:
+    """Ids of the executions inside every brushed range; None when nothing is brushed."""
+    if not brush or not figure or not figure.get("data"):
+        return None
+    trace = figure["data"][0]
+    ids = trace["meta"]["ids"]
+    keep = set(ids)
+    for index, ranges in brush.items():
+        values = trace["dimensions"][int(index)]["values"]
+        keep &= {
+            i for i, v in zip(ids, values, strict=True) if any(lo <= v <= hi for lo, hi in ranges)
+        }
+    return keep
+
+
+@callback(
+    Output(TABLE, "data", allow_duplicate=True),
+    Output(TABLE, "selected_rows", allow_duplicate=True),
+    Output("exec-brush", "data", allow_duplicate=True),
+    Output("exec-brush-note", "children", allow_duplicate=True),
+    Input("exec-parallel", "restyleData"),
+    State("exec-parallel", "figure"),
+    State("exec-brush", "data"),
+    State("exec-rows", "data"),
+    State(TABLE, "sort_by"),
+    State(TABLE, "selected_row_ids"),
+    prevent_initial_call=True,
+)
+def brush_rows(restyle, figure, brush, rows, sort_by, selected):
+    """A range dragged along an axis: the table keeps the executions inside every range."""
+    if not restyle or not rows:
+        return no_update, no_update, no_update, no_update
+    brush = dict(brush or {})
+    changed = False
+    for key, value in (restyle[0] or {}).items():
+        match = _RANGE_KEY.fullmatch(key)
+        if match is None:
+            continue
+        changed = True
+        ranges = _ranges(value)
+        if ranges is None:
+            brush.pop(match.group(1), None)
+        else:
+            brush[match.group(1)] = ranges
+    if not changed:
+        return no_update, no_update, no_update, no_update
+    kept = _kept(figure, brush)
+    shown = rows if kept is None else [row for row in rows if row["id"] in kept]
+    shown = components.sorted_rows(shown, sort_by)
+    chosen = set(selected or ())
+    note = (
+        ""
+        if kept is None
+        else (
+            f"{len(shown)} of {len(rows)} executions within the ranges drawn on the axes"
+            " (click an axis outside its range to clear it)"
+        )
+    )
+    return shown, [i for i, row in enumerate(shown) if row["id"] in chosen], brush, note
 
 
 def _compare_charts(compared, events, x: str, wanted) -> list:
@@ -395,10 +531,12 @@ def _download_href(state, start_ns: int, end_ns: int, columns: list[str]) -> str
     Input("exec-columns", "value"),
     Input("exec-x", "value"),
     Input("exec-filter", "value"),
+    Input("exec-axes", "value"),
+    Input("exec-by", "value"),
     components.SEARCH,
     prevent_initial_call=True,
 )
-def selection_to_url(pipeline, status, mode, columns, x, where, search):
+def selection_to_url(pipeline, status, mode, columns, x, where, axes, by, search):
     """The filters, mode, columns and x axis into the URL."""
     state = components.view_of(search)
     mode = mode or "last"
@@ -412,6 +550,8 @@ def selection_to_url(pipeline, status, mode, columns, x, where, search):
         col=tuple(dict.fromkeys(chosen)),
         x=x or "step",
         filter=(where or "").strip() or None,
+        axis=tuple(axes or ()),
+        by=by or None,
     )
     if new == state:
         return no_update

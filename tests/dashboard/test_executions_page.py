@@ -76,6 +76,7 @@ def compare_graphs(dash_duo, count: int) -> dict[str, dict]:
     deadline = time.monotonic() + 20
     while True:
         found = dash_duo.driver.execute_script(GRAPHS_JS)
+        found = [g for g in found if not g["title"].startswith("Inputs against")]  # parcoords
         if len(found) == count and all(g["traces"] for g in found):
             return {g["title"].split("<br>")[0]: g for g in found}
         assert time.monotonic() < deadline, f"{count} charts not drawn: {found!r:.300}"
@@ -298,4 +299,67 @@ def test_the_filter_box_narrows_the_table_the_url_and_the_csv(dash_duo, site: Si
     assert error[2].index("^") - error[1].index("i") == 18
     assert table_rows(dash_duo, 0) == []
     assert "the filter does not parse" in dash_duo.find_element("#exec-count").text
+    assert dash_duo.get_logs() == []
+
+
+PARCOORDS_JS = """
+const gd = document.querySelector('#exec-parallel .js-plotly-plot');
+if (!gd || !gd.data || !gd.data.length) { return null; }
+const t = gd.data[0];
+return {ids: t.meta.ids, labels: t.dimensions.map(d => d.label),
+        values: t.dimensions.map(d => Array.from(d.values)),
+        ticks: t.dimensions.map(d => d.ticktext || null)};
+"""
+
+
+def parcoords(dash_duo, labels: list[str]) -> dict:
+    deadline = time.monotonic() + 20
+    while True:
+        found = dash_duo.driver.execute_script(PARCOORDS_JS)
+        if found and found["labels"] == labels:
+            return found
+        assert time.monotonic() < deadline, found
+        time.sleep(0.2)
+
+
+def test_parallel_coordinates_draw_the_grid_and_a_brushed_range_filters_the_table(
+    dash_duo, site: Site
+) -> None:
+    g = site.grid
+    dash_duo.driver.get(site.url + "/executions")
+    table_rows(dash_duo, 9)
+    chart = parcoords(
+        dash_duo, ["learning_rate", "batch_size", "optimizer", "metric.test_accuracy"]
+    )
+    runs = {r.execution_id: r for r in g.runs.values()}
+    assert set(chart["ids"]) == set(runs)
+    for i, execution_id in enumerate(chart["ids"]):
+        r = runs[execution_id]
+        assert chart["values"][0][i] == r.lr and chart["values"][1][i] == r.batch
+        if r.test_accuracy is not None:
+            assert chart["values"][3][i] == r.test_accuracy
+    assert chart["ticks"][2] == ["adam"]  # a text input: an axis of its values
+    assert chart["ticks"][3][0] == "(none)"  # the failed run has no test accuracy
+    # a range dragged along the batch-size axis (what a mouse brush emits)
+    dash_duo.driver.execute_script(
+        "Plotly.restyle(document.querySelector('#exec-parallel .js-plotly-plot'),"
+        " {'dimensions[1].constraintrange': [[60, 130]]});"
+    )
+    rows = table_rows(dash_duo, 6)
+    assert {r["execution_id"] for r in rows} == {
+        r.execution_id for r in g.runs.values() if r.batch >= 64
+    }
+    note = dash_duo.find_element("#exec-brush-note").text
+    assert "6 of 9 executions within the ranges" in note
+    dash_duo.driver.execute_script(
+        "Plotly.restyle(document.querySelector('#exec-parallel .js-plotly-plot'),"
+        " {'dimensions[1].constraintrange': null});"
+    )
+    assert len(table_rows(dash_duo, 9)) == 9
+    # the axes and the metric are in the URL
+    dash_duo.driver.get(
+        site.url + "/executions?axis=input.batch_size&by=list.accuracy.max&mode=max"
+    )
+    chart = parcoords(dash_duo, ["batch_size", "list.accuracy.max"])
+    assert sorted(chart["values"][1]) == sorted(max(r.accuracy) for r in g.runs.values())
     assert dash_duo.get_logs() == []
