@@ -212,8 +212,15 @@ class MetricsClient:
         ``execution_id`` (one is needed), ``time``. A message over 16 KiB is cut (the
         bytes cut are counted with it). Never blocks, never raises; see
         :class:`fleetgauge.LogHandler` to send ``logging`` records."""
+        self.queue_log(_time_ns(), message, level, logger, context or None)
+
+    def queue_log(
+        self, t_ns: int, message: str, level: str, logger: str, context: dict[str, Any] | None
+    ) -> None:
+        """:meth:`record_log` for callers that have the time and the context at hand
+        (:class:`fleetgauge.LogHandler`): one tuple appended, nothing else."""
         queue = self._queue
-        entry = (LOG, _time_ns(), message, level, logger, context or None)
+        entry = (LOG, t_ns, message, level, logger, context)
         if len(queue) < self._sender.room:
             queue.append(entry)
         else:

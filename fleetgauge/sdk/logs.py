@@ -15,12 +15,15 @@ import sys
 import threading
 from typing import TYPE_CHECKING, Any, TextIO
 
+import fleetgauge.sdk as _sdk  # (its get_client, read at call time: no import cycle)
+
 if TYPE_CHECKING:
     from fleetgauge.sdk.client import MetricsClient
 
 __all__ = ["LogHandler", "OutputCapture", "level_name"]
 
 _OWN = "fleetgauge"
+_LEVELS = {10: "DEBUG", 20: "INFO", 30: "WARNING", 40: "ERROR", 50: "CRITICAL"}
 _MAX_PENDING = 64 * 1024  # characters of an unfinished output line kept before it is sent
 
 
@@ -52,22 +55,16 @@ class LogHandler(logging.Handler):
         self.context = {k: v for k, v in context.items() if v is not None}
 
     def emit(self, record: logging.LogRecord) -> None:
-        if record.name.startswith(_OWN):
+        """Queue the record (about a microsecond over formatting it): its time, formatted
+        text, level and logger name, and the handler's context."""
+        name = record.name
+        if name.startswith(_OWN):
             return
         try:
             message = self.format(record)
-            client = self.client
-            if client is None:
-                from fleetgauge.sdk import get_client
-
-                client = get_client()
-            client.record_log(
-                message,
-                level_name(record.levelno),
-                record.name,
-                time=record.created,
-                **self.context,
-            )
+            client = self.client or _sdk._default or _sdk.get_client()
+            level = _LEVELS.get(record.levelno) or level_name(record.levelno)
+            client.queue_log(int(record.created * 1e9), message, level, name, self.context)
         except RecursionError:  # as logging's own handlers do
             raise
         except Exception:
