@@ -301,6 +301,13 @@ def _implicit(
         where = _where(environment, **{catalogue.EXECUTION_ID: chunk})
         for p in store.stream_points(catalogue.EXECUTION.name, EARLIEST_NS, LATEST_NS, where):
             started.add(_key(p.tags))
+        # an id with a start (in an environment asked for) is not read further: its values
+        # belong to that execution, which may have started before the window
+        begun = {execution_id for _, execution_id in started}
+        chunk = [i for i in chunk if i not in begun]
+        if not chunk:
+            continue
+        where = _where(environment, **{catalogue.EXECUTION_ID: chunk})
         for measurement in IMPLICIT_SOURCES:
             for p in store.stream_points(measurement, EARLIEST_NS, LATEST_NS, where):
                 key = _key(p.tags)

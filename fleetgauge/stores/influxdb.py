@@ -286,7 +286,9 @@ class InfluxDBStore:
         where: Where | None = None,
         fields: Mapping[str, Sequence[str]] | None = None,
     ) -> list[str]:
-        """Values of ``key`` on points in [start, end), tiers covering the inner whole buckets.
+        """Values of ``key`` on points in [start, end), tiers covering the inner whole buckets;
+        only series that carry ``key`` are counted (a deployment's values, without an
+        ``execution_id``, cost nothing when execution ids are asked for).
 
         A tier point is counted by its ``<field>_count`` columns only: ``count(*)``
         over a tier reads all four aggregates of every field, four times the
@@ -311,9 +313,10 @@ class InfluxDBStore:
                     source = tier_measurement(name, tier)
                     columns = tuple(tier_field(f, "count") for f in columns)
                 counted = ", ".join(f"count({influxql_ident(c)})" for c in columns)
-                statements.append(
+                statements.append(  # (series without the tag are not read at all)
                     f"SELECT {counted} FROM {influxql_ident(source)}"
-                    f" WHERE time >= {a} AND time < {b}{filters} GROUP BY {influxql_ident(key)}"
+                    f" WHERE time >= {a} AND time < {b}{filters} AND {influxql_ident(key)} != ''"
+                    f" GROUP BY {influxql_ident(key)}"
                 )
         found: set[str] = set()
         for result in self._query(";".join(statements)) if statements else []:

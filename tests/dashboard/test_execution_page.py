@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 import pytest
+from agent_process import AgentProcess
 from conftest import make_store
 from dashboard_site import DashboardProcess, no_traceback
 from seed_workflow import EPOCHS, PIPELINE, Run, record_workflow
@@ -18,6 +19,7 @@ from test_executions_page import sort_descending, table_rows
 from test_site import GRAPHS_JS, settle, wait_for_url
 
 from fleetgauge.read.query import get_execution_logs, search_executions
+from fleetgauge.sdk import MetricsClient
 
 
 @dataclass
@@ -163,3 +165,35 @@ def test_an_unknown_id_says_so(dash_duo, workflow: Workflow) -> None:
     assert text_of(dash_duo, "#run-title", "no such/run?") == "no such/run?"
     assert "No execution of this id was recorded" in dash_duo.find_element("#run-missing").text
     assert dash_duo.get_logs() == []
+
+
+def test_the_logs_of_a_running_execution_refresh_themselves(dash_duo, tmp_path) -> None:
+    url = f"sqlite:///{tmp_path / 'fg.db'}"
+    (tmp_path / "agent").mkdir()
+    agent = AgentProcess(
+        tmp_path / "agent",
+        *("--store", url, "--interval", "60", "--flush-interval", "0.2", "--collectors", "cpu"),
+    )
+    with agent:
+        client = MetricsClient(url=f"http://127.0.0.1:{agent.push_port}", flush_interval=0.05)
+        run = client.start_execution("train", execution_id="live-run")
+        run.record_log("first line")
+        assert client.flush(10)
+        time.sleep(1)  # the agent's flush interval, and then some
+        process = DashboardProcess(url, tmp_path / "dashboard.log")
+        process.wait_ready()
+        try:
+            dash_duo.driver.get(process.url + "/executions/live-run?tab=logs")
+            assert text_of(dash_duo, "#run-status", "running") == "running"
+            assert [r[3] for r in log_rows(dash_duo, 1)] == ["first line"]
+            run.record_log("second line", "ERROR")
+            assert client.flush(10)
+            # no reload: the page reads the lines again every 5 s while the run runs
+            rows = log_rows(dash_duo, 2)  # (waits up to 20 s)
+            assert [r[3] for r in rows] == ["second line", "first line"]
+            assert dash_duo.get_logs() == []
+        finally:
+            run.finish()
+            client.close()
+            assert process.stop() == 0, process.log()
+        assert agent.stop()[0] == 0
