@@ -400,7 +400,10 @@ EXECUTION = Measurement(
     "execution",
     Family.EXECUTION,
     "An execution (one run of a pipeline) started, with the inputs it was given.",
-    (_f("inputs", "", "JSON object of input names to values (learning_rate=0.001, ...)", str),),
+    (
+        _f("inputs", "", "JSON object of input names to values (learning_rate=0.001, ...)", str),
+        _f("defaults", "", "JSON object of the inputs it took from defaults (not given)", str),
+    ),
     tiered=False,
 )
 EXECUTION_END = Measurement(

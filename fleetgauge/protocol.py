@@ -89,9 +89,19 @@ PUSH_EVENT_KEYS = (EVENT_NAME, EVENT_SOURCE, "time", "metadata", DEPLOYMENT, PIP
 """Every key a pushed event item may have; any other key is refused."""
 PUSH_EXECUTIONS_PATH = "/v1/executions"
 """``POST {"executions": [item, ...]}``: an execution started (status running, with its
-``inputs``) or ended (succeeded or failed, with its ``outputs``); any of them may carry
+``inputs`` and the ``defaults`` it used for inputs the caller did not give) or ended
+(succeeded or failed, with its ``outputs``); any of them may carry
 ``tags``, and an item with ``tags`` and no status changes the tags of an execution."""
-PUSH_EXECUTION_KEYS = (EXECUTION_ID, PIPELINE, "status", "time", "inputs", "outputs", "tags")
+PUSH_EXECUTION_KEYS = (
+    EXECUTION_ID,
+    PIPELINE,
+    "status",
+    "time",
+    "inputs",
+    "defaults",
+    "outputs",
+    "tags",
+)
 """Every key a pushed execution item may have; any other key is refused."""
 PUSH_LOGS_PATH = "/v1/logs"
 """``POST {"logs": [item, ...]}``: log lines of an execution or a deployment."""

@@ -23,6 +23,7 @@ PIPELINE = "mnist-train"
 LEARNING_RATES = (0.01, 0.001, 0.0001)
 BATCH_SIZES = (32, 64, 128)
 EPOCHS = 10
+DEFAULTS = {"optimizer": "adam", "epochs": 5}
 _CEILING = {0.01: 0.90, 0.001: 0.95, 0.0001: 0.85}
 _BONUS = {32: 0.0, 64: 0.01, 128: 0.02}
 
@@ -50,7 +51,11 @@ def train(client: MetricsClient, lr: float, batch: int) -> Run:
     log = logging.getLogger("trainer")
     inputs = {"learning_rate": lr, "batch_size": batch, "epochs": EPOCHS}
     with client.start_execution(
-        PIPELINE, inputs=inputs, tags={"grid": "lr-bs"}, capture_logs=True
+        PIPELINE,
+        inputs=inputs,
+        tags={"grid": "lr-bs"},
+        capture_logs=True,
+        defaults=DEFAULTS,  # what the script falls back on: epochs is given, optimizer not
     ) as run:
         accuracy, loss = [], []
         for epoch in range(EPOCHS):

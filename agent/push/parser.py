@@ -348,14 +348,18 @@ class PushParser:
         if given is None and status == catalogue.RUNNING:
             given = protocol.new_execution_id(t)
         tags[catalogue.EXECUTION_ID] = _name(i, catalogue.EXECUTION_ID, given)
-        for key, allowed in (("inputs", catalogue.RUNNING), ("outputs", None)):
+        for key, allowed in (("inputs", True), ("defaults", True), ("outputs", None)):
             if item.get(key) is not None and (status == catalogue.RUNNING) != (allowed is not None):
                 when = "starts (running)" if allowed else "ends (succeeded or failed)"
                 raise _bad(i, key, f"{key} are given when the execution {when}")
         points = []
         if status == catalogue.RUNNING:
             inputs = self._json(i, "inputs", protocol.inputs_json, item.get("inputs") or {})
-            points.append(Point(catalogue.EXECUTION.name, tags, {"inputs": inputs}, t))
+            start = {"inputs": inputs}
+            if item.get("defaults") is not None:
+                given = item["defaults"]
+                start["defaults"] = self._json(i, "defaults", protocol.inputs_json, given)
+            points.append(Point(catalogue.EXECUTION.name, tags, start, t))
         elif status is not None:
             fields = {"status": status}
             if item.get("outputs") is not None:

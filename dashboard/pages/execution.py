@@ -191,7 +191,8 @@ def _io_table(r: ex.ExecutionRecord) -> Any:
             "source": source,
         }
         for kind, values, source in (
-            ("input", r.inputs, "given by the caller"),
+            ("input", {k: v for k, v in r.inputs.items() if k not in r.defaulted}, "given"),
+            ("input", {k: r.inputs[k] for k in r.defaulted}, "a default (not given)"),
             ("output", r.outputs, "given when it ended"),
         )
         for name, value in values.items()

@@ -74,6 +74,7 @@ METADATA_COLUMNS = ("execution_id", "pipeline", "worker", "status", "start", "en
 ENVIRONMENT_COLUMN = "environment"
 _ID_CHUNK = 200  # ids per store filter, so an InfluxQL statement stays small
 INPUTS = catalogue.EXECUTION.get_field("inputs").name
+DEFAULTS = catalogue.EXECUTION.get_field("defaults").name
 STATUS = catalogue.EXECUTION_END.get_field("status").name
 OUTPUTS = catalogue.EXECUTION_END.get_field("outputs").name
 TAGS = catalogue.EXECUTION_TAG.get_field("tags").name
@@ -136,6 +137,8 @@ class ExecutionRecord:
     """What its processes used (keys of ``RESOURCE_COLUMNS``; none when none registered)."""
     outputs: dict[str, Any] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
+    defaulted: tuple[str, ...] = ()
+    """Inputs taken from the run's defaults (not given by the caller)."""
 
     @property
     def duration_s(self) -> float | None:
@@ -161,6 +164,7 @@ class ExecutionRecord:
             "end": None if self.end_ns is None else format_time(self.end_ns),
             "duration_s": self.duration_s,
             "inputs": dict(self.inputs),
+            "input_defaults": list(self.defaulted),
             "outputs": dict(self.outputs),
             "tags": dict(self.tags),
             "metrics": dict(self.metrics),
@@ -265,14 +269,18 @@ def _json_object(text: object) -> dict[str, Any]:
 
 
 def _record(p: catalogue.Point) -> ExecutionRecord:
-    return ExecutionRecord(
+    given = _json_object(p.fields.get(INPUTS))
+    defaults = {k: v for k, v in _json_object(p.fields.get(DEFAULTS)).items() if k not in given}
+    record = ExecutionRecord(
         p.tags[catalogue.EXECUTION_ID],
         p.tags[catalogue.PIPELINE],
         p.tags[catalogue.ENVIRONMENT],
         p.time_ns,
-        _json_object(p.fields.get(INPUTS)),
+        {**given, **defaults},
         p.tags.get(catalogue.WORKER, ""),
     )
+    record.defaulted = tuple(defaults)
+    return record
 
 
 IMPLICIT_SOURCES = (

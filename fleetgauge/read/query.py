@@ -450,7 +450,8 @@ def get_execution(
     Keys: execution_id, pipeline, environment, worker (whose agent took its
     start), status (running, succeeded or failed), start and end (ISO 8601
     UTC; end None while running), duration_s, inputs and outputs (name ->
-    value), tags (name -> text), metrics
+    value), input_defaults (the inputs taken from a default, not given by the
+    caller), tags (name -> text), metrics
     (last value of each simple metric), list_metrics (per name: steps, values,
     and their last, min, max and mean), resources (what its processes used:
     peak_gpu_memory_bytes, mean_gpu_utilization_percent, peak_rss_bytes,

@@ -100,10 +100,11 @@ def start_execution(
     tags: Mapping[str, str] | None = None,
     capture_logs: bool = False,
     capture_output: bool = False,
+    defaults: Mapping[str, Any] | None = None,
 ) -> Execution:
     """Start an execution on the default client (see :meth:`MetricsClient.start_execution`)."""
     return (_default or get_client()).start_execution(
-        pipeline, inputs, execution_id, time, tags, capture_logs, capture_output
+        pipeline, inputs, execution_id, time, tags, capture_logs, capture_output, defaults
     )
 
 

@@ -235,6 +235,7 @@ class MetricsClient:
         tags: Mapping[str, str] | None = None,
         capture_logs: bool = False,
         capture_output: bool = False,
+        defaults: Mapping[str, Any] | None = None,
     ) -> Execution:
         """Record that an execution of ``pipeline`` starts now with ``inputs``; returns it.
 
@@ -247,6 +248,8 @@ class MetricsClient:
         ``capture_logs`` sends the records reaching the root logger (those its
         level lets through) as the execution's log lines until it ends;
         ``capture_output`` the lines written to ``sys.stdout`` and ``sys.stderr``.
+        ``defaults``: the run's default inputs; those ``inputs`` does not give are
+        recorded as inputs taken from a default (the execution's page says so).
         Never raises: bad inputs are dropped as ``invalid`` (the values
         recorded still count).
         """
@@ -254,7 +257,10 @@ class MetricsClient:
         if execution_id is None:
             execution_id = protocol.new_execution_id(t_ns)
         pipeline = pipeline if pipeline is not None else self._defaults.get(catalogue.PIPELINE)
-        data = _encoded(protocol.inputs_json, {} if inputs is None else inputs)
+        data: Any = _encoded(protocol.inputs_json, {} if inputs is None else inputs)
+        if defaults:
+            unused = {k: v for k, v in defaults.items() if k not in (inputs or {})}
+            data = (data, _encoded(protocol.inputs_json, unused))
         labels = None if tags is None else _encoded(protocol.execution_tags_json, tags)
         self._record_execution(t_ns, execution_id, pipeline, catalogue.RUNNING, data, time, labels)
         run = Execution(self, execution_id, pipeline)

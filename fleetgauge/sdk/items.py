@@ -201,6 +201,8 @@ class ItemBuilder:
         for problem in (values, tags):
             if isinstance(problem, InvalidPoint):
                 raise problem
+        if isinstance(values, tuple) and isinstance(values[0], InvalidPoint):
+            raise values[0]
         item = {
             catalogue.EXECUTION_ID: self.name(catalogue.EXECUTION_ID, execution_id),
             catalogue.PIPELINE: self.name(catalogue.PIPELINE, pipeline),
@@ -208,6 +210,11 @@ class ItemBuilder:
         }
         if status is not None:
             item["status"] = status
+        if isinstance(values, tuple):  # a start: its inputs and the defaults it used
+            values, defaults = values
+            if isinstance(defaults, InvalidPoint):
+                raise defaults
+            item["defaults"] = orjson.Fragment(defaults)
         if values is not None:
             item["inputs" if status == catalogue.RUNNING else "outputs"] = orjson.Fragment(values)
         if tags is not None:

@@ -65,6 +65,13 @@ def test_the_grid_is_searched_by_filter_and_the_best_run_found_by_sorting(
     assert (workflow.best.lr, workflow.best.batch) == (0.001, 128)
     assert best["outputs"] == {"model_path": workflow.best.model_path}
     assert best["tags"] == {"grid": "lr-bs"}
+    assert best["inputs"] == {
+        "learning_rate": 0.001,
+        "batch_size": 128,
+        "epochs": EPOCHS,
+        "optimizer": "adam",
+    }
+    assert best["input_defaults"] == ["optimizer"]  # epochs was given: its default not used
     lines = get_execution_logs(PIPELINE, best["execution_id"], order="oldest", store=workflow.store)
     assert [line["message"] for line in lines] == [
         *(
@@ -127,6 +134,8 @@ def test_the_best_run_s_page_shows_inputs_outputs_metrics_charts_and_logs(
     io = text_of(dash_duo, "#run-io", "model_path")
     for expected in ("learning_rate", "0.001", "batch_size", "128", best.model_path, "output"):
         assert expected in io, io
+    optimizer = next(line for line in io.splitlines() if "optimizer" in line)
+    assert "adam" in optimizer and "a default (not given)" in optimizer, io
     # metrics: the simple ones in a table, a chart per list metric, ten epochs each
     open_tab(dash_duo, "Metrics")
     table = text_of(dash_duo, "#run-metric-table", "accuracy")
