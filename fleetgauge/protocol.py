@@ -327,7 +327,8 @@ def log_level(value: object) -> str:
         name = _LEVEL_NAMES.get(name, name)
         if name in LOG_LEVELS:
             return name
-    raise InvalidPoint(f"level must be one of {', '.join(LOG_LEVELS)}, got {_sample(value)[1:]}")
+    known = ", ".join(LOG_LEVELS)
+    raise InvalidPoint(f"level must be one of {known}, got {_type(value)}{_sample(value)}")
 
 
 def cut_message(text: str) -> tuple[str, int]:

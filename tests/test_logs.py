@@ -216,3 +216,26 @@ def test_10000_lines_logged_while_influxdb_is_down_all_arrive(tmp_path: Path) ->
     finally:
         front.stop()
         server.stop()
+
+
+def test_a_bad_line_from_the_sdk_is_dropped_alone(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'fg.db'}"
+    agent = AgentProcess(tmp_path, "--store", url, "--interval", "60", "--collectors", "cpu")
+    with agent:
+        client = MetricsClient(url=push_url(agent), flush_interval=0.05)
+        client.record_log("kept before", "warn", pipeline="etl", execution_id="job-2")
+        client.record_log(
+            "a level the agent would refuse", "LOUD", pipeline="etl", execution_id="job-2"
+        )
+        client.record_log("no context: refused too")
+        client.record_log("kept after", pipeline="etl", execution_id="job-2")
+        assert client.flush(10), client.stats()
+        stats = client.stats()
+        client.close()
+        assert agent.stop()[0] == 0
+    assert stats["dropped"]["invalid"] == 2 and stats["dropped"]["rejected"] == 0, stats
+    lines = get_execution_logs("etl", "job-2", order="oldest", store=url)
+    assert [(line["level"], line["message"]) for line in lines] == [
+        ("WARNING", "kept before"),
+        ("INFO", "kept after"),
+    ]

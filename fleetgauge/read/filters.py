@@ -48,9 +48,7 @@ __all__ = [
     "Either",
     "parse_filter",
     "compile_filter",
-    "columns_in",
     "value_of",
-    "matching",
     "read_matching",
     "MAX_FILTER_LENGTH",
 ]
@@ -289,13 +287,6 @@ def parse_filter(text: str) -> Any:
     return _Parser(text).parse()
 
 
-def columns_in(tree: Any) -> set[str]:
-    """The columns a filter tree compares."""
-    if isinstance(tree, Comparison):
-        return {tree.column}
-    return set().union(*(columns_in(p) for p in tree.parts))
-
-
 def value_of(record: ExecutionRecord, column: str) -> Any:
     """What a filter compares: the table cell, with ``start``/``end`` in nanoseconds."""
     if column == "start":
@@ -379,14 +370,6 @@ def _predicate(tree: Any) -> Callable[[ExecutionRecord], bool]:
 def compile_filter(text: str) -> Callable[[ExecutionRecord], bool]:
     """A test of one execution for the filter ``text`` (see the module docstring)."""
     return _predicate(parse_filter(text))
-
-
-def matching(records: Sequence[ExecutionRecord], text: str | None) -> list[ExecutionRecord]:
-    """``records`` that pass the filter ``text`` (all of them when it is None or blank)."""
-    if text is None or not text.strip():
-        return list(records)
-    test = compile_filter(text)
-    return [r for r in records if test(r)]
 
 
 def read_matching(

@@ -43,6 +43,7 @@ MAX_LOG_LINES = 100_000
 """Log lines one client sends per execution; later ones are dropped as ``log_limit`` and,
 when the execution ends, one line says how many."""
 _LOG_CONTEXT = frozenset({*protocol.PUSH_CONTEXT, "time"})
+_LEVELS = frozenset(catalogue.LOG_LEVELS)
 
 
 class LogLimit(Exception):
@@ -230,8 +231,20 @@ class ItemBuilder:
                 "a log line needs an execution_id, a pipeline or a deployment"
                 " (start_execution(..., capture_logs=True) gives them)"
             )
+        if not isinstance(message, str):
+            message = str(message)
+        text, cut = protocol.cut_message(message)
+        item = {
+            **fields,
+            "message": text,
+            "level": level if level in _LEVELS else protocol.log_level(level),
+            catalogue.LOGGER: self.name(catalogue.LOGGER, logger),
+            "time": (t_ns if t is None else t) / NS_PER_S,
+        }
+        if cut:
+            item["cut_bytes"] = cut
         execution_id = fields.get(catalogue.EXECUTION_ID)
-        if execution_id is not None:
+        if execution_id is not None:  # counted once it is known to be a good line
             taken = self._log_lines.get(execution_id, 0)
             if taken >= MAX_LOG_LINES:
                 self._log_dropped[execution_id] = self._log_dropped.get(execution_id, 0) + 1
@@ -239,18 +252,6 @@ class ItemBuilder:
             if len(self._log_lines) >= _MAX_CACHED and execution_id not in self._log_lines:
                 self._log_lines.clear()
             self._log_lines[execution_id] = taken + 1
-        if not isinstance(message, str):
-            message = str(message)
-        text, cut = protocol.cut_message(message)
-        item = {
-            **fields,
-            "message": text,
-            "level": level,
-            catalogue.LOGGER: self.name(catalogue.LOGGER, logger),
-            "time": (t_ns if t is None else t) / NS_PER_S,
-        }
-        if cut:
-            item["cut_bytes"] = cut
         return item
 
     def execution_ended(self, execution_id: str, pipeline: str | None) -> None:

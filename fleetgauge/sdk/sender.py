@@ -523,7 +523,8 @@ class Sender:
     def _report_invalid(self, entry: tuple[Any, ...], error: Exception) -> None:
         """One warning per name and reason (``correct``: value must be a number, got str)."""
         kind = _KINDS.get(entry[0], "value")
-        name = entry[2] if kind != "execution" else entry[3]  # an execution: its pipeline
+        # an execution: its pipeline; a log line: its logger (its message may be long)
+        name = entry[3] if kind == "execution" else entry[4] if kind == "log line" else entry[2]
         reason = str(error)
         key = f"invalid {kind} {name!r}: {reason}"
         if len(self._warned) >= _MAX_WARNED:  # bounded, whatever the names and reasons
