@@ -10,6 +10,7 @@ translating v2 writes into 1.x ``/write`` calls the way 1.8 does itself.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import signal
@@ -19,6 +20,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import IO, Any
@@ -395,3 +397,20 @@ class V2WriteFront:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+@contextlib.contextmanager
+def influx_to_stop(base_dir: Path, database: str = "fleet") -> Iterator[tuple[InfluxServer, str]]:
+    """A throwaway influxd holding ``database`` behind the v2 write front, for a test that
+    stops and restarts it: yields the server and the store URL (2 s timeout), and stops
+    both at the end whatever state the test left the server in."""
+    server = InfluxServer(base_dir)
+    server.start()
+    server.create_database(database)
+    front = V2WriteFront(server.url)
+    front.start()
+    try:
+        yield server, f"influxdb+{front.url}/{database}?org=test&timeout=2"
+    finally:
+        front.stop()
+        server.stop()

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from agent_process import AgentProcess
-from influx_server import InfluxServer, V2WriteFront
+from influx_server import influx_to_stop
 
 from fleetgauge import catalogue
 from fleetgauge.stores import open_store
@@ -17,27 +17,21 @@ WORKER = "outage-worker"
 
 
 def test_samples_taken_while_influxdb_is_down_arrive_once_it_is_back(tmp_path: Path) -> None:
-    server = InfluxServer(tmp_path / "influxd")
-    server.start()
-    server.create_database("fleet")
-    front = V2WriteFront(server.url)
-    front.start()
-    url = f"influxdb+{front.url}/fleet?org=test&timeout=2"
-    agent = AgentProcess(
-        tmp_path,
-        "--store",
-        url,
-        "--worker",
-        WORKER,
-        "--interval",
-        "0.5",
-        "--flush-interval",
-        "0.5",
-        "--collectors",
-        "cpu,memory",
-    )
-    started = time.time_ns()
-    try:
+    with influx_to_stop(tmp_path / "influxd") as (server, url):
+        agent = AgentProcess(
+            tmp_path,
+            "--store",
+            url,
+            "--worker",
+            WORKER,
+            "--interval",
+            "0.5",
+            "--flush-interval",
+            "0.5",
+            "--collectors",
+            "cpu,memory",
+        )
+        started = time.time_ns()
         with agent:
             time.sleep(2)
             server.stop()  # down for 30 s: sixty samples, sixty flush intervals
@@ -84,23 +78,14 @@ def test_samples_taken_while_influxdb_is_down_arrive_once_it_is_back(tmp_path: P
             assert sum(sum(s.fields["total_bytes"].count) for s in b.series) == samples
         finally:
             store.close()
-    finally:
-        front.stop()
-        server.stop()
 
 
 def test_a_sigkilled_agent_loses_at_most_one_flush_interval(tmp_path: Path) -> None:
     """Killed while the store is down: the spool survives and the next agent replays it."""
-    server = InfluxServer(tmp_path / "influxd")
-    server.start()
-    server.create_database("fleet")
-    front = V2WriteFront(server.url)
-    front.start()
-    url = f"influxdb+{front.url}/fleet?org=test&timeout=2"
-    args = ("--store", url, "--worker", WORKER, "--interval", "0.5", "--flush-interval", "1")
-    args += ("--collectors", "cpu")
-    started = time.time_ns()
-    try:
+    with influx_to_stop(tmp_path / "influxd") as (server, url):
+        args = ("--store", url, "--worker", WORKER, "--interval", "0.5", "--flush-interval", "1")
+        args += ("--collectors", "cpu")
+        started = time.time_ns()
         server.stop()
         first = AgentProcess(tmp_path, *args)
         with first:
@@ -125,6 +110,3 @@ def test_a_sigkilled_agent_loses_at_most_one_flush_interval(tmp_path: Path) -> N
         before_kill = [p for p in points if p.time_ns < second.started_ns]
         per_flush = 1 / 0.5  # samples in one flush interval
         assert taken - per_flush - 1 <= len(before_kill) <= taken, (len(before_kill), taken)
-    finally:
-        front.stop()
-        server.stop()

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from agent_process import AgentProcess
 from conftest import make_store
-from influx_server import InfluxServer, V2WriteFront
+from influx_server import influx_to_stop
 
 from fleetgauge import protocol
 from fleetgauge.read.query import get_execution, get_execution_logs
@@ -179,17 +179,11 @@ def test_a_run_over_its_log_limit_says_how_many_lines_were_dropped(tmp_path: Pat
 
 
 def test_10000_lines_logged_while_influxdb_is_down_all_arrive(tmp_path: Path) -> None:
-    server = InfluxServer(tmp_path / "influxd")
-    server.start()
-    server.create_database("fleet")
-    front = V2WriteFront(server.url)
-    front.start()
-    url = f"influxdb+{front.url}/fleet?org=test&timeout=2"
-    agent = AgentProcess(
-        tmp_path,
-        *("--store", url, "--interval", "60", "--flush-interval", "0.5", "--collectors", "cpu"),
-    )
-    try:
+    with influx_to_stop(tmp_path / "influxd") as (server, url):
+        agent = AgentProcess(
+            tmp_path,
+            *("--store", url, "--interval", "60", "--flush-interval", "0.5", "--collectors", "cpu"),
+        )
         with agent:
             client = MetricsClient(url=push_url(agent), flush_interval=0.05)
             log = logging.getLogger("outage")
@@ -213,9 +207,6 @@ def test_10000_lines_logged_while_influxdb_is_down_all_arrive(tmp_path: Path) ->
             "train", run.execution_id, limit=20_000, order="oldest", store=url
         )
         assert [line["message"] for line in lines] == [f"line {i:05d}" for i in range(10_000)]
-    finally:
-        front.stop()
-        server.stop()
 
 
 def test_a_bad_line_from_the_sdk_is_dropped_alone(tmp_path: Path) -> None:

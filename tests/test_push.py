@@ -15,7 +15,7 @@ from agent_process import AgentProcess
 from conftest import FakeClock, InfluxHarness
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from influx_server import InfluxServer, V2WriteFront
+from influx_server import influx_to_stop
 
 from fleetgauge import catalogue, protocol, validation
 from fleetgauge.agent.push import RecentKeys
@@ -510,14 +510,9 @@ def test_off_loopback_the_endpoint_needs_a_token_and_checks_it(tmp_path: Path) -
 
 # --- store down ---------------------------------------------------------------------------------
 def test_values_pushed_while_influxdb_is_down_arrive_once_it_is_back(tmp_path: Path) -> None:
-    server = InfluxServer(tmp_path / "influxd")
-    server.start()
-    server.create_database("fleet")
-    front = V2WriteFront(server.url)
-    front.start()
-    url = f"influxdb+{front.url}/fleet?org=test&timeout=2"
-    args = ("--store", url, "--interval", "60", "--flush-interval", "0.3", "--collectors", "cpu")
-    try:
+    with influx_to_stop(tmp_path / "influxd") as (server, url):
+        args = ("--store", url, "--interval", "60", "--flush-interval", "0.3")
+        args += ("--collectors", "cpu")
         with AgentProcess(tmp_path, *args) as agent:
             server.stop()
             for batch in range(5):
@@ -536,6 +531,3 @@ def test_values_pushed_while_influxdb_is_down_arrive_once_it_is_back(tmp_path: P
         expected = [(T0 + b * 1000 + i) * S for b in range(5) for i in range(1000)]
         assert [p.time_ns for p in points] == expected
         assert "0 dropped, 0 waiting in the spool" in agent.log()
-    finally:
-        front.stop()
-        server.stop()
