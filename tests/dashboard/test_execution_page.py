@@ -97,6 +97,8 @@ def text_of(dash_duo, selector: str, wanted: str) -> str:
 
 
 def log_rows(dash_duo, count: int) -> list[list[str]]:
+    # after a navigation the renderer's store exists only once the page is drawn
+    dash_duo.wait_for_element("#run-log-note", timeout=20)
     deadline = time.monotonic() + 20
     while True:
         settle(dash_duo)
