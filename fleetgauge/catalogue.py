@@ -47,6 +47,7 @@ class Family(StrEnum):
     EVENT = "event"
     EXECUTION = "execution"
     LOG = "log"
+    SUMMARY = "summary"
 
 
 class Point(NamedTuple):
@@ -147,6 +148,7 @@ REQUIRED_TAGS: dict[Family, tuple[str, ...]] = {
     Family.EVENT: (ENVIRONMENT, EVENT_NAME),
     Family.EXECUTION: (ENVIRONMENT, PIPELINE, EXECUTION_ID),
     Family.LOG: (ENVIRONMENT, LEVEL),
+    Family.SUMMARY: (ENVIRONMENT, EXECUTION_ID),
 }
 
 RESERVED_TAG_KEYS = frozenset({"time", "_measurement", "_field", "_start", "_stop"})
@@ -433,6 +435,48 @@ EXECUTION_TAG = Measurement(
     (_f("tags", "", "JSON object of tag names to text, or null for a tag removed", str),),
     tiered=False,
 )
+# Summaries the stores' write path keeps of what carries an execution id (see
+# fleetgauge.stores.summaries): what a table of thousands of executions reads instead of
+# every value. Never sent by clients; written by the store beside the points.
+SOURCE = "source"
+"""Tag of a summary: the measurement of the points it summarises."""
+SUMMARY_STATS = (
+    "count",
+    "first_ns",
+    "last_ns",
+    "sum",
+    "min",
+    "max",
+    "last",
+    "step_lo",
+    "step_hi",
+    "ordered",
+)
+"""Keys of a ``series_summary``'s ``stats``: values written, times (ns since the epoch) of
+the earliest and latest, their sum, min and max, the value at the highest step (list
+metric) or the latest time (simple metric), the lowest and highest step, and 1 when every
+step came after the one before (the last three for a list metric only)."""
+CENSUS_STATS = ("count", "first_ns", "last_ns", "pipeline", "worker")
+"""Keys of an ``execution_census``'s ``stats``: points written, times of the earliest and
+latest, and the pipeline and worker tags of the first point that had one."""
+SERIES_SUMMARY = Measurement(
+    "series_summary",
+    Family.SUMMARY,
+    "One series of values of an execution as the store's writer saw it in one pass (a"
+    " generation, told by the timestamp: its first value's time plus a random offset under"
+    " 1 ms); tags: environment, execution_id, metric and source (the measurement).",
+    (_f("stats", "", "JSON object of SUMMARY_STATS (one field: InfluxDB reads per field)", str),),
+    tiered=False,
+)
+EXECUTION_CENSUS = Measurement(
+    "execution_census",
+    Family.SUMMARY,
+    "When anything carrying the id of an execution whose start the store's writer did not"
+    " see was recorded, as it saw them in one pass (a generation): what finds an execution"
+    " whose start was never recorded.",
+    (_f("stats", "", "JSON object of CENSUS_STATS", str),),
+    tiered=False,
+)
 RUNNING, SUCCEEDED, FAILED = "running", "succeeded", "failed"
 EXECUTION_STATUSES = (RUNNING, SUCCEEDED, FAILED)
 """An execution is running from its start record until an end record says how it ended."""
@@ -466,8 +510,15 @@ MEASUREMENTS: dict[str, Measurement] = {
         EXECUTION_END,
         EXECUTION_TAG,
         LOG,
+        SERIES_SUMMARY,
+        EXECUTION_CENSUS,
     )
 }
+SUMMARIZED = (PIPELINE_METRIC.name, LIST_METRIC.name)
+"""Measurements whose series carrying an execution id get a ``series_summary``."""
+CENSUSED = (PIPELINE_METRIC.name, LIST_METRIC.name, EVENT.name, EXECUTION_END.name, LOG.name)
+"""Measurements whose points carrying an execution id count in its ``execution_census``
+(when the writer has not seen the execution's start)."""
 
 
 def measurement(name: str) -> Measurement:

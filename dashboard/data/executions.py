@@ -3,23 +3,44 @@
 The execution read model itself (start and end records joined with their values
 and events) is :mod:`fleetgauge.read.executions`, shared with ``fleetgauge export
 executions`` and the read API; this module asks it what one view of the page shows.
+
+The table is paged on the server: every execution of the range that passes the
+filter is listed (start, end and tag records, and the metrics a filter names), the
+order of a sort by a metric reads that metric's summaries for all of them, and only
+the page shown reads every metric and resource (:func:`read_page`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 from fleetgauge import catalogue
 from fleetgauge.dashboard.data.listings import list_environments
+from fleetgauge.dashboard.data.resources import done
 from fleetgauge.read import executions as ex
 from fleetgauge.read import filters
 from fleetgauge.stores import StoreReader
 
-__all__ = ["ExecutionsView", "read_executions_view", "RunView", "read_run_view", "MAX_COMPARED"]
+__all__ = [
+    "ExecutionsView",
+    "read_executions_view",
+    "read_page",
+    "RunView",
+    "read_run_view",
+    "MAX_COMPARED",
+    "MAX_DRAWN",
+    "PAGE_SIZE",
+]
 
+_INPUTS = {catalogue.EXECUTION.name: [catalogue.EXECUTION.get_field("inputs").name]}
 MAX_COMPARED = 20
 """Compared executions whose resource curves are read (one bucketed read each)."""
+MAX_DRAWN = 1000
+"""Executions the parallel-coordinates chart draws at most: the newest the table lists."""
+PAGE_SIZE = 25
+"""Executions a page of the table shows."""
 
 
 class ExecutionsView(NamedTuple):
@@ -28,6 +49,11 @@ class ExecutionsView(NamedTuple):
     environments: list[str]
     pipelines: list[str]
     records: list[ex.ExecutionRecord]
+    """Every execution the table lists, newest first (metrics: those the filter named)."""
+    drawn: list[ex.ExecutionRecord]
+    """The newest ``MAX_DRAWN`` of them, with the chart's metric (``by``)."""
+    by: str | None
+    """The chart's metric column: the one asked for, else the newest execution's first."""
     compared: list[ex.ExecutionRecord]
     events: list[catalogue.Point]
     curves: dict[str, list[ex.ResourceCurve]]
@@ -42,33 +68,113 @@ def read_executions_view(
     pipeline: str | None,
     status: str | None,
     compared: Sequence[str],
-    limit: int,
     where: str | None = None,
+    *,
+    mode: str = "last",
+    by: str | None = None,
 ) -> ExecutionsView:
-    """Executions started in [start, end) that pass the filter ``where`` (the newest
-    ``limit``), options, compared runs; FilterError before any read for a bad filter."""
-    test = filters.compile_filter(where) if where and where.strip() else None
+    """Executions started in [start, end) that pass the filter ``where``, options, the
+    chart's executions and the compared runs; FilterError before any read for a bad
+    filter. The table's rows come from :func:`read_page`."""
+    if where and where.strip():
+        filters.parse_filter(where)  # a bad filter fails before anything is read
     env = [environment] if environment else None
-    where = {catalogue.ENVIRONMENT: env} if env else None
-    pipelines = store.tag_values(
-        catalogue.PIPELINE, start_ns, end_ns, [catalogue.EXECUTION.name], where
-    )
-    records = ex.read_executions(
-        store,
-        start_ns,
-        end_ns,
-        env,
-        [pipeline] if pipeline else None,
-        [status] if status else None,
-        None if test else limit,
-    )
-    if test is not None:
-        records = [r for r in records if test(r)][:limit]
+    with ThreadPoolExecutor(2) as pool:  # the listings beside the executions' reads
+        beside = pool.submit if store.concurrent_reads else done
+        pipelines = beside(
+            store.tag_values,
+            catalogue.PIPELINE,
+            start_ns,
+            end_ns,
+            [catalogue.EXECUTION.name],
+            {catalogue.ENVIRONMENT: env} if env else None,
+            _INPUTS,  # one field counted: every start has it
+        )
+        environments = beside(list_environments, store, start_ns, end_ns)
+        records = filters.read_matching(
+            store,
+            start_ns,
+            end_ns,
+            where,
+            env,
+            [pipeline] if pipeline else None,
+            [status] if status else None,
+            with_metrics=False,
+        )
+        listed = pipelines.result(), environments.result()
+    drawn = records[:MAX_DRAWN]
+    if by is None and records:  # the newest execution's first metric
+        ex.add_metrics(store, records[:1], resources=False)
+        metrics = [c for c in ex.columns_of(records[:1], mode) if _is_metric(c)]
+        by = metrics[0] if metrics else None
+    if by is not None:
+        add_column(store, drawn, by)
     runs = [r for r in records if r.execution_id in compared]
+    ex.add_list_values(store, runs)  # a chart draws every value
     events = ex.read_events(store, runs) if runs else []
     curves = {r.execution_id: ex.read_resource_curves(store, r) for r in runs[:MAX_COMPARED]}
-    environments = list_environments(store, start_ns, end_ns)
-    return ExecutionsView(environments, pipelines, records, runs, events, curves)
+    return ExecutionsView(listed[1], listed[0], records, drawn, by, runs, events, curves)
+
+
+def _is_metric(column: str) -> bool:
+    return column.startswith(("metric.", "list.", "resource."))
+
+
+def add_column(store: StoreReader, records: Sequence[ex.ExecutionRecord], column: str) -> None:
+    """What ``column`` needs read for ``records`` (a metric's summaries, the resources)."""
+    if column.startswith("metric."):
+        ex.add_metrics(store, records, [column[len("metric.") :]], resources=False)
+    elif column.startswith("list."):
+        name = column[len("list.") :].rsplit(".", 1)[0]
+        ex.add_metrics(store, records, [name], resources=False)
+    elif column.startswith("resource."):
+        ex.add_metrics(store, records, (), resources=True)
+
+
+def read_page(
+    store: StoreReader,
+    records: Sequence[ex.ExecutionRecord],
+    page: int,
+    page_size: int,
+    sort: tuple[str, bool] | None = None,
+    keep: Collection[str] | None = None,
+) -> tuple[list[ex.ExecutionRecord], int]:
+    """Page ``page`` (from 0) of ``records`` (only those whose ids are in ``keep``, when
+    given) in the order of ``sort`` (column, descending), with every metric and
+    resource; and how many executions the pages hold. A sort by a metric reads that
+    metric for every execution listed; numbers come first, then text, then empty cells,
+    whichever the direction (as a click on the table's header sorts)."""
+    listed = [r for r in records if keep is None or r.execution_id in keep]
+    if sort is not None:
+        column, descending = sort
+        add_column(store, listed, column)
+        listed = _sorted(listed, column, descending)
+    first = max(0, page) * page_size
+    shown = listed[first : first + page_size]
+    ex.add_metrics(store, shown)
+    return shown, len(listed)
+
+
+def _sorted(
+    records: list[ex.ExecutionRecord], column: str, descending: bool
+) -> list[ex.ExecutionRecord]:
+    def value(r: ex.ExecutionRecord) -> object:
+        if column in ("start", "end"):
+            return r.start_ns if column == "start" else r.end_ns
+        return ex.cell(r, column)
+
+    numbers, texts, empty = [], [], []
+    for r in records:
+        v = value(r)
+        if v is None:
+            empty.append(r)
+        elif isinstance(v, int | float) and not isinstance(v, bool):
+            numbers.append((v, r))
+        else:
+            texts.append((str(v), r))
+    numbers.sort(key=lambda p: p[0], reverse=descending)  # stable: newest first among equals
+    texts.sort(key=lambda p: p[0], reverse=descending)
+    return [r for _, r in numbers] + [r for _, r in texts] + empty
 
 
 class RunView(NamedTuple):

@@ -29,6 +29,22 @@ point holding one of them (counted rather than every field, on InfluxDB)."""
 
 
 def list_environments(store: StoreReader, start_ns: int, end_ns: int) -> list[str]:
-    """Environments with any resource sample or pipeline value in [start, end), sorted."""
-    names = [*RESOURCE_NAMES, catalogue.PIPELINE_METRIC.name, catalogue.LIST_METRIC.name]
-    return store.tag_values(catalogue.ENVIRONMENT, start_ns, end_ns, names, None, RESOURCE_FIELDS)
+    """Environments with any resource sample, pipeline value or execution in [start, end),
+    sorted.
+
+    Executions count by their start records and, for those never started, their census
+    (what the write path keeps of their values, events and logs), not by their list
+    values: counting 10 million list points of a month took InfluxDB 4.8 s, the starts
+    of their 10,000 executions 60 ms. (A list metric recorded without an execution id
+    lists its environment only when something else of the environment is recorded.)
+    """
+    names = [*RESOURCE_NAMES, catalogue.PIPELINE_METRIC.name, _START, _CENSUS]
+    return store.tag_values(catalogue.ENVIRONMENT, start_ns, end_ns, names, None, _COUNTED)
+
+
+_START, _CENSUS = catalogue.EXECUTION.name, catalogue.EXECUTION_CENSUS.name
+_COUNTED = {
+    **RESOURCE_FIELDS,
+    _START: [catalogue.EXECUTION.get_field("inputs").name],
+    _CENSUS: [catalogue.EXECUTION_CENSUS.fields[0].name],
+}

@@ -1,18 +1,21 @@
 """Executions page: a table of the runs started in the range, and a comparison of chosen ones.
 
-The table lists the executions (newest first) with the columns the user picks
-among metadata, inputs, simple metrics (last value) and list metrics reduced by
-the chosen mode; it sorts by any column (click a header) and filters by
+The table lists the executions (newest first, 25 a page, paged on the server: a
+range of 10,000 executions reads every metric only for the page shown) with the
+columns the user picks among metadata, inputs, simple metrics (last value) and list
+metrics reduced by the chosen mode; it sorts by any column (click a header: a metric
+is read for every execution listed, from the store's summaries) and filters by
 pipeline, status and a filter (:mod:`fleetgauge.read.filters`, the grammar of
 ``search_executions`` and ``fleetgauge export executions --filter``; one that
-does not parse is shown with a caret under the spot). Ticking rows and pressing
-Compare puts those executions
+does not parse is shown with a caret under the spot). Ticking rows (on any page)
+and pressing Compare puts those executions
 in the URL (``run=``) and draws, for every list metric, one chart with a line
 per execution against step (or wall time), with their events as markers.
 
-A parallel-coordinates chart draws the table's executions: an axis per chosen
-input and one for the chosen metric (``axis=`` and ``by=`` in the URL); dragging
-along an axis keeps only the executions within the ranges in the table.
+A parallel-coordinates chart draws the table's executions (the newest 1,000 of
+them): an axis per chosen input and one for the chosen metric (``axis=`` and ``by=``
+in the URL); dragging along an axis keeps only the executions within the ranges in
+the table.
 """
 
 from __future__ import annotations
@@ -39,10 +42,9 @@ PAGE = "executions"
 WIDTH, REFRESH, TICK = components.page_ids(PAGE)
 components.register_page_controls(PAGE)
 
-__all__ = ["layout", "load", "selection_to_url", "compare_to_url", "MAX_ROWS"]
+__all__ = ["layout", "load", "selection_to_url", "compare_to_url", "PAGE_SIZE"]
 
-MAX_ROWS = 1000
-"""Executions listed at most: the newest ones in the range."""
+PAGE_SIZE = data.PAGE_SIZE
 MAX_AXES = 8
 """Input axes of the parallel-coordinates chart when none are chosen."""
 TABLE = "executions-table"
@@ -121,10 +123,13 @@ def layout(**query: object) -> html.Div:
                 row_selectable="multi",
                 selected_rows=[],
                 markdown_options={"link_target": "_self"},  # the id opens its page here
-                sort_action="custom",  # on the values: durations are shown as text
+                sort_action="custom",  # on the server, over every page, by the values
                 sort_mode="single",
                 sort_by=[],
-                page_size=25,
+                page_action="custom",  # a page at a time from the server
+                page_current=0,
+                page_size=PAGE_SIZE,
+                page_count=1,
                 style_table={"overflowX": "auto"},  # the tick box and id stay put: style.css
                 style_cell={"fontFamily": "inherit", "fontSize": "13px", "padding": "4px 8px"},
                 style_header={"fontWeight": "600"},
@@ -179,8 +184,8 @@ def layout(**query: object) -> html.Div:
             ),
             dcc.Graph(id="exec-parallel", config={"displaylogo": False}, className="graph"),
             html.Div(id="exec-brush-note", className="note"),
-            dcc.Store(id="exec-rows"),
             dcc.Store(id="exec-brush", data={}),
+            dcc.Store(id="exec-ticked", data=list(state.run)),
         ]
     )
 
@@ -255,24 +260,10 @@ def _table(records: list[ex.ExecutionRecord], columns: list[str]) -> tuple[list[
 
 
 @callback(
-    Output(TABLE, "data", allow_duplicate=True),
-    Output(TABLE, "selected_rows", allow_duplicate=True),
-    Input(TABLE, "sort_by"),
-    State(TABLE, "data"),
-    State(TABLE, "selected_row_ids"),
-    prevent_initial_call=True,
-)
-def sort_rows(sort_by, rows, selected):
-    """A header click: the rows in the new order, the ticked ones still ticked."""
-    rows = components.sorted_rows(rows or [], sort_by)
-    chosen = set(selected or ())
-    return rows, [i for i, row in enumerate(rows) if row["id"] in chosen]
-
-
-@callback(
     Output(TABLE, "columns"),
     Output(TABLE, "data"),
     Output(TABLE, "selected_rows"),
+    Output(TABLE, "page_count"),
     Output("exec-count", "children"),
     Output("exec-pipeline", "options"),
     Output("exec-columns", "options"),
@@ -282,19 +273,23 @@ def sort_rows(sort_by, rows, selected):
     Output("exec-parallel", "figure"),
     Output("exec-axes", "options"),
     Output("exec-by", "options"),
-    Output("exec-rows", "data"),
-    Output("exec-brush", "data"),
     Output("exec-brush-note", "children"),
     Input(WIDTH, "data"),
     Input(REFRESH, "n_clicks"),
     Input(TICK, "n_intervals"),
     components.SEARCH,
-    State(TABLE, "sort_by"),
+    Input(TABLE, "page_current"),
+    Input(TABLE, "sort_by"),
+    Input("exec-brush", "data"),
+    State("exec-ticked", "data"),
 )
-def load(_width, _refresh, _tick, search, sort_by):
-    """Table, options and comparison charts for the view in the URL."""
+def load(_width, _refresh, _tick, search, page, sort_by, brush, ticked):
+    """Table page, options and charts for the view in the URL, the page and sort of the
+    table and the ranges brushed on the parallel-coordinates chart."""
     state = components.view_of(search)
     start_ns, end_ns = components.window_of(state)
+    sort = (sort_by[0]["column_id"], sort_by[0]["direction"] == "desc") if sort_by else None
+    ranges = (brush or {}).get("ranges") if (brush or {}).get("search") == search else None
     try:
         with current().pool.store() as store:
             view = data.read_executions_view(
@@ -305,62 +300,76 @@ def load(_width, _refresh, _tick, search, sort_by):
                 state.pipeline,
                 state.status,
                 state.run,
-                MAX_ROWS,
                 state.filter,
+                mode=state.mode,
+                by=state.by,
             )
+            known = ex.columns_of(view.records, state.mode)  # inputs of all, metrics read
+            figure, axes, bys = _parallel(view, known, state)
+            keep = _kept(figure, ranges) if ranges else None
+            shown, listed = data.read_page(store, view.records, page or 0, PAGE_SIZE, sort, keep)
     except FilterError as e:
         note = "No executions shown: the filter does not parse (see above)."
         empty = figures.parallel_figure([], [], None, ex.cell)
-        lost = ([], [], [], note, no_update, no_update, [], no_update, str(e))
-        return (*lost, empty, no_update, no_update, [], {}, "")
+        lost = ([], [], [], 1, note, no_update, no_update, [], no_update, str(e))
+        return (*lost, empty, no_update, no_update, "")
     except StoreError as e:
         components.report_store_error(e)
-        return (no_update,) * 15
+        return (no_update,) * 14
     components.clear_banner(
         state, components.unknown_names("environment", [state.env or ""], view.environments)
     )
     components.set_environments(view.environments, state.env)
-    available = ex.columns_of(view.records, state.mode)
+    available = ex.columns_of(view.records, state.mode)  # and now the page's metrics
     columns = _chosen_columns(state, available)
-    specs, rows = _table(view.records, columns)
-    rows = components.sorted_rows(rows, sort_by)
-    shown = len(view.records)
-    note = f"{shown} execution{'s' * (shown != 1)} started in this range, newest first"
+    specs, rows = _table(shown, columns)
+    pages = max(1, -(-listed // PAGE_SIZE))
+    total = len(view.records)
+    note = f"{total} execution{'s' * (total != 1)} started in this range, newest first"
     if state.filter:
         note = note.replace(" started", " passing the filter started", 1)
-    if shown == MAX_ROWS:
-        note += f" (the newest {MAX_ROWS}: narrow the range to see older ones)"
+    if pages > 1:
+        note += f"; page {min(page or 0, pages - 1) + 1} of {pages}"
+    brushed = ""
+    if keep is not None:
+        brushed = (
+            f"{listed} of {len(view.drawn)} executions drawn within the ranges on the axes"
+            " (click an axis outside its range to clear it)"
+        )
     pipelines = sorted({*view.pipelines, *([state.pipeline] if state.pipeline else [])})
     options = [
         {"label": ex.column_label(c), "value": c} for c in dict.fromkeys(available + columns)
     ]
     charts = _compare_charts(view.compared, view.events, state.x, state.run)
     charts += _resource_charts(view.compared, view.curves, state.run)
+    chosen = set(ticked if ticked is not None else state.run)
+    redrawn = dash.ctx.triggered_id not in ("exec-brush", TABLE)  # a brush stays drawn
     return (
         specs,
         rows,
-        [i for i, row in enumerate(rows) if row["id"] in state.run],
+        [i for i, row in enumerate(rows) if row["id"] in chosen],
+        pages,
         note,
         [{"label": p, "value": p} for p in pipelines],
         options,
         charts,
         _download_href(state, start_ns, end_ns, columns),
         "",
-        *_parallel(view.records, available, state),
-        rows,
-        {},
-        "",
+        figure if redrawn else no_update,
+        axes,
+        bys,
+        brushed,
     )
 
 
-def _parallel(records, available: list[str], state) -> tuple[dict, list[dict], list[dict]]:
+def _parallel(view, available: list[str], state) -> tuple[dict, list[dict], list[dict]]:
     """The parallel-coordinates figure and the options of its two dropdowns."""
     inputs = [c for c in available if c.startswith("input.")]
     metrics = [c for c in available if c.startswith(("metric.", "list.", "resource."))]
     metrics += [c for c in ("duration_s",) if c in available]
+    metrics += [c for c in [view.by] if c and c not in metrics]
     axes = [c for c in state.axis if c in inputs] or inputs[:MAX_AXES]
-    by = state.by if state.by in metrics else (metrics[0] if metrics else None)
-    figure = figures.parallel_figure(records, axes, by, ex.cell)
+    figure = figures.parallel_figure(view.drawn, axes, view.by, ex.cell)
     return (
         figure,
         [{"label": ex.column_label(c), "value": c} for c in inputs],
@@ -399,49 +408,51 @@ def _kept(figure: dict, brush: dict[str, list]) -> set[str] | None:
 
 
 @callback(
-    Output(TABLE, "data", allow_duplicate=True),
-    Output(TABLE, "selected_rows", allow_duplicate=True),
-    Output("exec-brush", "data", allow_duplicate=True),
-    Output("exec-brush-note", "children", allow_duplicate=True),
+    Output("exec-brush", "data"),
     Input("exec-parallel", "restyleData"),
-    State("exec-parallel", "figure"),
     State("exec-brush", "data"),
-    State("exec-rows", "data"),
-    State(TABLE, "sort_by"),
-    State(TABLE, "selected_row_ids"),
+    components.SEARCH,
     prevent_initial_call=True,
 )
-def brush_rows(restyle, figure, brush, rows, sort_by, selected):
-    """A range dragged along an axis: the table keeps the executions inside every range."""
-    if not restyle or not rows:
-        return no_update, no_update, no_update, no_update
-    brush = dict(brush or {})
+def brush_rows(restyle, brush, search):
+    """A range dragged along an axis: remembered for this view, so the table keeps only
+    the executions inside every range (see :func:`load`)."""
+    if not restyle:
+        return no_update
+    brush = brush or {}
+    ranges = dict(brush.get("ranges") or {}) if brush.get("search") == search else {}
     changed = False
     for key, value in (restyle[0] or {}).items():
         match = _RANGE_KEY.fullmatch(key)
         if match is None:
             continue
         changed = True
-        ranges = _ranges(value)
-        if ranges is None:
-            brush.pop(match.group(1), None)
+        found = _ranges(value)
+        if found is None:
+            ranges.pop(match.group(1), None)
         else:
-            brush[match.group(1)] = ranges
+            ranges[match.group(1)] = found
     if not changed:
-        return no_update, no_update, no_update, no_update
-    kept = _kept(figure, brush)
-    shown = rows if kept is None else [row for row in rows if row["id"] in kept]
-    shown = components.sorted_rows(shown, sort_by)
-    chosen = set(selected or ())
-    note = (
-        ""
-        if kept is None
-        else (
-            f"{len(shown)} of {len(rows)} executions within the ranges drawn on the axes"
-            " (click an axis outside its range to clear it)"
-        )
-    )
-    return shown, [i for i, row in enumerate(shown) if row["id"] in chosen], brush, note
+        return no_update
+    return {"search": search, "ranges": ranges}
+
+
+@callback(
+    Output("exec-ticked", "data"),
+    Input(TABLE, "selected_rows"),
+    State(TABLE, "data"),
+    State("exec-ticked", "data"),
+    prevent_initial_call=True,
+)
+def tick_rows(selected, rows, ticked):
+    """Ticked executions, kept across pages: this page's ticks replace this page's.
+
+    By row index with the data beside it: a new page sets both at once, where the ids
+    the table derives from them would arrive with the page before's data."""
+    rows = rows or []
+    on_page = {row["id"] for row in rows}
+    kept = [i for i in ticked or () if i not in on_page]
+    return kept + [rows[i]["id"] for i in selected or () if i < len(rows)]
 
 
 def _compare_charts(compared, events, x: str, wanted) -> list:
@@ -561,12 +572,13 @@ def selection_to_url(pipeline, status, mode, columns, x, where, axes, by, search
 @callback(
     Output(components.LOCATION, "search", allow_duplicate=True),
     Input("compare", "n_clicks"),
-    State(TABLE, "selected_row_ids"),
+    State("exec-ticked", "data"),
     components.SEARCH,
     prevent_initial_call=True,
 )
 def compare_to_url(_clicks, selected, search):
-    """The ticked executions into the URL: the comparison is drawn from there."""
+    """The ticked executions (of every page) into the URL: the comparison is drawn from
+    there."""
     state = components.view_of(search)
     new = state.with_(run=tuple(selected or ()))
     if new == state:

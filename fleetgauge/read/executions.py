@@ -40,13 +40,17 @@ import io
 import json
 import math
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from fleetgauge import catalogue
 from fleetgauge.read.export import LINE_END, neutralize
 from fleetgauge.stores import StoreReader
+from fleetgauge.stores.summaries import OFFSET_NS, SLACK_NS
 from fleetgauge.timeutil import EARLIEST_NS, LATEST_NS, NS_PER_S, format_time, format_time_ns
 
 __all__ = [
@@ -56,6 +60,10 @@ __all__ = [
     "METADATA_COLUMNS",
     "read_executions",
     "read_execution",
+    "add_metrics",
+    "summaries_since",
+    "add_list_values",
+    "BULK_MARGIN_NS",
     "read_events",
     "read_resource_curves",
     "RESOURCE_COLUMNS",
@@ -101,9 +109,16 @@ class ListMetric:
     steps: list[int] = field(default_factory=list)
     values: list[float] = field(default_factory=list)
     times_ns: list[int] = field(default_factory=list)
+    summary: dict[str, float] | None = None
+    """Its last, min, max and mean when only the store's summaries were read (a table of
+    many executions): ``steps``, ``values`` and ``times_ns`` are empty then."""
 
     def reduce(self, mode: str) -> float | None:
         """The value at the last step, or the min, max or mean over all steps."""
+        if self.summary is not None and not self.values:
+            if mode not in MODES:
+                raise ValueError(f"unknown mode {mode!r} (known: {', '.join(MODES)})")
+            return self.summary[mode]
         if not self.values:
             return None
         if mode == "last":
@@ -139,6 +154,8 @@ class ExecutionRecord:
     tags: dict[str, str] = field(default_factory=dict)
     defaulted: tuple[str, ...] = ()
     """Inputs taken from the run's defaults (not given by the caller)."""
+    summarized: set[str] | None = field(default_factory=set, repr=False, compare=False)
+    """Metrics whose summaries were read (None: every one), so none is read twice."""
 
     @property
     def duration_s(self) -> float | None:
@@ -151,7 +168,7 @@ class ExecutionRecord:
         lists: dict[str, Any] = {}
         for name, lm in self.list_metrics.items():
             summary = {mode: lm.reduce(mode) for mode in MODES}
-            if with_values:
+            if with_values and lm.summary is None:
                 summary.update(steps=list(lm.steps), values=list(lm.values))
             lists[name] = summary
         return {
@@ -206,7 +223,9 @@ def read_executions(
 
     ``environment``, ``pipeline`` and ``status`` filter (None: no filter). A
     start recorded twice for one id keeps the later one; the latest end record
-    gives the status.
+    gives the status. Their metrics come from the store's summaries (list metrics
+    carry their last, min, max and mean, not every value: see :func:`add_list_values`);
+    ``with_metrics=False`` leaves metrics and resources out (:func:`add_metrics`).
     """
     if status is not None:
         unknown = [s for s in status if s not in catalogue.SHOWN_STATUSES]
@@ -215,11 +234,22 @@ def read_executions(
             raise ValueError(f"unknown status {unknown[0]!r} (known: {known})")
     found: dict[tuple[str, str], ExecutionRecord] = {}
     where = _where(environment, **{catalogue.PIPELINE: pipeline})
-    for p in store.stream_points(catalogue.EXECUTION.name, start_ns, end_ns, where):
-        found[_key(p.tags)] = _record(p)
-    carried = store.tag_values(
-        catalogue.EXECUTION_ID, start_ns, end_ns, IMPLICIT_SOURCES, where, _ONE_FIELD
-    )
+    since = max(EARLIEST_NS, start_ns - SLACK_NS)  # a census row may be this much late
+    with ThreadPoolExecutor(1) as pool:  # the census beside the starts (InfluxDB: at once)
+        census = pool.submit(
+            store.tag_values,
+            catalogue.EXECUTION_ID,
+            since,
+            min(LATEST_NS, end_ns + OFFSET_NS),  # and stamped up to OFFSET_NS late
+            [_CENSUS],
+            _where(environment),
+            _CENSUS_STATS,
+        )
+        if not store.concurrent_reads:
+            census.result()
+        for p in store.stream_points(catalogue.EXECUTION.name, start_ns, end_ns, where):
+            found[_key(p.tags)] = _record(p)
+        carried = census.result()
     started_here = {execution_id for _, execution_id in found}
     implicit = _implicit(store, [i for i in carried if i not in started_here], environment)
     for key, record in implicit.items():
@@ -233,8 +263,7 @@ def read_executions(
     if limit is not None:
         records = records[:limit]
     if with_metrics:
-        _add_metrics(store, records)
-        _add_resources(store, records)
+        add_metrics(store, records)
     return records
 
 
@@ -242,8 +271,8 @@ def read_execution(
     store: StoreReader, execution_id: str, environment: Sequence[str] | None = None
 ) -> ExecutionRecord | None:
     """The execution called ``execution_id`` (the latest started, if several environments
-    have one), with its metrics; an implicit one (status ``unknown``) when only its values
-    were recorded; None when nothing carries that id."""
+    have one), with its metrics read from every value; an implicit one (status ``unknown``)
+    when only its values were recorded; None when nothing carries that id."""
     found: dict[tuple[str, str], ExecutionRecord] = {}
     where = _where(environment, **{catalogue.EXECUTION_ID: [execution_id]})
     for p in store.stream_points(catalogue.EXECUTION.name, EARLIEST_NS, LATEST_NS, where):
@@ -254,17 +283,22 @@ def read_execution(
     if not records:
         return None
     latest = max(records, key=lambda r: r.start_ns)
-    _add_metrics(store, [latest])
+    _add_values(store, [latest])
     _add_resources(store, [latest])
     return latest
 
 
 def _json_object(text: object) -> dict[str, Any]:
     """A JSON object field ({} when empty or not an object: what was stored is never trusted)."""
-    try:
-        found = json.loads(str(text or "{}"))
-    except ValueError:
+    if not text or text == "{}":
         return {}
+    try:
+        found = orjson.loads(str(text))
+    except ValueError:  # orjson refuses what json takes: integers past 64 bits
+        try:
+            found = json.loads(str(text))
+        except ValueError:
+            return {}
     return found if isinstance(found, dict) else {}
 
 
@@ -283,24 +317,25 @@ def _record(p: catalogue.Point) -> ExecutionRecord:
     return record
 
 
-IMPLICIT_SOURCES = (
-    catalogue.PIPELINE_METRIC.name,
-    catalogue.LIST_METRIC.name,
-    catalogue.EVENT.name,
-    catalogue.EXECUTION_END.name,
-    catalogue.LOG.name,
-)
-"""What makes an execution whose start was never recorded appear."""
-_ONE_FIELD = {m: [catalogue.measurement(m).fields[0].name] for m in IMPLICIT_SOURCES}
-"""A point of each is found by its first field (InfluxDB's work is per field counted)."""
+IMPLICIT_SOURCES = catalogue.CENSUSED
+"""What makes an execution whose start was never recorded appear (the store's writer
+counts them in ``execution_census``)."""
+_CENSUS = catalogue.EXECUTION_CENSUS.name
+_SUMMARY = catalogue.SERIES_SUMMARY.name
+BULK_MARGIN_NS = 86_400 * NS_PER_S
+"""Reading the end records, tag writes and summaries of more executions than one id
+filter holds, a store is read by time from this long before the earliest start (by id
+it would take a query per 200 executions): a value, end or tag written more than this
+before its execution started is left out of such a table (its own page reads them all)."""
 
 
 def _implicit(
     store: StoreReader, ids: Sequence[str], environment: Sequence[str] | None
 ) -> dict[tuple[str, str], ExecutionRecord]:
     """Executions of ``ids`` known only by their values: status ``unknown``, from the first
-    record carrying the id to the last. An id started anywhere (in that environment) is not
-    one; a later end record gives its status and end (see :func:`_finish`)."""
+    record carrying the id to the last (as the census counted them). An id started anywhere
+    (in that environment) is not one; a later end record gives its status and end (see
+    :func:`_finish`)."""
     if not ids:
         return {}
     started: set[tuple[str, str]] = set()
@@ -316,20 +351,52 @@ def _implicit(
         if not chunk:
             continue
         where = _where(environment, **{catalogue.EXECUTION_ID: chunk})
-        for measurement in IMPLICIT_SOURCES:
-            for p in store.stream_points(measurement, EARLIEST_NS, LATEST_NS, where):
-                key = _key(p.tags)
-                record = spans.get(key)
-                if record is None:
-                    pipeline = p.tags.get(catalogue.PIPELINE, "")
-                    worker = p.tags.get(catalogue.WORKER, "")
-                    record = spans[key] = ExecutionRecord(
-                        key[1], pipeline, key[0], p.time_ns, {}, worker, catalogue.UNKNOWN
-                    )
-                    record.end_ns = p.time_ns
-                record.start_ns = min(record.start_ns, p.time_ns)
-                record.end_ns = max(record.end_ns or p.time_ns, p.time_ns)
+        for p in store.stream_points(_CENSUS, EARLIEST_NS, LATEST_NS, where):
+            key = _key(p.tags)
+            stats = _stats(p)
+            first, last = int(stats[_FIRST]), int(stats[_LAST])
+            record = spans.get(key)
+            if record is None or first < record.start_ns:
+                pipeline = str(stats.get(_CENSUS_PIPELINE) or "")
+                worker = str(stats.get(_CENSUS_WORKER) or "")
+                end = last if record is None else max(last, record.end_ns or last)
+                record = spans[key] = ExecutionRecord(
+                    key[1], pipeline, key[0], first, {}, worker, catalogue.UNKNOWN
+                )
+                record.end_ns = end
+            record.end_ns = max(record.end_ns or last, last)
     return {key: r for key, r in spans.items() if key not in started}
+
+
+_STATS = catalogue.SERIES_SUMMARY.fields[0].name
+_CENSUS_STATS = {_CENSUS: [catalogue.EXECUTION_CENSUS.fields[0].name]}
+_, _FIRST, _LAST, _CENSUS_PIPELINE, _CENSUS_WORKER = catalogue.CENSUS_STATS
+
+
+def _stats(p: catalogue.Point) -> dict[str, Any]:
+    """The ``stats`` of a summary or census row ({} when unreadable: never trusted)."""
+    return _json_object(p.fields.get(_STATS))
+
+
+def _by_ids(
+    store: StoreReader,
+    measurement: str,
+    ids: Sequence[str],
+    since_ns: int,
+    environment: Sequence[str] | None,
+    **tags: Sequence[str] | None,
+) -> Iterator[catalogue.Point]:
+    """Points of ``measurement`` carrying one of ``ids`` since ``since_ns`` (and ``tags``):
+    by id, a query per 200 of them; for more, by time from ``BULK_MARGIN_NS`` earlier (the
+    caller keeps the ids it wants)."""
+    if len(ids) > _ID_CHUNK:
+        where = _where(environment, **tags)
+        since_ns = max(EARLIEST_NS, since_ns - BULK_MARGIN_NS)
+        yield from store.stream_points(measurement, since_ns, LATEST_NS, where)
+        return
+    for chunk in _chunks(ids):
+        where = _where(environment, **{catalogue.EXECUTION_ID: chunk}, **tags)
+        yield from store.stream_points(measurement, since_ns, LATEST_NS, where)
 
 
 def _finish(
@@ -339,45 +406,179 @@ def _finish(
     environment: Sequence[str] | None,
 ) -> list[ExecutionRecord]:
     """Statuses, ends and outputs from the end records written since the earliest start,
-    and tags from every tag record of their ids."""
+    and tags from the tag records written since then, in time order."""
     if not found:
         return []
     since = min([since_ns, *(r.start_ns for r in found.values())])
     ids = sorted({execution_id for _, execution_id in found})
-    for chunk in _chunks(ids):
-        where = _where(environment, **{catalogue.EXECUTION_ID: chunk})
-        for p in store.stream_points(catalogue.EXECUTION_END.name, since, LATEST_NS, where):
+    with ThreadPoolExecutor(1) as pool:  # the tag writes beside the ends (InfluxDB: at once)
+        tagged = _by_ids(store, catalogue.EXECUTION_TAG.name, ids, since, environment)
+        tag_writes = pool.submit(list, tagged)
+        if not store.concurrent_reads:
+            tag_writes.result()
+        for p in _by_ids(store, catalogue.EXECUTION_END.name, ids, since, environment):
             record = found.get(_key(p.tags))
             if record is not None and p.time_ns >= record.start_ns:
                 record.status, record.end_ns = str(p.fields.get(STATUS)), p.time_ns
                 record.outputs = _json_object(p.fields.get(OUTPUTS))
-        tag_writes = store.stream_points(
-            catalogue.EXECUTION_TAG.name, EARLIEST_NS, LATEST_NS, where
-        )
-        for p in sorted(tag_writes, key=lambda p: p.time_ns):
-            record = found.get(_key(p.tags))
-            if record is not None:
-                for name, value in _json_object(p.fields.get(TAGS)).items():
-                    if value is None:
-                        record.tags.pop(name, None)
-                    else:
-                        record.tags[name] = str(value)
+    for p in sorted(tag_writes.result(), key=lambda p: p.time_ns):
+        record = found.get(_key(p.tags))
+        if record is not None:
+            for name, value in _json_object(p.fields.get(TAGS)).items():
+                if value is None:
+                    record.tags.pop(name, None)
+                else:
+                    record.tags[name] = str(value)
     for record in found.values():
         record.tags = dict(sorted(record.tags.items()))
     return list(found.values())
 
 
-def _add_metrics(store: StoreReader, records: Sequence[ExecutionRecord]) -> None:
-    """Last simple-metric values and list-metric values of ``records``, read in chunks."""
+def add_metrics(
+    store: StoreReader,
+    records: Sequence[ExecutionRecord],
+    metrics: Collection[str] | None = None,
+    resources: bool = True,
+    early: Sequence[catalogue.Point] | None = None,
+) -> None:
+    """The metrics of ``records`` from the store's summaries (only those named
+    ``metrics``; None: all) and, with ``resources``, what their processes used.
+
+    ``early``: the summary rows of those metrics read by time (:func:`summaries_since`)
+    from at least ``BULK_MARGIN_NS`` before every record's start, beside other reads;
+    used when more records than one id filter holds are asked for (as they would be
+    read then).
+
+    A simple metric's value is its latest; a list metric's last, min, max and mean come
+    from the summaries when the generations of its series cover disjoint step ranges,
+    each in order, and from its values otherwise (see :mod:`fleetgauge.stores.summaries`).
+    """
+    if metrics is None:
+        wanted = [r for r in records if r.summarized is not None]
+    else:
+        wanted = [r for r in records if r.summarized is not None and set(metrics) - r.summarized]
+    for r in wanted:
+        r.summarized = None if metrics is None else r.summarized | set(metrics)  # type: ignore[operator]
+    if resources:
+        _add_resources(store, records)
+    by_key = {(r.environment, r.execution_id): r for r in wanted}
+    if not by_key:
+        return
+    records = wanted
+    ids = sorted({r.execution_id for r in records})
+    since = min(r.start_ns for r in records)
+    environments = sorted({r.environment for r in records})
+    chosen = None if metrics is None else sorted(metrics)
+    latest: dict[tuple[tuple[str, str], str], tuple[int, float]] = {}
+    lists: dict[tuple[tuple[str, str], str], list[Mapping[str, Any]]] = {}
+    since = EARLIEST_NS if len(ids) <= _ID_CHUNK else since  # by id: every summary
+    rows: Iterable[catalogue.Point] = ()
+    if early is not None and len(ids) > _ID_CHUNK:
+        rows = early
+    elif chosen != []:
+        rows = _by_ids(store, _SUMMARY, ids, since, environments, metric=chosen)
+    for p in rows:
+        key = _key(p.tags)
+        if key not in by_key:
+            continue
+        series = (key, p.tags[catalogue.METRIC])
+        stats = _stats(p)
+        if p.tags.get(catalogue.SOURCE) == catalogue.LIST_METRIC.name:
+            lists.setdefault(series, []).append(stats)
+            continue
+        try:
+            t, value = int(stats[_S_LAST_NS]), float(stats[_S_LAST])
+        except (KeyError, TypeError, ValueError):
+            continue  # not a row this writer wrote
+        if series not in latest or t >= latest[series][0]:
+            latest[series] = (t, value)
+    for (key, metric), (_, value) in latest.items():
+        by_key[key].metrics[metric] = value
+    unsure: dict[tuple[str, str], set[str]] = {}
+    for (key, metric), generations in lists.items():
+        summary = _merged(generations)
+        if summary is None:
+            unsure.setdefault(key, set()).add(metric)
+        else:
+            by_key[key].list_metrics[metric] = ListMetric(summary=summary)
+    if unsure:  # steps written twice or out of order: their values decide
+        _add_values(store, [by_key[k] for k in unsure], sorted(set().union(*unsure.values())))
+    for r in records:
+        r.metrics = dict(sorted(r.metrics.items()))
+        r.list_metrics = dict(sorted(r.list_metrics.items()))
+
+
+_S_COUNT, _S_FIRST, _S_LAST_NS, _S_SUM, _S_MIN, _S_MAX, _S_LAST = catalogue.SUMMARY_STATS[:7]
+_S_STEP_LO, _S_STEP_HI, _S_ORDERED = catalogue.SUMMARY_STATS[7:]
+
+
+def summaries_since(
+    store: StoreReader,
+    since_ns: int,
+    environment: Sequence[str] | None,
+    metrics: Collection[str],
+) -> list[catalogue.Point]:
+    """The summary rows of ``metrics`` written from ``BULK_MARGIN_NS`` before ``since_ns``
+    on: what :func:`add_metrics` reads for many executions that started since then."""
+    since = max(EARLIEST_NS, since_ns - BULK_MARGIN_NS)
+    where = _where(environment, **{catalogue.METRIC: sorted(metrics)})
+    return list(store.stream_points(_SUMMARY, since, LATEST_NS, where))
+
+
+def _merged(generations: Sequence[Mapping[str, Any]]) -> dict[str, float] | None:
+    """Last, min, max and mean of a list metric from its summaries; None when they cannot
+    tell (a generation with a step out of order, or two whose step ranges overlap, or one
+    that is not what this writer writes)."""
+    try:
+        return _merged_or_fail(generations)
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _merged_or_fail(generations: Sequence[Mapping[str, Any]]) -> dict[str, float] | None:
+    ordered = sorted(generations, key=lambda g: int(g[_S_STEP_LO]))
+    for before, after in zip(ordered, ordered[1:], strict=False):
+        if int(after[_S_STEP_LO]) <= int(before[_S_STEP_HI]):
+            return None
+    if any(not int(g.get(_S_ORDERED, 0)) for g in ordered):
+        return None
+    count = sum(int(g[_S_COUNT]) for g in ordered)
+    return {
+        "last": float(ordered[-1][_S_LAST]),
+        "min": min(float(g[_S_MIN]) for g in ordered),
+        "max": max(float(g[_S_MAX]) for g in ordered),
+        "mean": math.fsum(float(g[_S_SUM]) for g in ordered) / count,
+    }
+
+
+def add_list_values(store: StoreReader, records: Sequence[ExecutionRecord]) -> None:
+    """Every value of the list metrics of ``records`` (what a comparison draws)."""
+    _add_values(store, records)
+
+
+def _add_values(
+    store: StoreReader, records: Sequence[ExecutionRecord], lists: Sequence[str] | None = None
+) -> None:
+    """Simple-metric values (latest) and list-metric values of ``records`` read from every
+    value, in chunks; ``lists`` names the only list metrics to read (then no simple ones)."""
     by_key = {(r.environment, r.execution_id): r for r in records}
     ids = sorted({r.execution_id for r in records})
     environments = sorted({r.environment for r in records})
+    if lists is None:
+        for r in records:
+            r.summarized = None  # every value read: no summary needed
     for chunk in _chunks(ids):
         where = _where(environments, **{catalogue.EXECUTION_ID: chunk})
-        for p in store.stream_points(catalogue.PIPELINE_METRIC.name, EARLIEST_NS, LATEST_NS, where):
-            record = by_key.get(_key(p.tags))
-            if record is not None:
-                record.metrics[p.tags[catalogue.METRIC]] = float(p.fields[VALUE])
+        if lists is None:
+            simple = store.stream_points(
+                catalogue.PIPELINE_METRIC.name, EARLIEST_NS, LATEST_NS, where
+            )
+            for p in simple:
+                record = by_key.get(_key(p.tags))
+                if record is not None:
+                    record.metrics[p.tags[catalogue.METRIC]] = float(p.fields[VALUE])
+        else:
+            where[catalogue.METRIC] = list(lists)
         steps: dict[tuple[tuple[str, str], str], dict[int, tuple[int, float]]] = {}
         for p in store.stream_points(catalogue.LIST_METRIC.name, EARLIEST_NS, LATEST_NS, where):
             key = _key(p.tags)
@@ -411,6 +612,8 @@ def _add_resources(store: StoreReader, records: Sequence[ExecutionRecord]) -> No
     """
     if not records:
         return
+    for r in records:  # read anew, never added twice
+        r.resources = {}
     by_key = {(r.environment, r.execution_id): r for r in records}
     start_ns, end_ns = _window(records)
     environments = sorted({r.environment for r in records})

@@ -34,10 +34,18 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from fleetgauge.read.executions import ExecutionRecord, cell, check_column, read_executions
+from fleetgauge.read.executions import (
+    ExecutionRecord,
+    add_metrics,
+    cell,
+    check_column,
+    read_executions,
+    summaries_since,
+)
 from fleetgauge.stores import StoreReader
 from fleetgauge.timeutil import NS_PER_S, parse_time
 
@@ -372,6 +380,13 @@ def compile_filter(text: str) -> Callable[[ExecutionRecord], bool]:
     return _predicate(parse_filter(text))
 
 
+def columns_in(tree: Any) -> set[str]:
+    """The columns a parsed filter compares."""
+    if isinstance(tree, Both | Either):
+        return set().union(*(columns_in(p) for p in tree.parts))
+    return {tree.column}
+
+
 def read_matching(
     store: StoreReader,
     start_ns: int,
@@ -381,12 +396,38 @@ def read_matching(
     pipeline: Sequence[str] | None = None,
     status: Sequence[str] | None = None,
     limit: int | None = None,
+    with_metrics: bool = True,
 ) -> list[ExecutionRecord]:
     """Executions started in [start, end) that pass the filter ``text``, newest first, at
-    most ``limit``; the filter is parsed before anything is read."""
+    most ``limit``; the filter is parsed before anything is read.
+
+    Only the metrics the filter names are read for every execution in the range; the
+    rest, for those that pass (none with ``with_metrics=False``: see
+    :func:`~fleetgauge.read.executions.add_metrics`).
+    """
     if text is None or not text.strip():
-        return read_executions(store, start_ns, end_ns, environment, pipeline, status, limit)
-    test = compile_filter(text)
-    records = read_executions(store, start_ns, end_ns, environment, pipeline, status)
+        return read_executions(
+            store, start_ns, end_ns, environment, pipeline, status, limit, with_metrics
+        )
+    tree = parse_filter(text)
+    test = _predicate(tree)
+    used = columns_in(tree)
+    names = {c[len("metric.") :] for c in used if c.startswith("metric.")}
+    names |= {c[len("list.") :].rsplit(".", 1)[0] for c in used if c.startswith("list.")}
+    by_resources = any(c.startswith("resource.") for c in used)
+    with ThreadPoolExecutor(1) as pool:  # the named metrics' summaries beside the records
+        early = None
+        if names and store.concurrent_reads:
+            early = pool.submit(summaries_since, store, start_ns, environment, names)
+        records = read_executions(
+            store, start_ns, end_ns, environment, pipeline, status, with_metrics=False
+        )
+        if names or by_resources:
+            rows = early.result() if early is not None else None
+            add_metrics(store, records, names, resources=by_resources, early=rows)
     records = [r for r in records if test(r)]
-    return records if limit is None else records[:limit]
+    if limit is not None:
+        records = records[:limit]
+    if with_metrics:
+        add_metrics(store, records)
+    return records

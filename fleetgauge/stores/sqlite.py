@@ -31,7 +31,16 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from fleetgauge.catalogue import TIERS, Point
+import orjson
+
+from fleetgauge.catalogue import (
+    EXECUTION_CENSUS,
+    EXECUTION_ID,
+    METRIC,
+    SERIES_SUMMARY,
+    TIERS,
+    Point,
+)
 from fleetgauge.stores.base import StoreRejected, StoreUnavailable, Where
 from fleetgauge.stores.buckets import (
     Buckets,
@@ -43,6 +52,7 @@ from fleetgauge.stores.buckets import (
     series_from_columns,
 )
 from fleetgauge.stores.planning import RAW, start_read
+from fleetgauge.stores.summaries import SummaryAccumulator
 from fleetgauge.stores.tiers import TierAccumulator
 from fleetgauge.timeutil import NS_PER_S, parse_duration
 from fleetgauge.validation import validate_point
@@ -74,12 +84,29 @@ CREATE TABLE IF NOT EXISTS tier (
     stats BLOB NOT NULL,
     PRIMARY KEY (tier, series_id, bucket, generation)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS summary (
+    measurement TEXT NOT NULL,
+    tags TEXT NOT NULL,
+    time INTEGER NOT NULL,
+    execution_id TEXT NOT NULL,
+    metric TEXT NOT NULL,
+    fields TEXT NOT NULL,
+    PRIMARY KEY (measurement, tags, time)
+);
+CREATE INDEX IF NOT EXISTS summary_time ON summary (measurement, time);
+CREATE INDEX IF NOT EXISTS summary_execution ON summary (measurement, execution_id, time);
+CREATE INDEX IF NOT EXISTS summary_metric ON summary (measurement, metric, time);
 """
+_SUMMARIES = frozenset({SERIES_SUMMARY.name, EXECUTION_CENSUS.name})
+"""Kept in ``summary``: a row per series generation (its time tells which), found by time or
+execution id."""
 _STAT_COLUMNS = 5  # field id, count, sum, min, max
 _STAT_BYTES = 8 * _STAT_COLUMNS
 _INSERT_TIER = "INSERT OR REPLACE INTO tier VALUES (?, ?, ?, ?, ?)"
 _RETENTION_EVERY_NS = 600 * NS_PER_S
 _MAX_PARAMS = 900
+_MANY_SERIES = 500  # past this many series a raw read is one query sorted by time
+_FEW_VALUES = 64  # up to this many values of a tag are listed by a probe each
 _PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # a tag key a JSON path names as $.key
 
 
@@ -100,6 +127,23 @@ def _pack(values: int) -> Callable[..., bytes]:
 def pack_stats(stats: Sequence[tuple[int, float, float, float, float]]) -> bytes:
     """A ``tier.stats`` blob: (field id, count, sum, min, max) per field, float64 LE."""
     return _pack(_STAT_COLUMNS * len(stats))(*itertools.chain.from_iterable(stats))
+
+
+def _tag_conditions(
+    tags_column: str, where: Where
+) -> tuple[str, list[object], dict[str, set[str]]]:
+    """`` AND ...`` conditions on a JSON tags column, their parameters, and the conditions
+    left to check in Python (a key a JSON path cannot name plainly, or more values than
+    SQLite takes parameters)."""
+    sql, params, rest = "", [], {}
+    for key, values in where.items():
+        values = set(values)
+        if _PLAIN_KEY.fullmatch(key) and len(values) <= _MAX_PARAMS // 2:
+            sql += f" AND json_extract({tags_column}, '$.{key}') IN ({','.join('?' * len(values))})"
+            params.extend(values)
+        else:
+            rest[key] = values
+    return sql, params, rest
 
 
 class SQLiteStore:
@@ -125,6 +169,7 @@ class SQLiteStore:
         self._fields: dict[str, int] = {}
         self._field_names: dict[int, str] = {}
         self._tiers = TierAccumulator()
+        self._summaries = SummaryAccumulator()
         self._tier_index = {t.name: t for t in TIERS}
         self._last_retention = 0
 
@@ -222,17 +267,9 @@ class SQLiteStore:
         on a tag key that a JSON path cannot name plainly, or with more values
         than SQLite takes parameters, is returned to be checked in Python.
         """
-        sql = f"s.measurement IN ({','.join('?' * len(measurements))})"
-        params: list[object] = list(measurements)
-        rest: dict[str, set[str]] = {}
-        for key, values in (where or {}).items():
-            values = set(values)
-            if _PLAIN_KEY.fullmatch(key) and len(values) <= _MAX_PARAMS // 2:
-                sql += f" AND json_extract(s.tags, '$.{key}') IN ({','.join('?' * len(values))})"
-                params.extend(values)
-            else:
-                rest[key] = values
-        return sql, params, rest
+        conditions, params, rest = _tag_conditions("s.tags", where or {})
+        sql = f"s.measurement IN ({','.join('?' * len(measurements))}){conditions}"
+        return sql, [*measurements, *params], rest
 
     def _matching(
         self, measurements: Sequence[str], where: Where | None, with_tags: bool = True
@@ -262,15 +299,18 @@ class SQLiteStore:
             for p in points:
                 validate_point(p)
         staged = self._tiers.stage(points)
+        summaries = self._summaries.stage(points)
         try:
             with self._db:
                 self._write(points, staged)
+                self._write_summaries(self._summaries.points(summaries))
         except sqlite3.IntegrityError as e:
             raise StoreRejected(f"SQLite refused the batch: {e}") from e
         except sqlite3.Error as e:
             self._forget_uncommitted()
             raise StoreUnavailable(f"SQLite write failed: {e}") from e
         self._tiers.commit(staged)
+        self._summaries.commit(summaries)
         self._maybe_apply_retention()
 
     def _write(self, points: Sequence[Point], staged: dict) -> None:
@@ -301,6 +341,20 @@ class SQLiteStore:
             stats = _pack(len(flat))(*flat)
             tier_rows.append((r.tier.width_ns // NS_PER_S, sid, r.bucket_ns, r.generation, stats))
         self._db.executemany(_INSERT_TIER, tier_rows)
+
+    def _write_summaries(self, points: Sequence[Point]) -> None:
+        rows = [
+            (
+                p.measurement,
+                _tags_text(p.tags),  # type: ignore[arg-type]
+                p.time_ns,
+                p.tags[EXECUTION_ID],
+                p.tags.get(METRIC, ""),
+                json.dumps(p.fields, separators=(",", ":")),
+            )
+            for p in points
+        ]
+        self._db.executemany("INSERT OR REPLACE INTO summary VALUES (?, ?, ?, ?, ?, ?)", rows)
 
     def _forget_uncommitted(self) -> None:
         self._series.clear()
@@ -334,6 +388,8 @@ class SQLiteStore:
                             (tier.width_ns // NS_PER_S, sid, cutoff_ns - tier.width_ns),
                         )
                         deleted += cur.rowcount
+                cur = self._db.execute("DELETE FROM summary WHERE time < ?", (cutoff_ns,))
+                deleted += cur.rowcount
         except sqlite3.Error as e:
             raise StoreUnavailable(f"SQLite retention failed: {e}") from e
         return deleted
@@ -349,17 +405,34 @@ class SQLiteStore:
         fields: Mapping[str, Sequence[str]] | None = None,
     ) -> list[str]:
         """Values of ``key`` on series that have at least one sample in [start, end): one
-        index probe a series finds any field's, so ``fields`` is not needed here."""
+        index probe a series finds any field's, so ``fields`` is not needed here.
+
+        Up to ``_FEW_VALUES`` values (environments, pipelines) are probed one by one
+        until one of their series has a sample in range, so a value on 100,000 series
+        costs one probe when the first has one; more (deployments, execution ids) are
+        found in one pass that probes each series.
+        """
+        summaries = [m for m in measurements if m in _SUMMARIES]
+        if summaries:
+            found = set(self._summary_tag_values(key, start_ns, end_ns, summaries, where))
+            rest_of = [m for m in measurements if m not in _SUMMARIES]
+            return sorted(found.union(self.tag_values(key, start_ns, end_ns, rest_of, where)))
         if not measurements:
             return []
         sql, params, rest = self._series_filter(measurements, where)
         in_range = "EXISTS (SELECT 1 FROM sample WHERE series_id = s.id AND time >= ? AND time < ?)"
-        if _PLAIN_KEY.fullmatch(key) and not rest:  # all in SQL: one pass, no tags parsed here
+        if _PLAIN_KEY.fullmatch(key) and not rest:  # all in SQL, no tags parsed here
             value = f"json_extract(s.tags, '$.{key}')"
-            query = (
-                f"SELECT DISTINCT {value} FROM series s WHERE {sql}"
-                f" AND {value} IS NOT NULL AND {in_range}"
-            )
+            query = f"SELECT DISTINCT {value} FROM series s WHERE {sql} AND {value} IS NOT NULL"
+            candidates = self._db.execute(query, params).fetchmany(_FEW_VALUES + 1)
+            if len(candidates) <= _FEW_VALUES:  # a probe per value, each stops at a hit
+                probe = f"SELECT 1 FROM series s WHERE {sql} AND {value} = ? AND {in_range} LIMIT 1"
+                return sorted(
+                    v
+                    for (v,) in candidates
+                    if self._db.execute(probe, (*params, v, start_ns, end_ns)).fetchone()
+                )
+            query += f" AND {in_range}"  # many values: one pass, a probe per series
             return sorted(v for (v,) in self._db.execute(query, (*params, start_ns, end_ns)))
         found: set[str] = set()
         probe = "SELECT 1 FROM sample WHERE series_id = ? AND time >= ? AND time < ? LIMIT 1"
@@ -563,13 +636,44 @@ class SQLiteStore:
         where: Where | None = None,
     ) -> Iterator[Point]:
         """Merge one time-ordered cursor per series; holds one row per series at a time."""
+        if measurement in _SUMMARIES:
+            yield from self._summary_points(measurement, start_ns, end_ns, where)
+            return
         matched = self._matching([measurement], where)
+        if len(matched) > _MANY_SERIES:
+            yield from self._points_by_time(measurement, matched, start_ns, end_ns, where)
+            return
         streams = [
             self._series_points(measurement, sid, matched[sid], start_ns, end_ns)
             for sid in sorted(matched)
         ]
         for _, _, point in heapq.merge(*streams):
             yield point
+
+    def _points_by_time(
+        self, measurement: str, matched: dict[int, dict], start_ns: int, end_ns: int, where
+    ) -> Iterator[Point]:
+        """The points of many series in one query sorted by time (SQLite's sorter spills to
+        disk, so memory stays flat): a cursor per series costs more than the rows it reads
+        when there are thousands of series of a few points each (execution records)."""
+        sql, params, _ = self._series_filter([measurement], where)
+        cursor = self._db.execute(
+            "SELECT series_id, time, field_id, value FROM sample WHERE series_id IN"
+            f" (SELECT s.id FROM series s WHERE {sql}) AND time >= ? AND time < ?"
+            " ORDER BY time, series_id, field_id",
+            (*params, start_ns, end_ns),
+        )
+        names = self._field_names
+        sid, current, fields = None, None, {}
+        while batch := cursor.fetchmany(5000):
+            for row_sid, t, fid, value in batch:
+                if t != current or row_sid != sid:
+                    if fields and sid in matched:
+                        yield Point(measurement, matched[sid], fields, current)
+                    sid, current, fields = row_sid, t, {}
+                fields[names[fid]] = value
+        if fields and sid in matched:
+            yield Point(measurement, matched[sid], fields, current)
 
     def _series_points(
         self, measurement: str, sid: int, tags: dict[str, str], start_ns: int, end_ns: int
@@ -591,6 +695,56 @@ class SQLiteStore:
         if fields:
             yield current, sid, Point(measurement, tags, fields, current)
 
+    def _summary_tag_values(
+        self, key: str, start_ns: int, end_ns: int, measurements: Sequence[str], where: Where | None
+    ) -> list[str]:
+        sql, params, rest = self._summary_filter(measurements, start_ns, end_ns, where)
+        if not rest and (key == EXECUTION_ID or _PLAIN_KEY.fullmatch(key)):
+            value = "execution_id" if key == EXECUTION_ID else f"json_extract(tags, '$.{key}')"
+            query = f"SELECT DISTINCT {value} FROM summary WHERE {sql} AND {value} IS NOT NULL"
+            return [v for (v,) in self._db.execute(query, params)]
+        found = set()
+        for text in self._db.execute(f"SELECT tags FROM summary WHERE {sql}", params):
+            tags = json.loads(text[0])
+            if key in tags and all(tags.get(k) in values for k, values in rest.items()):
+                found.add(tags[key])
+        return list(found)
+
+    def _summary_filter(
+        self, measurements: Sequence[str], start_ns: int, end_ns: int, where: Where | None
+    ) -> tuple[str, list[object], dict[str, set[str]]]:
+        """SQL conditions on ``summary`` for a read, their parameters, and the rest (checked
+        in Python): the execution id and metric by their columns, other tags through
+        ``json_extract``."""
+        where = dict(where or {})
+        sql = f"measurement IN ({','.join('?' * len(measurements))}) AND time >= ? AND time < ?"
+        params: list[object] = [*measurements, start_ns, end_ns]
+        for column in (EXECUTION_ID, METRIC):
+            values = where.pop(column, None)
+            if values is not None and len(set(values)) <= _MAX_PARAMS // 2:
+                sql += f" AND {column} IN ({','.join('?' * len(set(values)))})"
+                params.extend(set(values))
+            elif values is not None:
+                where[column] = values
+        conditions, more, rest = _tag_conditions("tags", where)
+        return sql + conditions, [*params, *more], rest
+
+    def _summary_points(
+        self, measurement: str, start_ns: int, end_ns: int, where: Where | None
+    ) -> Iterator[Point]:
+        """Rows of ``summary`` in time order: by execution id when the filter names a few,
+        else by time; the other tags are matched in SQL where a JSON path names them."""
+        sql, params, rest = self._summary_filter([measurement], start_ns, end_ns, where)
+        # one JSON text a row: [tags, fields]
+        query = f"SELECT '[' || tags || ',' || fields || ']', time FROM summary WHERE {sql}"
+        cursor = self._db.execute(query + " ORDER BY time", params)
+        loads = orjson.loads
+        while batch := cursor.fetchmany(2000):
+            for text, t in batch:
+                tags, fields = loads(text)
+                if not rest or all(tags.get(k) in values for k, values in rest.items()):
+                    yield Point(measurement, tags, fields, t)
+
     def check(self) -> None:
         """The file opened and holds fleetgauge's tables (nothing more to check)."""
 
@@ -600,6 +754,7 @@ class SQLiteStore:
         Series ids are found again in the table on their next write.
         """
         self._tiers.forget_idle()
+        self._summaries.forget_idle()
         self._series_fast = {}
         self._series = {}
 

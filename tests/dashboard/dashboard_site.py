@@ -161,6 +161,7 @@ class DashboardProcess:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env={**os.environ, **(env or {})},
+            start_new_session=True,  # its workers are found by group in stop()
         )
 
     def wait_ready(self, timeout: float = 30.0) -> None:
@@ -184,6 +185,8 @@ class DashboardProcess:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         terminate(self.proc)
+        with contextlib.suppress(ProcessLookupError):  # a worker a long request kept alive
+            os.killpg(self.proc.pid, signal.SIGKILL)  # would burn the next tests' CPU
         self._log.close()
         return self.proc.returncode
 
@@ -212,6 +215,10 @@ def dashboard_over(store: Store, points: list[Point], log_path: Path) -> Iterato
     store.close()
     process = DashboardProcess(url, log_path)
     process.wait_ready()
-    yield process.url
+    try:
+        yield process.url
+    except BaseException:
+        process.stop()  # a failed test leaves no server behind
+        raise
     assert process.stop() == 0, process.log()
     assert no_traceback(process.log()), process.log()

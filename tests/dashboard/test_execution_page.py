@@ -14,6 +14,7 @@ from agent_process import AgentProcess
 from conftest import make_store
 from dashboard_site import DashboardProcess, no_traceback
 from seed_workflow import EPOCHS, PIPELINE, Run, record_workflow
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from test_executions_page import sort_descending, table_rows
 from test_site import GRAPHS_JS, settle, wait_for_url
@@ -102,10 +103,13 @@ def log_rows(dash_duo, count: int) -> list[list[str]]:
     deadline = time.monotonic() + 20
     while True:
         settle(dash_duo)
-        rows = [
-            [td.text for td in tr.find_elements(By.CSS_SELECTOR, "td")]
-            for tr in dash_duo.driver.find_elements(By.CSS_SELECTOR, "#run-log-table tbody tr")
-        ]
+        try:
+            rows = [
+                [td.text for td in tr.find_elements(By.CSS_SELECTOR, "td")]
+                for tr in dash_duo.driver.find_elements(By.CSS_SELECTOR, "#run-log-table tbody tr")
+            ]
+        except StaleElementReferenceException:  # the table was drawn anew (auto-refresh)
+            rows = []
         if len(rows) == count:
             return rows
         assert time.monotonic() < deadline, f"{count} log lines not shown: {rows}"

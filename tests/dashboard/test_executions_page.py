@@ -10,19 +10,24 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-from dashboard_site import DashboardProcess, fetch, no_traceback
+from dashboard_site import DashboardProcess, dashboard_over, fetch, no_traceback
 from executions_grid import BEST, CHECKPOINT_EPOCH, FAILED, Grid
 from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from test_site import GRAPHS_JS, settle, wait_for_url
 
+from fleetgauge.catalogue import Point
 from fleetgauge.dashboard.components import sorted_rows
+from fleetgauge.stores import Store
 from fleetgauge.timeutil import format_duration
+
+S = 1_000_000_000
 
 
 @dataclass
@@ -350,7 +355,7 @@ def test_parallel_coordinates_draw_the_grid_and_a_brushed_range_filters_the_tabl
         r.execution_id for r in g.runs.values() if r.batch >= 64
     }
     note = dash_duo.find_element("#exec-brush-note").text
-    assert "6 of 9 executions within the ranges" in note
+    assert "6 of 9 executions drawn within the ranges" in note
     dash_duo.driver.execute_script(
         "Plotly.restyle(document.querySelector('#exec-parallel .js-plotly-plot'),"
         " {'dimensions[1].constraintrange': null});"
@@ -363,3 +368,70 @@ def test_parallel_coordinates_draw_the_grid_and_a_brushed_range_filters_the_tabl
     chart = parcoords(dash_duo, ["batch_size", "list.accuracy.max"])
     assert sorted(chart["values"][1]) == sorted(max(r.accuracy) for r in g.runs.values())
     assert dash_duo.get_logs() == []
+
+
+def loss_of(k: int) -> float:
+    """The last loss of paged execution ``k``: an order unlike the start times'."""
+    return (k * 37 % 60) / 10
+
+
+def paged_points(now_ns: int, count: int = 60) -> list[Point]:
+    """``count`` executions a minute apart in the last hours, each with a list metric."""
+    points = []
+    for k in range(count):
+        t = now_ns - (count - k) * 60 * S
+        tags = {"environment": "prod", "pipeline": "train", "execution_id": f"page-{k:03d}"}
+        points.append(Point("execution", tags, {"inputs": json.dumps({"lr": k / 100})}, t))
+        series = {**tags, "metric": "loss"}
+        for step in range(3):
+            value = loss_of(k) + 2 - step
+            points.append(Point("list_metric", series, {"value": value, "step": step}, t + step))
+        points.append(Point("execution_end", tags, {"status": "succeeded"}, t + 10 * S))
+    return points
+
+
+def count_note(dash_duo, text: str) -> str:
+    deadline = time.monotonic() + 20
+    while text not in (note := dash_duo.find_element("#exec-count").text):
+        assert time.monotonic() < deadline, note
+        time.sleep(0.2)
+    return note
+
+
+def test_the_table_is_paged_on_the_server_sorted_over_every_page_and_ticks_stay(
+    dash_duo, store: Store, tmp_path
+) -> None:
+    """60 executions: pages of 25 come from the server, newest first; a sort by a list
+    metric orders all 60, not the page; rows ticked on two pages are compared together."""
+    with dashboard_over(store, paged_points(time.time_ns()), tmp_path / "d.log") as url:
+        dash_duo.driver.get(url + "/executions")
+        count_note(dash_duo, "60 executions started in this range, newest first; page 1 of 3")
+        ids = [r["execution_id"] for r in table_rows(dash_duo, 25)]
+        assert ids == [f"page-{k:03d}" for k in range(59, 34, -1)]
+        tick(dash_duo, ["page-050"])
+        dash_duo.find_element("#executions-table button.next-page").click()
+        count_note(dash_duo, "page 2 of 3")
+        deadline = time.monotonic() + 20
+        while (ids := [r["execution_id"] for r in table_rows(dash_duo, 25)])[0] != "page-034":
+            assert time.monotonic() < deadline, ids
+            time.sleep(0.2)
+        assert ids == [f"page-{k:03d}" for k in range(34, 9, -1)]
+        tick(dash_duo, ["page-020"])
+        dash_duo.find_element("#compare").click()
+        compared = wait_for_url(dash_duo, "run=")
+        assert "page-050" in compared and "page-020" in compared
+        # a sort by the list metric: the 25 highest of all 60, on the first page
+        dash_duo.driver.get(url + "/executions")
+        count_note(dash_duo, "page 1 of 3")
+        sort_descending(dash_duo, "list.loss.last")
+        best = sorted(range(60), key=loss_of, reverse=True)[:25]
+        deadline = time.monotonic() + 20
+        while True:
+            rows = table_rows(dash_duo, 25)
+            shown = [float(r["list.loss.last"]) for r in rows]
+            if shown == [loss_of(k) for k in best]:
+                break
+            assert time.monotonic() < deadline, shown
+            time.sleep(0.2)
+        assert {r["execution_id"] for r in rows} == {f"page-{k:03d}" for k in best}
+        assert dash_duo.get_logs() == []
