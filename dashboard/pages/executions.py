@@ -307,6 +307,7 @@ def load(_width, _refresh, _tick, search, page, sort_by, brush, ticked):
             known = ex.columns_of(view.records, state.mode)  # inputs of all, metrics read
             figure, axes, bys = _parallel(view, known, state)
             keep = _kept(figure, ranges) if ranges else None
+            _keep_brush(figure, ranges or {})
             shown, listed = data.read_page(store, view.records, page or 0, PAGE_SIZE, sort, keep)
     except FilterError as e:
         note = "No executions shown: the filter does not parse (see above)."
@@ -390,6 +391,14 @@ def _ranges(value: object) -> list[list[float]] | None:
     if isinstance(value[0], int | float):
         value = [value]
     return [[float(lo), float(hi)] for lo, hi in value]
+
+
+def _keep_brush(figure: dict, ranges: dict[str, list]) -> None:
+    """The brushed ranges drawn on a figure drawn anew (a refresh keeps them in view)."""
+    dimensions = (figure.get("data") or [{}])[0].get("dimensions") or []
+    for index, drawn in ranges.items():
+        if int(index) < len(dimensions) and drawn:
+            dimensions[int(index)]["constraintrange"] = drawn[0] if len(drawn) == 1 else drawn
 
 
 def _kept(figure: dict, brush: dict[str, list]) -> set[str] | None:
