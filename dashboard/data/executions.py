@@ -79,19 +79,26 @@ def read_executions_view(
     if where and where.strip():
         filters.parse_filter(where)  # a bad filter fails before anything is read
     env = [environment] if environment else None
+    # Every execution of the range is read before the filter: when no other choice
+    # narrowed that read, the pipelines and environments of its starts are the lists'
+    # (each a count over every execution's series otherwise: 0.1 to 0.2 s for 10,000).
+    every_pipeline = pipeline is None and status is None
     with ThreadPoolExecutor(2) as pool:  # the listings beside the executions' reads
         beside = pool.submit if store.concurrent_reads else done
-        pipelines = beside(
-            store.tag_values,
-            catalogue.PIPELINE,
-            start_ns,
-            end_ns,
-            [catalogue.EXECUTION.name],
-            {catalogue.ENVIRONMENT: env} if env else None,
-            _INPUTS,  # one field counted: every start has it
-        )
-        environments = beside(list_environments, store, start_ns, end_ns)
-        records = filters.read_matching(
+        pipelines = None
+        if not every_pipeline:
+            pipelines = beside(
+                store.tag_values,
+                catalogue.PIPELINE,
+                start_ns,
+                end_ns,
+                [catalogue.EXECUTION.name],
+                {catalogue.ENVIRONMENT: env} if env else None,
+                _INPUTS,  # one field counted: every start has it
+            )
+        counted = env is not None or not every_pipeline  # else the starts read below
+        environments = beside(list_environments, store, start_ns, end_ns, counted)
+        candidates, test = filters.read_candidates(
             store,
             start_ns,
             end_ns,
@@ -99,9 +106,11 @@ def read_executions_view(
             env,
             [pipeline] if pipeline else None,
             [status] if status else None,
-            with_metrics=False,
         )
-        listed = pipelines.result(), environments.result()
+        found = sorted({*environments.result(), *(r.environment for r in candidates)})
+        listed = pipelines.result() if pipelines is not None else []
+    listed = sorted({*listed, *(r.pipeline for r in candidates if r.pipeline)})
+    records = [r for r in candidates if test(r)]
     drawn = records[:MAX_DRAWN]
     if by is None and records:  # the newest execution's first metric
         ex.add_metrics(store, records[:1], resources=False)
@@ -113,7 +122,7 @@ def read_executions_view(
     ex.add_list_values(store, runs)  # a chart draws every value
     events = ex.read_events(store, runs) if runs else []
     curves = {r.execution_id: ex.read_resource_curves(store, r) for r in runs[:MAX_COMPARED]}
-    return ExecutionsView(listed[1], listed[0], records, drawn, by, runs, events, curves)
+    return ExecutionsView(found, listed, records, drawn, by, runs, events, curves)
 
 
 def _is_metric(column: str) -> bool:
@@ -158,11 +167,10 @@ def read_page(
 def _sorted(
     records: list[ex.ExecutionRecord], column: str, descending: bool
 ) -> list[ex.ExecutionRecord]:
-    def value(r: ex.ExecutionRecord) -> object:
-        if column in ("start", "end"):
-            return r.start_ns if column == "start" else r.end_ns
-        return ex.cell(r, column)
-
+    if column in ("start", "end"):
+        value = (lambda r: r.start_ns) if column == "start" else (lambda r: r.end_ns)
+    else:
+        value = ex.cell_getter(column)
     numbers, texts, empty = [], [], []
     for r in records:
         v = value(r)

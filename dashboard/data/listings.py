@@ -28,9 +28,11 @@ RESOURCE_FIELDS = _drawn_fields()
 point holding one of them (counted rather than every field, on InfluxDB)."""
 
 
-def list_environments(store: StoreReader, start_ns: int, end_ns: int) -> list[str]:
+def list_environments(
+    store: StoreReader, start_ns: int, end_ns: int, starts: bool = True
+) -> list[str]:
     """Environments with any resource sample, pipeline value or execution in [start, end),
-    sorted.
+    sorted (``starts=False``: not counting execution starts, for a caller that read them).
 
     Executions count by their start records and, for those never started, their census
     (what the write path keeps of their values, events and logs), not by their list
@@ -38,7 +40,12 @@ def list_environments(store: StoreReader, start_ns: int, end_ns: int) -> list[st
     of their 10,000 executions 60 ms. (A list metric recorded without an execution id
     lists its environment only when something else of the environment is recorded.)
     """
-    names = [*RESOURCE_NAMES, catalogue.PIPELINE_METRIC.name, _START, _CENSUS]
+    names = [
+        *RESOURCE_NAMES,
+        catalogue.PIPELINE_METRIC.name,
+        *([_START] if starts else []),
+        _CENSUS,
+    ]
     return store.tag_values(catalogue.ENVIRONMENT, start_ns, end_ns, names, None, _COUNTED)
 
 

@@ -40,7 +40,7 @@ import io
 import json
 import math
 import time
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -72,6 +72,7 @@ __all__ = [
     "column_label",
     "check_column",
     "cell",
+    "cell_getter",
     "iter_executions_csv",
 ]
 
@@ -293,7 +294,7 @@ def _json_object(text: object) -> dict[str, Any]:
     if not text or text == "{}":
         return {}
     try:
-        found = orjson.loads(str(text))
+        found = orjson.loads(text if type(text) is str else str(text))
     except ValueError:  # orjson refuses what json takes: integers past 64 bits
         try:
             found = json.loads(str(text))
@@ -369,6 +370,8 @@ def _implicit(
 
 
 _STATS = catalogue.SERIES_SUMMARY.fields[0].name
+_SUMMARY_TAGS = catalogue.ENVIRONMENT, catalogue.EXECUTION_ID, catalogue.METRIC, catalogue.SOURCE
+_LIST_SOURCE = catalogue.LIST_METRIC.name
 _CENSUS_STATS = {_CENSUS: [catalogue.EXECUTION_CENSUS.fields[0].name]}
 _, _FIRST, _LAST, _CENSUS_PIPELINE, _CENSUS_WORKER = catalogue.CENSUS_STATS
 
@@ -430,7 +433,8 @@ def _finish(
                 else:
                     record.tags[name] = str(value)
     for record in found.values():
-        record.tags = dict(sorted(record.tags.items()))
+        if len(record.tags) > 1:
+            record.tags = dict(sorted(record.tags.items()))
     return list(found.values())
 
 
@@ -477,13 +481,15 @@ def add_metrics(
         rows = early
     elif chosen != []:
         rows = _by_ids(store, _SUMMARY, ids, since, environments, metric=chosen)
-    for p in rows:
-        key = _key(p.tags)
+    env_tag, id_tag, metric_tag, source_tag = _SUMMARY_TAGS
+    for p in rows:  # (names held in locals: this loop runs for every summary row)
+        tags = p.tags
+        key = tags[env_tag], tags[id_tag]
         if key not in by_key:
             continue
-        series = (key, p.tags[catalogue.METRIC])
-        stats = _stats(p)
-        if p.tags.get(catalogue.SOURCE) == catalogue.LIST_METRIC.name:
+        series = (key, tags[metric_tag])
+        stats = _json_object(p.fields.get(_STATS))
+        if tags.get(source_tag) == _LIST_SOURCE:
             lists.setdefault(series, []).append(stats)
             continue
         try:
@@ -504,8 +510,10 @@ def add_metrics(
     if unsure:  # steps written twice or out of order: their values decide
         _add_values(store, [by_key[k] for k in unsure], sorted(set().union(*unsure.values())))
     for r in records:
-        r.metrics = dict(sorted(r.metrics.items()))
-        r.list_metrics = dict(sorted(r.list_metrics.items()))
+        if len(r.metrics) > 1:
+            r.metrics = dict(sorted(r.metrics.items()))
+        if len(r.list_metrics) > 1:
+            r.list_metrics = dict(sorted(r.list_metrics.items()))
 
 
 _S_COUNT, _S_FIRST, _S_LAST_NS, _S_SUM, _S_MIN, _S_MAX, _S_LAST = catalogue.SUMMARY_STATS[:7]
@@ -531,11 +539,21 @@ def _merged(generations: Sequence[Mapping[str, Any]]) -> dict[str, float] | None
     that is not what this writer writes)."""
     try:
         return _merged_or_fail(generations)
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, ZeroDivisionError):
         return None
 
 
 def _merged_or_fail(generations: Sequence[Mapping[str, Any]]) -> dict[str, float] | None:
+    if len(generations) == 1:  # the usual case: a series written by one writer in one go
+        only = generations[0]
+        if not int(only.get(_S_ORDERED, 0)):
+            return None
+        return {
+            "last": float(only[_S_LAST]),
+            "min": float(only[_S_MIN]),
+            "max": float(only[_S_MAX]),
+            "mean": float(only[_S_SUM]) / int(only[_S_COUNT]),
+        }
     ordered = sorted(generations, key=lambda g: int(g[_S_STEP_LO]))
     for before, after in zip(ordered, ordered[1:], strict=False):
         if int(after[_S_STEP_LO]) <= int(before[_S_STEP_HI]):
@@ -593,8 +611,10 @@ def _add_values(
                 lm.times_ns.append(t)
                 lm.values.append(value)
     for r in records:
-        r.metrics = dict(sorted(r.metrics.items()))
-        r.list_metrics = dict(sorted(r.list_metrics.items()))
+        if len(r.metrics) > 1:
+            r.metrics = dict(sorted(r.metrics.items()))
+        if len(r.list_metrics) > 1:
+            r.list_metrics = dict(sorted(r.list_metrics.items()))
 
 
 def _window(records: Sequence[ExecutionRecord]) -> tuple[int, int]:
@@ -797,27 +817,38 @@ def check_column(column: str) -> str:
 
 def cell(record: ExecutionRecord, column: str) -> Any:
     """The value of ``column`` for ``record`` (None when it has none)."""
-    if column.startswith("input."):
-        return record.inputs.get(column[len("input.") :])
-    if column.startswith("output."):
-        return record.outputs.get(column[len("output.") :])
-    if column.startswith("tag."):
-        return record.tags.get(column[len("tag.") :])
-    if column.startswith("metric."):
-        return record.metrics.get(column[len("metric.") :])
-    if column.startswith("resource."):
-        return record.resources.get(column[len("resource.") :])
-    if column.startswith("list."):
-        name, mode = column[len("list.") :].rsplit(".", 1)
-        lm = record.list_metrics.get(name)
-        return None if lm is None else lm.reduce(mode)
+    return cell_getter(column)(record)
+
+
+def cell_getter(column: str) -> Callable[[ExecutionRecord], Any]:
+    """What :func:`cell` does for ``column``, with the column taken apart once (for a loop
+    over many records)."""
+    prefix, _, name = column.partition(".")
+    if prefix == "input":
+        return lambda r: r.inputs.get(name)
+    if prefix == "output":
+        return lambda r: r.outputs.get(name)
+    if prefix == "tag":
+        return lambda r: r.tags.get(name)
+    if prefix == "metric":
+        return lambda r: r.metrics.get(name)
+    if prefix == "resource":
+        return lambda r: r.resources.get(name)
+    if prefix == "list":
+        name, mode = name.rsplit(".", 1)
+
+        def reduced(r: ExecutionRecord) -> Any:
+            lm = r.list_metrics.get(name)
+            return None if lm is None else lm.reduce(mode)
+
+        return reduced
     if column == "start":  # as in every CSV: nine decimals, one width for every row
-        return format_time_ns(record.start_ns)
+        return lambda r: format_time_ns(r.start_ns)
     if column == "end":
-        return None if record.end_ns is None else format_time_ns(record.end_ns)
+        return lambda r: None if r.end_ns is None else format_time_ns(r.end_ns)
     if column == "duration_s":
-        return record.duration_s
-    return getattr(record, column)
+        return lambda r: r.duration_s
+    return lambda r: getattr(r, column)
 
 
 def _csv_value(value: Any) -> object:
@@ -838,8 +869,9 @@ def iter_executions_csv(
     writer = csv.writer(buffer, lineterminator=LINE_END)
     writer.writerow([neutralize(c) for c in columns])
     yield buffer.getvalue()
+    getters = [cell_getter(c) for c in columns]
     for r in records:
         buffer.seek(0)
         buffer.truncate()
-        writer.writerow([_csv_value(cell(r, c)) for c in columns])
+        writer.writerow([_csv_value(get(r)) for get in getters])
         yield buffer.getvalue()

@@ -623,17 +623,17 @@ def _points(measurement: str, series: dict, field_types: dict[str, type]) -> Ite
     tag_roles = [(i, decode_name(c)) for i, c, field_type in roles if field_type is None]
     field_roles = [(i, c, field_type) for i, c, field_type in roles if field_type is not None]
     for row in series["values"]:
-        fields = {}
-        for i, column, field_type in field_roles:
-            value = row[i]
-            if value is not None and value != "":
-                fields[column] = field_type(value)
+        fields = {
+            column: field_type(value)
+            for i, column, field_type in field_roles
+            if (value := row[i]) is not None and value != ""
+        }
         if fields:
-            tags = {}
-            for i, key in tag_roles:
-                value = row[i]
-                if value:
-                    tags[key] = value if "%" not in value else decode_name(value)
+            tags = {
+                key: value if "%" not in value else decode_name(value)
+                for i, key in tag_roles
+                if (value := row[i])
+            }
             yield Point(measurement, tags, fields, row[0])
 
 
