@@ -287,7 +287,7 @@ class SQLiteStore:
             return {sid: {} for (sid,) in self._db.execute(query, params)}
         found = {}
         for sid, text in self._db.execute(f"SELECT s.id, s.tags FROM series s WHERE {sql}", params):
-            tags = json.loads(text)
+            tags = _tags_of(text)
             if all(tags.get(k) in values for k, values in rest.items()):
                 found[sid] = tags
         return found
@@ -705,7 +705,7 @@ class SQLiteStore:
             return [v for (v,) in self._db.execute(query, params)]
         found = set()
         for text in self._db.execute(f"SELECT tags FROM summary WHERE {sql}", params):
-            tags = json.loads(text[0])
+            tags = _tags_of(text[0])
             if key in tags and all(tags.get(k) in values for k, values in rest.items()):
                 found.add(tags[key])
         return list(found)
@@ -761,3 +761,12 @@ class SQLiteStore:
     def close(self) -> None:
         """Close the connection."""
         self._db.close()
+
+
+def _tags_of(text: str) -> dict[str, str]:
+    """A series' tags from their JSON text (orjson, about 3x quicker; json for what orjson
+    refuses, such as a lone surrogate)."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
