@@ -152,9 +152,14 @@ class ConnectionWatch:
         """The connection's body is being read."""
         self._set(sock, _BODY, self._clock() + self.limits.body_timeout)
 
-    def busy(self, sock: socket.socket) -> None:
-        """The request has arrived whole and is being answered."""
+    def busy(self, sock: socket.socket) -> bool:
+        """The request has arrived whole and is being answered; False when the watch closed
+        the connection meanwhile (its headers ended only because the socket was shut)."""
+        with self._lock:
+            if sock not in self._conns:
+                return False
         self._set(sock, _BUSY, float("inf"))
+        return True
 
     def forget(self, sock: socket.socket) -> None:
         """The connection is closed."""
@@ -248,7 +253,9 @@ class WatchedHandler(BaseHTTPRequestHandler):
 
     def parse_request(self) -> bool:
         ok = super().parse_request()
-        self.server.watch.busy(self.connection)
+        if not self.server.watch.busy(self.connection):  # shut by the watch: nobody to answer
+            self.close_connection = True
+            return False
         return ok
 
 

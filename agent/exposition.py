@@ -6,10 +6,10 @@ by :func:`fleetgauge.catalogue.prometheus_name` (``fleetgauge_`` prefix, percent
 as 0-1 ratios). Labels are ``worker``, ``environment`` and the measurement's
 device tags (``gpu``, ``mount``, ...); a device that disappears stops being
 exported at the next sample. :class:`MetricsServer` serves the registry over
-HTTP, bound to loopback by default; on any other address it requires
-``Authorization: Bearer TOKEN`` (Prometheus' ``authorization`` scrape setting), and
-a ``Host`` or ``Origin`` it does not answer to gets 403
-(:class:`~fleetgauge.agent.listener.ListenerGuard`).
+HTTP/1.1 (a scraper's connection is kept alive), bound to loopback by default; on
+any other address it requires ``Authorization: Bearer TOKEN`` (Prometheus'
+``authorization`` scrape setting), and a ``Host`` or ``Origin`` it does not answer
+to gets 403 (:class:`~fleetgauge.agent.listener.ListenerGuard`).
 :class:`PipelineSeries` exposes the values models push: per (deployment,
 pipeline, metric) a counter of values, the last value and, for metrics declared
 as histograms, their distribution.
@@ -19,11 +19,14 @@ from __future__ import annotations
 
 import bisect
 import gzip
+import logging
 import socket
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from http.server import HTTPServer
 from socketserver import ThreadingMixIn
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from typing import Any
+from urllib.parse import unquote
 
 from prometheus_client import CollectorRegistry, generate_latest, make_wsgi_app, openmetrics
 from prometheus_client.core import (
@@ -48,6 +51,8 @@ from fleetgauge.agent.listener import ListenerGuard
 from fleetgauge.catalogue import Point
 
 __all__ = ["Snapshot", "PipelineSeries", "MetricsServer", "Renderer"]
+
+log = logging.getLogger("fleetgauge.agent.metrics")
 
 
 class Snapshot(Collector):
@@ -323,15 +328,87 @@ class Renderer:
         return text.removesuffix("# EOF\n") if kind == _OPENMETRICS else text
 
 
-class _Server(WatchedServer, ThreadingMixIn, WSGIServer):
+class _Server(WatchedServer, ThreadingMixIn, HTTPServer):
     daemon_threads = True
+    app: Callable[[dict, Callable], Iterable[bytes]]
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A scraper that hangs up mid-answer is routine: one debug line, not a traceback."""
+        log.debug("metrics connection from %s failed", client_address, exc_info=True)
 
 
 class _Server6(_Server):
     address_family = socket.AF_INET6
 
 
-class _QuietHandler(WatchedHandler, WSGIRequestHandler):
+class _Handler(WatchedHandler):
+    """HTTP/1.1 with kept-alive connections (Prometheus keeps its scrape connection open;
+    wsgiref answers HTTP/1.0 and closes), each request answered by the server's WSGI
+    ``app`` with a ``Content-Length``."""
+
+    protocol_version = "HTTP/1.1"
+    server: _Server  # type: ignore[assignment]
+
+    def setup(self) -> None:
+        super().setup()
+        # without this, Nagle's algorithm and the client's delayed ACK hold back the
+        # last segment of an answer on a kept-alive connection for tens of milliseconds
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def __getattr__(self, name: str) -> Any:
+        """Every method goes to the app (which answers 405 to those it does not serve)."""
+        if name.startswith("do_"):
+            return self._answer
+        raise AttributeError(name)
+
+    def _environ(self) -> dict[str, Any]:
+        """What a WSGI app reads of the request, as wsgiref builds it (a header sent
+        twice is joined with a comma, so a second ``Host`` cannot hide behind the first)."""
+        path, _, query = self.path.partition("?")
+        environ: dict[str, Any] = {
+            "REQUEST_METHOD": self.command,
+            "PATH_INFO": unquote(path, "iso-8859-1"),
+            "QUERY_STRING": query,
+            "SERVER_PROTOCOL": self.request_version,
+        }
+        for name, value in self.headers.items():
+            key = "HTTP_" + name.replace("-", "_").upper()
+            value = value.strip()
+            environ[key] = f"{environ[key]},{value}" if key in environ else value
+        return environ
+
+    def _answer(self) -> None:
+        answer: list[Any] = []
+        try:
+            body = b"".join(
+                self.server.app(
+                    self._environ(),
+                    lambda status, headers, exc_info=None: answer.extend((status, headers)),
+                )
+            )
+            status, headers = answer[-2:]
+        except Exception:  # a collector that raised: the scrape fails, the listener stays
+            self.close_connection = True
+            status, headers = "500 Internal Server Error", [("Content-Type", "text/plain")]
+            body = b"the agent failed to render its metrics: see its log\n"
+            log.exception("rendering /metrics failed")
+        if (
+            self.command not in ("GET", "HEAD")
+            or "Content-Length" in self.headers
+            or "Transfer-Encoding" in self.headers
+        ):
+            self.close_connection = True  # a request body is never read: no next request
+        code, _, phrase = status.partition(" ")
+        self.send_response(int(code), phrase)
+        for name, value in headers:
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
     def log_message(self, format: str, *args: object) -> None:  # one line per event elsewhere
         pass
 
@@ -353,13 +430,8 @@ class MetricsServer:
         self._watch = ConnectionWatch("metrics", limits, on_refusal)
         self._app = make_wsgi_app(registry)
         self._renderer = Renderer(registry)
-        self._httpd = make_server(
-            host,
-            port,
-            self._wsgi,
-            server_class=_Server6 if ":" in host else _Server,
-            handler_class=_QuietHandler,
-        )
+        self._httpd = (_Server6 if ":" in host else _Server)((host, port), _Handler)
+        self._httpd.app = self._wsgi
         self._httpd.watch = self._watch
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, name="metrics-http", daemon=True

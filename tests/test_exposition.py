@@ -167,6 +167,33 @@ def test_a_plain_scrape_gets_the_text_format_equal_to_the_library(server) -> Non
     assert b"fleetgauge_cpu_usage_ratio{" in body
 
 
+def test_a_scrape_connection_is_kept_alive(server) -> None:  # noqa: ANN001
+    """As Prometheus scrapes: HTTP/1.1, one connection for every scrape (wsgiref closed
+    each); a request that asks to close, or may carry a body, is closed after its answer."""
+    server, registry = server
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    try:
+        bodies = []
+        for _ in range(3):
+            conn.request("GET", "/metrics", headers={"Accept": PROMETHEUS_ACCEPT})
+            resp = conn.getresponse()
+            bodies.append(resp.read())
+            assert (resp.status, resp.version, resp.getheader("Connection")) == (200, 11, None)
+            if not bodies[1:]:
+                first = conn.sock
+            assert conn.sock is first  # the same socket: never closed by the agent
+        assert bodies[0] == openmetrics.exposition.generate_latest(registry)
+        conn.request("GET", "/metrics", headers={"Connection": "close"})
+        resp = conn.getresponse()
+        assert (resp.status, resp.getheader("Connection")) == (200, "close")
+        resp.read()
+        conn.request("POST", "/metrics", body=b"x=1")
+        resp = conn.getresponse()
+        assert (resp.status, resp.getheader("Connection")) == (405, "close")
+    finally:
+        conn.close()
+
+
 def test_filters_other_formats_and_methods_are_answered_by_the_library(server) -> None:  # noqa: ANN001
     server, registry = server
     _, _, body = _get(server.port, "/metrics?name[]=fleetgauge_agent_samples_total")
