@@ -35,21 +35,28 @@ def list_environments(
     sorted (``starts=False``: not counting execution starts, for a caller that read them).
 
     Executions count by their start records and, for those never started, their census
-    (what the write path keeps of their values, events and logs), not by their list
-    values: counting 10 million list points of a month took InfluxDB 4.8 s, the starts
-    of their 10,000 executions 60 ms. (A list metric recorded without an execution id
-    lists its environment only when something else of the environment is recorded.)
+    (what the write path keeps of their values, events and logs), not by their values:
+    counting 10 million list points of a month took InfluxDB 4.8 s, the starts of their
+    10,000 executions 60 ms; and the simple metrics of those executions (a series each,
+    every tier) cost influxd about 200 ms of CPU a read. So an environment whose only
+    data in the range are the values of an execution started before it is not listed
+    (its agent's resource samples list it).
     """
-    names = [
-        *RESOURCE_NAMES,
-        catalogue.PIPELINE_METRIC.name,
-        *([_START] if starts else []),
-        _CENSUS,
-    ]
-    return store.tag_values(catalogue.ENVIRONMENT, start_ns, end_ns, names, None, _COUNTED)
+    names = [*RESOURCE_NAMES, _CENSUS]
+    if starts:
+        names.append(_START)
+    found = set(store.tag_values(catalogue.ENVIRONMENT, start_ns, end_ns, names, None, _COUNTED))
+    found.update(  # a deployment's values: those without an execution id
+        store.tag_values(
+            catalogue.ENVIRONMENT, start_ns, end_ns, [_VALUES], _NO_EXECUTION, _COUNTED
+        )
+    )
+    return sorted(found)
 
 
 _START, _CENSUS = catalogue.EXECUTION.name, catalogue.EXECUTION_CENSUS.name
+_VALUES = catalogue.PIPELINE_METRIC.name
+_NO_EXECUTION = {catalogue.EXECUTION_ID: [""]}  # "": without the tag
 _COUNTED = {
     **RESOURCE_FIELDS,
     _START: [catalogue.EXECUTION.get_field("inputs").name],

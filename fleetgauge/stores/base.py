@@ -25,7 +25,8 @@ __all__ = [
 ]
 
 Where = Mapping[str, Sequence[str]]
-"""Tag filter: a point matches when, for every key, its tag value is one of the values."""
+"""Tag filter: a point matches when, for every key, its tag value is one of the values
+(``""`` among them: also a point without that tag, as InfluxQL has it)."""
 
 
 class StoreError(Exception):

@@ -139,7 +139,10 @@ def _tag_conditions(
     for key, values in where.items():
         values = set(values)
         if _PLAIN_KEY.fullmatch(key) and len(values) <= _MAX_PARAMS // 2:
-            sql += f" AND json_extract({tags_column}, '$.{key}') IN ({','.join('?' * len(values))})"
+            tag = f"json_extract({tags_column}, '$.{key}')"
+            listed = f"{tag} IN ({','.join('?' * len(values))})"
+            # "" stands for a point without the tag, as in InfluxQL (tags are never empty)
+            sql += f" AND ({listed} OR {tag} IS NULL)" if "" in values else f" AND {listed}"
             params.extend(values)
         else:
             rest[key] = values
@@ -288,7 +291,7 @@ class SQLiteStore:
         found = {}
         for sid, text in self._db.execute(f"SELECT s.id, s.tags FROM series s WHERE {sql}", params):
             tags = _tags_of(text)
-            if all(tags.get(k) in values for k, values in rest.items()):
+            if all(tags.get(k, "") in values for k, values in rest.items()):
                 found[sid] = tags
         return found
 
@@ -706,7 +709,7 @@ class SQLiteStore:
         found = set()
         for text in self._db.execute(f"SELECT tags FROM summary WHERE {sql}", params):
             tags = _tags_of(text[0])
-            if key in tags and all(tags.get(k) in values for k, values in rest.items()):
+            if key in tags and all(tags.get(k, "") in values for k, values in rest.items()):
                 found.add(tags[key])
         return list(found)
 
@@ -742,7 +745,7 @@ class SQLiteStore:
         while batch := cursor.fetchmany(2000):
             for text, t in batch:
                 tags, fields = loads(text)
-                if not rest or all(tags.get(k) in values for k, values in rest.items()):
+                if not rest or all(tags.get(k, "") in values for k, values in rest.items()):
                     yield Point(measurement, tags, fields, t)
 
     def check(self) -> None:

@@ -42,7 +42,8 @@ def _end(env: str, pipeline: str, execution_id: str, t: int) -> Point:
 @pytest.fixture
 def seeded(store):
     """Environment lab: train (ended) and eval (running); prod: score (never started,
-    known by one value); idle: only a CPU sample; old: a start before the range."""
+    known by one value); idle: only a CPU sample; edge: a deployment's value; old: a start
+    before the range."""
     now = time.time_ns()
     t = now - HOUR
     value_tags = {
@@ -51,12 +52,14 @@ def seeded(store):
         catalogue.EXECUTION_ID: "orphan",
         catalogue.METRIC: "accuracy",
     }
+    serving = {catalogue.ENVIRONMENT: "edge", "deployment": "api", catalogue.METRIC: "latency"}
     store.write(
         [
             _start("lab", "train", "t-1", t),
             _end("lab", "train", "t-1", t + 60 * S),
             _start("lab", "eval", "e-1", t + 120 * S),
             Point(catalogue.PIPELINE_METRIC.name, value_tags, {"value": 0.7}, t + 180 * S),
+            Point(catalogue.PIPELINE_METRIC.name, serving, {"value": 0.1}, t),
             Point(
                 "cpu", {catalogue.ENVIRONMENT: "idle", "worker": "w9"}, {"usage_percent": 5.0}, t
             ),
@@ -81,7 +84,7 @@ def test_the_lists_hold_the_whole_range(seeded, environment, pipeline, status, w
     store, start, end = seeded
     view = read_executions_view(store, start, end, environment, pipeline, status, (), where)
     assert {r.execution_id for r in view.records} == shown
-    assert view.environments == ["idle", "lab", "prod"]
+    assert view.environments == ["edge", "idle", "lab", "prod"]
     if environment == "lab":
         wanted = ["eval", "train"]
     elif environment == "prod":

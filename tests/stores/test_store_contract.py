@@ -126,6 +126,16 @@ def test_stream_filters_by_tags(store: Store) -> None:
     assert list(store.stream_points("cpu", T0, T0 + S, where={"worker": []})) == []
 
 
+def test_an_empty_value_in_a_filter_matches_points_without_that_tag(store: Store) -> None:
+    """As InfluxQL has it (``tag = ''``), on both stores: tags are never empty."""
+    store.write([cpu("a", T0, 1.0), cpu("b", T0, 2.0, gpu="0"), cpu("c", T0, 3.0, gpu="1")])
+    without = store.stream_points("cpu", T0, T0 + S, where={"gpu": [""]})
+    assert [p.tags["worker"] for p in without] == ["a"]
+    either = store.stream_points("cpu", T0, T0 + S, where={"gpu": ["", "1"]})
+    assert sorted(p.tags["worker"] for p in either) == ["a", "c"]
+    assert store.tag_values("worker", T0, T0 + S, ["cpu"], where={"gpu": [""]}) == ["a"]
+
+
 def test_tag_values_only_lists_what_has_points_in_the_range(store: Store) -> None:
     day = 86400 * S
     store.write(
