@@ -3,9 +3,10 @@
 The real agent takes 1,000 values a second into a SQLite store and is killed
 with SIGKILL 20 times, at random moments, then started again on the same store
 and spool. After every kill the database passes ``PRAGMA integrity_check``; at
-the end every value answered 202 is in the store, except values acknowledged
-within one flush interval before a kill (the buffer a SIGKILL loses), and
-nothing is stored that was not sent.
+the end every value answered 202 is in the store, except the unwritten tail of
+a killed agent (its buffer, acknowledged within a flush interval and a write
+before the kill: never a value followed by a stored one), and nothing is stored
+that was not sent.
 """
 
 from __future__ import annotations
@@ -72,6 +73,23 @@ class Pusher:
             time.sleep(max(0.0, due - time.monotonic()))
 
 
+def _runs(values: list[int]) -> list[list[int]]:
+    """Sorted values split where one is missing: runs acknowledged one after the other."""
+    runs: list[list[int]] = []
+    for i in values:
+        if runs and runs[-1][-1] == i - 1:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    return runs
+
+
+def _before(t: float, kills: list[float]) -> str:
+    """When ``t`` was, against the kills around it (for a failure message)."""
+    later = [k - t for k in kills if k >= t]
+    return f"{min(later):.2f} s before the next kill" if later else "after the last kill"
+
+
 def _integrity(db: Path) -> str:
     with sqlite3.connect(db, timeout=10) as con:
         return con.execute("PRAGMA integrity_check").fetchone()[0]
@@ -120,17 +138,32 @@ def test_twenty_sigkills_leave_a_sound_store_and_lose_at_most_a_flush_interval(
         store.close()
     assert len(stored) == len(set(stored))  # nothing twice
     assert set(stored) <= set(range(pusher.next))  # nothing that was not sent
-    lost = {i: t for i, t in pusher.acked.items() if i not in set(stored)}
-    # a value acknowledged and not stored was acknowledged within one flush interval (and
-    # the time its write takes) before a kill. On this 2-core machine, with an agent starting
-    # and one dying every second or so, one write has taken over 0.5 s (CI lost a batch
-    # acknowledged more than 1.0 s before a kill): 1.5 s is allowed for it. A value lost
-    # longer before a kill is a real loss, and fails.
-    window = FLUSH_S + 1.5
+    kept = set(stored)
+    lost = {i: t for i, t in pusher.acked.items() if i not in kept}
+    # What a SIGKILL may lose is the agent's unwritten tail: values are written in the order
+    # they were acknowledged, so within one run of values acknowledged in a row (one agent's
+    # life, or part of it) the lost ones come after every stored one. A lost value followed by
+    # a stored one is a hole, a real loss, whatever the timing.
+    for run in _runs(sorted(pusher.acked)):
+        gone = [i for i in run if i not in kept]
+        if gone:
+            after = [i for i in run if i > gone[0] and i in kept]
+            assert not after, (
+                f"value {gone[0]} was acknowledged and lost, but {after[0]}, acknowledged after it"
+                f" by the same agent, was stored: a hole, not the tail a SIGKILL loses"
+            )
+    # ... and that tail is young: acknowledged within one flush interval, plus the write in
+    # progress, before a kill. On this 2-core machine a SQLite commit that runs a WAL
+    # checkpoint (an fsync) has taken over 1.5 s under CI's disk load, so 4 s is allowed for
+    # it. A writer that stopped flushing would lose far older values, and fails here.
+    window = FLUSH_S + 4.0
     late = {i: t for i, t in lost.items() if not any(0 <= k - t <= window for k in kills)}
-    assert not late, f"{len(late)} acknowledged values lost outside a flush interval of a kill"
+    assert not late, (
+        f"{len(late)} acknowledged values lost outside {window} s before a kill: the first,"
+        f" {min(late)}, acknowledged {_before(late[min(late)], kills)}"
+    )
     assert len(pusher.acked) >= KILLS * 300, len(pusher.acked)  # values flowed between kills
     print(
         f"crash: {KILLS} SIGKILLs, {len(pusher.acked)} values acknowledged, {len(stored)} stored,"
-        f" {len(lost)} lost (all within {window} s before a kill)"
+        f" {len(lost)} lost, all in an agent's unwritten tail within {window} s before a kill"
     )

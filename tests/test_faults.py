@@ -9,8 +9,10 @@ SIGKILL-and-restart are in ``test_agent_outage.py``.)
 
 from __future__ import annotations
 
+import errno
 import http.client
 import json
+import os
 import subprocess
 import threading
 import time
@@ -208,6 +210,20 @@ def _mount_tmpfs(path: Path, size: str = "8m") -> None:
     assert done.returncode == 0, f"this test mounts a tmpfs (needs root): {done.stderr}"
 
 
+def _fill(path: Path) -> None:
+    """Write ``path`` until its filesystem has no byte left."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        for size in (1 << 20, 1 << 16, 1 << 12, 1):
+            try:
+                while os.write(fd, b"\0" * size):
+                    pass
+            except OSError as e:
+                assert e.errno == errno.ENOSPC, e
+    finally:
+        os.close(fd)
+
+
 def _remount(path: Path, mode: str) -> None:
     done = subprocess.run(
         ["mount", "-o", f"remount,{mode}", str(path)], capture_output=True, text=True
@@ -273,6 +289,10 @@ def test_a_full_disk_makes_pushes_wait_and_the_sdk_delivers_everything_once_ther
                     client.record_metric_value("seq", recorded)
                     recorded += 1
                 time.sleep(0.01)
+            # the store and spool share the disk with nothing else, so a checkpoint or a removed
+            # segment can free a few pages and let a write through again (CI saw the agent take
+            # everything within 2 s): the last free bytes go to a ballast file
+            _fill(disk / "ballast")
             for _ in range(5000):  # recorded while the agent refuses: kept by the SDK
                 client.record_metric_value("seq", recorded)
                 recorded += 1
