@@ -20,6 +20,7 @@ from conftest import FakeClock
 from fleetgauge.catalogue import Point
 from fleetgauge.read.export import ProgressLine, export_csv, export_file
 from fleetgauge.stores import Store, StoreUnavailable, open_store
+from fleetgauge.stores.base import RowReader
 
 S = 1_000_000_000
 T0 = 1_767_225_600 * S  # 2026-01-01T00:00:00Z
@@ -527,3 +528,80 @@ def test_a_progress_line_never_drawn_writes_nothing() -> None:
     out = io.StringIO()
     ProgressLine(out, "exporting metrics").close()
     assert out.getvalue() == ""
+
+
+def test_rows_are_what_the_csv_module_writes_for_the_same_cells(store: Store) -> None:
+    """The export formats its lines itself (for speed); every one must be what ``csv.writer``
+    writes for the cells a spreadsheet reads back: quotes, commas, line breaks, formulas,
+    tags without a column, unicode, floats and integers as the catalogue types them."""
+    texts = [
+        "plain",
+        'say "hi"',
+        "a,b",
+        "two\r\nlines",
+        "cr\ronly",
+        "lf\nonly",
+        "=1+2",
+        "-x",
+        "@me",
+        "\tlead",
+        " space",
+        "é✓",
+        "'quoted'",
+        ",",
+        '"',
+        "x" * 200,
+    ]
+    points = []
+    for i, text in enumerate(texts):
+        points.append(metric(T0 + i * S, float(i) - 0.5, deployment=text, team=text))
+        points.append(metric(T0 + i * S, 3, deployment="d", execution_id=text))
+    store.write(points)
+    text = io.StringIO()
+    export_csv(store, "metrics", T0, T0 + HOUR, text)
+    table = list(csv.reader(io.StringIO(text.getvalue(), newline="")))
+    expected = io.StringIO()
+    csv.writer(expected, lineterminator="\r\n").writerows(table)
+    assert text.getvalue() == expected.getvalue()
+    shown = {t if not t.startswith(("=", "-", "@", "\t")) else "'" + t for t in texts}
+    assert set(column(table, "deployment")) == shown | {"d"}
+    assert {json.loads(c)["team"] for c in column(table, "other_tags") if c} == set(texts)
+    assert sorted(column(table, "value"), key=float)[:3] == ["-0.5", "0.5", "1.5"]
+    assert column(table, "value").count("3.0") == len(texts)
+    assert len(table) == 1 + len(points)
+
+
+def test_rows_at_one_time_come_in_the_catalogues_order_of_measurements(store: Store) -> None:
+    """cpu, memory, disk at one time: in the order the kind lists them (not by name, which
+    put disk before memory), on both stores' reading paths, with sparse fields."""
+    tags = {"environment": "prod", "worker": "w1"}
+    store.write(
+        [
+            Point("disk", tags | {"mount": "/"}, {"used_percent": 50}, T0),
+            Point("memory", tags, {"used_percent": 20.5}, T0),
+            Point("cpu", tags, {"usage_percent": 1.0}, T0),
+            Point("cpu", tags, {"usage_percent": 2.0, "load1": 0.5}, T0 + S),
+            Point("disk", tags | {"mount": "/"}, {"used_bytes": 7}, T0 + S),
+        ]
+    )
+    table = export(store, "resources")
+    assert column(table, "measurement") == ["cpu", "memory", "disk", "cpu", "disk"]
+    assert column(table, "used_percent") == ["", "20.5", "50.0", "", ""]
+    assert column(table, "load1") == ["", "", "", "0.5", ""]
+    assert column(table, "used_bytes")[-1] == "7.0"
+
+
+def test_influxdb_exports_from_its_answers_rows_without_building_points(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The export's fast path is the one the tests above check, on InfluxDB."""
+    store.write([metric(T0 + i * S, i + 0.25) for i in range(3)])
+    if not isinstance(store, RowReader):  # SQLite: its own pivot builds points
+        assert column(export(store, "metrics"), "value") == ["0.25", "1.25", "2.25"]
+        return
+
+    def no_points(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the export built points")
+
+    monkeypatch.setattr(store, "stream_points", no_points)
+    assert column(export(store, "metrics"), "value") == ["0.25", "1.25", "2.25"]

@@ -19,16 +19,20 @@ straight to the output, so memory does not grow with the number of rows.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import csv
 import errno
 import heapq
 import io
+import itertools
 import json
+import operator
 import os
+import re
 import time
 import zipfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, TextIO
@@ -36,7 +40,7 @@ from typing import BinaryIO, TextIO
 from fleetgauge import catalogue
 from fleetgauge.catalogue import Family, Measurement, Point
 from fleetgauge.stores import StoreReader
-from fleetgauge.stores.base import Where
+from fleetgauge.stores.base import RowBlock, RowReader, Where
 from fleetgauge.timeutil import format_time_ns
 
 __all__ = [
@@ -68,11 +72,13 @@ LINE_END = "\r\n"
 """Line terminator of the CSV (RFC 4180); see the module docstring."""
 
 PROGRESS_EVERY = 1024
-"""Rows between two calls of an export's progress callback."""
+"""Rows between two calls of an export's progress callback (from a store that answers
+rows in blocks, :class:`~fleetgauge.stores.base.RowBlock`: a block's rows)."""
 CHUNK_CHARS = 64 * 1024
 """A streamed export hands out its text once this much is waiting (checked every 1024 rows)."""
 
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_NEEDS_QUOTES = re.compile('[,"\r\n]')  # what makes csv.writer quote a cell (QUOTE_MINIMAL)
 _TIME, _MEASUREMENT, _OTHER_TAGS = "time", "measurement", "other_tags"
 
 
@@ -111,42 +117,170 @@ class Layout:
         return {k: v for k, v in point.tags.items() if k not in known}
 
 
-class _RowWriter:
-    """Turns points into CSV rows of a layout; the per-row work is per value present."""
+def _quoted(text: str) -> str:
+    """A text cell as ``csv.writer`` writes it (minimal quoting), formulas neutralised."""
+    text = "'" + text if text.startswith(_FORMULA_STARTS) else text
+    if _NEEDS_QUOTES.search(text):
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
+class _LineWriter:
+    """Turns points into CSV lines of a layout, byte for byte what ``csv.writer`` writes for
+    :meth:`Layout.header`'s cells.
+
+    The cells around the fields (measurement, tags, ``other_tags``) are the same for every
+    point of a series, so they are formatted once per series; the fields go through one
+    ``%`` template per set of field names, and a time shared by consecutive rows is
+    formatted once. Most of an export's columns are empty for any one point: none of them
+    costs anything per row. Points come as :class:`Point` (:meth:`line`) or, from a store
+    that has them, as its own rows (:meth:`block_lines`), which saves building a Point each.
+    """
+
+    _MAX_CACHED = 4096
 
     def __init__(self, lay: Layout) -> None:
-        header = lay.header
-        self._blank = [""] * len(header)
-        self._measurement = 1 if lay.measurement_column else None
-        self._tag_at = {t: header.index(t) for t in lay.tag_columns}
-        self._field_at = {f: header.index(f) for f in lay.field_columns}
-        self._convert = {
-            name: neutralize if type_ is str else type_ for name, type_ in lay.field_types.items()
-        }
-        self._other_at = len(header) - 1
+        self._lay = lay
+        self._tag_at = {t: i for i, t in enumerate(lay.tag_columns)}
+        self._field_at = {f: i for i, f in enumerate(lay.field_columns)}
+        self._types = lay.field_types
+        self._heads: dict[int, tuple[object, str, str, str]] = {}  # by the tags' identity
+        self._by_value: dict[tuple, tuple[str, str]] = {}  # by their items
+        self._bodies: dict[tuple[str, ...], tuple[str, Callable, tuple | None]] = {}
+        self._time_ns: int | None = None
+        self._time = ""
 
-    def row(self, p: Point) -> list[object]:
-        """The cells of one point: formulas neutralised in text, numbers of their catalogue type."""
-        row = self._blank.copy()
-        row[0] = format_time_ns(p.time_ns)
-        if self._measurement is not None:
-            row[1] = p.measurement
-        other = None
-        tag_at = self._tag_at
-        for k, v in p.tags.items():
-            at = tag_at.get(k)
-            if at is not None:
-                row[at] = "'" + v if v.startswith(_FORMULA_STARTS) else v
-            elif other is None:
-                other = {k: v}
-            else:
+    def line(self, p: Point) -> str:
+        """The CSV line of one point, line end included."""
+        t = p.time_ns
+        if t != self._time_ns:
+            self._time_ns, self._time = t, format_time_ns(t)
+        tags = p.tags
+        head = self._heads.get(id(tags))
+        if head is None or head[0] is not tags or head[1] != p.measurement:
+            key = (p.measurement, *tags.items())
+            around = self._by_value.get(key)
+            if around is None:
+                around = self._by_value[key] = self._around(p.measurement, tags)
+            head = (tags, p.measurement, *around)
+            if len(self._heads) >= self._MAX_CACHED:
+                self._heads.clear()
+                self._by_value.clear()
+            self._heads[id(tags)] = head
+        fields = p.fields
+        body = self._bodies.get(tuple(fields))
+        if body is None:
+            body = self._body(tuple(fields))
+        template, values, converters = body
+        raw = values(fields)
+        if converters is None:
+            cells = tuple(map(float, raw))
+        else:
+            cells = tuple(map(operator.call, converters, raw))
+        return self._time + head[2] + template % cells + head[3]
+
+    def block_lines(
+        self, measurement: str, index: int, blocks: Iterable[RowBlock]
+    ) -> Iterator[list[tuple[int, int, str]]]:
+        """``(time, index, line)`` of each point in ``blocks`` (:class:`RowBlock`), in order,
+        as one list per block."""
+        heads: dict[tuple[str, ...], dict] = {}
+        last_t, time_text = None, ""
+        for block in blocks:
+            out: list[tuple[int, int, str]] = []
+            add = out.append
+            columns = block.columns
+            names = sorted((columns[i] for i in block.fields), key=self._field_position)
+            if not names:
+                continue
+            at = [columns.index(n) for n in names]
+            fields_of = operator.itemgetter(*at) if len(at) > 1 else _one(operator.itemgetter(*at))
+            template, _, converters = self._body(tuple(names))
+            tag_names = [columns[i] for i in block.tags]
+            tags_of = operator.itemgetter(*block.tags) if block.tags else (lambda row: ())
+            single_tag = len(block.tags) == 1
+            known = heads.setdefault(tuple(tag_names), {})
+            decode = block.decode
+            for row in block.rows:
+                values = fields_of(row)
+                cut_template, cut_converters = template, converters
+                if None in values or "" in values:
+                    present = [
+                        (n, v)
+                        for n, v in zip(names, values, strict=True)
+                        if v is not None and v != ""
+                    ]
+                    if not present:
+                        continue
+                    values = tuple(v for _, v in present)
+                    cut_template, _, cut_converters = self._body(tuple(n for n, _ in present))
+                key = tags_of(row)
+                around = known.get(key)
+                if around is None:
+                    raw = (key,) if single_tag else key
+                    tags = {k: decode(v) for k, v in zip(tag_names, raw, strict=True) if v}
+                    around = self._around(measurement, tags)
+                    if len(known) >= self._MAX_CACHED:
+                        known.clear()
+                    known[key] = around
+                if cut_converters is None:
+                    cells = tuple(map(float, values))
+                else:
+                    cells = tuple(map(operator.call, cut_converters, values))
+                t = row[0]
+                if t != last_t:
+                    last_t, time_text = t, format_time_ns(t)
+                add((t, index, time_text + around[0] + cut_template % cells + around[1]))
+            if out:
+                yield out
+
+    def _field_position(self, name: str) -> int:
+        at = self._field_at.get(name)
+        if at is None:
+            raise ValueError(f"field {name!r} is not a column of this export")
+        return at
+
+    def _around(self, measurement: str, tags: Mapping[str, str]) -> tuple[str, str]:
+        """The cells before the fields (measurement, tags) and after them (other tags)."""
+        lay = self._lay
+        cells = [""] * len(lay.tag_columns)
+        other: dict[str, str] = {}
+        for k, v in tags.items():
+            at = self._tag_at.get(k)
+            if at is None:
                 other[k] = v
-        field_at, convert = self._field_at, self._convert
-        for k, v in p.fields.items():
-            row[field_at[k]] = convert[k](v)
-        if other:
-            row[self._other_at] = neutralize(json.dumps(other, ensure_ascii=False, sort_keys=True))
-        return row
+            else:
+                cells[at] = _quoted(v)
+        if lay.measurement_column:
+            cells.insert(0, _quoted(measurement))
+        before = "".join("," + c for c in cells)
+        rest = _quoted(json.dumps(other, ensure_ascii=False, sort_keys=True)) if other else ""
+        return before, "," + rest + LINE_END
+
+    def _body(self, names: tuple[str, ...]) -> tuple[str, Callable, tuple | None]:
+        """The field cells' template for points with these field names, their getter from a
+        fields mapping, and their converters (None: all floats)."""
+        body = self._bodies.get(names)
+        if body is not None:
+            return body
+        ordered = sorted(names, key=self._field_position)
+        present = set(names)
+        template = "".join(",%s" if f in present else "," for f in self._lay.field_columns)
+        getter = operator.itemgetter(*ordered) if ordered else (lambda fields: ())
+        types = [self._types[f] for f in ordered]
+        converters = None
+        if any(t is not float for t in types):
+            converters = tuple(_quoted if t is str else t for t in types)
+        body = (template, getter if len(ordered) != 1 else _one(getter), converters)
+        if len(self._bodies) >= self._MAX_CACHED:
+            self._bodies.clear()
+        self._bodies[names] = body
+        return body
+
+
+def _one(get: Callable) -> Callable:
+    """An ``itemgetter`` of one name that still returns a tuple."""
+    return lambda fields: (get(fields),)
 
 
 def _tag_columns(measurements: Sequence[Measurement]) -> tuple[str, ...]:
@@ -199,11 +333,82 @@ def merged_points(
         yield from store.stream_points(lay.measurements[0].name, start_ns, end_ns, where)
         return
     streams = [
-        ((p.time_ns, i, p) for p in store.stream_points(m.name, start_ns, end_ns, where))
+        _indexed(i, store.stream_points(m.name, start_ns, end_ns, where))
         for i, m in enumerate(lay.measurements)
     ]
-    for _, _, point in heapq.merge(*streams, key=lambda item: (item[0], item[1])):
+    # (time, measurement's index) decides: two items of one stream are never compared
+    for _, _, point in heapq.merge(*streams):
         yield point
+
+
+def _indexed(index: int, points: Iterator[Point]) -> Iterator[tuple[int, int, Point]]:
+    # a function, not a generator expression in the loop: that would read ``i`` when it
+    # runs, the last index for every stream (measurements at one time came out by name)
+    for p in points:
+        yield p.time_ns, index, p
+
+
+def _csv_chunks(
+    store: StoreReader, lay: Layout, start_ns: int, end_ns: int, where: Where | None
+) -> Iterator[list[str]]:
+    """The CSV lines of the layout's points in [start, end), in the order of
+    :func:`merged_points`, in lists of many; from the store's own rows where it has them
+    (:class:`RowReader`), which saves building a :class:`Point` per row."""
+    writer = _LineWriter(lay)
+    if not isinstance(store, RowReader):
+        lines = map(writer.line, merged_points(store, lay, start_ns, end_ns, where))
+        while chunk := list(itertools.islice(lines, PROGRESS_EVERY)):
+            yield chunk
+        return
+    streams = [
+        writer.block_lines(m.name, i, store.stream_rows(m.name, start_ns, end_ns, where))
+        for i, m in enumerate(lay.measurements)
+    ]
+    for block in streams[0] if len(streams) == 1 else _merged_blocks(streams):
+        yield [text for _, _, text in block]
+
+
+def _merged_blocks(streams: list[Iterator[list[tuple]]]) -> Iterator[list[tuple]]:
+    """Blocks of ``(time, index, ...)`` items (each stream in order, no block empty) merged
+    into one order by time, then index.
+
+    Round by round, every item earlier than the earliest last item of the open streams'
+    blocks at hand goes out, sorted (a C sort of a few sorted runs), and each stream whose
+    last item set that bound reads its next block. Per item that is a fraction of
+    ``heapq.merge``'s cost, and at most a block per stream is held.
+    """
+    buffers: list[list[tuple]] = []
+    iterators: list[Iterator[list[tuple]] | None] = []
+    for stream in streams:
+        first = next(stream, None)
+        buffers.append(first or [])
+        iterators.append(stream if first else None)
+    while live := [j for j, it in enumerate(iterators) if it is not None]:
+        bound = min(buffers[j][-1][0] for j in live)
+        out: list[tuple] = []
+        for j, buffer in enumerate(buffers):
+            cut = bisect.bisect_left(buffer, bound, key=_FIRST)
+            if cut:
+                out.extend(buffer[:cut])
+                buffers[j] = buffer[cut:]
+        if out:
+            out.sort(key=_TIME_AND_INDEX)
+            yield out
+        for j in live:
+            if buffers[j][-1][0] == bound:
+                more = next(iterators[j], None)  # type: ignore[arg-type]
+                if more:
+                    buffers[j] = buffers[j] + more
+                else:
+                    iterators[j] = None
+    rest = [item for buffer in buffers for item in buffer]
+    if rest:
+        rest.sort(key=_TIME_AND_INDEX)
+        yield rest
+
+
+_FIRST = operator.itemgetter(0)
+_TIME_AND_INDEX = operator.itemgetter(0, 1)
 
 
 def export_csv(
@@ -220,8 +425,9 @@ def export_csv(
     """Write the ``kind`` rows in [start, end) to ``out`` as CSV; returns the number of rows.
 
     ``only`` restricts the measurements (see :func:`layout`); ``progress`` is
-    called with the rows written so far: once before the first row, every
-    :data:`PROGRESS_EVERY` rows, and once at the end.
+    called with the rows written so far: once before the first row, after every
+    :data:`PROGRESS_EVERY` rows (or every block of rows the store answers), and once at
+    the end.
     """
     rows = [0]
 
@@ -257,22 +463,20 @@ def iter_csv(
     yield buffer.getvalue()
     buffer.seek(0)
     buffer.truncate()
-    cells = _RowWriter(lay).row
-    rows = 0
+    rows, lines, size = 0, [], 0
     if progress is not None:
         progress(0)
-    for p in merged_points(store, lay, start_ns, end_ns, where):
-        writer.writerow(cells(p))
-        rows += 1
-        if not rows % PROGRESS_EVERY:
-            if progress is not None:
-                progress(rows)
-            if buffer.tell() >= CHUNK_CHARS:
-                yield buffer.getvalue()
-                buffer.seek(0)
-                buffer.truncate()
-    if buffer.tell():
-        yield buffer.getvalue()
+    for chunk in _csv_chunks(store, lay, start_ns, end_ns, where):
+        lines.extend(chunk)
+        rows += len(chunk)
+        if progress is not None:
+            progress(rows)
+        size += sum(map(len, chunk))
+        if size >= CHUNK_CHARS:
+            yield "".join(lines)
+            lines, size = [], 0
+    if lines:
+        yield "".join(lines)
     if progress is not None:
         progress(rows)
 

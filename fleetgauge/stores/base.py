@@ -8,13 +8,15 @@ their answers (``Buckets``) defined and merged in ``buckets.py``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Protocol
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import NamedTuple, Protocol, runtime_checkable
 
 from fleetgauge.catalogue import Point
 from fleetgauge.stores.buckets import Buckets, Grid
 
 __all__ = [
+    "RowBlock",
+    "RowReader",
     "Store",
     "StoreReader",
     "StoreWriter",
@@ -150,6 +152,36 @@ class StoreReader(Protocol):
 
     def close(self) -> None:
         """Release connections; the store object is unusable afterwards."""
+
+
+class RowBlock(NamedTuple):
+    """Raw points of one measurement as rows, the way a store answers them, for a reader
+    that turns many points into text (the export) without building a :class:`Point` each.
+
+    Every row is ``[time_ns, value per column...]``; ``tags`` and ``fields`` are the
+    indexes (in a row) of the tag and field columns, ``columns`` names them. A tag value
+    is as stored: ``decode`` gives it back, and an empty or ``None`` one means the point
+    lacks the tag. A field value is ``None`` or ``""`` when the point lacks the field, and
+    is a JSON number where the catalogue says float (``50`` for ``50.0``). A row whose
+    fields are all absent is no point.
+    """
+
+    columns: Sequence[str]
+    tags: tuple[int, ...]
+    fields: tuple[int, ...]
+    rows: Sequence[Sequence]
+    decode: Callable[[str], str]
+
+
+@runtime_checkable
+class RowReader(Protocol):
+    """A store that can hand out raw points as :class:`RowBlock` (InfluxDB: its answers'
+    own rows), cheaper than :meth:`StoreReader.stream_points` for many points."""
+
+    def stream_rows(
+        self, measurement: str, start_ns: int, end_ns: int, where: Where | None = None
+    ) -> Iterator[RowBlock]:
+        """The points of :meth:`StoreReader.stream_points`, in the same order, as blocks."""
 
 
 class Store(StoreWriter, StoreReader, Protocol):

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import operator
 import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -47,7 +48,13 @@ from fleetgauge.catalogue import (
     tier_measurement,
 )
 from fleetgauge.net import is_loopback
-from fleetgauge.stores.base import StoreError, StoreRejected, StoreUnavailable, Where
+from fleetgauge.stores.base import (
+    RowBlock,
+    StoreError,
+    StoreRejected,
+    StoreUnavailable,
+    Where,
+)
 from fleetgauge.stores.buckets import (
     Buckets,
     BucketSeries,
@@ -581,11 +588,35 @@ class InfluxDBStore:
         for s in self._stream_series(statement):
             yield from _points(measurement, s, field_types)
 
-    def _stream_series(self, statement: str, epoch: str = "ns") -> Iterator[dict]:
-        """Series of a chunked InfluxQL answer, read chunk by chunk (memory stays flat)."""
-        params = self._query_params(
-            statement, chunked="true", chunk_size=str(self._chunk_size), epoch=epoch
+    def stream_rows(
+        self, measurement: str, start_ns: int, end_ns: int, where: Where | None = None
+    ) -> Iterator[RowBlock]:
+        """:meth:`stream_points` as the answer's own rows, a block per chunk."""
+        filters = _where(where)
+        if filters is None:
+            return
+        fields = {f.name for f in MEASUREMENTS[measurement].fields}
+        statement = (
+            f"SELECT * FROM {influxql_ident(measurement)}"
+            f" WHERE time >= {start_ns} AND time < {end_ns}{filters}"
         )
+        for s in self._stream_series(statement, chunk_size=min(self._chunk_size, _ROW_BLOCK)):
+            columns = s["columns"]
+            named = [decode_name(c) if c not in fields else c for c in columns]
+            yield RowBlock(
+                named,
+                tuple(i for i, c in enumerate(columns) if i and c not in fields),
+                tuple(i for i, c in enumerate(columns) if i and c in fields),
+                s["values"],
+                decode_name,
+            )
+
+    def _stream_series(
+        self, statement: str, epoch: str = "ns", chunk_size: int | None = None
+    ) -> Iterator[dict]:
+        """Series of a chunked InfluxQL answer, read chunk by chunk (memory stays flat)."""
+        size = chunk_size or self._chunk_size
+        params = self._query_params(statement, chunked="true", chunk_size=str(size), epoch=epoch)
         response = self._post_query(params, stream=True)
         try:
             for chunk in _documents(response):
@@ -616,12 +647,20 @@ def _unreachable(base: str, error: BaseException) -> StoreUnavailable:
     return StoreUnavailable(f"InfluxDB at {base} unreachable: {text or type(reason).__name__}")
 
 
+_ROW_BLOCK = 1000  # rows a block of stream_rows holds: what an export keeps per measurement
+_SHARED_TAGS = 10_000  # tag mappings kept for sharing, per answer series
+
+
 def _points(measurement: str, series: dict, field_types: dict[str, type]) -> Iterator[Point]:
     """Points from one InfluxQL answer; JSON numbers get their catalogue type back (50 -> 50.0)."""
     columns = series["columns"]
     roles = [(i, c, field_types.get(c)) for i, c in enumerate(columns) if c != "time"]
     tag_roles = [(i, decode_name(c)) for i, c, field_type in roles if field_type is None]
     field_roles = [(i, c, field_type) for i, c, field_type in roles if field_type is not None]
+    # Rows of one series repeat its tag values: one tags mapping per distinct set of them,
+    # shared by its points (as SQLite's are), is built once and lets readers cache by it.
+    tag_values = operator.itemgetter(*(i for i, _ in tag_roles)) if tag_roles else None
+    shared: dict[object, dict[str, str]] = {}
     for row in series["values"]:
         fields = {
             column: field_type(value)
@@ -629,11 +668,17 @@ def _points(measurement: str, series: dict, field_types: dict[str, type]) -> Ite
             if (value := row[i]) is not None and value != ""
         }
         if fields:
-            tags = {
-                key: value if "%" not in value else decode_name(value)
-                for i, key in tag_roles
-                if (value := row[i])
-            }
+            key = tag_values(row) if tag_values is not None else ()
+            tags = shared.get(key)
+            if tags is None:
+                tags = {
+                    key: value if "%" not in value else decode_name(value)
+                    for i, key in tag_roles
+                    if (value := row[i])
+                }
+                if len(shared) >= _SHARED_TAGS:
+                    shared.clear()
+                shared[key] = tags
             yield Point(measurement, tags, fields, row[0])
 
 
