@@ -203,17 +203,23 @@ class _LineWriter:
             decode = block.decode
             for row in block.rows:
                 values = fields_of(row)
-                cut_template, cut_converters = template, converters
-                if None in values or "" in values:
-                    present = [
-                        (n, v)
-                        for n, v in zip(names, values, strict=True)
-                        if v is not None and v != ""
-                    ]
+                try:  # a missing field (None, "") fails float(): no check on the way
+                    if converters is not None and (None in values or "" in values):
+                        raise ValueError("a field is missing")
+                    if converters is None:
+                        body = template % tuple(map(float, values))
+                    else:
+                        body = template % tuple(map(operator.call, converters, values))
+                except (TypeError, ValueError):
+                    present = [(n, v) for n, v in zip(names, values, strict=True) if v or v == 0]
                     if not present:
                         continue
-                    values = tuple(v for _, v in present)
                     cut_template, _, cut_converters = self._body(tuple(n for n, _ in present))
+                    cells = (v for _, v in present)
+                    if cut_converters is None:
+                        body = cut_template % tuple(map(float, cells))
+                    else:
+                        body = cut_template % tuple(map(operator.call, cut_converters, cells))
                 key = tags_of(row)
                 around = known.get(key)
                 if around is None:
@@ -223,14 +229,10 @@ class _LineWriter:
                     if len(known) >= self._MAX_CACHED:
                         known.clear()
                     known[key] = around
-                if cut_converters is None:
-                    cells = tuple(map(float, values))
-                else:
-                    cells = tuple(map(operator.call, cut_converters, values))
                 t = row[0]
                 if t != last_t:
                     last_t, time_text = t, format_time_ns(t)
-                add((t, index, time_text + around[0] + cut_template % cells + around[1]))
+                add((t, index, time_text + around[0] + body + around[1]))
             if out:
                 yield out
 
