@@ -44,7 +44,7 @@ from bench.bench_store import REPO, machine
 __all__ = ["main", "PLAN"]
 
 PLAN: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("sdk", ("--rounds", "100")),
+    ("sdk", ()),
     ("import", ("--runs", "10")),
     ("agent", ("--seconds", "30", "--warmup", "5")),
     ("push", ("--values", "300000")),
@@ -62,7 +62,7 @@ SCALE_QUICK: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("users", ("--users", "3", "--seconds", "8", "--every", "4", "--workers", "4")),
 )
 QUICK: dict[str, tuple[str, ...]] = {
-    "sdk": ("--rounds", "10"),
+    "sdk": ("--rounds", "10", "--live-rounds", "10"),
     "import": ("--runs", "2"),
     "agent": ("--seconds", "5", "--warmup", "2"),
     "push": ("--values", "20000"),

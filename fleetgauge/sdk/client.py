@@ -163,7 +163,7 @@ class MetricsClient:
         if len(queue) < self._sender.room:
             queue.append(entry)
         else:
-            self._sender.overflow([entry])
+            self._sender.overflow_one(entry)
 
     def record_list_metric_values(
         self, name: str, values_or_value: Any, step: int | None = None, **context: Any
@@ -202,7 +202,7 @@ class MetricsClient:
         if len(queue) < self._sender.room:
             queue.append(entry)
         else:
-            self._sender.overflow([entry])
+            self._sender.overflow_one(entry)
 
     def record_log(
         self, message: str, level: str = "INFO", logger: str = "root", **context: Any
@@ -224,7 +224,7 @@ class MetricsClient:
         if len(queue) < self._sender.room:
             queue.append(entry)
         else:
-            self._sender.overflow([entry])
+            self._sender.overflow_one(entry)
 
     def start_execution(
         self,

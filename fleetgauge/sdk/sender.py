@@ -178,6 +178,24 @@ class Sender:
             self.url,
         )
 
+    def overflow_one(self, entry: tuple[Any, ...]) -> None:
+        """:meth:`overflow` of one entry, what a recording call meets while the agent is down:
+        the oldest queued value makes way, without the general case's bookkeeping, so a
+        model thread recording into a full queue pays little more than into an empty one."""
+        if self.refused is None and "queue_full" in self._warned:
+            queue = self.queue
+            try:
+                oldest = queue.popleft()
+            except IndexError:
+                oldest = None
+            if oldest is not None:
+                if oldest[0] != MARK:
+                    queue.append(entry)
+                    self.counts["queue_full"] += 1
+                    return
+                queue.appendleft(oldest)
+        self.overflow([entry])
+
     def flush(self, timeout: float | None) -> bool:
         """Wait (at most ``timeout`` s) until all queued so far is settled; see the client."""
         if self.refused is not None or not self._thread.is_alive():
