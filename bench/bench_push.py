@@ -52,6 +52,8 @@ __all__ = ["main"]
 
 REPORT_PATH = OUT_DIR / "push.md"
 TARGET_PER_S = 100_000
+RAW_SHARE_TARGET = 0.5
+"""Issue 26: the SDK -> agent -> InfluxDB path at least half as fast as raw /write."""
 RAW_BATCH = 5000
 HEADERS = ("figure", "value", "reference (same run)", "ratio", "target", "result")
 _FRONT = """
@@ -229,7 +231,8 @@ def run_batching(server: object, front: str, n: int) -> Run:
 
 # --- report -------------------------------------------------------------------------
 def table_rows(ours: Run, raw: Run, batching: Run) -> tuple[list[list[str]], bool]:
-    throughput_ok = ours.per_s >= TARGET_PER_S
+    headroom = ours.per_s / raw.per_s
+    throughput_ok = ours.per_s >= TARGET_PER_S and headroom >= RAW_SHARE_TARGET
     beats = ours.per_s > batching.per_s
     figure = "SDK -> agent -> InfluxDB"
     rows = [
@@ -237,8 +240,8 @@ def table_rows(ours: Run, raw: Run, batching: Run) -> tuple[list[list[str]], boo
             figure,
             f"{ours.per_s:,.0f} values/s",
             f"raw /write, pre-built batches: {raw.per_s:,.0f} points/s",
-            f"{ours.per_s / raw.per_s:.2f}",
-            f">= {TARGET_PER_S:,} values/s",
+            f"{headroom:.2f}",
+            f">= {TARGET_PER_S:,} values/s and >= {RAW_SHARE_TARGET:g} x",
             "PASS" if throughput_ok else "FAIL",
         ],
         [

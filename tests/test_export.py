@@ -544,6 +544,8 @@ def test_rows_are_what_the_csv_module_writes_for_the_same_cells(store: Store) ->
         "=1+2",
         "-x",
         "@me",
+        "100%",
+        "%s %d",
         "\tlead",
         " space",
         "é✓",

@@ -184,7 +184,7 @@ class _LineWriter:
     ) -> Iterator[list[tuple[int, int, str]]]:
         """``(time, index, line)`` of each point in ``blocks`` (:class:`RowBlock`), in order,
         as one list per block."""
-        heads: dict[tuple[str, ...], dict] = {}
+        heads: dict[tuple[tuple[str, ...], tuple[str, ...]], dict] = {}
         last_t, time_text = None, ""
         for block in blocks:
             out: list[tuple[int, int, str]] = []
@@ -199,40 +199,47 @@ class _LineWriter:
             tag_names = [columns[i] for i in block.tags]
             tags_of = operator.itemgetter(*block.tags) if block.tags else (lambda row: ())
             single_tag = len(block.tags) == 1
-            known = heads.setdefault(tuple(tag_names), {})
+            # per series: the whole line but its time, as one template (the cells around the
+            # fields are fixed text in it), so a row is one formatting and one concatenation
+            known = heads.setdefault((tuple(tag_names), tuple(names)), {})
             decode = block.decode
             for row in block.rows:
-                values = fields_of(row)
-                try:  # a missing field (None, "") fails float(): no check on the way
-                    if converters is not None and (None in values or "" in values):
-                        raise ValueError("a field is missing")
-                    if converters is None:
-                        body = template % tuple(map(float, values))
-                    else:
-                        body = template % tuple(map(operator.call, converters, values))
-                except (TypeError, ValueError):
-                    present = [(n, v) for n, v in zip(names, values, strict=True) if v or v == 0]
-                    if not present:
-                        continue
-                    cut_template, _, cut_converters = self._body(tuple(n for n, _ in present))
-                    cells = (v for _, v in present)
-                    if cut_converters is None:
-                        body = cut_template % tuple(map(float, cells))
-                    else:
-                        body = cut_template % tuple(map(operator.call, cut_converters, cells))
                 key = tags_of(row)
-                around = known.get(key)
-                if around is None:
+                series = known.get(key)
+                if series is None:
                     raw = (key,) if single_tag else key
                     tags = {k: decode(v) for k, v in zip(tag_names, raw, strict=True) if v}
-                    around = self._around(measurement, tags)
+                    before, after = self._around(measurement, tags)
+                    whole = before.replace("%", "%%") + template + after.replace("%", "%%")
+                    series = (before, after, whole)
                     if len(known) >= self._MAX_CACHED:
                         known.clear()
-                    known[key] = around
+                    known[key] = series
                 t = row[0]
                 if t != last_t:
                     last_t, time_text = t, format_time_ns(t)
-                add((t, index, time_text + around[0] + body + around[1]))
+                values = fields_of(row)
+                try:  # a missing field (None, "") fails float(): no check on the way
+                    if converters is None:
+                        add((t, index, time_text + series[2] % tuple(map(float, values))))
+                        continue
+                    if None in values or "" in values:
+                        raise ValueError("a field is missing")
+                    cells = tuple(map(operator.call, converters, values))
+                    add((t, index, time_text + series[2] % cells))
+                    continue
+                except (TypeError, ValueError):
+                    pass
+                present = [(n, v) for n, v in zip(names, values, strict=True) if v or v == 0]
+                if not present:
+                    continue
+                cut_template, _, cut_converters = self._body(tuple(n for n, _ in present))
+                cells = tuple(v for _, v in present)
+                if cut_converters is None:
+                    body = cut_template % tuple(map(float, cells))
+                else:
+                    body = cut_template % tuple(map(operator.call, cut_converters, cells))
+                add((t, index, time_text + series[0] + body + series[1]))
             if out:
                 yield out
 
