@@ -155,7 +155,9 @@ def test_twenty_sigkills_leave_a_sound_store_and_lose_at_most_a_flush_interval(
     # ... and that tail is young: acknowledged within one flush interval, plus the write in
     # progress, before a kill. On this 2-core machine a SQLite commit that runs a WAL
     # checkpoint (an fsync) has taken over 1.5 s under CI's disk load, so 4 s is allowed for
-    # it. A writer that stopped flushing would lose far older values, and fails here.
+    # it. An agent lives 0.3 to 2 s, so this bound alone would not catch a writer that never
+    # flushed: the share stored below does (about 80 % here; such a writer keeps only the
+    # last agent's values, a few percent).
     window = FLUSH_S + 4.0
     late = {i: t for i, t in lost.items() if not any(0 <= k - t <= window for k in kills)}
     assert not late, (
@@ -163,6 +165,7 @@ def test_twenty_sigkills_leave_a_sound_store_and_lose_at_most_a_flush_interval(
         f" {min(late)}, acknowledged {_before(late[min(late)], kills)}"
     )
     assert len(pusher.acked) >= KILLS * 300, len(pusher.acked)  # values flowed between kills
+    assert len(stored) >= 0.4 * len(pusher.acked), (len(stored), len(pusher.acked))
     print(
         f"crash: {KILLS} SIGKILLs, {len(pusher.acked)} values acknowledged, {len(stored)} stored,"
         f" {len(lost)} lost, all in an agent's unwritten tail within {window} s before a kill"

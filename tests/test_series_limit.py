@@ -8,7 +8,8 @@ grows by less than 200 MB. Once the series have been idle for
 ``push_series_idle`` they no longer count, every per-series cache forgets them
 (``/metrics`` drops their label sets) and new ones are taken again; a second
 wave of 300,000 new series reuses the memory the first one left (CPython keeps
-part of it as partly used arenas), so repeated waves cannot add up.
+part of it as partly used arenas, so it may grow some), and a third adds next to
+nothing: repeated waves cannot add up.
 """
 
 from __future__ import annotations
@@ -35,6 +36,38 @@ def _new_series(prefix: str, first: int) -> list[dict]:
     ]
 
 
+def _wait_until_forgotten(
+    agent: AgentProcess, conn: http.client.HTTPConnection, steady: dict, listed: str
+) -> None:
+    """Until every invented series has expired, /metrics no longer lists ``listed``, and one
+    more sweep has closed the last wave's rollup buckets."""
+    deadline = time.monotonic() + IDLE_S + 30
+    while True:
+        status, answer = push_metrics(conn, [{**steady, "deployment": "after-idle"}, steady])
+        active = agent.value("fleetgauge_agent_push_series")
+        if status == 202 and "refused" not in answer and active < 10:
+            break
+        assert time.monotonic() < deadline, (answer, active)
+        time.sleep(2)
+    deadline = time.monotonic() + 2 * IDLE_S + 10
+    while f'deployment="{listed}"' in agent.scrape():
+        assert time.monotonic() < deadline, f"{listed} still on /metrics"
+        push_metrics(conn, [steady])
+        time.sleep(2)
+    time.sleep(IDLE_S + 2)
+
+
+def _wave(agent: AgentProcess, conn: http.client.HTTPConnection, steady: dict, name: str) -> int:
+    """300,000 values of new series named ``name-N``; the agent's peak RSS meanwhile."""
+    assert agent.proc is not None
+    peak = rss_bytes(agent.proc.pid)
+    for first in range(0, 300_000, 5000):
+        status, answer = push_metrics(conn, [*_new_series(name, first), steady])
+        assert status == 202, answer
+        peak = max(peak, rss_bytes(agent.proc.pid))
+    return peak
+
+
 def test_300k_new_series_are_refused_past_the_limit_known_ones_flow_and_memory_stays_bounded(
     tmp_path: Path,
 ) -> None:
@@ -44,6 +77,7 @@ def test_300k_new_series_are_refused_past_the_limit_known_ones_flow_and_memory_s
         *("--collectors", "cpu", "--flush-interval", "1", "--push-series-idle", str(IDLE_S)),
     )
     with agent:
+        began = time.monotonic()
         assert agent.proc is not None
         conn = http.client.HTTPConnection("127.0.0.1", agent.push_port, timeout=60)
         steady = {"metric": "latency", "value": 1.0, "deployment": "steady"}
@@ -84,37 +118,23 @@ def test_300k_new_series_are_refused_past_the_limit_known_ones_flow_and_memory_s
         # after the idle time the invented series are forgotten; new ones are taken again.
         # The first wave's series were taken over several seconds (more on a busy machine),
         # so they expire over several sweeps: wait until all have, not just the first ones.
-        deadline = time.monotonic() + IDLE_S + 30
-        while True:
-            status, answer = push_metrics(conn, [{**steady, "deployment": "after-idle"}, steady])
-            active = agent.value("fleetgauge_agent_push_series")
-            if status == 202 and "refused" not in answer and active < 10:
-                break
-            assert time.monotonic() < deadline, (answer, active)
-            time.sleep(2)
-        # the caches forget them too: /metrics no longer lists them once the sweep has run
-        deadline = time.monotonic() + 2 * IDLE_S + 10
-        while 'deployment="request-0"' in agent.scrape():
-            assert time.monotonic() < deadline, "request-0 still on /metrics"
-            push_metrics(conn, [steady])
-            time.sleep(2)
-        time.sleep(IDLE_S + 2)  # one more sweep: the tier buckets of the last wave close
-        after = rss_bytes(agent.proc.pid)
+        _wait_until_forgotten(agent, conn, steady, "request-0")
 
-        # a second wave of new series: memory is reused, not added
-        second_peak = after
-        for first in range(0, 300_000, 5000):
-            status, answer = push_metrics(conn, [*_new_series("again", first), steady])
-            assert status == 202, answer
-            second_peak = max(second_peak, rss_bytes(agent.proc.pid))
+        # more waves of new series: memory is reused, not added. The second wave may find
+        # the first's memory fragmented (CI saw 150 -> 171 MB); a third must add next to
+        # nothing more, or each wave leaks.
+        second_peak = _wave(agent, conn, steady, "again")
+        _wait_until_forgotten(agent, conn, steady, "again-0")
+        third_peak = _wave(agent, conn, steady, "third")
         conn.close()
-        assert second_peak - idle_rss < 200 * 2**20
-        assert second_peak < peak + 20 * 2**20, (
-            f"a second wave grew the agent from a peak of {peak / 2**20:.0f} MB"
-            f" to {second_peak / 2**20:.0f} MB"
+        assert max(second_peak, third_peak) - idle_rss < 200 * 2**20
+        assert second_peak < peak + 40 * 2**20 and third_peak < second_peak + 10 * 2**20, (
+            f"waves of new series grew the agent: peaks {peak / 2**20:.0f} MB,"
+            f" {second_peak / 2**20:.0f} MB, {third_peak / 2**20:.0f} MB"
         )
         assert "refused" in agent.log() and "push_max_series" in agent.log()
-        assert agent.log().count("values of new series") <= 2  # at most once a minute
+        minutes = (time.monotonic() - began) / 60
+        assert agent.log().count("values of new series") <= 1 + minutes  # once a minute at most
         code, _ = agent.stop(timeout=60)
     assert code == 0, agent.log()
     store = open_store(f"sqlite:///{tmp_path / 'fg.db'}", create=False)
@@ -132,7 +152,7 @@ def test_300k_new_series_are_refused_past_the_limit_known_ones_flow_and_memory_s
     assert len(second_wave) >= LIMIT - 1
     mb = 2**20
     print(
-        f"series: idle RSS {idle_rss / mb:.0f} MB, peak +{growth / mb:.0f} MB, after expiry"
-        f" +{(after - idle_rss) / mb:.0f} MB,"
-        f" second wave's peak +{(second_peak - idle_rss) / mb:.0f} MB"
+        f"series: idle RSS {idle_rss / mb:.0f} MB, peak +{growth / mb:.0f} MB, second wave's"
+        f" peak +{(second_peak - idle_rss) / mb:.0f} MB,"
+        f" third's +{(third_peak - idle_rss) / mb:.0f} MB"
     )

@@ -287,6 +287,11 @@ class Delivery:
             self.health.dropped("rejected", len(batch))
             log.error("store refused %d points, dropped: %s", len(batch), e)
             return True
+        except Exception:  # a bug in a store: it must not end the writer thread with it
+            self.health.write_errors.inc()
+            self.health.dropped("rejected", len(batch))
+            log.exception("store failed on %d points, dropped (a bug: report it)", len(batch))
+            return True
         if self._delay:
             log.info("store is back: %s", self.store.url)
         self._delay = 0.0

@@ -46,7 +46,9 @@ that failed and is replayed counts once.
 from __future__ import annotations
 
 import json
+import math
 import random
+import sys
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
@@ -197,7 +199,7 @@ class SummaryAccumulator:
                     keys = keys[:7]
             else:
                 keys = catalogue.CENSUS_STATS
-            values = dict(zip(keys, row[COUNT:], strict=False))
+            values = dict(zip(keys, map(_finite, row[COUNT:]), strict=False))
             text = json.dumps(values, separators=(",", ":"), allow_nan=False)
             out.append(Point(measurement, all_tags, {stats: text}, row[ROW_NS]))
         return out
@@ -226,3 +228,11 @@ class SummaryAccumulator:
     def open_rows(self) -> int:
         """How many rows are held in memory (bounded by ``max_open``)."""
         return len(self._open)
+
+
+def _finite(value: object) -> object:
+    """A stat as JSON can hold it: a sum past the largest float (values near 1e308 added up)
+    saturates at it, rather than failing the whole batch (JSON has no infinity)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return math.copysign(sys.float_info.max, value) if value == value else 0.0
+    return value

@@ -29,7 +29,9 @@ and replayed is not counted twice.
 
 from __future__ import annotations
 
+import math
 import random
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple
@@ -73,6 +75,22 @@ def _merge(target: dict[str, list[float]], partial: dict[str, list[float]]) -> N
                 cur[2] = low
             if high > cur[3]:
                 cur[3] = high
+
+
+_LARGEST = sys.float_info.max
+
+
+def _saturated(fields: dict[str, list[float]]) -> dict[str, list[float]]:
+    """``fields`` with any sum past the largest float (values near 1e308 added up) held at
+    it: line protocol has no infinity, and one such sum made InfluxDB refuse the batch."""
+    if all(-_LARGEST <= stats[1] <= _LARGEST for stats in fields.values()):
+        return fields
+    return {
+        name: [c, math.copysign(_LARGEST, total) if total == total else 0.0, low, high]
+        if not -_LARGEST <= total <= _LARGEST
+        else [c, total, low, high]
+        for name, (c, total, low, high) in fields.items()
+    }
 
 
 class TierAccumulator:
@@ -174,7 +192,7 @@ class TierAccumulator:
     def rows(self, staged: Staged) -> list[TierRow]:
         """The rows a store must write for a staged batch."""
         return [
-            TierRow(self.tiers[i], m, tags, bucket, b.generation, b.fields)
+            TierRow(self.tiers[i], m, tags, bucket, b.generation, _saturated(b.fields))
             for (i, m, tags, bucket), b in staged.items()
         ]
 

@@ -225,6 +225,24 @@ def test_bucketed_read_of_a_short_range_comes_from_raw_points(store: Store) -> N
     assert f.max == [float(k * 10 + 9) for k in range(10)]
 
 
+def test_values_near_the_largest_float_are_stored_and_their_rollups_saturate(
+    store: Store,
+) -> None:
+    """1e308 is a finite value, so it is taken; two of them add up past the largest float,
+    which line protocol cannot write (InfluxDB refused the whole batch): the rollup's sum
+    holds at the largest float instead."""
+    store.write([cpu("w1", T0 + i * S, 1e308) for i in range(3)])
+    assert [p.fields["usage_percent"] for p in store.stream_points("cpu", T0, T0 + 9 * S)] == [
+        1e308
+    ] * 3
+    b = store.read_buckets(
+        "cpu", ["usage_percent"], T0, T0 + 3 * 3600 * S, max_points=3, group_by=["worker"]
+    )
+    assert b.level != "raw", b.level  # from a rollup tier
+    f = b.series[0].fields["usage_percent"]
+    assert f.count[0] == 3 and f.max[0] == 1e308 and f.min[0] == 1e308
+
+
 def test_bucketed_read_leaves_gaps_where_nothing_was_sent(store: Store) -> None:
     store.write([cpu("w1", T0 + i * S, 5.0) for i in range(100) if not 30 <= i < 60])
     b = store.read_buckets(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import random
+import sys
 
 from fleetgauge import catalogue
 from fleetgauge.catalogue import Point
@@ -244,3 +245,17 @@ def test_the_census_counts_only_executions_whose_start_the_writer_did_not_see(
         assert found["run-s"].list_metrics["loss"].reduce("last") == 2.0
     finally:
         again.close()
+
+
+def test_a_sum_past_the_largest_float_saturates_instead_of_failing_the_batch(
+    store: Store,
+) -> None:
+    """Two values of 1e308 add up past the largest float. JSON has no infinity: the batch
+    failed, and in the agent it ended the writer thread (found by the push fuzz test)."""
+    store.write([start("run-big")])
+    store.write([step("run-big", 0, 1e308), step("run-big", 1, 1e308)])
+    store.write([step("run-big", 2, 1.0)])
+    (row,) = summary_rows(store, "run-big")
+    assert row.fields["count"] == 3 and row.fields["max"] == 1e308
+    assert row.fields["last"] == 1.0 and row.fields["sum"] == sys.float_info.max
+    assert table(store)["run-big"]["loss"]["max"] == 1e308
