@@ -119,7 +119,7 @@ class Layout:
 
 def _quoted(text: str) -> str:
     """A text cell as ``csv.writer`` writes it (minimal quoting), formulas neutralised."""
-    text = "'" + text if text.startswith(_FORMULA_STARTS) else text
+    text = neutralize(text)
     if _NEEDS_QUOTES.search(text):
         return '"' + text.replace('"', '""') + '"'
     return text

@@ -577,14 +577,10 @@ class InfluxDBStore:
         where: Where | None = None,
     ) -> Iterator[Point]:
         """Raw points in time order, read as a chunked InfluxQL response line by line."""
-        filters = _where(where)
-        if filters is None:
+        statement = _raw_statement(measurement, start_ns, end_ns, where)
+        if statement is None:
             return
         field_types = {f.name: f.type for f in MEASUREMENTS[measurement].fields}
-        statement = (
-            f"SELECT * FROM {influxql_ident(measurement)}"
-            f" WHERE time >= {start_ns} AND time < {end_ns}{filters}"
-        )
         for s in self._stream_series(statement):
             yield from _points(measurement, s, field_types)
 
@@ -592,14 +588,10 @@ class InfluxDBStore:
         self, measurement: str, start_ns: int, end_ns: int, where: Where | None = None
     ) -> Iterator[RowBlock]:
         """:meth:`stream_points` as the answer's own rows, a block per chunk."""
-        filters = _where(where)
-        if filters is None:
+        statement = _raw_statement(measurement, start_ns, end_ns, where)
+        if statement is None:
             return
         fields = {f.name for f in MEASUREMENTS[measurement].fields}
-        statement = (
-            f"SELECT * FROM {influxql_ident(measurement)}"
-            f" WHERE time >= {start_ns} AND time < {end_ns}{filters}"
-        )
         for s in self._stream_series(statement, chunk_size=min(self._chunk_size, _ROW_BLOCK)):
             columns = s["columns"]
             named = [decode_name(c) if c not in fields else c for c in columns]
@@ -645,6 +637,18 @@ def _unreachable(base: str, error: BaseException) -> StoreUnavailable:
     reason = getattr(error, "reason", None) or error  # MaxRetryError wraps the cause
     text = re.sub(r"<[^<>]* object at 0x[0-9a-fA-F]+>:?\s*", "", str(reason)).strip()
     return StoreUnavailable(f"InfluxDB at {base} unreachable: {text or type(reason).__name__}")
+
+
+def _raw_statement(measurement: str, start_ns: int, end_ns: int, where: Where | None) -> str | None:
+    """The InfluxQL of every raw point of ``measurement`` in [start, end) that ``where``
+    matches; None when nothing can match."""
+    filters = _where(where)
+    if filters is None:
+        return None
+    return (
+        f"SELECT * FROM {influxql_ident(measurement)}"
+        f" WHERE time >= {start_ns} AND time < {end_ns}{filters}"
+    )
 
 
 _ROW_BLOCK = 1000  # rows a block of stream_rows holds: what an export keeps per measurement
