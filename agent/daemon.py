@@ -31,7 +31,7 @@ from fleetgauge.agent.collectors.process import ProcessRegistry
 from fleetgauge.agent.config import AgentConfig, ConfigError
 from fleetgauge.agent.connections import Limits, default_max_connections, raise_descriptor_limit
 from fleetgauge.agent.delivery import Delivery, Spool
-from fleetgauge.agent.exposition import MetricsServer, PipelineSeries, Snapshot
+from fleetgauge.agent.exposition import MetricsServer, PipelineSeries, Registry, Snapshot
 from fleetgauge.agent.health import Health
 from fleetgauge.agent.push import PushParser, PushServer
 from fleetgauge.agent.push.series import SeriesLimit
@@ -56,7 +56,7 @@ class Agent:
         registry: CollectorRegistry | None = None,
     ) -> None:
         self.config = config
-        self.registry = registry or CollectorRegistry()
+        self.registry = registry or Registry()  # its collectors listed: rendered from rows
         ProcessCollector(registry=self.registry)
         self.health = Health(self.registry, config.worker, config.environment)
         self.snapshot = Snapshot()

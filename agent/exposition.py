@@ -5,7 +5,9 @@ renders them at scrape time as one gauge family per (measurement, field), named
 by :func:`fleetgauge.catalogue.prometheus_name` (``fleetgauge_`` prefix, percentages
 as 0-1 ratios). Labels are ``worker``, ``environment`` and the measurement's
 device tags (``gpu``, ``mount``, ...); a device that disappears stops being
-exported at the next sample. :class:`MetricsServer` serves the registry over
+exported at the next sample. Both, and the agent's health, hand the renderer
+plain rows (:class:`Rows`) rather than prometheus_client's sample objects, which
+cost more to build than the text costs to write. :class:`MetricsServer` serves the registry over
 HTTP/1.1 (a scraper's connection is kept alive), bound to loopback by default; on
 any other address it requires ``Authorization: Bearer TOKEN`` (Prometheus'
 ``authorization`` scrape setting), and a ``Host`` or ``Origin`` it does not answer
@@ -30,9 +32,6 @@ from urllib.parse import unquote
 
 from prometheus_client import CollectorRegistry, generate_latest, make_wsgi_app, openmetrics
 from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
     Metric,
 )
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, choose_encoder, gzip_accepted
@@ -50,89 +49,142 @@ from fleetgauge.agent.connections import (
 from fleetgauge.agent.listener import ListenerGuard
 from fleetgauge.catalogue import Point
 
-__all__ = ["Snapshot", "PipelineSeries", "MetricsServer", "Renderer"]
+__all__ = ["Snapshot", "PipelineSeries", "MetricsServer", "Renderer", "Registry", "Rows"]
 
 log = logging.getLogger("fleetgauge.agent.metrics")
 
+Labels = tuple[tuple[str, str], ...]
+Head = tuple[str, str, str, str]
+"""A family's name, help text, type (counter, gauge, histogram) and unit."""
+Row = tuple[str, Labels, float]
+"""One sample: its name (``family_total``, ``family_bucket``...), its labels, its value."""
 
-class Snapshot(Collector):
+
+class Rows(Collector):
+    """A collector that lists its families as plain rows; :meth:`collect` builds the library's
+    objects from the same rows, so both renderings come from one source."""
+
+    def rows(self) -> Iterable[tuple[Head, Sequence[Row]]]:
+        """Each family's head and samples, in the order prometheus_client would write them."""
+        raise NotImplementedError
+
+    def collect(self) -> Iterator[Metric]:
+        """The rows as prometheus_client metric families (filters, other formats)."""
+        for head, samples in self.rows():
+            family = Metric(*head)
+            for name, labels, value in samples:
+                family.add_sample(name, dict(labels), value)
+            yield family
+
+
+class Registry(CollectorRegistry):
+    """prometheus_client's registry, which also keeps its collectors in order for
+    :class:`Renderer` (a :class:`Rows` collector is rendered from its rows)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.collectors: list[Collector] = []
+
+    def register(self, collector: Collector) -> None:
+        """Register ``collector`` with the library and list it."""
+        super().register(collector)
+        self.collectors.append(collector)
+
+    def unregister(self, collector: Collector) -> None:
+        """Unregister ``collector`` and unlist it."""
+        super().unregister(collector)
+        self.collectors.remove(collector)
+
+
+class Snapshot(Rows):
     """Latest points per collector, exposed as gauges (a prometheus-client custom collector)."""
 
     def __init__(self) -> None:
         self._latest: dict[str, Sequence[Point]] = {}
         self._lock = threading.Lock()
+        self._heads: dict[tuple[str, str], tuple[Head, float]] = {}
 
     def update(self, collector: str, points: Sequence[Point]) -> None:
         """Replace what ``collector`` reported last."""
         with self._lock:
             self._latest[collector] = points
 
-    def collect(self) -> Iterator[Metric]:
+    def rows(self) -> Iterator[tuple[Head, Sequence[Row]]]:
         """One gauge family per resource field, with a sample per worker/device."""
         with self._lock:
             points = [p for batch in self._latest.values() for p in batch]
-        families: dict[tuple[str, str], tuple[GaugeMetricFamily, tuple[str, ...], float]] = {}
+        families: dict[tuple[str, str], tuple[Head, list[Row], float]] = {}
         info_labels = (*_GPU_LABELS, *catalogue.GPU_INFO_LABELS)
-        gpu_info = GaugeMetricFamily(
-            catalogue.GPU_INFO_METRIC,
-            "1 per GPU, labelled with what identifies it (join by gpu_uuid)",
-            labels=info_labels,
-        )
-        processes: dict[tuple[str, ...], list[float]] = {}  # per GPU: [count, memory]
+        info: list[Row] = []
+        processes: dict[Labels, list[float]] = {}  # per GPU: [count, memory]
         for p in points:
             m = catalogue.MEASUREMENTS.get(p.measurement)
             if m is None or m.family is not catalogue.Family.RESOURCE:
                 continue
-            labels = (catalogue.WORKER, catalogue.ENVIRONMENT, *m.device_tags)
+            tags = p.tags
             if m is catalogue.GPU_MEASUREMENT:
-                gpu_info.add_metric(tuple(p.tags.get(k, "") for k in info_labels), 1.0)
+                info.append((catalogue.GPU_INFO_METRIC, _items(tags, info_labels), 1.0))
             if m is catalogue.GPU_PROCESS:  # summed per GPU: a pid label would churn
-                key = tuple(p.tags.get(k, "") for k in _GPU_LABELS)
-                total = processes.setdefault(key, [0.0, 0.0])
+                total = processes.setdefault(_items(tags, _GPU_LABELS), [0, 0])
                 total[0] += 1
                 total[1] += float(p.fields.get(_GPU_PROCESS_MEMORY, 0.0))
                 continue
             if m is catalogue.PROCESS_MEASUREMENT:  # per pid: in the store, not on /metrics
                 continue
-            values = tuple(p.tags.get(k, "") for k in labels)
+            items = _items(tags, (catalogue.WORKER, catalogue.ENVIRONMENT, *m.device_tags))
             for name, value in p.fields.items():
                 if isinstance(value, str):
                     continue
                 entry = families.get((m.name, name))
                 if entry is None:
-                    f = m.get_field(name)
-                    metric, factor = catalogue.prometheus_name(m, f)
-                    help_text = f"{f.description} ({m.name}.{f.name})"
-                    family = GaugeMetricFamily(metric, help_text, labels=labels)
-                    entry = families[(m.name, name)] = (family, labels, factor)
-                entry[0].add_metric(values, float(value) * entry[2])
-        for family, _, _ in families.values():
-            yield family
-        if gpu_info.samples:
-            yield gpu_info
+                    head, factor = self._head(m, name)
+                    entry = families[(m.name, name)] = (head, [], factor)
+                entry[1].append((entry[0][0], items, float(value) * entry[2]))
+        for head, samples, _ in families.values():
+            yield head, samples
+        if info:
+            yield (catalogue.GPU_INFO_METRIC, _GPU_INFO_HELP, "gauge", ""), info
         if processes:
-            yield from _gpu_process_families(processes)
+            yield from _gpu_process_rows(processes)
+
+    def _head(self, m: catalogue.Measurement, name: str) -> tuple[Head, float]:
+        """The gauge family of field ``name`` of ``m`` and the factor to its unit (cached)."""
+        known = self._heads.get((m.name, name))
+        if known is None:
+            f = m.get_field(name)
+            metric, factor = catalogue.prometheus_name(m, f)
+            head = (metric, f"{f.description} ({m.name}.{f.name})", "gauge", "")
+            known = self._heads[(m.name, name)] = (head, factor)
+        return known
 
 
 _GPU_LABELS = (catalogue.WORKER, catalogue.ENVIRONMENT, catalogue.GPU)
 _GPU_PROCESS_MEMORY = catalogue.GPU_PROCESS.get_field("memory_used_bytes").name
 
 
-def _gpu_process_families(processes: Mapping[tuple[str, ...], list[float]]) -> Iterator[Metric]:
+def _items(tags: Mapping[str, str], names: Sequence[str]) -> Labels:
+    """The labels ``names`` with their values in ``tags`` (empty where missing)."""
+    return tuple((k, tags.get(k, "")) for k in names)
+
+
+_GPU_INFO_HELP = "1 per GPU, labelled with what identifies it (join by gpu_uuid)"
+
+
+def _gpu_process_rows(
+    processes: Mapping[Labels, list[float]],
+) -> Iterator[tuple[Head, Sequence[Row]]]:
     """Per GPU: how many processes hold memory on it, and how much they hold together."""
     field = catalogue.GPU_PROCESS.fields[0]
     name, factor = catalogue.prometheus_name(catalogue.GPU_PROCESS, field)
-    count = GaugeMetricFamily(
-        catalogue.GPU_PROCESSES_METRIC, "Processes holding memory on the GPU", labels=_GPU_LABELS
+    count = catalogue.GPU_PROCESSES_METRIC
+    yield (
+        (count, "Processes holding memory on the GPU", "gauge", ""),
+        [(count, key, float(n)) for key, (n, _) in processes.items()],
     )
-    memory = GaugeMetricFamily(
-        name, f"{field.description}, all processes on the GPU together", labels=_GPU_LABELS
+    yield (
+        (name, f"{field.description}, all processes on the GPU together", "gauge", ""),
+        [(name, key, used * factor) for key, (_, used) in processes.items()],
     )
-    for key, (n, used) in processes.items():
-        count.add_metric(key, n)
-        memory.add_metric(key, used * factor)
-    yield count
-    yield memory
 
 
 DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -149,7 +201,7 @@ class _Series:
         self.buckets = [0] * (len(bounds) + 1) if bounds is not None else None
 
 
-class PipelineSeries(Collector):
+class PipelineSeries(Rows):
     """Per-metric series of pushed values, kept as plain numbers and rendered at scrape time.
 
     At most ``max_series`` label sets are kept, so a client that invents a new
@@ -207,7 +259,7 @@ class PipelineSeries(Collector):
             self._series = kept
         return dropped
 
-    def collect(self) -> Iterator[Metric]:
+    def rows(self) -> Iterator[tuple[Head, Sequence[Row]]]:
         """The counter, last-value gauge and declared histograms, one sample per label set."""
         with self._lock:
             series = [
@@ -215,35 +267,29 @@ class PipelineSeries(Collector):
             ]
         if not series:  # nothing pushed yet: no empty families on every scrape
             return
-        labels = (*catalogue.AGENT_LABELS, *catalogue.PUSH_LABELS)
-        counts = CounterMetricFamily(
-            catalogue.PIPELINE_VALUES.name.removesuffix("_total"),
-            catalogue.PIPELINE_VALUES.description,
-            labels=labels,
-        )
-        last = GaugeMetricFamily(
-            catalogue.PIPELINE_LAST_VALUE.name,
-            catalogue.PIPELINE_LAST_VALUE.description,
-            labels=labels,
-        )
-        histogram = HistogramMetricFamily(
-            catalogue.PIPELINE_VALUE.name, catalogue.PIPELINE_VALUE.description, labels=labels
-        )
+        names = (*catalogue.AGENT_LABELS, *catalogue.PUSH_LABELS)
+        counter = catalogue.PIPELINE_VALUES.name.removesuffix("_total")
+        gauge, histogram = catalogue.PIPELINE_LAST_VALUE.name, catalogue.PIPELINE_VALUE.name
+        counts: list[Row] = []
+        last: list[Row] = []
+        distributions: list[Row] = []
         for key, count, value, buckets, total in series:
-            values = (*self._identity, *key)
-            counts.add_metric(values, count)
-            last.add_metric(values, value)
+            labels = tuple(zip(names, (*self._identity, *key), strict=True))
+            counts.append((counter + "_total", labels, float(count)))
+            last.append((gauge, labels, value))
             if buckets:
                 bounds = self._bounds[key[2]]
-                cumulative, running = [], 0
+                running = 0
                 for bound, n in zip((*map(str, bounds), "+Inf"), buckets, strict=True):
                     running += n
-                    cumulative.append((bound, running))
-                histogram.add_metric(values, cumulative, total)
-        yield counts
-        yield last
-        if histogram.samples:
-            yield histogram
+                    distributions.append((histogram + "_bucket", (*labels, ("le", bound)), running))
+                if bounds[0] >= 0:  # as the library: no count and sum beside negative buckets
+                    distributions.append((histogram + "_count", labels, running))
+                    distributions.append((histogram + "_sum", labels, total))
+        yield (counter, catalogue.PIPELINE_VALUES.description, "counter", ""), counts
+        yield (gauge, catalogue.PIPELINE_LAST_VALUE.description, "gauge", ""), last
+        if distributions:
+            yield (histogram, catalogue.PIPELINE_VALUE.description, "histogram", ""), distributions
 
 
 class _One(Collector):
@@ -275,13 +321,14 @@ class Renderer:
     family header and each sample's ``name{labels} `` prefix is formatted once,
     by the library itself (a one-sample registry through its own encoder, so
     the text is the library's to the byte), and a scrape only formats the
-    values. :meth:`render` returns None for anything beyond plain families
-    (timestamps, exemplars, native histograms, info/stateset types): the caller
-    then uses the library's encoder as it is.
+    values. A :class:`Rows` collector of a :class:`Registry` is read as plain
+    rows, never as the library's objects. :meth:`render` returns None for
+    anything beyond plain families (timestamps, exemplars, native histograms,
+    info/stateset types): the caller then uses the library's encoder as it is.
     """
 
     def __init__(self, registry: Collector) -> None:
-        self._registry = registry
+        self._sources: Sequence[Collector] = getattr(registry, "collectors", (registry,))
         self._heads: dict[tuple, str] = {}
         self._prefixes: dict[tuple, str] = {}
 
@@ -295,37 +342,59 @@ class Renderer:
         heads, prefixes = self._heads, self._prefixes
         if len(prefixes) > _MAX_CACHED_LINES:  # label sets come and go: start afresh
             self.forget()
-        for metric in self._registry.collect():
-            if metric.type not in ("counter", "gauge", "histogram", "summary", "unknown"):
+        for source in self._sources:
+            families = source.rows() if isinstance(source, Rows) else _plain_rows(source)
+            if families is None:
                 return None
-            key = (kind, metric.name, metric.documentation, metric.type, metric.unit)
-            head = heads.get(key)
-            if head is None:
-                head = heads[key] = self._format(kind, Metric(*key[1:]))
-            out.append(head)
-            for s in metric.samples:
-                if s.timestamp is not None or s.exemplar or s.native_histogram or s.value is None:
-                    return None
-                line = (kind, metric.name, s.name, tuple(s.labels.items()))
-                prefix = prefixes.get(line)
-                if prefix is None:
-                    if kind == _TEXT and s.name in [metric.name + x for x in _OM_ONLY_SUFFIXES]:
-                        return None
-                    one = Metric(metric.name, metric.documentation, metric.type, metric.unit)
-                    one.add_sample(s.name, s.labels, 0.0)
-                    text = self._format(kind, one).removeprefix(head)
-                    prefix = prefixes[line] = text[: text.rindex(" ") + 1]
-                out.append(prefix)
-                out.append(floatToGoString(s.value))
-                out.append("\n")
+            for head, samples in families:
+                key = (kind, *head)
+                text = heads.get(key)
+                if text is None:
+                    text = heads[key] = self._format(kind, Metric(*head))
+                out.append(text)
+                for name, labels, value in samples:
+                    line = (kind, head[0], name, labels)
+                    prefix = prefixes.get(line)
+                    if prefix is None:
+                        prefix = self._prefix(kind, head, name, labels, text)
+                        if prefix is None:
+                            return None
+                        prefixes[line] = prefix
+                    out.append(prefix)
+                    out.append(floatToGoString(value))
+                    out.append("\n")
         if kind == _OPENMETRICS:
             out.append("# EOF\n")
         return "".join(out).encode()
+
+    def _prefix(self, kind: str, head: Head, name: str, labels: Labels, text: str) -> str | None:
+        """``name{labels} `` as the library writes it below the header ``text``, or None."""
+        if kind == _TEXT and name in [head[0] + x for x in _OM_ONLY_SUFFIXES]:
+            return None  # the text format moves these to families of their own
+        one = Metric(*head)
+        one.add_sample(name, dict(labels), 0.0)
+        line = self._format(kind, one).removeprefix(text)
+        return line[: line.rindex(" ") + 1]
 
     @staticmethod
     def _format(kind: str, metric: Metric) -> str:
         text = _ENCODERS[kind](_One(metric)).decode()
         return text.removesuffix("# EOF\n") if kind == _OPENMETRICS else text
+
+
+def _plain_rows(collector: Collector) -> list[tuple[Head, Sequence[Row]]] | None:
+    """A library collector's families as rows; None if one is beyond plain samples."""
+    families: list[tuple[Head, Sequence[Row]]] = []
+    for metric in collector.collect():
+        if metric.type not in ("counter", "gauge", "histogram", "summary", "unknown"):
+            return None
+        samples: list[Row] = []
+        for s in metric.samples:
+            if s.timestamp is not None or s.exemplar or s.native_histogram or s.value is None:
+                return None
+            samples.append((s.name, tuple(s.labels.items()), s.value))
+        families.append(((metric.name, metric.documentation, metric.type, metric.unit), samples))
+    return families
 
 
 class _Server(WatchedServer, ThreadingMixIn, HTTPServer):
@@ -473,7 +542,7 @@ class MetricsServer:
             return None
         headers = [("Content-Type", content_type)]
         if gzip_accepted(environ.get("HTTP_ACCEPT_ENCODING")):
-            output = gzip.compress(output)
+            output = gzip.compress(output, compresslevel=1)  # a fifth of level 9's CPU
             headers.append(("Content-Encoding", "gzip"))
         start_response("200 OK", headers)
         return [output]
