@@ -6,8 +6,11 @@ All three run side by side for the same ``--seconds`` (default 60) on free loopb
 - Glances (PyPI ``glances``) exporting every plugin to CSV once per interval
   (``glances --quiet --export csv -t 1``), the other common way to keep a record of a
   host; it is skipped, and said so, when ``glances`` is not installed;
-- ``python -m agent agent --interval 1 --flush-interval 1`` with every collector, a
-  SQLite store and its spool in a temporary directory.
+- ``fleetgauge agent --interval 1 --flush-interval 1`` with every collector, a
+  SQLite store and its spool in a temporary directory, and ``--gpus`` (default
+  ``GPUS``) GPUs of the tests' fake NVML for its GPU collector to read
+  (``bench/gpu_agent.py``: a throttled H100 and a MIG-partitioned one, the fake's
+  own Python counted against the agent); ``--gpus 0`` runs the plain agent.
 
 The benchmark scrapes both ``/metrics`` every second the way Prometheus 2.42
 does (kept-alive connection, ``Accept-Encoding: gzip``, OpenMetrics
@@ -81,6 +84,7 @@ INSTALL_HINT = (
 )
 CPU_RATIO_TARGET = 0.35  # issue 26 (0.5 before it)
 REGISTERED = 10
+GPUS = 2
 PROCESS_DELTA_TARGET = 0.05
 RSS_TARGET_BYTES = 60 * 1000**2
 MB = 1000**2
@@ -310,6 +314,13 @@ class Result:
     glances_rows: int = 0
     registered: Subject | None = None
     """The twin agent sampling ``REGISTERED`` registered processes."""
+    gpus: int = 0
+    """Fake GPUs each agent's GPU collector read."""
+
+    @property
+    def what(self) -> str:
+        """What the agents sampled, for the table."""
+        return "all collectors" + (f", {self.gpus} fake GPUs" if self.gpus else "")
 
     @property
     def ratio(self) -> float:
@@ -372,14 +383,14 @@ def scrape_both(subjects: Sequence[Subject], until: float, interval: float) -> N
         time.sleep(max(0.0, tick - time.monotonic()))
 
 
-def _agent_argv(tmp: Path, name: str, interval: float) -> tuple[list[str], int, int]:
-    """An agent with every collector on a SQLite store of its own; its argv, /metrics and
-    push ports."""
+def _agent_argv(tmp: Path, name: str, interval: float, gpus: int) -> tuple[list[str], int, int]:
+    """An agent with every collector on a SQLite store of its own, ``gpus`` fake GPUs; its
+    argv, /metrics and push ports."""
     metrics_port, push_port = free_port(), free_port()
+    launcher = [str(REPO / "bench" / "gpu_agent.py"), str(gpus)] if gpus else ["-m", "fleetgauge"]
     argv = [
         sys.executable,
-        "-m",
-        "fleetgauge",
+        *launcher,
         "agent",
         *("--store", f"sqlite:///{tmp / f'{name}.db'}"),
         *("--spool-dir", str(tmp / f"{name}-spool")),
@@ -410,15 +421,17 @@ def _register(push_port: int, pids: Sequence[int]) -> None:
         raise RuntimeError(f"the agent registered {registered} of {len(pids)} processes")
 
 
-def run(seconds: float, warmup: float, interval: float, tmp: Path, scrape: str) -> Result:
+def run(
+    seconds: float, warmup: float, interval: float, tmp: Path, scrape: str, gpus: int = GPUS
+) -> Result:
     """Start them all, warm up, measure ``seconds`` of scraping them every ``interval``."""
     node_port = free_port()
     node_argv = [
         shutil.which(NODE_EXPORTER) or NODE_EXPORTER,
         f"--web.listen-address=127.0.0.1:{node_port}",
     ]
-    agent_argv, agent_port, _ = _agent_argv(tmp, "agent", interval)
-    twin_argv, twin_port, twin_push = _agent_argv(tmp, "registered", interval)
+    agent_argv, agent_port, _ = _agent_argv(tmp, "agent", interval, gpus)
+    twin_argv, twin_port, twin_push = _agent_argv(tmp, "registered", interval, gpus)
     glances_csv = tmp / "glances.csv"
     with contextlib.ExitStack() as stack:
         node = stack.enter_context(launched("node_exporter", node_argv, node_port, tmp, scrape))
@@ -474,7 +487,9 @@ def run(seconds: float, warmup: float, interval: float, tmp: Path, scrape: str) 
     mean_ms = delta(duration + "_sum") / count * 1000 if count else 0.0
     written = delta(catalogue.AGENT_POINTS_WRITTEN.name)
     glances = next((s for s in subjects if s.name == "glances"), None)
-    return Result(seconds, agent, node, samples, written, mean_ms, glances, glances_rows, twin)
+    return Result(
+        seconds, agent, node, samples, written, mean_ms, glances, glances_rows, twin, gpus
+    )
 
 
 def glances_available() -> bool:
@@ -600,6 +615,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="how both are scraped: " + "; ".join(f"{k}: {v}" for k, v in SCRAPE_STYLES.items()),
     )
     parser.add_argument(
+        "--gpus",
+        type=int,
+        default=GPUS,
+        help=f"fake GPUs (the tests' NVML) each agent's GPU collector reads (default {GPUS};"
+        " 0: none)",
+    )
+    parser.add_argument(
         "--profile",
         action="store_true",
         help="afterwards, run the agent's work in-process and print where its CPU goes",
@@ -612,7 +634,7 @@ def figures(r: Result) -> list[Figure]:
     node, agent = r.node.cpu_percent, r.agent.cpu_percent
     rows = [
         Figure(
-            "agent CPU (1 s interval, all collectors)",
+            f"agent CPU (1 s interval, {r.what})",
             f"{agent:.2f} % of a core",
             f"node_exporter: {node:.2f} %",
             r.ratio,
@@ -634,7 +656,7 @@ def figures(r: Result) -> list[Figure]:
     if r.glances is not None:
         rows.append(
             Figure(
-                "agent CPU (1 s interval, all collectors)",
+                f"agent CPU (1 s interval, {r.what})",
                 f"{agent:.2f} % of a core",
                 f"Glances, CSV export every 1 s: {r.glances.cpu_percent:.2f} %",
                 r.glances_ratio,
@@ -692,7 +714,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         info.append(("Glances", _version_of_module("glances")))
     try:
         with tempfile.TemporaryDirectory(prefix="fleetgauge-bench-agent-") as tmp:
-            result = run(args.seconds, args.warmup, args.interval, Path(tmp), args.scrape)
+            result = run(
+                args.seconds, args.warmup, args.interval, Path(tmp), args.scrape, args.gpus
+            )
             report(args, result, info)
             if args.profile:
                 headers = SCRAPE_HEADERS[args.scrape]

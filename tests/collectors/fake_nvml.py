@@ -431,10 +431,11 @@ class FakeNvml:
     def nvmlEventSetWait_v2(self, eventSet: FakeEventSet, timeoutms: int) -> FakeEventData:
         self._require_init()
         deadline = time.monotonic() + timeoutms / 1000
+        poll = 0.02 if self.xid_file else timeoutms / 1000  # as the driver: no CPU while waiting
         while True:
             self._read_xid_file()
             try:
-                return eventSet.events.get(timeout=min(0.02, max(0.0, deadline - time.monotonic())))
+                return eventSet.events.get(timeout=min(poll, max(0.0, deadline - time.monotonic())))
             except queue.Empty:
                 if time.monotonic() >= deadline:
                     raise pynvml.NVMLError(pynvml.NVML_ERROR_TIMEOUT) from None
