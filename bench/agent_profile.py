@@ -29,6 +29,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from prometheus_client import disable_created_metrics
+
+from bench.gpu_agent import install_fake_nvml
 from fleetgauge.agent.collectors import build_collectors
 from fleetgauge.agent.config import AgentConfig
 from fleetgauge.agent.daemon import Agent
@@ -108,7 +111,8 @@ def scheduled_costs(
     plain = build_collectors(config.identity_tags())
     agent = Agent(config, collectors=[_TimedCollector(c, costs) for c in plain])
     agent.sample = costs.wrap("sample job (all collectors + buffer)", agent.sample)
-    agent.flush = costs.wrap("flush job (SQLite write)", agent.flush)
+    # the delivery's writer thread flushes on its own schedule, not through agent.flush
+    agent.delivery.flush = costs.wrap("flush (delivery thread, SQLite write)", agent.delivery.flush)
     assert agent.metrics is not None
     # behind the token check: the agent's own renderer, or the library's WSGI app
     agent.metrics._scrape = costs.wrap("render /metrics (WSGI)", agent.metrics._scrape)
@@ -165,9 +169,19 @@ def hot_functions(cycles: int, tmp: Path, stats_path: Path) -> str:
 
 
 def profile_agent(
-    seconds: float, interval: float, tmp: Path, out_dir: Path, headers: Mapping[str, str]
+    seconds: float,
+    interval: float,
+    tmp: Path,
+    out_dir: Path,
+    headers: Mapping[str, str],
+    gpus: int = 0,
 ) -> None:
-    """Print the per-part costs of the scheduled agent, then its hottest functions."""
+    """Print the per-part costs of the scheduled agent, then its hottest functions; the
+    agent as ``fleetgauge agent`` runs it (no ``*_created`` series), reading ``gpus`` GPUs
+    of the tests' fake NVML."""
+    if gpus:
+        install_fake_nvml(gpus)
+    disable_created_metrics()
     (tmp / "scheduled").mkdir(parents=True, exist_ok=True)
     (tmp / "sync").mkdir(parents=True, exist_ok=True)
     _progress(f"[profile] running the agent in-process for {seconds:g} s, parts timed")

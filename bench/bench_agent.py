@@ -720,7 +720,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             report(args, result, info)
             if args.profile:
                 headers = SCRAPE_HEADERS[args.scrape]
-                profile_agent(args.seconds, args.interval, Path(tmp) / "profile", OUT_DIR, headers)
+                profile_agent(
+                    *(args.seconds, args.interval, Path(tmp) / "profile", OUT_DIR, headers),
+                    gpus=args.gpus,
+                )
     except KeyboardInterrupt:  # the with blocks have stopped the processes and removed files
         _progress("interrupted: agent and node_exporter stopped, temporary files removed")
         return 130
