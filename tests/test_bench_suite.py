@@ -32,7 +32,7 @@ def test_quick_suite_writes_one_table_with_every_reference() -> None:
         ("SDK record_metric_value, median per call", "prometheus_client"),
         ("import fleetgauge, median wall time", "import prometheus_client"),
         ("pip install fleetgauge (no extras), installed size", "pip install prometheus_client"),
-        ("agent CPU (1 s interval, all collectors)", "node_exporter"),
+        ("agent CPU (1 s interval, all collectors", "node_exporter"),
         ("SDK -> agent -> InfluxDB", "raw /write"),
         ("sqlite: store.write (rollups included)", "bulk rows"),
         ("influxdb: bucketed read, cpu x 2 workers, 1m tier", "raw scan"),
@@ -42,7 +42,7 @@ def test_quick_suite_writes_one_table_with_every_reference() -> None:
     ]:
         found = [row for row in rows if row.startswith(f"| {figure}") and reference in row]
         assert found, f"{figure!r} against {reference!r} missing from:\n{report}"
-    glances = "| agent CPU (1 s interval, all collectors) |"
+    glances = "| agent CPU (1 s interval, all collectors"  # (", 2 fake GPUs)" with --gpus)
     assert any(row.startswith(glances) and "Glances, CSV export" in row for row in rows), report
     for row in rows[1:]:
         value, ref, ratio = row.split(" | ")[1:4]
