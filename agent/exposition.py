@@ -58,6 +58,8 @@ Head = tuple[str, str, str, str]
 """A family's name, help text, type (counter, gauge, histogram) and unit."""
 Row = tuple[str, Labels, float]
 """One sample: its name (``family_total``, ``family_bucket``...), its labels, its value."""
+PrefixOf = Callable[[str, Head, str, Labels], str]
+"""(kind, family head, sample name, labels) -> the sample line up to its value."""
 
 
 class Rows(Collector):
@@ -103,6 +105,8 @@ class Snapshot(Rows):
         self._latest: dict[str, Sequence[Point]] = {}
         self._lock = threading.Lock()
         self._heads: dict[tuple[str, str], tuple[Head, float]] = {}
+        # (kind, measurement, label values) -> field -> (family, head, line prefix, factor)
+        self._templates: dict[tuple[str, str, tuple[str, ...]], dict[str, tuple]] = {}
 
     def update(self, collector: str, points: Sequence[Point]) -> None:
         """Replace what ``collector`` reported last."""
@@ -111,27 +115,10 @@ class Snapshot(Rows):
 
     def rows(self) -> Iterator[tuple[Head, Sequence[Row]]]:
         """One gauge family per resource field, with a sample per worker/device."""
-        with self._lock:
-            points = [p for batch in self._latest.values() for p in batch]
+        points = self._points()
         families: dict[tuple[str, str], tuple[Head, list[Row], float]] = {}
-        info_labels = (*_GPU_LABELS, *catalogue.GPU_INFO_LABELS)
-        info: list[Row] = []
-        processes: dict[Labels, list[float]] = {}  # per GPU: [count, memory]
-        for p in points:
-            m = catalogue.MEASUREMENTS.get(p.measurement)
-            if m is None or m.family is not catalogue.Family.RESOURCE:
-                continue
-            tags = p.tags
-            if m is catalogue.GPU_MEASUREMENT:
-                info.append((catalogue.GPU_INFO_METRIC, _items(tags, info_labels), 1.0))
-            if m is catalogue.GPU_PROCESS:  # summed per GPU: a pid label would churn
-                total = processes.setdefault(_items(tags, _GPU_LABELS), [0, 0])
-                total[0] += 1
-                total[1] += float(p.fields.get(_GPU_PROCESS_MEMORY, 0.0))
-                continue
-            if m is catalogue.PROCESS_MEASUREMENT:  # per pid: in the store, not on /metrics
-                continue
-            items = _items(tags, (catalogue.WORKER, catalogue.ENVIRONMENT, *m.device_tags))
+        for p, m, names in _exported(points):
+            items = _items(p.tags, names)
             for name, value in p.fields.items():
                 if isinstance(value, str):
                     continue
@@ -142,10 +129,51 @@ class Snapshot(Rows):
                 entry[1].append((entry[0][0], items, float(value) * entry[2]))
         for head, samples, _ in families.values():
             yield head, samples
-        if info:
-            yield (catalogue.GPU_INFO_METRIC, _GPU_INFO_HELP, "gauge", ""), info
-        if processes:
-            yield from _gpu_process_rows(processes)
+        yield from _gpu_rows(points)
+
+    def lines(self, kind: str, prefix: PrefixOf) -> Iterator[tuple[Head, list[str]]]:
+        """What :meth:`rows` holds, as ``kind`` text lines: the renderer's fast path.
+
+        Per (measurement, device) and field the family and the line's prefix are
+        kept, so a sample costs one lookup and the value's text.
+        """
+        points = self._points()
+        templates = self._templates
+        if len(templates) > _MAX_CACHED_LINES:  # devices come and go: start afresh
+            templates.clear()
+        families: dict[tuple[str, str], tuple[Head, list[str]]] = {}
+        for p, m, names in _exported(points):
+            tags = p.tags
+            values = tuple([tags.get(k, "") for k in names])
+            known = templates.get((kind, m.name, values))
+            if known is None:
+                known = templates[(kind, m.name, values)] = {}
+            for name, value in p.fields.items():
+                t = known.get(name)
+                if t is None:
+                    if isinstance(value, str):
+                        continue
+                    head, factor = self._head(m, name)
+                    line = prefix(kind, head, head[0], tuple(zip(names, values, strict=True)))
+                    t = known[name] = ((m.name, name), head, line, factor)
+                family = families.get(t[0])
+                if family is None:
+                    family = families[t[0]] = (t[1], [])
+                text = repr(float(value) * t[3])  # floatToGoString's text for most values
+                dot = text.find(".")
+                if not 0 < dot <= 6:
+                    text = floatToGoString(float(value) * t[3])
+                family[1].append(f"{t[2]}{text}\n")
+        yield from families.values()
+        for head, samples in _gpu_rows(points):
+            yield (
+                head,
+                [f"{prefix(kind, head, n, ls)}{floatToGoString(v)}\n" for n, ls, v in samples],
+            )
+
+    def _points(self) -> list[Point]:
+        with self._lock:
+            return [p for batch in self._latest.values() for p in batch]
 
     def _head(self, m: catalogue.Measurement, name: str) -> tuple[Head, float]:
         """The gauge family of field ``name`` of ``m`` and the factor to its unit (cached)."""
@@ -170,10 +198,43 @@ def _items(tags: Mapping[str, str], names: Sequence[str]) -> Labels:
 _GPU_INFO_HELP = "1 per GPU, labelled with what identifies it (join by gpu_uuid)"
 
 
-def _gpu_process_rows(
-    processes: Mapping[Labels, list[float]],
-) -> Iterator[tuple[Head, Sequence[Row]]]:
-    """Per GPU: how many processes hold memory on it, and how much they hold together."""
+def _exported(
+    points: Sequence[Point],
+) -> Iterator[tuple[Point, catalogue.Measurement, tuple[str, ...]]]:
+    """The points whose fields are gauges on /metrics, with their measurement and labels:
+    resource measurements but a process's (per pid: in the store only) and a GPU process's
+    (summed per GPU by :func:`_gpu_rows`)."""
+    for p in points:
+        m = catalogue.MEASUREMENTS.get(p.measurement)
+        if m is None or m.family is not catalogue.Family.RESOURCE or m in _NOT_GAUGES:
+            continue
+        names = _LABELS.get(m.name)
+        if names is None:
+            names = _LABELS[m.name] = (catalogue.WORKER, catalogue.ENVIRONMENT, *m.device_tags)
+        yield p, m, names
+
+
+_NOT_GAUGES = (catalogue.GPU_PROCESS, catalogue.PROCESS_MEASUREMENT)
+_LABELS: dict[str, tuple[str, ...]] = {}
+
+
+def _gpu_rows(points: Sequence[Point]) -> Iterator[tuple[Head, Sequence[Row]]]:
+    """An info series per GPU, and per GPU how many processes hold memory on it and how
+    much they hold together (a pid label would churn series)."""
+    info_labels = (*_GPU_LABELS, *catalogue.GPU_INFO_LABELS)
+    info: list[Row] = []
+    processes: dict[Labels, list[float]] = {}  # per GPU: [count, memory]
+    for p in points:
+        if p.measurement == catalogue.GPU_MEASUREMENT.name:
+            info.append((catalogue.GPU_INFO_METRIC, _items(p.tags, info_labels), 1.0))
+        elif p.measurement == catalogue.GPU_PROCESS.name:
+            total = processes.setdefault(_items(p.tags, _GPU_LABELS), [0, 0])
+            total[0] += 1
+            total[1] += float(p.fields.get(_GPU_PROCESS_MEMORY, 0.0))
+    if info:
+        yield (catalogue.GPU_INFO_METRIC, _GPU_INFO_HELP, "gauge", ""), info
+    if not processes:
+        return
     field = catalogue.GPU_PROCESS.fields[0]
     name, factor = catalogue.prometheus_name(catalogue.GPU_PROCESS, field)
     count = catalogue.GPU_PROCESSES_METRIC
@@ -339,18 +400,20 @@ class Renderer:
     def render(self, kind: str) -> bytes | None:
         """Every family of the registry as ``kind`` (``text`` or ``openmetrics``), or None."""
         out: list[str] = []
-        heads, prefixes = self._heads, self._prefixes
+        prefixes = self._prefixes
         if len(prefixes) > _MAX_CACHED_LINES:  # label sets come and go: start afresh
             self.forget()
         for source in self._sources:
+            if isinstance(source, Snapshot):
+                for head, lines in source.lines(kind, self._line_prefix):
+                    out.append(self._head(kind, head))
+                    out.extend(lines)
+                continue
             families = source.rows() if isinstance(source, Rows) else _plain_rows(source)
             if families is None:
                 return None
             for head, samples in families:
-                key = (kind, *head)
-                text = heads.get(key)
-                if text is None:
-                    text = heads[key] = self._format(kind, Metric(*head))
+                text = self._head(kind, head)
                 out.append(text)
                 for name, labels, value in samples:
                     line = (kind, head[0], name, labels)
@@ -361,11 +424,31 @@ class Renderer:
                             return None
                         prefixes[line] = prefix
                     out.append(prefix)
-                    out.append(floatToGoString(value))
+                    number = repr(value)  # floatToGoString's answer for most values, in C
+                    dot = number.find(".")
+                    out.append(number if 0 < dot <= 6 else floatToGoString(value))
                     out.append("\n")
         if kind == _OPENMETRICS:
             out.append("# EOF\n")
         return "".join(out).encode()
+
+    def _head(self, kind: str, head: Head) -> str:
+        """The ``# HELP``/``# TYPE`` (``# UNIT``) lines of a family, as the library writes them."""
+        key = (kind, *head)
+        text = self._heads.get(key)
+        if text is None:
+            text = self._heads[key] = self._format(kind, Metric(*head))
+        return text
+
+    def _line_prefix(self, kind: str, head: Head, name: str, labels: Labels) -> str:
+        """A gauge sample's ``name{labels} ``, cached (:class:`Snapshot` keeps its own)."""
+        line = (kind, head[0], name, labels)
+        prefix = self._prefixes.get(line)
+        if prefix is None:
+            prefix = self._prefix(kind, head, name, labels, self._head(kind, head))
+            assert prefix is not None, "a gauge's sample is always a plain line"
+            self._prefixes[line] = prefix
+        return prefix
 
     def _prefix(self, kind: str, head: Head, name: str, labels: Labels, text: str) -> str | None:
         """``name{labels} `` as the library writes it below the header ``text``, or None."""

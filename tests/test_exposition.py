@@ -127,6 +127,13 @@ def test_the_agents_registry_renders_from_rows_what_the_library_writes(kind, lib
         renderer = Renderer(registry)
         for k in (1.0, 2.0):
             _sample(snapshot, series, health, k)
+            ids = {"worker": TRICKY, "environment": "prod", "gpu": "0", "gpu_uuid": "GPU-1"}
+            gpu = Point("gpu", ids, {"utilization_percent": 97.0 * k, "energy_joules": 9e9}, 0)
+            held = [
+                Point("gpu_process", {**ids, "pid": str(pid)}, {"memory_used_bytes": 6e9 * k}, 0)
+                for pid in (41872, 41999)
+            ]
+            snapshot.update("gpu", [gpu, *held])
             ours = renderer.render(kind)
             if created and kind == "text":  # moved to families of their own: the library's
                 assert ours is None
@@ -138,6 +145,7 @@ def test_the_agents_registry_renders_from_rows_what_the_library_writes(kind, lib
             assert b'fleetgauge_agent_collector_errors_total{collector="disk"' in ours
             assert (b"fleetgauge_agent_samples_created{" in ours) == created
             assert b'fleetgauge_pipeline_value_bucket{deployment="fraud"' in ours
+            assert b"fleetgauge_gpu_info{" in ours and b"fleetgauge_gpu_processes{" in ours
     finally:
         (enable_created_metrics if was else disable_created_metrics)()
 
