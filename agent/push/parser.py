@@ -36,6 +36,7 @@ __all__ = ["PushError", "PushParser", "ProcessClaim", "ExecutionPoints"]
 _TIE_WINDOW_NS = 1_000_000
 _EXACT = 2**53  # an integer value below this converts to float exactly
 _METRIC_KEYS = frozenset(protocol.PUSH_METRIC_KEYS)
+_SERIES_KEYS = frozenset(protocol.PUSH_SERIES_KEYS)
 _EVENT_KEYS = frozenset(protocol.PUSH_EVENT_KEYS)
 _EXECUTION_KEYS = frozenset(protocol.PUSH_EXECUTION_KEYS)
 _PROCESS_KEYS = frozenset(protocol.PUSH_PROCESS_KEYS)
@@ -87,6 +88,11 @@ class ProcessClaim(NamedTuple):
 
 def _bad(index: int, field: str | None, message: str) -> PushError:
     where = f"item {index}" + (f", field {field!r}" if field else "")
+    return PushError(400, f"{where}: {message}", index, field)
+
+
+def _bad_series(index: int, field: str | None, message: str) -> PushError:
+    where = f"series {index}" + (f", field {field!r}" if field else "")
     return PushError(400, f"{where}: {message}", index, field)
 
 
@@ -166,6 +172,8 @@ class PushParser:
         more than the checks. Any other item goes through :meth:`_metric`,
         which also names what is wrong with it.
         """
+        if type(doc) is dict and protocol.PUSH_SERIES in doc:
+            return self._columns(doc, now_ns)
         items = _items(doc, "metrics")
         measurement = catalogue.PIPELINE_METRIC.name
         deployment, pipeline, execution = (
@@ -211,6 +219,95 @@ class PushParser:
                 t = self._unique((measurement, key), t)
                 append(make(Point, (measurement, tags, {"value": value}, t)))
         return points
+
+    def _columns(self, doc: dict[str, Any], now_ns: int) -> list[Point]:
+        """Points for a columnar ``/v1/metrics`` body (``{"series": [...]}``).
+
+        A series' first value goes through :meth:`_metric` as the item it stands
+        for, which checks what the values share and keeps the tags; the rest take
+        the inline checks of :meth:`metrics`, and any value they do not pass goes
+        through :meth:`_metric` too, so an error names the series and the value.
+        """
+        listed = _items(doc, protocol.PUSH_SERIES)
+        measurement = catalogue.PIPELINE_METRIC.name
+        isfinite, make = math.isfinite, tuple.__new__
+        points: list[Point] = []
+        append = points.append
+        total = 0
+        with self._lock:
+            for i, series in enumerate(listed):
+                values, times = self._column(i, series)
+                total += len(values)
+                if total > protocol.MAX_PUSH_ITEMS:
+                    limit = protocol.MAX_PUSH_ITEMS
+                    raise PushError(413, f"{total}+ values in one request, limit {limit}", i)
+                common = {k: v for k, v in series.items() if k != "values" and k != "times"}
+                first = self._value_of(i, 0, common, values[0], times, now_ns)
+                append(first)
+                tags, raw_tags = first.tags, common.get("tags")
+                key = (
+                    (common.get("metric"), common.get(catalogue.DEPLOYMENT))
+                    + (common.get(catalogue.PIPELINE), common.get(catalogue.EXECUTION_ID))
+                    + (tuple(raw_tags.items()) if raw_tags is not None else None,)
+                )
+                series_key = (measurement, key)
+                last = self._last_ns.get(series_key)  # _unique, inline: one series at a time
+                for j in range(1, len(values)):
+                    value, t = values[j], None if times is None else times[j]
+                    if type(value) is int and -_EXACT < value < _EXACT:
+                        value = float(value)
+                    if t is None:
+                        t = now_ns
+                    elif type(t) is float and 0.0 <= t < 1e10:
+                        t = int(t * NS_PER_S)
+                    else:
+                        t = -1
+                    if type(value) is not float or not isfinite(value) or not 0 <= t <= MAX_NS:
+                        self._last_ns[series_key] = last
+                        append(self._value_of(i, j, common, values[j], times, now_ns))
+                        last = self._last_ns[series_key]
+                        continue
+                    if last is not None and last - _TIE_WINDOW_NS < t <= last:
+                        t = last + 1
+                    last = t
+                    append(make(Point, (measurement, tags, {"value": value}, t)))
+                self._last_ns[series_key] = last
+        return points
+
+    @staticmethod
+    def _column(i: int, series: object) -> tuple[list[Any], list[Any] | None]:
+        """The ``values`` and ``times`` of series ``i``, their shape checked."""
+        if type(series) is not dict:
+            raise _bad_series(i, None, f"must be a JSON object, got {_kind(series)}")
+        if not _SERIES_KEYS.issuperset(series):
+            extra = sorted(str(k) for k in series if k not in _SERIES_KEYS)[0]
+            known = ", ".join(sorted(_SERIES_KEYS))
+            raise _bad_series(i, extra, f"unknown field (known: {known}; step: send items)")
+        values, times = series.get("values"), series.get("times")
+        if type(values) is not list or not values:
+            got = "an empty list" if values == [] else _kind(values)
+            raise _bad_series(i, "values", f"must be a non-empty list of numbers, got {got}")
+        if times is not None and (type(times) is not list or len(times) != len(values)):
+            raise _bad_series(i, "times", f"must be a list of {len(values)} times, as 'values'")
+        return values, times
+
+    def _value_of(
+        self,
+        i: int,
+        j: int,
+        common: dict[str, Any],
+        value: object,
+        times: list[Any] | None,
+        now_ns: int,
+    ) -> Point:
+        """Value ``j`` of series ``i`` as the item it stands for; an error names both."""
+        item = {**common, "value": value, "time": None if times is None else times[j]}
+        try:
+            return self._metric(j, item, now_ns)
+        except PushError as e:
+            where = f"series {i}, value {j}"
+            message = where + e.message.removeprefix(f"item {j}")
+            raise PushError(e.status, message, i, e.field) from None
 
     def events(self, doc: object, now_ns: int) -> list[Point]:
         """Points for a ``/v1/events`` body; PushError for the first bad item."""

@@ -333,6 +333,7 @@ class PushServer:
         request.send_response(status, HTTPStatus(status).phrase)
         request.send_header("Content-Type", "application/json")
         request.send_header("Content-Length", str(len(data)))
+        request.send_header(protocol.PUSH_FORMS_HEADER, protocol.PUSH_FORMS)
         for name, value in headers or []:
             request.send_header(name, value)
         if request.close_connection:

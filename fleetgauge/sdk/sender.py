@@ -426,7 +426,11 @@ class Sender:
             return False
         while self._pending:
             request = self._pending[0]
-            body = orjson.dumps({request.key: request.items})
+            series = request.key == "metrics" and self._connection.takes_series
+            body = _columns(request.items) if series else None
+            columnar = body is not None
+            if body is None:
+                body = orjson.dumps({request.key: request.items})
             if len(body) > _MAX_BODY_BYTES and len(request.items) > 1:
                 self._split_first()
                 continue
@@ -445,6 +449,9 @@ class Sender:
                 self._pending.pop(0)
             elif status == 413 and len(request.items) > 1:
                 self._split_first()
+            elif columnar and status == 400 and _body_refused(data):
+                self._connection.takes_series = False  # an older agent now: the batch as items
+                continue
             elif status == 429 and b'"series_limit"' in data:
                 self._series_limit(len(request.items), _error(data))
                 self._pending.pop(0)
@@ -555,6 +562,38 @@ class Sender:
             return
         self._warned.add(key)
         log.warning(message + " (logged once; see stats())", *args, exc_info=exc_info)
+
+
+def _columns(items: list[dict[str, Any]]) -> bytes | None:
+    """``/v1/metrics``' columnar body of metric ``items`` (one series per metric and
+    context, in first-seen order), or None when one is a list metric's (a ``step``)."""
+    found: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for item in items:
+        if "step" in item:
+            return None
+        tags = item.get("tags")
+        key = (
+            item["metric"],
+            item.get(catalogue.DEPLOYMENT),
+            item.get(catalogue.PIPELINE),
+            item.get(catalogue.EXECUTION_ID),
+            None if tags is None else tuple(tags.items()),
+        )
+        series = found.get(key)
+        if series is None:
+            series = found[key] = {k: v for k, v in item.items() if k != "value" and k != "time"}
+            series["values"], series["times"] = [], []
+        series["values"].append(item["value"])
+        series["times"].append(item["time"])
+    return orjson.dumps({protocol.PUSH_SERIES: list(found.values())})
+
+
+def _body_refused(data: bytes) -> bool:
+    """A 400 about the body as a whole (no item named): an agent that predates a form."""
+    try:
+        return orjson.loads(data).get("index", 0) is None
+    except (orjson.JSONDecodeError, AttributeError):
+        return False
 
 
 def _series_refused(data: bytes) -> int:

@@ -73,6 +73,7 @@ class Connection:
     def __init__(self, target: Target, timeout: float) -> None:
         self.target, self._timeout = target, timeout
         self._conn: http.client.HTTPConnection | None = None
+        self.takes_series = False  # the agent's last answer said it takes columnar bodies
 
     def post(
         self, path: str, body: bytes, headers: dict[str, str], meanwhile: Callable[[], None]
@@ -113,6 +114,8 @@ class Connection:
                 raise
             if response.will_close:
                 self.close()
+            forms = response.getheader(protocol.PUSH_FORMS_HEADER) or ""
+            self.takes_series = protocol.PUSH_SERIES in forms
             return response.status, data, _seconds(response.getheader("Retry-After"))
         raise AssertionError("unreachable")
 
