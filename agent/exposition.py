@@ -290,23 +290,26 @@ class PipelineSeries(Rows):
         """Count pushed pipeline/list values; returns how many were not exposed (limit)."""
         unexposed = 0
         deployment, pipeline, metric = catalogue.PUSH_LABELS
+        last_tags: object = None  # a run of one series' points shares its tags object
+        s: _Series | None = None
         with self._lock:
-            for p in points:
-                if p.measurement not in _PIPELINE_MEASUREMENTS:
+            for measurement, tags, fields, _ in points:
+                if measurement not in _PIPELINE_MEASUREMENTS:
                     continue
-                tags = p.tags
-                key = (tags.get(deployment, ""), tags.get(pipeline, ""), tags[metric])
-                s = self._series.get(key)
+                if tags is not last_tags:
+                    last_tags = tags
+                    key = (tags.get(deployment, ""), tags.get(pipeline, ""), tags[metric])
+                    s = self._series.get(key)
+                    if s is None and len(self._series) < self._max_series:
+                        s = self._series[key] = _Series(self._bounds.get(key[2]))
                 if s is None:
-                    if len(self._series) >= self._max_series:
-                        unexposed += 1
-                        continue
-                    s = self._series[key] = _Series(self._bounds.get(key[2]))
-                value = p.fields["value"]
+                    unexposed += 1
+                    continue
+                value = fields["value"]
                 s.count += 1
                 s.last = value
                 if s.buckets is not None:
-                    s.buckets[bisect.bisect_left(self._bounds[key[2]], value)] += 1
+                    s.buckets[bisect.bisect_left(self._bounds[tags[metric]], value)] += 1
                     s.sum += value
         return unexposed
 
