@@ -22,6 +22,9 @@ from __future__ import annotations
 import bisect
 import gzip
 import logging
+import math
+import os
+import resource
 import socket
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -48,10 +51,21 @@ from fleetgauge.agent.connections import (
 )
 from fleetgauge.agent.listener import ListenerGuard
 from fleetgauge.catalogue import Point
+from fleetgauge.procinfo import TICKS_PER_S, boot_time
 
-__all__ = ["Snapshot", "PipelineSeries", "MetricsServer", "Renderer", "Registry", "Rows"]
+__all__ = [
+    "Snapshot",
+    "PipelineSeries",
+    "MetricsServer",
+    "Renderer",
+    "Registry",
+    "Rows",
+    "SelfProcess",
+]
 
 log = logging.getLogger("fleetgauge.agent.metrics")
+
+_PAGE_BYTES = resource.getpagesize()  # as prometheus_client's process collector
 
 Labels = tuple[tuple[str, str], ...]
 Head = tuple[str, str, str, str]
@@ -96,6 +110,70 @@ class Registry(CollectorRegistry):
         """Unregister ``collector`` and unlist it."""
         super().unregister(collector)
         self.collectors.remove(collector)
+
+
+class SelfProcess(Rows):
+    """The agent's own ``process_*`` families, as prometheus_client's ``ProcessCollector``
+    writes them (names, help texts, order and values).
+
+    The library's collector reads ``/proc/self/limits`` on every scrape for the open-files
+    limit and builds a family object per value; this reads ``/proc/self/stat`` once with
+    ``os.read`` and takes the limit from ``getrlimit``, the call the kernel answers that file
+    from. Nothing is written where there is no procfs (the library's behaviour too).
+    """
+
+    _FAMILIES = (
+        ("process_virtual_memory_bytes", "Virtual memory size in bytes.", "gauge"),
+        ("process_resident_memory_bytes", "Resident memory size in bytes.", "gauge"),
+        (
+            "process_start_time_seconds",
+            "Start time of the process since unix epoch in seconds.",
+            "gauge",
+        ),
+        ("process_cpu_seconds", "Total user and system CPU time spent in seconds.", "counter"),
+        ("process_open_fds", "Number of open file descriptors.", "gauge"),
+        ("process_max_fds", "Maximum number of open file descriptors.", "gauge"),
+    )
+
+    def __init__(self, proc: str = "/proc") -> None:
+        self._stat, self._fds = f"{proc}/self/stat", f"{proc}/self/fd"
+        self._boot = boot_time(proc)
+        self._heads = [(name, doc, kind, "") for name, doc, kind in self._FAMILIES]
+
+    def rows(self) -> Iterable[tuple[Head, Sequence[Row]]]:
+        """The six families (the first four, or none, where ``/proc`` cannot be read)."""
+        if not self._boot:
+            return []
+        values: list[float] = []
+        try:
+            fd = os.open(self._stat, os.O_RDONLY)
+            try:
+                parts = os.read(fd, 4096).split(b")")[-1].split()
+            finally:
+                os.close(fd)
+            values += (
+                float(parts[20]),
+                float(parts[21]) * _PAGE_BYTES,
+                float(parts[19]) / TICKS_PER_S + self._boot,
+                float(parts[11]) / TICKS_PER_S + float(parts[12]) / TICKS_PER_S,
+            )
+        except OSError:
+            pass
+        heads = self._heads[:4] if values else []
+        try:
+            values += (float(len(os.listdir(self._fds))), _open_files_limit())
+            heads += self._heads[4:]
+        except OSError:
+            pass
+        return [
+            (head, [(head[0] + ("_total" if head[2] == "counter" else ""), (), value)])
+            for head, value in zip(heads, values, strict=True)
+        ]
+
+
+def _open_files_limit() -> float:
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return math.inf if soft == resource.RLIM_INFINITY else float(soft)
 
 
 class Snapshot(Rows):

@@ -86,13 +86,15 @@ def _process_cpu() -> float:
     return sum(os.times()[:2])
 
 
-def _config(tmp: Path, interval: float, metrics_port: int) -> AgentConfig:
+def _config(
+    tmp: Path, interval: float, metrics_port: int, flush: float | None = None
+) -> AgentConfig:
     return AgentConfig(
         store=f"sqlite:///{tmp / 'agent.db'}",
         worker="bench-profile",
         environment="bench",
         interval=interval,
-        flush_interval=interval,
+        flush_interval=interval if flush is None else flush,
         spool_dir=str(tmp / "spool"),
         metrics_port=metrics_port,
         log_level="warning",
@@ -100,14 +102,18 @@ def _config(tmp: Path, interval: float, metrics_port: int) -> AgentConfig:
 
 
 def scheduled_costs(
-    seconds: float, interval: float, tmp: Path, headers: Mapping[str, str]
+    seconds: float,
+    interval: float,
+    tmp: Path,
+    headers: Mapping[str, str],
+    flush: float | None = None,
 ) -> list[tuple[str, float, int]]:
     """(part, CPU seconds, calls) of the real schedule over ``seconds``; first row the total.
 
     The scraper sends ``headers`` on one connection, reopened when the agent closes it.
     """
     costs = _Costs()
-    config = _config(tmp, interval, metrics_port=free_port())
+    config = _config(tmp, interval, metrics_port=free_port(), flush=flush)
     plain = build_collectors(config.identity_tags())
     agent = Agent(config, collectors=[_TimedCollector(c, costs) for c in plain])
     agent.sample = costs.wrap("sample job (all collectors + buffer)", agent.sample)
@@ -175,17 +181,19 @@ def profile_agent(
     out_dir: Path,
     headers: Mapping[str, str],
     gpus: int = 0,
+    flush: float | None = None,
 ) -> None:
     """Print the per-part costs of the scheduled agent, then its hottest functions; the
     agent as ``fleetgauge agent`` runs it (no ``*_created`` series), reading ``gpus`` GPUs
-    of the tests' fake NVML."""
+    of the tests' fake NVML, its store written every ``flush`` seconds (default: every
+    interval)."""
     if gpus:
         install_fake_nvml(gpus)
     disable_created_metrics()
     (tmp / "scheduled").mkdir(parents=True, exist_ok=True)
     (tmp / "sync").mkdir(parents=True, exist_ok=True)
     _progress(f"[profile] running the agent in-process for {seconds:g} s, parts timed")
-    rows = scheduled_costs(seconds, interval, tmp / "scheduled", headers)
+    rows = scheduled_costs(seconds, interval, tmp / "scheduled", headers, flush)
     print(f"\nWhere the agent's CPU goes ({seconds:g} s, interval {interval:g} s, cold caches):")
     print(f"{'part':44} {'% of one core':>13} {'ms per call':>11} {'calls':>6}")
     for name, spent, calls in rows:

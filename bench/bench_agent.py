@@ -6,8 +6,10 @@ All three run side by side for the same ``--seconds`` (default 60) on free loopb
 - Glances (PyPI ``glances``) exporting every plugin to CSV once per interval
   (``glances --quiet --export csv -t 1``), the other common way to keep a record of a
   host; it is skipped, and said so, when ``glances`` is not installed;
-- ``fleetgauge agent --interval 1 --flush-interval 1`` with every collector, a
-  SQLite store and its spool in a temporary directory, and ``--gpus`` (default
+- ``fleetgauge agent --interval 1`` with every collector, a SQLite store and its
+  spool in a temporary directory, writing at its default ``--flush-interval`` (10 s:
+  a user who samples every second gets that unless they ask otherwise; ``--flush-interval 1``
+  measures a write every second), and ``--gpus`` (default
   ``GPUS``) GPUs of the tests' fake NVML for its GPU collector to read
   (``bench/gpu_agent.py``: a throttled H100 and a MIG-partitioned one, the fake's
   own Python counted against the agent); ``--gpus 0`` runs the plain agent.
@@ -17,9 +19,9 @@ does (kept-alive connection, ``Accept-Encoding: gzip``, OpenMetrics
 negotiated; ``--scrape plain`` for bare uncompressed GETs), so both do the
 work a Prometheus at a 1 s scrape interval asks of them (node_exporter
 collects at scrape time; the agent samples on its own schedule and renders at
-scrape time). After a warm-up it reads each process's CPU time (utime + stime, plus
-its children's, from ``/proc/PID/stat``) at the start and end of the measured
-window and reports it as percent of one core; memory is the peak RSS
+scrape time). After a warm-up it reads each process's CPU time (its CPU-time clock,
+to the nanosecond, plus its reaped children's from ``/proc/PID/stat``) at the start and
+end of the measured window and reports it as percent of one core; memory is the peak RSS
 (``VmHWM``) and the current RSS (``VmRSS``) from ``/proc/PID/status``. The
 agent's figure includes writing every point to SQLite; node_exporter writes
 nothing.
@@ -29,7 +31,7 @@ benchmark) registered with it through ``POST /v1/processes``, runs beside them: 
 difference of the two agents' CPU ratios to node_exporter is what sampling those
 processes costs (issue 23: at most ``PROCESS_DELTA_TARGET``). Both agents run with their
 default ``--process-flush-interval`` (10 s): process samples go to the store in one write
-per 10 s, the agent's other samples every ``--flush-interval`` (1 s here).
+per 10 s, the agent's other samples every ``--flush-interval``.
 
 Targets: agent CPU <= 0.35x node_exporter's, agent peak RSS <= 60 MB (10^6 bytes), process
 sampling <= +0.05 of the ratio; the ratio to Glances is reported without a target.
@@ -71,6 +73,7 @@ from bench.agent_profile import free_port, profile_agent
 from bench.bench_store import OUT_DIR, REPO, machine, markdown_report, text_table
 from bench.results import Figure
 from fleetgauge import catalogue, protocol
+from fleetgauge.agent.config import AgentConfig
 
 __all__ = ["main", "ProcessUsage", "usage_of"]
 
@@ -85,10 +88,12 @@ INSTALL_HINT = (
 CPU_RATIO_TARGET = 0.35  # issue 26 (0.5 before it)
 REGISTERED = 10
 GPUS = 2
+FLUSH_INTERVAL = AgentConfig.flush_interval  # what `fleetgauge agent` writes at unless told
 PROCESS_DELTA_TARGET = 0.05
 RSS_TARGET_BYTES = 60 * 1000**2
 MB = 1000**2
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+_CPUCLOCK_SCHED = 2  # linux/posix-timers.h: a process CPU clock counting scheduled time
 WORKER = "bench-agent"
 # What Prometheus 2.42 sends with every scrape (scrape/scrape.go): it negotiates OpenMetrics,
 # asks for gzip and keeps the connection open. "plain" is a bare curl-like GET instead.
@@ -114,11 +119,30 @@ def _progress(message: str) -> None:
 
 # --- /proc -------------------------------------------------------------------------
 def _stat(pid: int) -> tuple[int, float, float]:
-    """(ppid, own CPU seconds, reaped children's CPU seconds) from /proc/PID/stat."""
+    """(ppid, own CPU seconds, reaped children's CPU seconds) from /proc/PID/stat; own CPU
+    from the process's CPU clock where it can be read (:func:`_cpu_clock_s`)."""
     text = Path(f"/proc/{pid}/stat").read_text()
     rest = text[text.rindex(")") + 2 :].split()  # the name in parentheses may hold spaces
     utime, stime, cutime, cstime = (int(x) for x in rest[11:15])
-    return int(rest[1]), (utime + stime) / CLOCK_TICKS, (cutime + cstime) / CLOCK_TICKS
+    own = _cpu_clock_s(pid)
+    if own is None:
+        own = (utime + stime) / CLOCK_TICKS
+    return int(rest[1]), own, (cutime + cstime) / CLOCK_TICKS
+
+
+def _cpu_clock_s(pid: int) -> float | None:
+    """CPU seconds of all threads of ``pid`` (exited ones included) to the nanosecond, from
+    its CPU-time clock (what clock_getcpuclockid(3) returns: ``~pid << 3 | CPUCLOCK_SCHED``);
+    None where the kernel does not let us read it.
+
+    /proc/PID/stat's utime + stime count the same time in 10 ms clock ticks: over a 30 s
+    window an agent at 0.5 % of a core is 15 ticks, so one tick more or less moves its
+    ratio to node_exporter by 0.02, and the difference of two such ratios by twice that.
+    """
+    try:
+        return time.clock_gettime((~pid << 3) | _CPUCLOCK_SCHED)
+    except (OSError, OverflowError, ValueError):
+        return None
 
 
 def _status_kib(pid: int, key: str) -> int:
@@ -316,11 +340,14 @@ class Result:
     """The twin agent sampling ``REGISTERED`` registered processes."""
     gpus: int = 0
     """Fake GPUs each agent's GPU collector read."""
+    flush: float = FLUSH_INTERVAL
+    """Seconds between the agents' store writes (``--flush-interval``)."""
 
     @property
     def what(self) -> str:
         """What the agents sampled, for the table."""
-        return "all collectors" + (f", {self.gpus} fake GPUs" if self.gpus else "")
+        gpus = f", {self.gpus} fake GPUs" if self.gpus else ""
+        return f"all collectors{gpus}, written every {self.flush:g} s"
 
     @property
     def ratio(self) -> float:
@@ -383,9 +410,11 @@ def scrape_both(subjects: Sequence[Subject], until: float, interval: float) -> N
         time.sleep(max(0.0, tick - time.monotonic()))
 
 
-def _agent_argv(tmp: Path, name: str, interval: float, gpus: int) -> tuple[list[str], int, int]:
-    """An agent with every collector on a SQLite store of its own, ``gpus`` fake GPUs; its
-    argv, /metrics and push ports."""
+def _agent_argv(
+    tmp: Path, name: str, interval: float, flush: float, gpus: int
+) -> tuple[list[str], int, int]:
+    """An agent with every collector on a SQLite store of its own, written every ``flush``
+    seconds, ``gpus`` fake GPUs; its argv, /metrics and push ports."""
     metrics_port, push_port = free_port(), free_port()
     launcher = [str(REPO / "bench" / "gpu_agent.py"), str(gpus)] if gpus else ["-m", "fleetgauge"]
     argv = [
@@ -395,7 +424,7 @@ def _agent_argv(tmp: Path, name: str, interval: float, gpus: int) -> tuple[list[
         *("--store", f"sqlite:///{tmp / f'{name}.db'}"),
         *("--spool-dir", str(tmp / f"{name}-spool")),
         *("--metrics-port", str(metrics_port), "--push-port", str(push_port)),
-        *("--interval", f"{interval:g}", "--flush-interval", f"{interval:g}"),
+        *("--interval", f"{interval:g}", "--flush-interval", f"{flush:g}"),
         *("--worker", f"{WORKER}-{name}", "--environment", "bench"),
     ]
     return argv, metrics_port, push_port
@@ -422,7 +451,13 @@ def _register(push_port: int, pids: Sequence[int]) -> None:
 
 
 def run(
-    seconds: float, warmup: float, interval: float, tmp: Path, scrape: str, gpus: int = GPUS
+    seconds: float,
+    warmup: float,
+    interval: float,
+    tmp: Path,
+    scrape: str,
+    gpus: int = GPUS,
+    flush: float = FLUSH_INTERVAL,
 ) -> Result:
     """Start them all, warm up, measure ``seconds`` of scraping them every ``interval``."""
     node_port = free_port()
@@ -430,8 +465,8 @@ def run(
         shutil.which(NODE_EXPORTER) or NODE_EXPORTER,
         f"--web.listen-address=127.0.0.1:{node_port}",
     ]
-    agent_argv, agent_port, _ = _agent_argv(tmp, "agent", interval, gpus)
-    twin_argv, twin_port, twin_push = _agent_argv(tmp, "registered", interval, gpus)
+    agent_argv, agent_port, _ = _agent_argv(tmp, "agent", interval, flush, gpus)
+    twin_argv, twin_port, twin_push = _agent_argv(tmp, "registered", interval, flush, gpus)
     glances_csv = tmp / "glances.csv"
     with contextlib.ExitStack() as stack:
         node = stack.enter_context(launched("node_exporter", node_argv, node_port, tmp, scrape))
@@ -488,7 +523,8 @@ def run(
     written = delta(catalogue.AGENT_POINTS_WRITTEN.name)
     glances = next((s for s in subjects if s.name == "glances"), None)
     return Result(
-        seconds, agent, node, samples, written, mean_ms, glances, glances_rows, twin, gpus
+        *(seconds, agent, node, samples, written, mean_ms, glances, glances_rows, twin, gpus),
+        flush,
     )
 
 
@@ -568,13 +604,15 @@ def markdown(args: argparse.Namespace, r: Result, info: list[tuple[str, str]]) -
     return markdown_report(
         "Agent overhead benchmark",
         f"python -m bench.bench_agent --seconds {args.seconds:g} --warmup {args.warmup:g}"
-        f" --interval {args.interval:g} --scrape {args.scrape}",
+        f" --interval {args.interval:g} --flush-interval {args.flush_interval:g}"
+        f" --scrape {args.scrape}",
         f"The processes ran side by side; the agent and node_exporter were scraped every"
         f" {args.interval:g} s ({args.scrape}: {SCRAPE_STYLES[args.scrape]}) and Glances"
         f" exported to CSV every {args.interval:g} s; CPU"
-        f" time (utime+stime with children, /proc/PID/stat) over {r.seconds:g} s after a"
+        f" time (the process's CPU clock, plus reaped children) over {r.seconds:g} s after a"
         f" {args.warmup:g} s warm-up. The agent ran every collector at --interval"
-        f" {args.interval:g} with a SQLite store, so its figure includes writing every point;"
+        f" {args.interval:g} with a SQLite store written every {args.flush_interval:g} s, so its"
+        " figure includes writing every point;"
         " node_exporter (default collectors) writes nothing. MB = 10^6 bytes.",
         HEADERS,
         table_rows(r),
@@ -606,7 +644,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--interval",
         type=_positive,
         default=1.0,
-        help="agent interval, flush interval and scrape interval in seconds (default 1)",
+        help="agent interval and scrape interval in seconds (default 1)",
+    )
+    parser.add_argument(
+        "--flush-interval",
+        type=_positive,
+        default=FLUSH_INTERVAL,
+        help="the agents' --flush-interval: seconds between store writes (default"
+        f" {FLUSH_INTERVAL:g}, the agent's own default)",
     )
     parser.add_argument(
         "--scrape",
@@ -715,7 +760,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="fleetgauge-bench-agent-") as tmp:
             result = run(
-                args.seconds, args.warmup, args.interval, Path(tmp), args.scrape, args.gpus
+                *(args.seconds, args.warmup, args.interval, Path(tmp), args.scrape, args.gpus),
+                args.flush_interval,
             )
             report(args, result, info)
             if args.profile:
@@ -723,6 +769,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 profile_agent(
                     *(args.seconds, args.interval, Path(tmp) / "profile", OUT_DIR, headers),
                     gpus=args.gpus,
+                    flush=args.flush_interval,
                 )
     except KeyboardInterrupt:  # the with blocks have stopped the processes and removed files
         _progress("interrupted: agent and node_exporter stopped, temporary files removed")

@@ -32,6 +32,7 @@ from fleetgauge.agent.exposition import (
     PipelineSeries,
     Registry,
     Renderer,
+    SelfProcess,
     Snapshot,
 )
 from fleetgauge.agent.health import Health
@@ -319,3 +320,38 @@ def test_gpus_get_an_info_series_and_processes_are_summed_per_gpu_without_a_pid_
     assert samples[("fleetgauge_gpu_processes", gpu0)] == 2.0
     assert samples[("fleetgauge_gpu_process_memory_used_bytes", gpu0)] == 7e9
     assert not [key for key in samples if "pid" in dict(key[1])], "a pid label churns series"
+
+
+def test_the_agents_process_families_are_what_the_librarys_process_collector_writes() -> None:
+    """process_* of the agent (SelfProcess) against prometheus_client's ProcessCollector,
+    read one after the other: same families, help, types and order; the same start time
+    and open-files limit; CPU, memory and open files as close as two reads can be."""
+    library = CollectorRegistry()
+    ProcessCollector(registry=library)
+    ours = Registry()
+    ours.register(SelfProcess())
+
+    def families(text: bytes) -> list[tuple[str, str, str, float]]:
+        return [
+            (f.name, f.documentation, f.type, f.samples[0].value)
+            for f in text_string_to_metric_families(text.decode())
+        ]
+
+    theirs, mine = families(generate_latest(library)), families(Renderer(ours).render("text"))
+    assert [f[:3] for f in mine] == [f[:3] for f in theirs]
+    assert [f[0] for f in mine] == [
+        "process_virtual_memory_bytes",
+        "process_resident_memory_bytes",
+        "process_start_time_seconds",
+        "process_cpu_seconds",
+        "process_open_fds",
+        "process_max_fds",
+    ]
+    value = {f[0]: f[3] for f in mine}
+    expected = {f[0]: f[3] for f in theirs}
+    assert value["process_start_time_seconds"] == expected["process_start_time_seconds"]
+    assert value["process_max_fds"] == expected["process_max_fds"]
+    assert abs(value["process_open_fds"] - expected["process_open_fds"]) <= 2
+    assert abs(value["process_cpu_seconds"] - expected["process_cpu_seconds"]) <= 0.5
+    for name in ("process_virtual_memory_bytes", "process_resident_memory_bytes"):
+        assert value[name] == pytest.approx(expected[name], rel=0.1)
