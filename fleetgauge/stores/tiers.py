@@ -121,8 +121,12 @@ class TierAccumulator:
         self._by_width = [(i, t.width_ns) for i, t in enumerate(self.tiers)]
         self._sorted_tags: dict[tuple[tuple[str, str], ...], TagsKey] = {}
 
-    def stage(self, points: Sequence[Point]) -> Staged:
+    def stage(self, points: Sequence[Point], after: Staged | None = None) -> Staged:
         """Aggregates of every bucket the batch touches, including what is already open.
+
+        ``after`` is a batch staged but not committed yet (being written): this batch is
+        staged as if it were, so that committing both in order gives the open buckets
+        they make together. Were it not written, stage again without it.
 
         The batch is first summed per finest-tier bucket (one dictionary update
         per point), then each partial is merged into the bucket of every tier
@@ -170,7 +174,7 @@ class TierAccumulator:
                 key = (i, measurement, tags, bucket - bucket % width)
                 target = staged.get(key)
                 if target is None:
-                    target = staged[key] = self._copy_or_open(key, width)
+                    target = staged[key] = self._copy_or_open(key, width, after)
                 _merge(target.fields, agg)
         return staged
 
@@ -183,8 +187,10 @@ class TierAccumulator:
             key = self._sorted_tags[items] = tuple(sorted(items))
         return key
 
-    def _copy_or_open(self, key: BucketKey, width: int) -> _Open:
-        existing = self._open.get(key)
+    def _copy_or_open(self, key: BucketKey, width: int, after: Staged | None = None) -> _Open:
+        existing = after.get(key) if after is not None else None
+        if existing is None:
+            existing = self._open.get(key)
         if existing is None:
             return _Open(self._rng.randrange(width), {})
         return _Open(existing.generation, {k: list(v) for k, v in existing.fields.items()})
