@@ -381,7 +381,11 @@ class NvmlDevice:
     def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
         """``fn(*args)``, or None on an NVML error (remembered when it says the device or
         the driver cannot do it at all); raises GpuLost when the GPU is lost."""
-        key = (fn.__name__, *(a for a in args[1:] if isinstance(a, int)))
+        # most calls pass the handle alone: their key needs no scan of the arguments
+        if len(args) <= 1:
+            key: tuple = (fn.__name__,)
+        else:
+            key = (fn.__name__, *[a for a in args[1:] if isinstance(a, int)])
         if key in self.unsupported:
             return None
         try:
