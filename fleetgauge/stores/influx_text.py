@@ -17,10 +17,11 @@ string literals with ``\\`` and the quote escaped, so a name such as
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 
 from fleetgauge.catalogue import Point
+from fleetgauge.stores.runs import Runs, split
 
 __all__ = [
     "encode_name",
@@ -28,6 +29,7 @@ __all__ = [
     "forget_heads",
     "line",
     "lines",
+    "run_lines",
     "influxql_string",
     "influxql_ident",
 ]
@@ -102,17 +104,36 @@ def line(point: Point, int_fields: frozenset[str] = frozenset()) -> str:
 
 
 def lines(points: Sequence[Point], int_fields: Mapping[str, frozenset[str]]) -> list[str]:
-    """``line(p, int_fields[p.measurement])`` for every point, in order.
+    """``line(p, int_fields[p.measurement])`` for every point, in order."""
+    return run_lines(split(points), int_fields)
 
-    A batch of pushed values is mostly runs of one series (one tags mapping,
-    shared by its points): a one-float-field point reuses the text before its
-    value from the last point that had the same tags object, measurement and
-    field, without hashing the tag set again.
+
+def run_lines(runs: Runs, int_fields: Mapping[str, frozenset[str]]) -> list[str]:
+    """:func:`lines` of a batch already split into runs (:func:`~fleetgauge.stores.runs.split`).
+
+    A batch of pushed values is mostly runs of one series: a plain run (one
+    measurement, one float field) is written from its columns with one head. Any
+    other point reuses the text before its value from the last point that had the
+    same tags object, measurement and field, without hashing the tag set again.
     """
     out: list[str] = []
-    append = out.append
     prefixes: dict[int, tuple[str, str, str]] = {}  # id(tags) -> measurement, field, prefix
-    for p in points:  # the points hold their tags, so an id stays theirs for the whole loop
+    for run, plain in runs:
+        if plain is not None and plain.field not in int_fields[plain.measurement]:
+            prefix = f"{_head(run[0])}{_tag(plain.field)}="
+            out += [f"{prefix}{v!r} {t}" for v, t in zip(plain.values, plain.times, strict=True)]
+        else:
+            _point_lines(run, int_fields, prefixes, out.append)
+    return out
+
+
+def _point_lines(
+    points: Sequence[Point],
+    int_fields: Mapping[str, frozenset[str]],
+    prefixes: dict[int, tuple[str, str, str]],
+    append: Callable[[str], None],
+) -> None:
+    for p in points:  # the points hold their tags, so an id stays theirs for the whole batch
         measurement, tags, fields, t = p
         if len(fields) == 1:
             ((k, v),) = fields.items()
@@ -127,7 +148,6 @@ def lines(points: Sequence[Point], int_fields: Mapping[str, frozenset[str]]) -> 
                     append(f"{prefix}{v!r} {t}")
                     continue
         append(line(p, int_fields[measurement]))
-    return out
 
 
 def influxql_string(value: str) -> str:

@@ -73,8 +73,10 @@ from fleetgauge.stores.influx_text import (
     influxql_string,
     line,
     lines,
+    run_lines,
 )
 from fleetgauge.stores.planning import RAW, cover, start_read
+from fleetgauge.stores.runs import split
 from fleetgauge.stores.summaries import Staged as SummaryStaged
 from fleetgauge.stores.summaries import SummaryAccumulator
 from fleetgauge.stores.tiers import Staged, TierAccumulator, TierRow
@@ -215,9 +217,10 @@ class InfluxDBStore:
         if not validated:
             for p in points:
                 validate_point(p)
-        staged = self._tiers.stage(points, after.tiers if after is not None else None)
-        summaries = self._summaries.stage(points, after.summaries if after is not None else None)
-        text = lines(points, _INT_FIELDS)
+        runs = split(points)
+        staged = self._tiers.stage_runs(runs, after.tiers if after is not None else None)
+        summaries = self._summaries.stage_runs(runs, after.summaries if after else None)
+        text = run_lines(runs, _INT_FIELDS)
         text.extend(self._tier_line(r) for r in self._tiers.rows(staged))
         text.extend(lines(self._summaries.points(summaries), _INT_FIELDS))
         return Prepared(staged, summaries, "\n".join(text))

@@ -52,6 +52,7 @@ from fleetgauge.stores.buckets import (
     series_from_columns,
 )
 from fleetgauge.stores.planning import RAW, start_read
+from fleetgauge.stores.runs import split
 from fleetgauge.stores.summaries import SummaryAccumulator
 from fleetgauge.stores.tiers import TierAccumulator
 from fleetgauge.timeutil import NS_PER_S, parse_duration
@@ -301,8 +302,9 @@ class SQLiteStore:
         if not validated:
             for p in points:
                 validate_point(p)
-        staged = self._tiers.stage(points)
-        summaries = self._summaries.stage(points)
+        runs = split(points)
+        staged = self._tiers.stage_runs(runs)
+        summaries = self._summaries.stage_runs(runs)
         try:
             with self._db:
                 self._write(points, staged)

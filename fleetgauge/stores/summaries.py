@@ -54,6 +54,7 @@ from typing import NamedTuple
 
 from fleetgauge import catalogue
 from fleetgauge.catalogue import Point
+from fleetgauge.stores.runs import Runs, split
 
 __all__ = ["SummaryAccumulator", "Staged", "SLACK_NS", "OFFSET_NS"]
 
@@ -111,6 +112,11 @@ class SummaryAccumulator:
         ``after`` is a batch staged but not committed yet (being written): this batch
         is staged as if it were (see :meth:`TierAccumulator.stage`).
         """
+        return self.stage_runs(split(points), after)
+
+    def stage_runs(self, runs: Runs, after: Staged | None = None) -> Staged:
+        """:meth:`stage` of a batch already split into runs (:func:`~.runs.split`): a
+        plain run of values outside any execution is passed over whole."""
         staged = Staged({}, {}, {})
         started, seen = self._started, staged.started
         pending = after.started if after is not None else {}
@@ -118,6 +124,26 @@ class SummaryAccumulator:
         # (id(tags), measurement) -> census and summary keys: a series' points share a tags
         # object, and the points hold theirs, so an id stays theirs for the whole loop
         keys: dict[tuple[int, str], tuple[Key, Key]] = {}
+        for run, plain in runs:
+            if (
+                plain is not None
+                and plain.measurement in _CENSUSED
+                and not run[0].tags.get(_EXECUTION_ID)
+            ):
+                continue
+            self._stage_points(run, staged, started, seen, pending, opened, keys)
+        return staged
+
+    def _stage_points(
+        self,
+        points: Sequence[Point],
+        staged: Staged,
+        started: Mapping[tuple[str, str], object],
+        seen: dict[tuple[str, str], None],
+        pending: Mapping[tuple[str, str], object],
+        opened: dict[Key, list],
+        keys: dict[tuple[int, str], tuple[Key, Key]],
+    ) -> None:
         for measurement, tags, fields, t in points:
             if measurement not in _CENSUSED:
                 if measurement == _START and tags.get(_EXECUTION_ID):
@@ -148,7 +174,6 @@ class SummaryAccumulator:
                 census[PIPELINE] = tags.get(catalogue.PIPELINE, "")
             if not census[WORKER]:
                 census[WORKER] = tags.get(catalogue.WORKER, "")
-        return staged
 
     def _summarize(
         self,

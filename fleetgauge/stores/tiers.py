@@ -33,10 +33,13 @@ import math
 import random
 import sys
 import time
+from bisect import bisect_left
 from collections.abc import Callable, Mapping, Sequence
+from operator import le
 from typing import NamedTuple
 
 from fleetgauge.catalogue import MEASUREMENTS, TIERS, Point, Tier
+from fleetgauge.stores.runs import Column, Runs, split
 
 __all__ = ["TierAccumulator", "TierRow", "Staged"]
 
@@ -127,45 +130,51 @@ class TierAccumulator:
         ``after`` is a batch staged but not committed yet (being written): this batch is
         staged as if it were, so that committing both in order gives the open buckets
         they make together. Were it not written, stage again without it.
+        """
+        return self.stage_runs(split(points), after)
 
-        The batch is first summed per finest-tier bucket (one dictionary update
-        per point), then each partial is merged into the bucket of every tier
-        that holds it: tier widths are multiples of the finest one.
+    def stage_runs(self, runs: Runs, after: Staged | None = None) -> Staged:
+        """:meth:`stage` of a batch already split into runs (:func:`~.runs.split`).
+
+        The batch is first summed per finest-tier bucket: a plain run whose times
+        never go back a slice per bucket (``sum``, ``min``, ``max`` of the slice),
+        any other point one dictionary update. Then each partial is merged into the
+        bucket of every tier that holds it: tier widths are multiples of the finest.
         """
         finest = self._widths[0]
         partials: dict[tuple[str, TagsKey, int], dict[str, list[float]]] = {}
         tags_keys: dict[int, TagsKey] = {}  # id(tags) -> key: points share their series' tags
-        agg: dict[str, list[float]] = {}
-        last: tuple[str, object, int] | None = None
-        for p in points:  # the points hold their tags, so an id stays theirs for the whole loop
-            measurement, tags, fields, t = p
-            numeric = self._numeric.get(measurement)
-            if numeric is None:
+        for run, plain in runs:
+            if plain is not None and self._stage_column(run[0].tags, plain, partials, tags_keys):
                 continue
-            bucket = t - t % finest
-            if last is None or last[2] != bucket or last[1] is not tags or last[0] != measurement:
-                tags_key = tags_keys.get(id(tags))
-                if tags_key is None:
-                    tags_key = tags_keys[id(tags)] = self._tags_key(tags)
-                key = (measurement, tags_key, bucket)
-                agg = partials.get(key)  # type: ignore[assignment]
-                if agg is None:
-                    agg = partials[key] = {}
-                last = (measurement, tags, bucket)
-            for name, value in fields.items():
-                if name not in numeric:
+            agg: dict[str, list[float]] = {}
+            last: tuple[str, object, int] | None = None
+            for p in run:  # the points hold their tags, so an id stays theirs for the whole loop
+                measurement, tags, fields, t = p
+                numeric = self._numeric.get(measurement)
+                if numeric is None:
                     continue
-                value = float(value)
-                cur = agg.get(name)
-                if cur is None:
-                    agg[name] = [1, value, value, value]
-                else:
-                    cur[0] += 1
-                    cur[1] += value
-                    if value < cur[2]:
-                        cur[2] = value
-                    if value > cur[3]:
-                        cur[3] = value
+                bucket = t - t % finest
+                if last is None or last != (measurement, tags, bucket):
+                    key = (measurement, self._key_of(tags, tags_keys), bucket)
+                    agg = partials.get(key)  # type: ignore[assignment]
+                    if agg is None:
+                        agg = partials[key] = {}
+                    last = (measurement, tags, bucket)
+                for name, value in fields.items():
+                    if name not in numeric:
+                        continue
+                    value = float(value)
+                    cur = agg.get(name)
+                    if cur is None:
+                        agg[name] = [1, value, value, value]
+                    else:
+                        cur[0] += 1
+                        cur[1] += value
+                        if value < cur[2]:
+                            cur[2] = value
+                        if value > cur[3]:
+                            cur[3] = value
         staged: Staged = {}
         for (measurement, tags, bucket), agg in partials.items():
             if not agg:
@@ -177,6 +186,39 @@ class TierAccumulator:
                     target = staged[key] = self._copy_or_open(key, width, after)
                 _merge(target.fields, agg)
         return staged
+
+    def _stage_column(
+        self,
+        tags: Mapping[str, str],
+        plain: Column,
+        partials: dict[tuple[str, TagsKey, int], dict[str, list[float]]],
+        tags_keys: dict[int, TagsKey],
+    ) -> bool:
+        """Sum a plain run into ``partials`` a bucket slice at a time; False when its
+        times go back (the caller then sums it point by point)."""
+        numeric = self._numeric.get(plain.measurement)
+        if numeric is None or plain.field not in numeric:
+            return numeric is None  # not tiered: nothing to sum; a field not summed: per point
+        times, values = plain.times, plain.values
+        if not all(map(le, times, times[1:])):
+            return False
+        finest, name, start = self._widths[0], plain.field, 0
+        tags_key = self._key_of(tags, tags_keys)
+        while start < len(times):
+            bucket = times[start] - times[start] % finest
+            end = bisect_left(times, bucket + finest, start)
+            part = values[start:end]
+            agg = partials.setdefault((plain.measurement, tags_key, bucket), {})
+            stats = [end - start, sum(part), min(part), max(part)]
+            _merge(agg, {name: stats})
+            start = end
+        return True
+
+    def _key_of(self, tags: Mapping[str, str], known: dict[int, TagsKey]) -> TagsKey:
+        key = known.get(id(tags))
+        if key is None:
+            key = known[id(tags)] = self._tags_key(tags)
+        return key
 
     def _tags_key(self, tags: Mapping[str, str]) -> TagsKey:
         items = tuple(tags.items())
