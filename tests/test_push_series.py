@@ -32,6 +32,7 @@ from test_push import (
 )
 
 from fleetgauge import protocol
+from fleetgauge.agent.push.parser import PushParser
 from fleetgauge.sdk import MetricsClient
 
 S = 1_000_000_000
@@ -92,6 +93,34 @@ def test_a_series_stores_the_points_its_items_store(
     arrived = of("now")  # no times: the time of arrival, one nanosecond apart
     assert [f["value"] for _, f, _ in arrived] == [1.0, 2.0]
     assert 0 < arrived[1][2] - arrived[0][2] <= S and arrived[0][2] > (T0 + 3600) * S
+
+
+def _parsed(doc: dict[str, object], parser: PushParser) -> list[tuple[object, ...]]:
+    return [(p.tags, p.fields, p.time_ns) for p in parser.metrics(doc, T0 * S)]
+
+
+@pytest.mark.parametrize(
+    "times",
+    [
+        [T0 + i * 1e-3 for i in range(8)],  # plain: strictly increasing
+        [T0, T0, T0 + 1e-6, T0 + 1e-6, T0 + 1e-6, T0 + 2e-6, T0 + 2e-6, T0 + 3],  # ties
+        [T0 + 1, T0 + 1, T0 + 0.9995, T0 + 0.5, T0 + 1, T0 + 2, T0 + 2, T0 + 2],  # going back
+    ],
+)
+def test_a_plain_series_takes_the_times_and_values_its_items_take(times: list[float]) -> None:
+    """The column checks of a series of plain floats (tie rule included, across requests)."""
+    values = [1, 0.5, -3, 2**40, 0.25, 7.0, 0, 1e-300]
+    items, series = PushParser(ENV), PushParser(ENV)
+    for shift in (0.0, -5e-4):  # a second request going back inside the tie window
+        shifted = [t + shift for t in times]
+        as_items = [
+            {"metric": "score", "deployment": "d", "value": v, "time": t}
+            for v, t in zip(values, shifted, strict=True)
+        ]
+        expected = _parsed({"metrics": as_items}, items)
+        got = _parsed({"series": [_series("d", values, shifted)]}, series)
+        assert got == expected
+        assert all(type(f["value"]) is float for _, f, _ in got)
 
 
 BAD = [

@@ -22,6 +22,8 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Mapping
+from itertools import repeat
+from operator import lt, mul
 from typing import Any, NamedTuple
 
 import orjson
@@ -252,6 +254,13 @@ class PushParser:
                 )
                 series_key = (measurement, key)
                 last = self._last_ns.get(series_key)  # _unique, inline: one series at a time
+                rest = _plain_rest(values, times, last)
+                if rest is not None:
+                    rest_values, rest_ns = rest
+                    rows = zip(repeat(measurement), repeat(tags), rest_values, rest_ns)
+                    points.extend(map(make, repeat(Point), rows))
+                    self._last_ns[series_key] = rest_ns[-1]
+                    continue
                 for j in range(1, len(values)):
                     value, t = values[j], None if times is None else times[j]
                     if type(value) is int and -_EXACT < value < _EXACT:
@@ -589,6 +598,53 @@ class PushParser:
             self._last_ns.clear()
         self._last_ns[series] = t
         return t
+
+
+def _plain_rest(
+    values: list[Any], times: list[Any] | None, last: int | None
+) -> tuple[list[dict[str, float]], list[int]] | None:
+    """The fields and times of a series' values after its first, when all are plain.
+
+    Plain: every value a finite float (or an exactly convertible int), every time
+    epoch seconds as a float. The checks run over the whole column at once (C
+    loops, not a Python loop per value); None when any fails: the per-value loop
+    then takes the series and names the value at fault. ``last`` is the series'
+    last time: the times are moved apart by the same rule as the loop's.
+    """
+    if times is None or len(values) < 2:
+        return None
+    rest, stamps = values[1:], times[1:]
+    kinds = set(map(type, rest))
+    if kinds != _FLOAT_ONLY:
+        if not kinds <= _NUMBER_TYPES or not -_EXACT < min(rest) <= max(rest) < _EXACT:
+            return None
+        rest = list(map(float, rest))
+    if not all(map(math.isfinite, rest)):
+        return None
+    if set(map(type, stamps)) != _FLOAT_ONLY or not 0.0 <= min(stamps) <= max(stamps) < 1e10:
+        return None
+    ns = list(map(int, map(mul, stamps, repeat(NS_PER_S))))
+    if max(ns) > MAX_NS:
+        return None
+    if last is not None and last >= ns[0] or not all(map(lt, ns, ns[1:])):
+        ns = _untied(ns, last)
+    return [{"value": v} for v in rest], ns
+
+
+def _untied(ns: list[int], last: int | None) -> list[int]:
+    """``ns`` with the tie rule applied in order (see :meth:`PushParser._unique`)."""
+    out: list[int] = []
+    append = out.append
+    for t in ns:
+        if last is not None and last - _TIE_WINDOW_NS < t <= last:
+            t = last + 1
+        last = t
+        append(t)
+    return out
+
+
+_FLOAT_ONLY = {float}
+_NUMBER_TYPES = {float, int}
 
 
 def _items(doc: object, key: str, limit: int = protocol.MAX_PUSH_ITEMS) -> list[Any]:
