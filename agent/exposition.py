@@ -29,6 +29,7 @@ import socket
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from http.server import HTTPServer
+from operator import itemgetter
 from socketserver import ThreadingMixIn
 from typing import Any
 from urllib.parse import unquote
@@ -52,6 +53,7 @@ from fleetgauge.agent.connections import (
 from fleetgauge.agent.listener import ListenerGuard
 from fleetgauge.catalogue import Point
 from fleetgauge.procinfo import TICKS_PER_S, boot_time
+from fleetgauge.stores.runs import series_runs
 
 __all__ = [
     "Snapshot",
@@ -329,6 +331,7 @@ def _gpu_rows(points: Sequence[Point]) -> Iterator[tuple[Head, Sequence[Row]]]:
 DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 """Histogram bounds for a metric declared without its own (prometheus_client's defaults)."""
 _PIPELINE_MEASUREMENTS = frozenset({catalogue.PIPELINE_METRIC.name, catalogue.LIST_METRIC.name})
+_MEASUREMENT = itemgetter(0)
 
 
 class _Series:
@@ -371,25 +374,50 @@ class PipelineSeries(Rows):
         last_tags: object = None  # a run of one series' points shares its tags object
         s: _Series | None = None
         with self._lock:
-            for measurement, tags, fields, _ in points:
-                if measurement not in _PIPELINE_MEASUREMENTS:
-                    continue
-                if tags is not last_tags:
-                    last_tags = tags
+            for run in series_runs(points):
+                measurement, tags = run[0][0], run[0][1]
+                if (
+                    len(run) > 1
+                    and measurement in _PIPELINE_MEASUREMENTS
+                    and len(set(map(_MEASUREMENT, run))) == 1
+                ):  # one series: counted whole, its values binned when it has buckets
                     key = (tags.get(deployment, ""), tags.get(pipeline, ""), tags[metric])
                     s = self._series.get(key)
                     if s is None and len(self._series) < self._max_series:
                         s = self._series[key] = _Series(self._bounds.get(key[2]))
-                if s is None:
-                    unexposed += 1
+                    if s is None:
+                        unexposed += len(run)
+                    else:
+                        s.count += len(run)
+                        s.last = run[-1][2]["value"]
+                        if s.buckets is not None:
+                            self._bin(s, tags[metric], [p[2]["value"] for p in run])
+                    last_tags = None
                     continue
-                value = fields["value"]
-                s.count += 1
-                s.last = value
-                if s.buckets is not None:
-                    s.buckets[bisect.bisect_left(self._bounds[tags[metric]], value)] += 1
-                    s.sum += value
+                for measurement, tags, fields, _ in run:
+                    if measurement not in _PIPELINE_MEASUREMENTS:
+                        continue
+                    if tags is not last_tags:
+                        last_tags = tags
+                        key = (tags.get(deployment, ""), tags.get(pipeline, ""), tags[metric])
+                        s = self._series.get(key)
+                        if s is None and len(self._series) < self._max_series:
+                            s = self._series[key] = _Series(self._bounds.get(key[2]))
+                    if s is None:
+                        unexposed += 1
+                        continue
+                    s.count += 1
+                    s.last = fields["value"]
+                    if s.buckets is not None:
+                        self._bin(s, tags[metric], (fields["value"],))
         return unexposed
+
+    def _bin(self, s: _Series, metric: str, values: Iterable[float]) -> None:
+        bounds, buckets = self._bounds[metric], s.buckets
+        assert buckets is not None
+        for value in values:
+            buckets[bisect.bisect_left(bounds, value)] += 1
+            s.sum += value
 
     def forget_idle(self) -> int:
         """Drop the label sets that got no value since the last call; returns how many."""

@@ -15,14 +15,17 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from operator import itemgetter
 
 from fleetgauge.catalogue import Point
+from fleetgauge.stores.runs import series_runs
 
 __all__ = ["SeriesLimit"]
 
 log = logging.getLogger("fleetgauge.agent.push")
 
 _LOG_EVERY_S = 60.0
+_MEASUREMENT = itemgetter(0)
 
 
 class SeriesLimit:
@@ -59,20 +62,24 @@ class SeriesLimit:
         with self._lock:
             if now - self._swept > self.idle_s / 8:
                 self._sweep(now)
-            for p in points:
-                # points of one series share their tags object within a batch
-                key = keys.get(id(p.tags), ())
-                if key == ():
-                    key = (p.measurement, *sorted(p.tags.items()))
-                    if key not in seen and len(seen) >= limit:
-                        key = None
+            for run in series_runs(points):
+                # points of one series share their tags object within a batch: a run of one
+                # measurement is one series, admitted or refused whole
+                parts = [run] if len(set(map(_MEASUREMENT, run))) == 1 else [[p] for p in run]
+                for part in parts:
+                    p = part[0]
+                    key = keys.get(id(p.tags), ())
+                    if key == ():
+                        key = (p.measurement, *sorted(p.tags.items()))
+                        if key not in seen and len(seen) >= limit:
+                            key = None
+                        else:
+                            seen[key] = now
+                        keys[id(p.tags)] = key
+                    if key is None:
+                        refused += len(part)
                     else:
-                        seen[key] = now
-                    keys[id(p.tags)] = key
-                if key is None:
-                    refused += 1
-                else:
-                    accepted.append(p)
+                        accepted += part
         if refused:
             self._refused(refused, now)
         return accepted, refused
