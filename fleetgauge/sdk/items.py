@@ -140,6 +140,22 @@ def metadata_json(metadata: object) -> bytes | InvalidPoint | None:
     return data
 
 
+_PER_VALUE = frozenset({"value", "time", "tags"})
+_EXACT = 2**53  # an int below this converts to float exactly
+
+
+def series_key(item: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What a metric item's series is told apart by: its name, context and tags."""
+    tags = item.get("tags")
+    return (
+        item["metric"],
+        item.get(catalogue.DEPLOYMENT),
+        item.get(catalogue.PIPELINE),
+        item.get(catalogue.EXECUTION_ID),
+        None if tags is None else tuple(tags.items()),
+    )
+
+
 class ItemBuilder:
     """Builds the push items of one client: its default context and tags under each call's.
 
@@ -157,9 +173,41 @@ class ItemBuilder:
         self.defaults = dict(defaults)
         self.default_tags: dict[str, str] = {}
         self.default_tags = self.tags(tags)
+        # metric name -> its item without value, time and tags, and its series key
+        self._plain: dict[str, tuple[dict[str, Any], tuple[Any, ...]]] = {}
+        self.series_key: tuple[Any, ...] | None = None
+        """The series of the last item :meth:`metric` built."""
 
     def metric(self, entry: tuple[Any, ...]) -> dict[str, Any]:
-        """The item of a ``METRIC`` or ``LIST`` entry."""
+        """The item of a ``METRIC`` or ``LIST`` entry; :attr:`series_key` is then its series
+        (:func:`series_key`; None for a list metric's, which has a step).
+
+        A value recorded with no context of its own (the common call) is built from its
+        name's template: the client's context was checked when the name was first built.
+        """
+        if entry[4] is None and entry[0] == METRIC and type(entry[2]) is str:
+            plain = self._plain.get(entry[2])
+            if plain is not None:
+                value = entry[3]
+                if type(value) is int and -_EXACT < value < _EXACT:
+                    value = float(value)
+                elif type(value) is not float or not math.isfinite(value):
+                    value = number(value)
+                item = {**plain[0], "value": value, "time": entry[1] / NS_PER_S}
+                if self.default_tags:
+                    item["tags"] = self.default_tags
+                self.series_key = plain[1]
+                return item
+        item = self._metric(entry)
+        self.series_key = None if entry[0] == LIST else series_key(item)
+        if entry[4] is None and entry[0] == METRIC:
+            if len(self._plain) >= _MAX_CACHED:
+                self._plain.clear()
+            template = {k: v for k, v in item.items() if k not in _PER_VALUE}
+            self._plain[entry[2]] = (template, self.series_key)
+        return item
+
+    def _metric(self, entry: tuple[Any, ...]) -> dict[str, Any]:
         name = self.name("metric", entry[2])
         fields, tags, t = self._context(entry[4], _METRIC_CONTEXT)
         if catalogue.DEPLOYMENT not in fields and catalogue.PIPELINE not in fields:

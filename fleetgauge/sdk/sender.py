@@ -42,7 +42,17 @@ from typing import Any, NamedTuple
 import orjson
 
 from fleetgauge import catalogue, procinfo, protocol
-from fleetgauge.sdk.items import EVENT, EXECUTION, LIST, LOG, MARK, METRIC, ItemBuilder, LogLimit
+from fleetgauge.sdk.items import (
+    EVENT,
+    EXECUTION,
+    LIST,
+    LOG,
+    MARK,
+    METRIC,
+    ItemBuilder,
+    LogLimit,
+    series_key,
+)
 from fleetgauge.sdk.transport import AgentUnreachable, Connection, Target
 
 __all__ = ["Sender", "DROP_REASONS"]
@@ -92,16 +102,23 @@ class _Mark:
 
 
 class _Request(NamedTuple):
-    """One request in flight: endpoint, body key, items, and the id the agent dedupes on."""
+    """One request in flight: endpoint, body key, items, the id the agent dedupes on, and
+    for metrics each item's series (:func:`~fleetgauge.sdk.items.series_key`)."""
 
     path: str
     key: str
     items: list[dict[str, Any]]
     id: str
+    series: list[tuple[Any, ...] | None] | None
 
 
-def _request(path: str, key: str, items: list[dict[str, Any]]) -> _Request:
-    return _Request(path, key, items, os.urandom(16).hex())
+def _request(
+    path: str,
+    key: str,
+    items: list[dict[str, Any]],
+    series: list[tuple[Any, ...] | None] | None = None,
+) -> _Request:
+    return _Request(path, key, items, os.urandom(16).hex(), series)
 
 
 class Sender:
@@ -315,6 +332,7 @@ class Sender:
         events: list[dict[str, Any]] = []
         executions: list[dict[str, Any]] = []
         logs: list[dict[str, Any]] = []
+        series: list[tuple[Any, ...] | None] = []  # each metric item's
         taken = 0
         for _ in range(n):
             try:
@@ -337,6 +355,7 @@ class Sender:
                         builder.execution_ended(entry[2], item[catalogue.PIPELINE])
                 else:
                     metrics.append(builder.metric(entry))
+                    series.append(builder.series_key)
             except LogLimit:
                 self.counts["log_limit"] += 1
             except Exception as e:  # InvalidPoint, or garbage failing in its own way
@@ -349,12 +368,12 @@ class Sender:
         if self._register_process:
             self._note_context(metrics, executions)
         self._pending.extend(
-            _request(path, key, items)
-            for path, key, items in (
-                (protocol.PUSH_EXECUTIONS_PATH, "executions", executions),
-                (protocol.PUSH_METRICS_PATH, "metrics", metrics),
-                (protocol.PUSH_EVENTS_PATH, "events", events),
-                (protocol.PUSH_LOGS_PATH, "logs", logs),
+            _request(path, key, items, keys)
+            for path, key, items, keys in (
+                (protocol.PUSH_EXECUTIONS_PATH, "executions", executions, None),
+                (protocol.PUSH_METRICS_PATH, "metrics", metrics, series),
+                (protocol.PUSH_EVENTS_PATH, "events", events, None),
+                (protocol.PUSH_LOGS_PATH, "logs", logs, None),
             )
             if items
         )
@@ -427,7 +446,7 @@ class Sender:
         while self._pending:
             request = self._pending[0]
             series = request.key == "metrics" and self._connection.takes_series
-            body = _columns(request.items) if series else None
+            body = _columns(request.items, request.series) if series else None
             columnar = body is not None
             if body is None:
                 body = orjson.dumps({request.key: request.items})
@@ -479,9 +498,10 @@ class Sender:
     def _split_first(self) -> None:
         r = self._pending[0]
         half = len(r.items) // 2
+        series = r.series or [None] * len(r.items)
         self._pending[0:1] = [
-            _request(r.path, r.key, r.items[:half]),
-            _request(r.path, r.key, r.items[half:]),
+            _request(r.path, r.key, r.items[:half], series[:half]),
+            _request(r.path, r.key, r.items[half:], series[half:]),
         ]
 
     def _failed(self, error: str, retry_after: float | None = None) -> bool:
@@ -564,28 +584,28 @@ class Sender:
         log.warning(message + " (logged once; see stats())", *args, exc_info=exc_info)
 
 
-def _columns(items: list[dict[str, Any]]) -> bytes | None:
+def _columns(
+    items: list[dict[str, Any]], series: list[tuple[Any, ...] | None] | None
+) -> bytes | None:
     """``/v1/metrics``' columnar body of metric ``items`` (one series per metric and
-    context, in first-seen order), or None when one is a list metric's (a ``step``)."""
-    found: dict[tuple[Any, ...], dict[str, Any]] = {}
-    for item in items:
-        if "step" in item:
+    context, in first-seen order), or None when one is a list metric's (a ``step``).
+    ``series``: each item's series key, None where it has a step."""
+    if series is None or len(series) != len(items):
+        series = [None if "step" in item else series_key(item) for item in items]
+    found: dict[tuple[Any, ...], tuple[list[Any], list[Any]]] = {}
+    shapes: list[dict[str, Any]] = []
+    for item, key in zip(items, series, strict=True):
+        if key is None:
             return None
-        tags = item.get("tags")
-        key = (
-            item["metric"],
-            item.get(catalogue.DEPLOYMENT),
-            item.get(catalogue.PIPELINE),
-            item.get(catalogue.EXECUTION_ID),
-            None if tags is None else tuple(tags.items()),
-        )
-        series = found.get(key)
-        if series is None:
-            series = found[key] = {k: v for k, v in item.items() if k != "value" and k != "time"}
-            series["values"], series["times"] = [], []
-        series["values"].append(item["value"])
-        series["times"].append(item["time"])
-    return orjson.dumps({protocol.PUSH_SERIES: list(found.values())})
+        columns = found.get(key)
+        if columns is None:
+            columns = found[key] = ([], [])
+            shape = {k: v for k, v in item.items() if k != "value" and k != "time"}
+            shape["values"], shape["times"] = columns
+            shapes.append(shape)
+        columns[0].append(item["value"])
+        columns[1].append(item["time"])
+    return orjson.dumps({protocol.PUSH_SERIES: shapes})
 
 
 def _body_refused(data: bytes) -> bool:
