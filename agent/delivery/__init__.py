@@ -275,6 +275,10 @@ class Delivery:
                 i = end
                 continue
             sent = self._poster.submit(store.send, current)
+            # let the poster thread take the interpreter lock now, so the request is on its
+            # way before this thread formats the next batch (else it waits a switch interval,
+            # and the store idles meanwhile)
+            time.sleep(0)
             if end >= len(points):
                 points += self._take_batch()
             if end < len(points):
