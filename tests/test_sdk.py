@@ -120,6 +120,23 @@ def test_every_value_a_model_loop_records_reaches_the_store(agent: Agent) -> Non
     assert not any(stats["dropped"].values()), stats
 
 
+def test_a_full_batch_goes_out_at_once_not_at_the_next_tick(agent: Agent) -> None:
+    """A client that sends every 60 s still sends the moment a full batch is queued (and,
+    being awake, what is queued behind it), without a flush."""
+    client = MetricsClient(
+        url=agent.url, deployment="full-batch", batch_size=200, flush_interval=60
+    )
+    try:
+        time.sleep(0.5)  # the sender thread is asleep until its tick, 60 s away
+        for i in range(250):
+            client.record_metric_value("score", i)
+        where = {"deployment": "full-batch"}
+        points = agent.wait_points(catalogue.PIPELINE_METRIC.name, 250, **where)
+        assert [p.fields["value"] for p in points] == [float(i) for i in range(250)]
+    finally:
+        client.close()
+
+
 def test_agent_down_calls_return_at_once_and_drops_are_counted_exactly() -> None:
     client = MetricsClient(url=f"http://127.0.0.1:{free_port()}", deployment="d", max_queue=1000)
     started = time.perf_counter()

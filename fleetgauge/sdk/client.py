@@ -148,6 +148,7 @@ class MetricsClient:
                 **settings,
             )
         self._queue = self._sender.queue
+        self._full = self._sender.full
 
     # --- recording: the calling thread -------------------------------------------
     def record_metric_value(self, name: str, value: float, **context: Any) -> None:
@@ -160,8 +161,11 @@ class MetricsClient:
         """
         queue = self._queue
         entry = (METRIC, _time_ns(), name, value, context or None)
-        if len(queue) < self._sender.room:
+        n = len(queue)
+        if n < self._sender.room:
             queue.append(entry)
+            if n == self._full:  # a full batch now: sent at once, not at the next tick
+                self._sender.wake()
         else:
             self._sender.overflow_one(entry)
 
@@ -177,10 +181,13 @@ class MetricsClient:
         t = _time_ns()
         values = as_values(values_or_value)
         queue = self._queue
-        fits = max(0, min(len(values), self._sender.room - len(queue)))
+        n = len(queue)
+        fits = max(0, min(len(values), self._sender.room - n))
         context = context or None  # a tuple holding a dict stays tracked by the GC
         entries = [(LIST, t, name, values[i], context, step, i) for i in range(len(values))]
         queue.extend(entries[:fits])
+        if n <= self._full < n + fits:
+            self._sender.wake()
         if fits < len(values):
             self._sender.overflow(entries[fits:])
 

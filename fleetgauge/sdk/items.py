@@ -193,7 +193,8 @@ class ItemBuilder:
                     value = float(value)
                 elif type(value) is not float or not math.isfinite(value):
                     value = number(value)
-                item = {**plain[0], "value": value, "time": entry[1] / NS_PER_S}
+                item = plain[0].copy()  # (quicker than {**template, ...})
+                item["value"], item["time"] = value, entry[1] / NS_PER_S
                 if self.default_tags:
                     item["tags"] = self.default_tags
                 self.series_key = plain[1]

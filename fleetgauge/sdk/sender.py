@@ -151,6 +151,9 @@ class Sender:
         self._headers, self._builder = headers, builder
         self._connection = None if target is None else Connection(target, timeout)
         self._batch_size = min(batch_size, protocol.MAX_PUSH_ITEMS)
+        self.full = self._batch_size - 1
+        """The queue's length when one more value makes a full batch: the recording call
+        that adds it wakes the thread (:meth:`wake`)."""
         self._interval, self._timeout = flush_interval, timeout
         self.counts = dict.fromkeys(("sent", "taken", *DROP_REASONS), 0)
         self._register_process = register_process
@@ -164,6 +167,10 @@ class Sender:
             self.room = 0
 
     # --- the recording side -------------------------------------------------------
+    def wake(self) -> None:
+        """A full batch waits: send it now rather than at the thread's next tick."""
+        self._wake.set()
+
     def overflow(self, entries: list[tuple[Any, ...]]) -> None:
         """Entries a recording call found no room for: oldest queued values make way for them.
 
