@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import socket
 import time
@@ -34,6 +35,33 @@ def store_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> s
         return f"sqlite:///{tmp_path / 'agent.db'}"
     harness: InfluxHarness = request.getfixturevalue("influx")
     return harness.store_url(harness.new_database())
+
+
+def _timeslices(pid: int) -> dict[str, int]:
+    """Per thread of ``pid``, the times it has been run on a CPU (the kernel's schedstat)."""
+    counts = {}
+    for stat in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+        with contextlib.suppress(OSError):
+            counts[stat.parent.name] = int(stat.read_text().split()[2])
+    return counts
+
+
+def test_an_idle_agent_wakes_no_thread_and_stops_at_once(tmp_path: Path) -> None:
+    """With nothing due (samples and writes a minute apart, no connection open) no thread of
+    the agent runs: its listeners wait for connections without polling, and stopping it
+    does not wait for a poll either."""
+    store = f"sqlite:///{tmp_path / 'idle.db'}"
+    agent = AgentProcess(tmp_path, "--store", store, "--interval", "60", "--flush-interval", "60")
+    with agent:
+        assert agent.proc is not None
+        time.sleep(2.0)  # the start-up sample is written and the start-up scrape's socket shut
+        before = _timeslices(agent.proc.pid)
+        time.sleep(3.0)
+        after = _timeslices(agent.proc.pid)
+        woke = {tid: after[tid] - before[tid] for tid in after if tid in before}
+        assert len(woke) >= 5 and sum(woke.values()) <= 1, woke  # (each listener: 6 before)
+        code, seconds = agent.stop()
+    assert code == 0 and seconds < 2.0, (code, seconds)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
