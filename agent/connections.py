@@ -23,6 +23,7 @@ bodies cannot fill memory. Closings and refusals are counted
 from __future__ import annotations
 
 import contextlib
+import math
 import resource
 import socket
 import threading
@@ -52,7 +53,6 @@ SMALL_BODY = 256 * 1024
 IDLE_TIMEOUT = 120.0
 """Seconds a kept-alive connection may wait for its next request."""
 
-_TICK_S = 1.0
 SERVE_POLL_S = 10.0
 """A listener's accept loop wakes this often (stopping it wakes it at once)."""
 _RESERVED_DESCRIPTORS = 64  # the store, the spool, /proc files, logs
@@ -106,6 +106,7 @@ class ConnectionWatch:
         self._reading = 0
         self._stop = threading.Event()
         self._wake = threading.Event()
+        self._next_check = math.inf  # when the closing thread wakes next (under the lock)
         self._thread = threading.Thread(target=self._run, name=f"{name}-watch", daemon=True)
 
     @property
@@ -134,9 +135,9 @@ class ConnectionWatch:
                     victim = min(waiting, key=lambda w: w[0])[1]
                     del self._conns[victim]
             if victim is not sock:
-                self._conns[sock] = _Conn(_WAITING, now, now + self.limits.header_timeout, True)
-                if len(self._conns) == 1:
-                    self._wake.set()  # the closing thread sleeps while there is none
+                deadline = now + self.limits.header_timeout
+                self._conns[sock] = _Conn(_WAITING, now, deadline, True)
+                self._sooner(deadline)
         if victim is not None:
             self._on_refusal(self.name, "connections")
             if victim is not sock:
@@ -169,9 +170,18 @@ class ConnectionWatch:
             self._conns.pop(sock, None)
 
     def _set(self, sock: socket.socket, phase: int, deadline: float) -> None:
-        conn = self._conns.get(sock)
-        if conn is not None:
-            conn.phase, conn.deadline, conn.counted = phase, deadline, True
+        with self._lock:
+            conn = self._conns.get(sock)
+            if conn is not None:
+                conn.phase, conn.deadline, conn.counted = phase, deadline, True
+                self._sooner(deadline)
+
+    def _sooner(self, deadline: float) -> None:
+        """Wake the closing thread when ``deadline`` comes before its next check (the lock
+        held): it sleeps until the earliest deadline, not on a tick."""
+        if deadline < self._next_check:
+            self._next_check = deadline
+            self._wake.set()
 
     @contextlib.contextmanager
     def reading(self, length: int) -> Iterator[None]:
@@ -200,13 +210,14 @@ class ConnectionWatch:
     # --- the closing thread -----------------------------------------------------------
     def _run(self) -> None:
         while not self._stop.is_set():
-            # asleep while no connection is open (an idle agent's listeners cost no wake-ups),
-            # else until the next deadline, checked at least every _TICK_S
+            # asleep until the earliest deadline (while no connection is open, or all are
+            # being answered, until woken): a deadline set sooner wakes it (_sooner)
             with self._lock:
-                first = min((c.deadline for c in self._conns.values()), default=None)
-            timeout = None if first is None else min(_TICK_S, max(0.05, first - self._clock()))
+                self._wake.clear()
+                first = min((c.deadline for c in self._conns.values()), default=math.inf)
+                self._next_check = first
+            timeout = None if first == math.inf else max(0.05, first - self._clock())
             self._wake.wait(timeout)
-            self._wake.clear()
             now = self._clock()
             with self._lock:
                 late = [(s, c) for s, c in self._conns.items() if c.deadline < now]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import http.client
 import signal
 import socket
 import time
@@ -47,19 +48,27 @@ def _timeslices(pid: int) -> dict[str, int]:
 
 
 def test_an_idle_agent_wakes_no_thread_and_stops_at_once(tmp_path: Path) -> None:
-    """With nothing due (samples and writes a minute apart, no connection open) no thread of
-    the agent runs: its listeners wait for connections without polling, and stopping it
+    """With nothing due (samples and writes a minute apart) no thread of the agent runs,
+    a scraper's kept-alive connection open or not: its listeners wait for connections
+    without polling, their watches sleep until the next deadline, and stopping the agent
     does not wait for a poll either."""
     store = f"sqlite:///{tmp_path / 'idle.db'}"
     agent = AgentProcess(tmp_path, "--store", store, "--interval", "60", "--flush-interval", "60")
     with agent:
         assert agent.proc is not None
         time.sleep(2.0)  # the start-up sample is written and the start-up scrape's socket shut
-        before = _timeslices(agent.proc.pid)
-        time.sleep(3.0)
-        after = _timeslices(agent.proc.pid)
-        woke = {tid: after[tid] - before[tid] for tid in after if tid in before}
-        assert len(woke) >= 5 and sum(woke.values()) <= 1, woke  # (each listener: 6 before)
+        for kept_alive in (False, True):
+            conn = http.client.HTTPConnection("127.0.0.1", agent.metrics_port, timeout=5)
+            if kept_alive:  # a scrape, its connection then left open, as Prometheus does
+                conn.request("GET", "/metrics")
+                assert conn.getresponse().read()
+                time.sleep(0.5)
+            before = _timeslices(agent.proc.pid)
+            time.sleep(3.0)
+            after = _timeslices(agent.proc.pid)
+            conn.close()
+            woke = {tid: after[tid] - before[tid] for tid in after if tid in before}
+            assert len(woke) >= 5 and sum(woke.values()) <= 1, (kept_alive, woke)
         code, seconds = agent.stop()
     assert code == 0 and seconds < 2.0, (code, seconds)
 
