@@ -47,7 +47,7 @@ PLAN: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("sdk", ()),
     ("import", ("--runs", "10")),
     ("agent", ("--seconds", "60", "--warmup", "5")),
-    ("push", ("--values", "300000")),
+    ("push", ("--values", "500000")),
     ("fleet", ("--days", "7", "--workers", "32", "--export-rows", "1000000")),
     ("gpu", ("--samples", "500")),
 )
