@@ -179,15 +179,14 @@ def run_ours(server: object, front: str, n: int, tmp: Path) -> Run:
             recorded = time.perf_counter() - started
             if not client.flush(timeout=300):
                 raise RuntimeError(f"SDK flush timed out: {client.stats()}")
-            done = wait_stored(server, "ours", n)
             stats = client.stats()
+            if dropped := sum(stats["dropped"].values()):  # then the count would never come
+                raise RuntimeError(f"the SDK dropped {dropped} values: {stats}")
+            done = wait_stored(server, "ours", n)
             client.close()
         finally:
             agent.terminate()
             agent.wait(30)
-    dropped = sum(stats["dropped"].values())
-    if dropped:
-        raise RuntimeError(f"the SDK dropped {dropped} values: {stats}")
     note = (
         f"the recording loop itself took {recorded:.2f} s ({recorded / n * 1e6:.2f} us/call,"
         " sender thread running)"

@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -133,6 +134,35 @@ def test_a_full_batch_goes_out_at_once_not_at_the_next_tick(agent: Agent) -> Non
         where = {"deployment": "full-batch"}
         points = agent.wait_points(catalogue.PIPELINE_METRIC.name, 250, **where)
         assert [p.fields["value"] for p in points] == [float(i) for i in range(250)]
+    finally:
+        client.close()
+
+
+def test_values_recorded_while_a_batch_is_built_find_room_up_to_max_queue(agent: Agent) -> None:
+    """A queue holds ``max_queue`` values whatever the sender is doing. Here five values are
+    recorded while the sender builds the batch before them (from inside the build, to make
+    that moment certain): with ten of ten held, none may be dropped."""
+    client = MetricsClient(
+        url=agent.url, deployment="room", max_queue=10, batch_size=5, flush_interval=60
+    )
+    builder = client._sender._builder
+    build, during, recorded = builder.metric, [5, 6, 7, 8, 9], threading.Event()
+
+    def metric_recording_meanwhile(entry: tuple) -> dict:
+        while during:
+            client.record_metric_value("score", during.pop(0))
+        recorded.set()
+        return build(entry)
+
+    builder.metric = metric_recording_meanwhile
+    try:
+        for i in range(5):  # the fifth fills a batch and wakes the sender
+            client.record_metric_value("score", i)
+        assert recorded.wait(10)
+        assert client.flush(timeout=10)
+        points = agent.wait_points(catalogue.PIPELINE_METRIC.name, 10, deployment="room")
+        assert [p.fields["value"] for p in points] == [float(i) for i in range(10)]
+        assert not any(client.stats()["dropped"].values()), client.stats()
     finally:
         client.close()
 

@@ -32,6 +32,7 @@ logged once; the values are sent all the same.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import threading
@@ -331,8 +332,17 @@ class Sender:
         if n == 0:
             return False
         in_flight = self._in_flight()
-        # before popping, so queue and batches never exceed max_queue
+        # Before popping, so that queue and batches never exceed max_queue. The batch is
+        # popped first, in one tight loop, and the room made exact again: a recording call
+        # meets this smaller room for microseconds, not while the items are built (which
+        # dropped values of a queue that still had room).
         self.room = self.max_queue - in_flight - n
+        entries: list[tuple[Any, ...]] = []
+        popleft, append = queue.popleft, entries.append
+        with contextlib.suppress(IndexError):  # emptied by close() or an overflow meanwhile
+            for _ in range(n):
+                append(popleft())
+        self.room = self.max_queue - in_flight - len(entries)
         builder = self._builder
         assert builder is not None  # a sender without one never starts its thread
         metrics: list[dict[str, Any]] = []
@@ -341,14 +351,12 @@ class Sender:
         logs: list[dict[str, Any]] = []
         series: list[tuple[Any, ...] | None] = []  # each metric item's
         taken = 0
-        for _ in range(n):
-            try:
-                entry = queue.popleft()
-            except IndexError:  # emptied by close() while this thread was busy
-                break
-            if entry[0] == MARK:
+        for entry in entries:
+            if entry[0] == MARK:  # a flush() waiting: what came after it goes back, in order
                 self._marks.append(entry[1])
                 self._marks_taken += 1
+                queue.extendleft(reversed(entries[taken + 1 :]))
+                self.room = self.max_queue - in_flight - taken
                 break
             taken += 1
             try:
