@@ -370,7 +370,7 @@ class PipelineSeries(Rows):
     def record(self, points: Iterable[Point]) -> int:
         """Count pushed pipeline/list values; returns how many were not exposed (limit)."""
         unexposed = 0
-        deployment, pipeline, metric = catalogue.PUSH_LABELS
+        metric = catalogue.PUSH_LABELS[2]
         last_tags: object = None  # a run of one series' points shares its tags object
         s: _Series | None = None
         with self._lock:
@@ -381,10 +381,7 @@ class PipelineSeries(Rows):
                     and measurement in _PIPELINE_MEASUREMENTS
                     and len(set(map(_MEASUREMENT, run))) == 1
                 ):  # one series: counted whole, its values binned when it has buckets
-                    key = (tags.get(deployment, ""), tags.get(pipeline, ""), tags[metric])
-                    s = self._series.get(key)
-                    if s is None and len(self._series) < self._max_series:
-                        s = self._series[key] = _Series(self._bounds.get(key[2]))
+                    s = self._series_of(tags)
                     if s is None:
                         unexposed += len(run)
                     else:
@@ -398,11 +395,7 @@ class PipelineSeries(Rows):
                     if measurement not in _PIPELINE_MEASUREMENTS:
                         continue
                     if tags is not last_tags:
-                        last_tags = tags
-                        key = (tags.get(deployment, ""), tags.get(pipeline, ""), tags[metric])
-                        s = self._series.get(key)
-                        if s is None and len(self._series) < self._max_series:
-                            s = self._series[key] = _Series(self._bounds.get(key[2]))
+                        last_tags, s = tags, self._series_of(tags)
                     if s is None:
                         unexposed += 1
                         continue
@@ -411,6 +404,15 @@ class PipelineSeries(Rows):
                     if s.buckets is not None:
                         self._bin(s, tags[metric], (fields["value"],))
         return unexposed
+
+    def _series_of(self, tags: Mapping[str, str]) -> _Series | None:
+        """The series of these tags, new if there is room for it; None past the limit."""
+        deployment, pipeline, metric = catalogue.PUSH_LABELS
+        key = (tags.get(deployment, ""), tags.get(pipeline, ""), tags[metric])
+        s = self._series.get(key)
+        if s is None and len(self._series) < self._max_series:
+            s = self._series[key] = _Series(self._bounds.get(key[2]))
+        return s
 
     def _bin(self, s: _Series, metric: str, values: Iterable[float]) -> None:
         bounds, buckets = self._bounds[metric], s.buckets
