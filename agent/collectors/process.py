@@ -37,11 +37,15 @@ CPU_CORES, CPU_SECONDS, RSS_BYTES, THREADS = PROCESS_MEASUREMENT.field_names
 
 
 class _Registered:
-    __slots__ = ("pid", "start_ticks", "tags", "cpu_ticks", "at")
+    __slots__ = ("pid", "start_ticks", "tags", "cpu_ticks", "at", "point_tags", "base")
 
     def __init__(self, pid: int, start_ticks: int, tags: dict[str, str], cpu: int, at: float):
         self.pid, self.start_ticks, self.tags = pid, start_ticks, tags
         self.cpu_ticks, self.at = cpu, at
+        self.point_tags: dict[str, str] | None = None
+        """Its points' tags, kept from sample to sample (as the other collectors keep theirs)
+        until its context, its command name or the ``base`` they were made with changes."""
+        self.base: Mapping[str, str] | None = None
 
 
 class ProcessRegistry:
@@ -111,6 +115,7 @@ class ProcessRegistry:
                 old = self._by_pid.get(c.pid)
                 if old is not None and old.start_ticks == stat.start_ticks:
                     old.tags = tags  # the same process in a new context: its CPU keeps counting
+                    old.point_tags = None
                 else:
                     self._by_pid[c.pid] = _Registered(
                         c.pid, stat.start_ticks, tags, stat.cpu_ticks, now
@@ -122,8 +127,11 @@ class ProcessRegistry:
         r = self._by_pid.get(pid)
         return None if r is None else r.tags
 
-    def sample(self) -> list[tuple[dict[str, str], dict[str, float]]]:
-        """Tags and fields of each registered process still alive; the rest are dropped."""
+    def sample(
+        self, base: Mapping[str, str] | None = None
+    ) -> list[tuple[dict[str, str], dict[str, float]]]:
+        """Tags (``base`` first) and fields of each registered process still alive; the rest
+        are dropped."""
         out, gone = [], []
         with self._lock:
             registered = list(self._by_pid.values())
@@ -143,7 +151,11 @@ class ProcessRegistry:
             if elapsed > 0:
                 fields[CPU_CORES] = max(0.0, used / elapsed)
             r.cpu_ticks, r.at = stat.cpu_ticks, now
-            out.append(({**r.tags, catalogue.PROCESS: stat.command}, fields))
+            tags = r.point_tags
+            if tags is None or r.base is not base or tags[catalogue.PROCESS] != stat.command:
+                tags = r.point_tags = {**(base or {}), **r.tags, catalogue.PROCESS: stat.command}
+                r.base = base
+            out.append((tags, fields))
         if gone:
             with self._lock:
                 for r in gone:
@@ -163,7 +175,5 @@ class ProcessCollector:
     def collect(self, now_ns: int) -> list[Point]:
         """The registered processes' use since the last sample."""
         name = PROCESS_MEASUREMENT.name
-        return [
-            Point(name, {**self._tags, **tags}, fields, now_ns)
-            for tags, fields in self.registry.sample()
-        ]
+        sampled = self.registry.sample(self._tags)
+        return [Point(name, tags, fields, now_ns) for tags, fields in sampled]
