@@ -212,29 +212,38 @@ class _Agent:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
-    def values(self) -> list[tuple[str, float, float]]:
-        """(deployment, value, time) of every value received, whichever the form."""
+    def values(self) -> list[tuple[str, float, float, dict]]:
+        """(deployment, value, time, tags) of every value received, whichever the form."""
         out = []
         for doc in self.bodies:
             for s in doc.get("series", []):
                 out += [
-                    (s["deployment"], v, t) for v, t in zip(s["values"], s["times"], strict=True)
+                    (s["deployment"], v, t, s.get("tags"))
+                    for v, t in zip(s["values"], s["times"], strict=True)
                 ]
-            out += [(i["deployment"], i["value"], i["time"]) for i in doc.get("metrics", [])]
-        return sorted(out)
+            out += [
+                (i["deployment"], i["value"], i["time"], i.get("tags"))
+                for i in doc.get("metrics", [])
+            ]
+        return sorted(out, key=lambda value: value[:3])
 
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
 
 
-def _record(url: str) -> tuple[list[tuple[str, float, float]], dict]:
-    client = MetricsClient(url=url, flush_interval=0.05)
+def _record(url: str) -> tuple[list[tuple[str, float]], dict]:
+    """300 values: half with the client's context (the common call, sent without an item
+    per value where the agent takes series), half naming a deployment of their own."""
+    client = MetricsClient(url=url, deployment="fraud", tags={"model": "v2"}, flush_interval=0.05)
     sent = []
     for i in range(300):
-        deployment = ("fraud", "ranker")[i % 2]
-        client.record_metric_value("score", i, deployment=deployment)
-        sent.append((deployment, i))
+        if i % 2:
+            client.record_metric_value("score", i, deployment="ranker")
+            sent.append(("ranker", i))
+        else:
+            client.record_metric_value("score", float(i) if i % 4 else i)
+            sent.append(("fraud", i))
     assert client.flush(10)
     stats = client.stats()
     client.close()
@@ -262,5 +271,7 @@ def test_the_sdk_sends_series_only_to_an_agent_that_takes_them(
     assert stats["sent"] == 300 and sum(stats["dropped"].values()) == 0, stats
     assert {key for doc in agent.bodies for key in doc} == {form}
     got = agent.values()
-    assert sorted((d, v) for d, v, _ in got) == sorted((d, float(v)) for d, v in sent)
-    assert all(started - 1 < t < time.time() + 1 for _, _, t in got)
+    assert sorted((d, v) for d, v, _, _ in got) == sorted((d, float(v)) for d, v in sent)
+    assert all(type(v) is float for _, v, _, _ in got)
+    assert all(started - 1 < t < time.time() + 1 for _, _, t, _ in got)
+    assert all(tags == {"model": "v2"} for _, _, _, tags in got)

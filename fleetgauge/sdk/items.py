@@ -32,6 +32,7 @@ __all__ = [
     "LogLimit",
     "ItemBuilder",
     "number",
+    "plain_number",
     "time_ns",
     "as_values",
     "metadata_json",
@@ -140,8 +141,17 @@ def metadata_json(metadata: object) -> bytes | InvalidPoint | None:
     return data
 
 
-_PER_VALUE = frozenset({"value", "time", "tags"})
 _EXACT = 2**53  # an int below this converts to float exactly
+
+
+def plain_number(value: object) -> float | None:
+    """``value`` as the float an item carries when it is one without conversion: a finite
+    float, or an int that converts exactly (not a bool); None for the rest (:func:`number`)."""
+    if type(value) is float:
+        return value if value - value == 0.0 else None
+    if type(value) is int and -_EXACT < value < _EXACT:
+        return float(value)
+    return None
 
 
 def series_key(item: Mapping[str, Any]) -> tuple[Any, ...]:
@@ -173,8 +183,10 @@ class ItemBuilder:
         self.defaults = dict(defaults)
         self.default_tags: dict[str, str] = {}
         self.default_tags = self.tags(tags)
-        # metric name -> its item without value, time and tags, and its series key
-        self._plain: dict[str, tuple[dict[str, Any], tuple[Any, ...]]] = {}
+        self.plain: dict[str, tuple[dict[str, Any], tuple[Any, ...]]] = {}
+        """Per metric name recorded with no context of its own: its items without value and
+        time, and its series key. The sender makes such values' requests from these
+        without an item per value (their context was checked when the name was first built)."""
         self.series_key: tuple[Any, ...] | None = None
         """The series of the last item :meth:`metric` built."""
 
@@ -186,26 +198,21 @@ class ItemBuilder:
         name's template: the client's context was checked when the name was first built.
         """
         if entry[4] is None and entry[0] == METRIC and type(entry[2]) is str:
-            plain = self._plain.get(entry[2])
+            plain = self.plain.get(entry[2])
             if plain is not None:
-                value = entry[3]
-                if type(value) is int and -_EXACT < value < _EXACT:
-                    value = float(value)
-                elif type(value) is not float or not math.isfinite(value):
-                    value = number(value)
+                value = plain_number(entry[3])
                 item = plain[0].copy()  # (quicker than {**template, ...})
-                item["value"], item["time"] = value, entry[1] / NS_PER_S
-                if self.default_tags:
-                    item["tags"] = self.default_tags
+                item["value"] = number(entry[3]) if value is None else value
+                item["time"] = entry[1] / NS_PER_S
                 self.series_key = plain[1]
                 return item
         item = self._metric(entry)
         self.series_key = None if entry[0] == LIST else series_key(item)
         if entry[4] is None and entry[0] == METRIC:
-            if len(self._plain) >= _MAX_CACHED:
-                self._plain.clear()
-            template = {k: v for k, v in item.items() if k not in _PER_VALUE}
-            self._plain[entry[2]] = (template, self.series_key)
+            if len(self.plain) >= _MAX_CACHED:
+                self.plain.clear()
+            template = {k: v for k, v in item.items() if k != "value" and k != "time"}
+            self.plain[entry[2]] = (template, self.series_key)
         return item
 
     def _metric(self, entry: tuple[Any, ...]) -> dict[str, Any]:

@@ -52,9 +52,11 @@ from fleetgauge.sdk.items import (
     METRIC,
     ItemBuilder,
     LogLimit,
+    plain_number,
     series_key,
 )
 from fleetgauge.sdk.transport import AgentUnreachable, Connection, Target
+from fleetgauge.timeutil import NS_PER_S
 
 __all__ = ["Sender", "DROP_REASONS"]
 
@@ -102,13 +104,20 @@ class _Mark:
         self.done.set()
 
 
+Plain = tuple[dict[str, Any], tuple[Any, ...], float, int]
+"""A metric value recorded with no context of its own, as the sender keeps it until it is
+sent: its name's item template (:attr:`ItemBuilder.plain`), series key, value and time in
+nanoseconds. The columnar body is made from these without an item per value."""
+
+
 class _Request(NamedTuple):
-    """One request in flight: endpoint, body key, items, the id the agent dedupes on, and
-    for metrics each item's series (:func:`~fleetgauge.sdk.items.series_key`)."""
+    """One request in flight: endpoint, body key, items (for metrics, items or
+    :data:`Plain` values), the id the agent dedupes on, and for metrics each item's
+    series (:func:`~fleetgauge.sdk.items.series_key`)."""
 
     path: str
     key: str
-    items: list[dict[str, Any]]
+    items: list[Any]
     id: str
     series: list[tuple[Any, ...] | None] | None
 
@@ -116,10 +125,19 @@ class _Request(NamedTuple):
 def _request(
     path: str,
     key: str,
-    items: list[dict[str, Any]],
+    items: list[Any],
     series: list[tuple[Any, ...] | None] | None = None,
 ) -> _Request:
     return _Request(path, key, items, os.urandom(16).hex(), series)
+
+
+def _item(element: Any) -> dict[str, Any]:
+    """The push item of an element of a request's items (a :data:`Plain` value or an item)."""
+    if type(element) is not tuple:
+        return element  # type: ignore[no-any-return]
+    item = element[0].copy()
+    item["value"], item["time"] = element[2], element[3] / NS_PER_S
+    return item
 
 
 class Sender:
@@ -345,20 +363,28 @@ class Sender:
         self.room = self.max_queue - in_flight - len(entries)
         builder = self._builder
         assert builder is not None  # a sender without one never starts its thread
-        metrics: list[dict[str, Any]] = []
+        metrics: list[Any] = []  # items, and Plain values
         events: list[dict[str, Any]] = []
         executions: list[dict[str, Any]] = []
         logs: list[dict[str, Any]] = []
         series: list[tuple[Any, ...] | None] = []  # each metric item's
+        plain = builder.plain
         taken = 0
         for entry in entries:
-            if entry[0] == MARK:  # a flush() waiting: what came after it goes back, in order
+            kind = entry[0]
+            if kind == MARK:  # a flush() waiting: what came after it goes back, in order
                 self._marks.append(entry[1])
                 self._marks_taken += 1
                 queue.extendleft(reversed(entries[taken + 1 :]))
                 self.room = self.max_queue - in_flight - taken
                 break
             taken += 1
+            if kind == METRIC and entry[4] is None and type(entry[2]) is str:
+                shape = plain.get(entry[2])
+                if shape is not None and (value := plain_number(entry[3])) is not None:
+                    metrics.append((shape[0], shape[1], value, entry[1]))
+                    series.append(shape[1])
+                    continue
             try:
                 if entry[0] == LOG:
                     logs.append(builder.log(entry))
@@ -402,6 +428,8 @@ class Sender:
         """Have the process registered before the batch when its context is new (or due)."""
         context: dict[str, str] = {}
         last = metrics[-1] if metrics else None
+        if type(last) is tuple:  # a Plain value: its template has its context
+            last = last[0]
         executions = [e for e in executions if "status" in e]  # not changes of tags
         if executions and executions[-1]["status"] == catalogue.RUNNING:
             last = executions[-1]  # an execution starting: the process works for it now
@@ -464,7 +492,7 @@ class Sender:
             body = _columns(request.items, request.series) if series else None
             columnar = body is not None
             if body is None:
-                body = orjson.dumps({request.key: request.items})
+                body = orjson.dumps({request.key: list(map(_item, request.items))})
             if len(body) > _MAX_BODY_BYTES and len(request.items) > 1:
                 self._split_first()
                 continue
@@ -599,14 +627,12 @@ class Sender:
         log.warning(message + " (logged once; see stats())", *args, exc_info=exc_info)
 
 
-def _columns(
-    items: list[dict[str, Any]], series: list[tuple[Any, ...] | None] | None
-) -> bytes | None:
-    """``/v1/metrics``' columnar body of metric ``items`` (one series per metric and
-    context, in first-seen order), or None when one is a list metric's (a ``step``).
-    ``series``: each item's series key, None where it has a step."""
+def _columns(items: list[Any], series: list[tuple[Any, ...] | None] | None) -> bytes | None:
+    """``/v1/metrics``' columnar body of metric ``items`` (items or :data:`Plain` values;
+    one series per metric and context, in first-seen order), or None when one is a list
+    metric's (a ``step``). ``series``: each item's series key, None where it has a step."""
     if series is None or len(series) != len(items):
-        series = [None if "step" in item else series_key(item) for item in items]
+        series = [_series_of(item) for item in items]
     found: dict[tuple[Any, ...], tuple[list[Any], list[Any]]] = {}
     shapes: list[dict[str, Any]] = []
     for item, key in zip(items, series, strict=True):
@@ -615,12 +641,23 @@ def _columns(
         columns = found.get(key)
         if columns is None:
             columns = found[key] = ([], [])
-            shape = {k: v for k, v in item.items() if k != "value" and k != "time"}
+            shape = {k: v for k, v in _item(item).items() if k != "value" and k != "time"}
             shape["values"], shape["times"] = columns
             shapes.append(shape)
-        columns[0].append(item["value"])
-        columns[1].append(item["time"])
+        if type(item) is tuple:
+            columns[0].append(item[2])
+            columns[1].append(item[3] / NS_PER_S)
+        else:
+            columns[0].append(item["value"])
+            columns[1].append(item["time"])
     return orjson.dumps({protocol.PUSH_SERIES: shapes})
+
+
+def _series_of(element: Any) -> tuple[Any, ...] | None:
+    """The series key of a request's element; None for a list metric's item (a ``step``)."""
+    if type(element) is tuple:
+        return element[1]  # type: ignore[no-any-return]
+    return None if "step" in element else series_key(element)
 
 
 def _body_refused(data: bytes) -> bool:
