@@ -141,20 +141,14 @@ def stored_count(server: object, database: str) -> int:
     return int(series[0]["values"][0][1]) if series else 0
 
 
-def wait_stored(server: object, database: str, expected: int, timeout: float = 300.0) -> float:
-    """Block until ``database`` holds ``expected`` points; returns the perf_counter then."""
+def wait_stored(server: object, database: str, expected: int, timeout: float = 60.0) -> None:
+    """After a run's end, untimed: until ``database`` holds ``expected`` points (they may
+    still be on their way into influxd's index)."""
     deadline = time.monotonic() + timeout
     while (n := stored_count(server, database)) < expected:
         if time.monotonic() > deadline:
             raise RuntimeError(f"{database}: {n} of {expected} points after {timeout:.0f} s")
         time.sleep(0.1)
-    return time.perf_counter()
-
-
-def verify_stored(server: object, database: str, expected: int) -> None:
-    """After a run's end: ``database`` must hold its points (they may still be on their way
-    into influxd's index; at most 60 s more, not timed)."""
-    wait_stored(server, database, expected, timeout=60)
 
 
 def points_written(conn: http.client.HTTPConnection) -> int:
@@ -233,7 +227,7 @@ def run_ours(server: object, front: str, n: int, tmp: Path) -> Run:
             done = wait_written(metrics, before + n)
             metrics.close()
             client.close()
-            verify_stored(server, "ours", n)
+            wait_stored(server, "ours", n)
         finally:
             agent.terminate()
             agent.wait(30)
@@ -259,7 +253,7 @@ def run_raw(server: object, n: int, database: str = "raw") -> Run:
             raise RuntimeError(f"influxd /write answered {response.status}")
     done = time.perf_counter()  # every batch acknowledged
     conn.close()
-    verify_stored(server, database, n)
+    wait_stored(server, database, n)
     note = f"{len(bodies)} pre-built bodies of {RAW_BATCH} lines"
     return Run("raw /write", n, done - started, stored_count(server, database), note)
 
@@ -277,7 +271,7 @@ def run_batching(server: object, front: str, n: int) -> Run:
             write_api.write("batching", "bench", f"{head} value={float(i % 2)!r} {start_ns + i}")
         write_api.close()  # returns once every batch is acknowledged
         done = time.perf_counter()
-    verify_stored(server, "batching", n)
+    wait_stored(server, "batching", n)
     note = "write_api() defaults, one line-protocol string per write() call"
     return Run(
         "influxdb-client batching", n, done - started, stored_count(server, "batching"), note

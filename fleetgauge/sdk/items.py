@@ -194,18 +194,9 @@ class ItemBuilder:
         """The item of a ``METRIC`` or ``LIST`` entry; :attr:`series_key` is then its series
         (:func:`series_key`; None for a list metric's, which has a step).
 
-        A value recorded with no context of its own (the common call) is built from its
-        name's template: the client's context was checked when the name was first built.
+        A value recorded with no context of its own leaves its name's template in
+        :attr:`plain`, from which the sender sends the next such values without this call.
         """
-        if entry[4] is None and entry[0] == METRIC and type(entry[2]) is str:
-            plain = self.plain.get(entry[2])
-            if plain is not None:
-                value = plain_number(entry[3])
-                item = plain[0].copy()  # (quicker than {**template, ...})
-                item["value"] = number(entry[3]) if value is None else value
-                item["time"] = entry[1] / NS_PER_S
-                self.series_key = plain[1]
-                return item
         item = self._metric(entry)
         self.series_key = None if entry[0] == LIST else series_key(item)
         if entry[4] is None and entry[0] == METRIC:
